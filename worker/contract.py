@@ -1,0 +1,577 @@
+"""The job contract: input and output shapes, defaults, limits, error codes and progress stages.
+
+Every other part of InfiniteTalk Studio (worker, local endpoint, client, catalogue, dashboard) imports
+these names instead of restating them. Only pydantic is imported here, so the dashboard can use the
+contract without torch.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+SCHEMA_VERSION = 1
+"""Version of the metadata JSON written next to every video; bump on incompatible changes."""
+
+FPS = 25
+"""InfiniteTalk renders at 25 frames per second; every engine and the encoder use this rate."""
+
+AUDIO_SAMPLE_RATE = 16_000
+"""wav2vec2 (and so InfiniteTalk) takes 16 kHz mono speech."""
+
+TARGET_LOUDNESS_DB = -23.0
+"""Speech is normalised to this loudness, as InfiniteTalk's own loudness_norm does."""
+
+
+class Limits:
+    """Hard limits a job must respect; the worker and the dashboard enforce the same numbers."""
+
+    MAX_VIDEO_BYTES = 200 * 1024 * 1024
+    MAX_IMAGE_BYTES = 30 * 1024 * 1024
+    MAX_AUDIO_BYTES = 50 * 1024 * 1024
+    MAX_AUDIO_SECONDS = 600.0
+    MIN_AUDIO_SECONDS = 0.2
+    MAX_IMAGE_PIXELS = 40_000_000
+    MAX_IMAGE_SIDE = 8192
+    MAX_PROMPT_CHARS = 2000
+    MAX_TTS_CHARS = 5000
+    MIN_FRAME_NUM = 5
+    MAX_FRAME_NUM = 1001
+    MAX_STREAMING_FRAMES = 15_000
+    MAX_SAMPLE_STEPS = 1000
+    MAX_GUIDE_SCALE = 20.0
+    MAX_MOTION_FRAME = 25
+    MAX_BATCH_ITEMS = 50
+    MAX_INLINE_OUTPUT_BYTES = 5 * 1024 * 1024
+    RUN_PAYLOAD_BYTES = 10 * 1024 * 1024
+    RUNSYNC_PAYLOAD_BYTES = 20 * 1024 * 1024
+
+
+class Defaults:
+    """Default generation parameters, as InfiniteTalk's own CLI and the seeds give them."""
+
+    SIZE = "infinitetalk-480"
+    MODE = "clip"
+    FRAME_NUM = 81
+    MAX_FRAME_NUM = 1000
+    SAMPLE_STEPS = 40
+    SAMPLE_SHIFT = {"infinitetalk-480": 7.0, "infinitetalk-720": 11.0}
+    TEXT_GUIDE_SCALE = 5.0
+    AUDIO_GUIDE_SCALE = 4.0
+    MOTION_FRAME = 9
+    COLOR_CORRECTION = 1.0
+    TEACACHE_THRESH = 0.2
+    APG_MOMENTUM = -0.75
+    APG_NORM_THRESHOLD = 55.0
+    BASE_SEED = 42
+    LORA_SCALE = 1.0
+    STORE_PREFIX = "jobs"
+    TTS_VOICE_1 = "en-us+f3"
+    TTS_VOICE_2 = "en-us+m3"
+
+
+SIZES: dict[str, tuple[int, int]] = {"infinitetalk-480": (480, 832), "infinitetalk-720": (720, 1280)}
+"""Each size's bucket as (short side, long side); the output keeps the input's aspect ratio at that area."""
+
+ARTIFACT_NAMES = ("video.mp4", "thumb.jpg", "metadata.json")
+
+
+class ErrorCode:
+    """Error codes a failed job reports, as the seeds' taxonomy names them."""
+
+    INPUT_VALIDATION = "E_INPUT_VALIDATION"
+    DOWNLOAD_FAILED = "E_DOWNLOAD_FAILED"
+    AUDIO_EMBEDDING = "E_AUDIO_EMBEDDING"
+    PIPELINE_LOAD = "E_PIPELINE_LOAD"
+    OOM = "E_OOM"
+    FFMPEG = "E_FFMPEG"
+    GENERATION_RUNTIME = "E_GENERATION_RUNTIME"
+    UPLOAD = "E_UPLOAD"
+    TIMEOUT = "E_TIMEOUT"
+    CANCELLED = "E_CANCELLED"
+    WORKER_LOST = "E_WORKER_LOST"
+
+
+ERROR_INFO: dict[str, dict[str, Any]] = {
+    ErrorCode.INPUT_VALIDATION: {
+        "retryable": False,
+        "title": "The job's input is not valid",
+        "advice": "Fix the field named in the message and submit again.",
+    },
+    ErrorCode.DOWNLOAD_FAILED: {
+        "retryable": True,
+        "title": "An input could not be downloaded",
+        "advice": "Check that the URL is public and reachable, then retry.",
+    },
+    ErrorCode.AUDIO_EMBEDDING: {
+        "retryable": True,
+        "title": "The speech could not be turned into audio features",
+        "advice": "Retry; if it fails again, re-export the audio as 16 kHz WAV.",
+    },
+    ErrorCode.PIPELINE_LOAD: {
+        "retryable": False,
+        "title": "The model could not be loaded",
+        "advice": "The worker's weights are missing or misplaced: check the path and env var in the message.",
+    },
+    ErrorCode.OOM: {
+        "retryable": False,
+        "title": "The GPU ran out of memory",
+        "advice": "Use size=infinitetalk-480, fewer sample_steps (8), num_persistent_param_in_dit=0, "
+        "offload_model=true or quant=fp8, or a GPU with more memory.",
+    },
+    ErrorCode.FFMPEG: {
+        "retryable": False,
+        "title": "A media file could not be read or written",
+        "advice": "Re-export the file in a common format (JPEG/PNG, MP4 H.264, WAV/MP3) and submit again.",
+    },
+    ErrorCode.GENERATION_RUNTIME: {
+        "retryable": True,
+        "title": "Generation failed",
+        "advice": "Retry; if it keeps failing, try other parameters or report the message.",
+    },
+    ErrorCode.UPLOAD: {
+        "retryable": True,
+        "title": "The result could not be stored",
+        "advice": "Check the storage settings (bucket, keys, endpoint URL) and retry.",
+    },
+    ErrorCode.TIMEOUT: {
+        "retryable": True,
+        "title": "The job ran out of time",
+        "advice": "Raise the endpoint's execution timeout, or use shorter audio or fewer sample_steps.",
+    },
+    ErrorCode.CANCELLED: {
+        "retryable": False,
+        "title": "The job was cancelled",
+        "advice": "Submit it again when you want it.",
+    },
+    ErrorCode.WORKER_LOST: {
+        "retryable": True,
+        "title": "The worker stopped while running the job",
+        "advice": "Submit the job again; nothing of it was published.",
+    },
+}
+
+
+class JobStatus:
+    """Job states as RunPod's endpoint API reports them."""
+
+    IN_QUEUE = "IN_QUEUE"
+    IN_PROGRESS = "IN_PROGRESS"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    TIMED_OUT = "TIMED_OUT"
+
+    FINAL = frozenset({COMPLETED, FAILED, CANCELLED, TIMED_OUT})
+    ALL = (IN_QUEUE, IN_PROGRESS, COMPLETED, FAILED, CANCELLED, TIMED_OUT)
+
+
+class Stage:
+    """Progress stage names and the overall percentage each one stands at."""
+
+    VALIDATION_STARTED = "validation_started"
+    VALIDATION_OK = "validation_ok"
+    DOWNLOADS_STARTED = "downloads_started"
+    DOWNLOADS_OK = "downloads_ok"
+    AUDIO_STARTED = "audio_started"
+    AUDIO_OK = "audio_ok"
+    EMBEDDINGS_STARTED = "embeddings_started"
+    EMBEDDINGS_OK = "embeddings_ok"
+    PIPELINE_WARM_STARTED = "pipeline_warm_started"
+    PIPELINE_WARM_OK = "pipeline_warm_ok"
+    GENERATION_STARTED = "generation_started"
+    GENERATION = "generation"
+    GENERATION_OK = "generation_ok"
+    MUXING_STARTED = "muxing_started"
+    MUXING_OK = "muxing_ok"
+    THUMBNAIL_OK = "thumbnail_ok"
+    UPLOAD_STARTED = "upload_started"
+    UPLOAD_OK = "upload_ok"
+    COMPLETED = "completed"
+    ERROR = "error"
+
+    PCT: dict[str, float] = {
+        VALIDATION_STARTED: 0,
+        VALIDATION_OK: 2,
+        DOWNLOADS_STARTED: 3,
+        DOWNLOADS_OK: 8,
+        AUDIO_STARTED: 9,
+        AUDIO_OK: 12,
+        EMBEDDINGS_STARTED: 12,
+        EMBEDDINGS_OK: 15,
+        PIPELINE_WARM_STARTED: 15,
+        PIPELINE_WARM_OK: 18,
+        GENERATION_STARTED: 20,
+        GENERATION_OK: 85,
+        MUXING_STARTED: 85,
+        MUXING_OK: 90,
+        THUMBNAIL_OK: 91,
+        UPLOAD_STARTED: 92,
+        UPLOAD_OK: 98,
+        COMPLETED: 100,
+    }
+    GENERATION_SPAN = (20.0, 85.0)
+    """Stage `generation` reports chunk and step progress scaled into this span."""
+
+
+TIMING_KEYS = (
+    "validate_ms",
+    "download_ms",
+    "audio_ms",
+    "embedding_ms",
+    "load_ms",
+    "generate_ms",
+    "encode_ms",
+    "thumbnail_ms",
+    "metadata_ms",
+    "upload_ms",
+    "total_ms",
+)
+
+
+class JobError(Exception):
+    """A failure the job reports to its caller as `{code, message, retryable, at_stage}`."""
+
+    def __init__(self, code: str, message: str, *, at_stage: str = "", retryable: bool | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.at_stage = at_stage
+        self.retryable = ERROR_INFO.get(code, {}).get("retryable", False) if retryable is None else retryable
+
+    def to_dict(self) -> dict[str, Any]:
+        """The error as the job output's `error` object."""
+        return {"code": self.code, "message": self.message, "retryable": self.retryable, "at_stage": self.at_stage}
+
+
+def friendly_error(code: str) -> dict[str, Any]:
+    """A title and advice for an error code, for people reading the dashboard."""
+    return ERROR_INFO.get(code, {"retryable": False, "title": "The job failed", "advice": "See the message."})
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Input models
+# ---------------------------------------------------------------------------------------------------------
+
+MediaRef = Annotated[
+    str,
+    Field(
+        min_length=1,
+        description="An http(s) URL, a base64 string or data: URL, or a path under an allowed root "
+        "(/runpod-volume or the local store).",
+    ),
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class CondAudio(_Strict):
+    """Speech per person: person1 alone, or person1 and person2."""
+
+    person1: MediaRef
+    person2: MediaRef | None = None
+
+
+class TTSAudio(_Strict):
+    """Text to speak instead of recorded audio; `(s1)` / `(s2)` tags hand lines to person 1 or 2."""
+
+    text: str = Field(min_length=1, max_length=Limits.MAX_TTS_CHARS)
+    human1_voice: str = Field(default=Defaults.TTS_VOICE_1, min_length=1, max_length=64)
+    human2_voice: str | None = Field(default=None, max_length=64)
+
+    @field_validator("human1_voice", "human2_voice")
+    @classmethod
+    def _voice_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_+\-]+", value):
+            raise ValueError("use a voice name such as en-us+f3 (letters, digits, '-', '_' and '+')")
+        return value
+
+    @property
+    def speakers(self) -> int:
+        """How many people speak: two when the text hands a line to (s2)."""
+        return 2 if "(s2)" in self.text.lower() else 1
+
+
+class BBoxes(_Strict):
+    """Face boxes as [x_min, y_min, x_max, y_max] in the input image's pixels, per person."""
+
+    person1: list[int] = Field(min_length=4, max_length=4)
+    person2: list[int] | None = Field(default=None, min_length=4, max_length=4)
+
+    @field_validator("person1", "person2")
+    @classmethod
+    def _ordered(cls, box: list[int] | None) -> list[int] | None:
+        if box is not None:
+            x0, y0, x1, y1 = box
+            if min(box) < 0 or x1 <= x0 or y1 <= y0:
+                raise ValueError("give [x_min, y_min, x_max, y_max] with x_max > x_min, y_max > y_min, all >= 0")
+        return box
+
+
+class OutputConfig(_Strict):
+    """Where the artifacts go: an S3 bucket, the volume / local folder store, or inline base64."""
+
+    store: Literal["s3", "volume", "inline"] | None = Field(
+        default=None, description="Defaults to the worker's configured store."
+    )
+    prefix: str = Field(default=Defaults.STORE_PREFIX, max_length=200)
+    bucket: str | None = Field(default=None, min_length=3, max_length=63)
+    region: str | None = Field(default=None, max_length=64)
+
+    @field_validator("prefix")
+    @classmethod
+    def _safe_prefix(cls, value: str) -> str:
+        value = value.strip("/")
+        if not re.fullmatch(r"[A-Za-z0-9_\-./]*", value) or ".." in value.split("/"):
+            raise ValueError("use letters, digits, '-', '_', '.' and '/' only, with no '..' segment")
+        return value or Defaults.STORE_PREFIX
+
+
+class JobParams(_Strict):
+    """Everything one talking video needs: inputs and InfiniteTalk's generation parameters."""
+
+    id: str | None = Field(default=None, max_length=128, description="Optional item id inside a batch.")
+    prompt: str = Field(min_length=1, max_length=Limits.MAX_PROMPT_CHARS)
+    cond_video: MediaRef = Field(description="Portrait image or video to animate.")
+    cond_audio: CondAudio | None = None
+    tts_audio: TTSAudio | None = None
+    audio_type: Literal["para", "add"] = "add"
+    bbox: BBoxes | None = None
+    size: Literal["infinitetalk-480", "infinitetalk-720"] = Defaults.SIZE
+    mode: Literal["clip", "streaming"] = Defaults.MODE
+    frame_num: int = Field(default=Defaults.FRAME_NUM, ge=Limits.MIN_FRAME_NUM, le=Limits.MAX_FRAME_NUM)
+    max_frame_num: int = Field(default=Defaults.MAX_FRAME_NUM, ge=Limits.MIN_FRAME_NUM, le=Limits.MAX_STREAMING_FRAMES)
+    sample_steps: int = Field(default=Defaults.SAMPLE_STEPS, ge=1, le=Limits.MAX_SAMPLE_STEPS)
+    sample_shift: float | None = Field(default=None, ge=0.0, le=100.0, description="Default: 7 at 480p, 11 at 720p.")
+    sample_text_guide_scale: float = Field(default=Defaults.TEXT_GUIDE_SCALE, ge=0.0, le=Limits.MAX_GUIDE_SCALE)
+    sample_audio_guide_scale: float = Field(default=Defaults.AUDIO_GUIDE_SCALE, ge=0.0, le=Limits.MAX_GUIDE_SCALE)
+    motion_frame: int = Field(default=Defaults.MOTION_FRAME, ge=1, le=Limits.MAX_MOTION_FRAME)
+    color_correction_strength: float = Field(default=Defaults.COLOR_CORRECTION, ge=0.0, le=1.0)
+    use_teacache: bool = False
+    teacache_thresh: float = Field(default=Defaults.TEACACHE_THRESH, gt=0.0, le=1.0)
+    use_apg: bool = False
+    apg_momentum: float = Field(default=Defaults.APG_MOMENTUM, ge=-1.0, le=1.0)
+    apg_norm_threshold: float = Field(default=Defaults.APG_NORM_THRESHOLD, gt=0.0, le=1000.0)
+    base_seed: int = Field(default=Defaults.BASE_SEED, ge=-1, le=2**32 - 1, description="-1 picks a random seed.")
+    num_persistent_param_in_dit: int | None = Field(default=None, ge=0)
+    offload_model: bool = True
+    quant: Literal["int8", "fp8"] | None = None
+    quant_dir: str | None = Field(default=None, max_length=1024)
+    lora: bool = Field(default=False, description="Use the lightx2v 4-step LoRA (set sample_steps to 4).")
+    lora_scale: float = Field(default=Defaults.LORA_SCALE, ge=0.0, le=4.0)
+    output_config: OutputConfig = Field(default_factory=OutputConfig)
+
+    @field_validator("frame_num")
+    @classmethod
+    def _four_n_plus_one(cls, value: int) -> int:
+        if value % 4 != 1:
+            lower = value - (value - 1) % 4
+            raise ValueError(f"must be 4n+1: use {lower} or {lower + 4}")
+        return value
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_text(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("describe the scene in a few words")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> JobParams:
+        if (self.cond_audio is None) == (self.tts_audio is None):
+            raise ValueError(
+                "cond_audio: give exactly one of cond_audio (recorded speech) or tts_audio (text to speak)"
+            )
+        if self.quant and not self.quant_dir:
+            raise ValueError("quant_dir: set quant_dir to the folder of the quantised weights when quant is set")
+        if self.mode == "streaming" and self.max_frame_num < self.frame_num:
+            raise ValueError("max_frame_num: must be at least frame_num in streaming mode")
+        if self.bbox and self.bbox.person2 and self.speakers < 2:
+            raise ValueError("bbox.person2: a second face box needs a second speaker (cond_audio.person2)")
+        return self
+
+    @property
+    def speakers(self) -> int:
+        """How many people speak in this job (1 or 2)."""
+        if self.cond_audio is not None:
+            return 2 if self.cond_audio.person2 else 1
+        assert self.tts_audio is not None
+        return self.tts_audio.speakers
+
+    def resolved_sample_shift(self) -> float:
+        """sample_shift as given, or the size's default."""
+        return self.sample_shift if self.sample_shift is not None else Defaults.SAMPLE_SHIFT[self.size]
+
+    def frame_cap(self) -> int:
+        """The most frames this job may render: one clip, or the streaming ceiling."""
+        return self.frame_num if self.mode == "clip" else self.max_frame_num
+
+
+class BatchInput(_Strict):
+    """Several jobs run one after another on one worker, sharing an output_config."""
+
+    batch: list[JobParams] = Field(min_length=1, max_length=Limits.MAX_BATCH_ITEMS)
+    output_config: OutputConfig | None = None
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> BatchInput:
+        ids = [item.id for item in self.batch if item.id]
+        if len(ids) != len(set(ids)):
+            raise ValueError("batch: item ids must be unique")
+        return self
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for piece in loc:
+        if isinstance(piece, int):
+            parts.append(f"[{piece}]")
+        elif not str(piece).startswith(("function-", "literal[")):
+            parts.append(("." if parts else "") + str(piece))
+    return "".join(parts)
+
+
+_FIX_HINTS = {
+    "missing": "this field is required",
+    "extra_forbidden": "this field is not part of the job schema; remove it or check its spelling",
+    "string_too_short": "must not be empty",
+}
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One readable sentence per problem, each naming the field and what to do about it.
+
+    Model-level checks already start their message with the field they concern.
+    """
+    lines = []
+    for item in error.errors():
+        path = _field_path(tuple(item.get("loc", ())))
+        message = _FIX_HINTS.get(item.get("type", "")) or str(item.get("msg", "invalid")).removeprefix("Value error, ")
+        lines.append(f"{path}: {message}" if path else message)
+    return "; ".join(dict.fromkeys(lines))
+
+
+def parse_job_input(raw: Any) -> JobParams | BatchInput:
+    """Validate a job's `input` object; raise JobError(E_INPUT_VALIDATION) naming each bad field."""
+    if not isinstance(raw, dict):
+        raise JobError(
+            ErrorCode.INPUT_VALIDATION,
+            "input: send a JSON object with prompt, cond_video and cond_audio (or tts_audio)",
+            at_stage=Stage.VALIDATION_STARTED,
+        )
+    model: type[JobParams] | type[BatchInput] = BatchInput if "batch" in raw else JobParams
+    try:
+        parsed = model.model_validate(raw)
+    except ValidationError as error:
+        raise JobError(
+            ErrorCode.INPUT_VALIDATION, describe_validation_error(error), at_stage=Stage.VALIDATION_STARTED
+        ) from None
+    if isinstance(parsed, BatchInput) and parsed.output_config is not None:
+        for item in parsed.batch:
+            if "output_config" not in item.model_fields_set:
+                item.output_config = parsed.output_config
+    return parsed
+
+
+def job_input_schema() -> dict[str, Any]:
+    """The JSON Schema of a job's `input`: a single job or a batch."""
+    single = JobParams.model_json_schema()
+    batch = BatchInput.model_json_schema()
+    defs = {**single.pop("$defs", {}), **batch.pop("$defs", {})}
+    defs["JobParams"] = single
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "InfiniteTalk Studio job input",
+        "oneOf": [{"$ref": "#/$defs/JobParams"}, batch],
+        "$defs": defs,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Output and metadata
+# ---------------------------------------------------------------------------------------------------------
+
+
+class Artifact(BaseModel):
+    """One published file: its store key, a URL to fetch it, its type and size."""
+
+    key: str
+    url: str | None = None
+    mime: str
+    bytes: int
+    data_base64: str | None = None
+
+
+class VideoInfo(Artifact):
+    """The talking video and its stream properties."""
+
+    duration_s: float
+    fps: int
+    width: int
+    height: int
+    frames: int
+
+
+class JobResult(BaseModel):
+    """A successful job's output."""
+
+    job_id: str
+    item_id: str | None = None
+    status: Literal["success"] = "success"
+    engine: dict[str, str]
+    video: VideoInfo
+    thumbnail: Artifact
+    metadata: Artifact
+    timings: dict[str, int]
+    params: dict[str, Any]
+    warnings: list[str] = []
+
+
+class InputDescriptor(BaseModel):
+    """What the worker received for one input, never the raw data."""
+
+    field: str
+    source: Literal["url", "base64", "path", "tts"]
+    kind: Literal["image", "video", "audio"]
+    bytes: int
+    sha256: str
+    duration_s: float | None = None
+    width: int | None = None
+    height: int | None = None
+    format: str | None = None
+
+
+class JobMetadata(BaseModel):
+    """The metadata.json written beside every video: the catalogue's source of truth."""
+
+    schema_version: int = SCHEMA_VERSION
+    job_id: str
+    item_id: str | None = None
+    endpoint_id: str | None = None
+    status: Literal["success", "error"]
+    engine: dict[str, str]
+    prompt: str
+    params: dict[str, Any]
+    inputs: list[InputDescriptor]
+    outputs: dict[str, dict[str, Any]]
+    timings: dict[str, int]
+    created_at: str
+    started_at: str
+    finished_at: str
+    error: dict[str, Any] | None = None
+    warnings: list[str] = []
+
+
+def metadata_schema() -> dict[str, Any]:
+    """The JSON Schema of metadata.json."""
+    return JobMetadata.model_json_schema()
+
+
+def dumps(value: Any) -> str:
+    """Compact, stable JSON used for payloads and logs."""
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)

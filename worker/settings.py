@@ -1,0 +1,123 @@
+"""One settings object, read from the environment (and, in the dashboard, from st.secrets).
+
+No other module reads os.environ: they all take a Settings.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+LOCAL_ENDPOINT_ID = "local"
+DEFAULT_LOCAL_PORT = 8799
+RUNPOD_API_BASE = "https://api.runpod.ai/v2"
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "infinitetalk-studio"
+
+
+def _flag(value: str | None, default: bool = False) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the endpoint, the artifact store, the data and the engine are.
+
+    `endpoint_base_url` is RunPod's API base (`https://api.runpod.ai/v2`) or the local endpoint's
+    (`http://127.0.0.1:8799/v2`); the client appends `/{endpoint_id}/run` and so on.
+    """
+
+    data_dir: Path = field(default_factory=_default_data_dir)
+    engine: str = "preview"
+    endpoint_id: str = LOCAL_ENDPOINT_ID
+    endpoint_base_url: str = f"http://127.0.0.1:{DEFAULT_LOCAL_PORT}/v2"
+    api_key: str | None = field(default=None, repr=False)
+    store: str = "volume"
+    volume_dir: Path | None = None
+    files_base_url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_bucket: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key: str | None = field(default=None, repr=False)
+    s3_secret_key: str | None = field(default=None, repr=False)
+    url_expiry_s: int = 7 * 24 * 3600
+    input_roots: tuple[Path, ...] = (Path("/runpod-volume"),)
+    allow_private_urls: bool = False
+    max_download_bytes: int = 200 * 1024 * 1024
+    download_timeout_s: float = 60.0
+    catalog_path: Path | None = None
+    local_port: int = DEFAULT_LOCAL_PORT
+    local_workers: int = 1
+    execution_timeout_s: float = 1800.0
+    weights: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def artifact_dir(self) -> Path:
+        """The local folder store's root (the `volume` store)."""
+        return self.volume_dir or self.data_dir / "artifacts"
+
+    @property
+    def catalog_file(self) -> Path:
+        """The SQLite catalogue's path."""
+        return self.catalog_path or self.data_dir / "catalog.db"
+
+    @property
+    def allowed_roots(self) -> tuple[Path, ...]:
+        """Folders a job may name by path: the RunPod volume, configured roots and the local store."""
+        return (*self.input_roots, self.artifact_dir)
+
+    @property
+    def is_local_endpoint(self) -> bool:
+        """True when the client talks to the bundled local endpoint rather than RunPod's cloud."""
+        return not self.endpoint_base_url.startswith(RUNPOD_API_BASE)
+
+    def with_(self, **changes: object) -> Settings:
+        """A copy with some fields changed."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from environment variables (RunPod's and S3's usual names, STUDIO_* for the rest)."""
+        env = os.environ if env is None else env
+        data_dir = Path(env["STUDIO_DATA_DIR"]) if env.get("STUDIO_DATA_DIR") else _default_data_dir()
+        port = int(env.get("STUDIO_LOCAL_PORT") or DEFAULT_LOCAL_PORT)
+        endpoint_id = env.get("RUNPOD_ENDPOINT_ID") or LOCAL_ENDPOINT_ID
+        default_base = RUNPOD_API_BASE if env.get("RUNPOD_ENDPOINT_ID") else f"http://127.0.0.1:{port}/v2"
+        s3_bucket = env.get("S3_BUCKET") or env.get("BUCKET_NAME")
+        roots = tuple(Path(p) for p in (env.get("STUDIO_INPUT_ROOTS") or "/runpod-volume").split(os.pathsep) if p)
+        weight_vars = ("CKPT_DIR", "INFINITETALK_DIR", "WAV2VEC_DIR", "QUANT_DIR", "LORA_DIR", "INFINITETALK_SRC")
+        return cls(
+            data_dir=data_dir,
+            engine=env.get("STUDIO_ENGINE") or "preview",
+            endpoint_id=endpoint_id,
+            endpoint_base_url=(env.get("RUNPOD_ENDPOINT_BASE_URL") or default_base).rstrip("/"),
+            api_key=env.get("RUNPOD_API_KEY") or None,
+            store=env.get("STUDIO_STORE") or ("s3" if s3_bucket else "volume"),
+            volume_dir=Path(env["STUDIO_VOLUME_DIR"]) if env.get("STUDIO_VOLUME_DIR") else None,
+            files_base_url=env.get("STUDIO_FILES_BASE_URL") or None,
+            s3_endpoint_url=env.get("S3_ENDPOINT_URL") or env.get("S3_ENDPOINT") or None,
+            s3_bucket=s3_bucket,
+            s3_region=env.get("S3_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+            s3_access_key=env.get("S3_ACCESS_KEY") or env.get("AWS_ACCESS_KEY_ID") or None,
+            s3_secret_key=env.get("S3_SECRET_KEY") or env.get("AWS_SECRET_ACCESS_KEY") or None,
+            url_expiry_s=int(env.get("STUDIO_URL_EXPIRY_S") or 7 * 24 * 3600),
+            input_roots=roots,
+            allow_private_urls=_flag(env.get("STUDIO_ALLOW_PRIVATE_URLS")),
+            max_download_bytes=int(env.get("STUDIO_MAX_DOWNLOAD_BYTES") or 200 * 1024 * 1024),
+            catalog_path=Path(env["STUDIO_CATALOG"]) if env.get("STUDIO_CATALOG") else None,
+            local_port=port,
+            local_workers=int(env.get("STUDIO_LOCAL_WORKERS") or 1),
+            execution_timeout_s=float(env.get("STUDIO_EXECUTION_TIMEOUT_S") or 1800),
+            weights={name: env[name] for name in weight_vars if env.get(name)},
+        )
+
+    def secrets(self) -> list[str]:
+        """Secret values that must never appear in logs, metadata, the catalogue or URLs."""
+        return [s for s in (self.api_key, self.s3_secret_key, self.s3_access_key) if s]
