@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -58,7 +58,7 @@ class Defaults:
     FRAME_NUM = 81
     MAX_FRAME_NUM = 1000
     SAMPLE_STEPS = 40
-    SAMPLE_SHIFT = {"infinitetalk-480": 7.0, "infinitetalk-720": 11.0}
+    SAMPLE_SHIFT: ClassVar[dict[str, float]] = {"infinitetalk-480": 7.0, "infinitetalk-720": 11.0}
     TEXT_GUIDE_SCALE = 5.0
     AUDIO_GUIDE_SCALE = 4.0
     MOTION_FRAME = 9
@@ -193,7 +193,7 @@ class Stage:
     COMPLETED = "completed"
     ERROR = "error"
 
-    PCT: dict[str, float] = {
+    PCT: ClassVar[dict[str, float]] = {
         VALIDATION_STARTED: 0,
         VALIDATION_OK: 2,
         DOWNLOADS_STARTED: 3,

@@ -18,7 +18,10 @@ from worker.prepared import PreparedJob
 from worker.progress import CancelToken, Reporter
 from worker.settings import Settings
 
-ENGINES = {"preview": "worker.engines.preview:PreviewEngine", "infinitetalk": "worker.engines.infinitetalk:InfiniteTalkEngine"}
+ENGINES = {
+    "preview": "worker.engines.preview:PreviewEngine",
+    "infinitetalk": "worker.engines.infinitetalk:InfiniteTalkEngine",
+}
 
 
 class Engine(Protocol):

@@ -1,0 +1,267 @@
+"""The artifact store: where videos, thumbnails and metadata live, behind one small interface.
+
+Keys are `{prefix}/{job_id}/{name}`. `S3Store` talks to any S3-compatible server through boto3;
+`LocalStore` keeps files in a folder (the RunPod network volume, or the embedded default's data dir).
+Writes are idempotent: putting the same key again replaces the object.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import quote
+
+from worker.contract import ErrorCode, JobError, Stage
+from worker.settings import Settings
+
+CONTENT_TYPES = {".mp4": "video/mp4", ".jpg": "image/jpeg", ".json": "application/json", ".wav": "audio/wav"}
+
+
+def content_type(name: str) -> str:
+    """The MIME type for a key, fixed for our own artifacts (guessing gets MP4 wrong on some systems)."""
+    suffix = Path(name).suffix.lower()
+    return CONTENT_TYPES.get(suffix) or mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
+def artifact_key(prefix: str, job_id: str, name: str) -> str:
+    """`{prefix}/{job_id}/{name}`, with no leading or doubled slashes."""
+    return "/".join(part.strip("/") for part in (prefix, job_id, name) if part.strip("/"))
+
+
+class Store(Protocol):
+    """Put, fetch, list and delete artifacts by key, and mint URLs for them."""
+
+    kind: str
+
+    def put(self, key: str, path: Path) -> int:
+        """Store the file at `key`; return its size in bytes."""
+
+    def put_bytes(self, key: str, data: bytes) -> int:
+        """Store bytes at `key`; return their size."""
+
+    def get(self, key: str) -> bytes:
+        """The object's bytes; JobError(E_DOWNLOAD_FAILED) when missing."""
+
+    def download(self, key: str, dest: Path) -> Path:
+        """Copy the object to a local file."""
+
+    def url(self, key: str) -> str:
+        """A URL a browser or worker can fetch the object from (presigned for S3)."""
+
+    def list(self, prefix: str) -> Iterator[str]:
+        """Every key under `prefix`."""
+
+    def delete(self, key: str) -> None:
+        """Remove the object; missing objects are fine."""
+
+    def exists(self, key: str) -> bool:
+        """Whether the key is stored."""
+
+
+class LocalStore:
+    """A folder as an artifact store: the embedded default, and RunPod's network volume (`volume`)."""
+
+    kind = "volume"
+
+    def __init__(self, root: Path, base_url: str | None = None) -> None:
+        self.root = root
+        self.base_url = base_url.rstrip("/") if base_url else None
+
+    def path(self, key: str) -> Path:
+        """The file behind a key; keys that would leave the root are refused."""
+        target = (self.root / key).resolve()
+        if not target.is_relative_to(self.root.resolve()):
+            raise JobError(ErrorCode.INPUT_VALIDATION, f"store key {key!r} leaves the store's folder")
+        return target
+
+    def put(self, key: str, path: Path) -> int:
+        """Copy the file in via a temporary name, so readers never see half a file."""
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".partial")
+        shutil.copyfile(path, partial)
+        partial.replace(target)
+        return target.stat().st_size
+
+    def put_bytes(self, key: str, data: bytes) -> int:
+        """Write bytes via a temporary name."""
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".partial")
+        partial.write_bytes(data)
+        partial.replace(target)
+        return len(data)
+
+    def get(self, key: str) -> bytes:
+        """The file's bytes."""
+        target = self.path(key)
+        if not target.is_file():
+            raise JobError(ErrorCode.DOWNLOAD_FAILED, f"{key} is not in the local store", retryable=False)
+        return target.read_bytes()
+
+    def download(self, key: str, dest: Path) -> Path:
+        """Copy the file out."""
+        dest.write_bytes(self.get(key))
+        return dest
+
+    def url(self, key: str) -> str:
+        """An http URL when a file server is configured (the local endpoint serves /files/), else file://."""
+        if self.base_url:
+            return f"{self.base_url}/{quote(key)}"
+        return self.path(key).as_uri()
+
+    def list(self, prefix: str) -> Iterator[str]:
+        """Keys under the prefix, in sorted order."""
+        base = self.root / prefix.strip("/") if prefix.strip("/") else self.root
+        if not base.exists():
+            return
+        for path in sorted(base.rglob("*")):
+            if path.is_file() and not path.name.endswith(".partial"):
+                yield path.relative_to(self.root).as_posix()
+
+    def delete(self, key: str) -> None:
+        """Remove the file and any folder left empty."""
+        target = self.path(key)
+        target.unlink(missing_ok=True)
+        parent = target.parent
+        root = self.root.resolve()
+        while parent != root and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+            parent = parent.parent
+
+    def exists(self, key: str) -> bool:
+        """Whether the file exists."""
+        return self.path(key).is_file()
+
+
+class S3Store:
+    """Any S3-compatible bucket through boto3, with presigned GET URLs."""
+
+    kind = "s3"
+
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        endpoint_url: str | None = None,
+        region: str = "us-east-1",
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        url_expiry_s: int = 7 * 24 * 3600,
+        max_attempts: int = 5,
+    ) -> None:
+        import boto3
+        from botocore.config import Config
+
+        self.bucket = bucket
+        self.url_expiry_s = url_expiry_s
+        self.client = boto3.client(
+            "s3",
+            endpoint_url=endpoint_url,
+            region_name=region,
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
+            config=Config(
+                signature_version="s3v4",
+                s3={"addressing_style": "path"},
+                retries={"max_attempts": max_attempts, "mode": "standard"},
+                connect_timeout=5,
+                read_timeout=60,
+            ),
+        )
+
+    def _fail(self, action: str, key: str, error: Exception) -> JobError:
+        # The message names the bucket and key but never the credentials.
+        return JobError(
+            ErrorCode.UPLOAD, f"S3 {action} of s3://{self.bucket}/{key} failed: {type(error).__name__}: {error}"
+        )
+
+    def put(self, key: str, path: Path) -> int:
+        """Upload with an explicit Content-Type."""
+        try:
+            self.client.upload_file(str(path), self.bucket, key, ExtraArgs={"ContentType": content_type(key)})
+        except Exception as error:  # boto3 raises many unrelated types; all mean the upload failed
+            raise self._fail("upload", key, error) from error
+        return path.stat().st_size
+
+    def put_bytes(self, key: str, data: bytes) -> int:
+        """Upload bytes with an explicit Content-Type."""
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type(key))
+        except Exception as error:
+            raise self._fail("upload", key, error) from error
+        return len(data)
+
+    def get(self, key: str) -> bytes:
+        """Download the object's bytes."""
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except Exception as error:
+            raise JobError(ErrorCode.DOWNLOAD_FAILED, f"could not read s3://{self.bucket}/{key}: {error}") from error
+
+    def download(self, key: str, dest: Path) -> Path:
+        """Download to a local file."""
+        try:
+            self.client.download_file(self.bucket, key, str(dest))
+        except Exception as error:
+            raise JobError(ErrorCode.DOWNLOAD_FAILED, f"could not read s3://{self.bucket}/{key}: {error}") from error
+        return dest
+
+    def url(self, key: str) -> str:
+        """A presigned GET URL, valid for url_expiry_s."""
+        return self.client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self.url_expiry_s
+        )
+
+    def list(self, prefix: str) -> Iterator[str]:
+        """Keys under the prefix, page by page."""
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix.strip("/")):
+            for item in page.get("Contents", []):
+                yield item["Key"]
+
+    def delete(self, key: str) -> None:
+        """Delete the object."""
+        self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def exists(self, key: str) -> bool:
+        """Whether a HEAD on the key succeeds."""
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=key)
+        except Exception:
+            return False
+        return True
+
+    def ensure_bucket(self) -> None:
+        """Create the bucket when it does not exist yet (local S3 servers start empty)."""
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except Exception:
+            self.client.create_bucket(Bucket=self.bucket)
+
+
+def open_store(settings: Settings, kind: str | None = None, bucket: str | None = None) -> Store:
+    """The store a job or the dashboard should use: `s3` or `volume` (inline jobs stage in the volume)."""
+    kind = kind or settings.store
+    if kind == "s3":
+        name = bucket or settings.s3_bucket
+        if not name:
+            raise JobError(
+                ErrorCode.UPLOAD,
+                "output_config.store is s3 but no bucket is set: set S3_BUCKET (and S3_ENDPOINT_URL, "
+                "S3_ACCESS_KEY, S3_SECRET_KEY) on the worker, or pass output_config.bucket",
+                at_stage=Stage.UPLOAD_STARTED,
+                retryable=False,
+            )
+        return S3Store(
+            name,
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.s3_region,
+            access_key=settings.s3_access_key,
+            secret_key=settings.s3_secret_key,
+            url_expiry_s=settings.url_expiry_s,
+        )
+    return LocalStore(settings.artifact_dir, settings.files_base_url)
