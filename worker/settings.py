@@ -56,12 +56,18 @@ class Settings:
     local_port: int = DEFAULT_LOCAL_PORT
     local_workers: int = 1
     execution_timeout_s: float = 1800.0
+    tmp_dir: Path | None = None
     weights: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def artifact_dir(self) -> Path:
         """The local folder store's root (the `volume` store)."""
         return self.volume_dir or self.data_dir / "artifacts"
+
+    @property
+    def work_root(self) -> Path:
+        """Where per-job temp dirs are made (each is removed when its job ends)."""
+        return self.tmp_dir or self.data_dir / "tmp"
 
     @property
     def catalog_file(self) -> Path:
@@ -115,6 +121,7 @@ class Settings:
             local_port=port,
             local_workers=int(env.get("STUDIO_LOCAL_WORKERS") or 1),
             execution_timeout_s=float(env.get("STUDIO_EXECUTION_TIMEOUT_S") or 1800),
+            tmp_dir=Path(env["STUDIO_TMP_DIR"]) if env.get("STUDIO_TMP_DIR") else None,
             weights={name: env[name] for name in weight_vars if env.get(name)},
         )
 

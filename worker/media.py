@@ -1,0 +1,324 @@
+"""ffmpeg at the edge: probing, decoding, encoding and thumbnails.
+
+Every call goes through `run_ffmpeg`/`probe`, which turn ffmpeg's failures into E_FFMPEG errors carrying the
+tail of its stderr, so a broken file never surfaces as a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import wave
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+
+from worker.contract import AUDIO_SAMPLE_RATE, FPS, ErrorCode, JobError, Stage
+
+FFMPEG = "ffmpeg"
+FFPROBE = "ffprobe"
+
+
+def _tail(text: bytes | str, limit: int = 600) -> str:
+    value = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+    return value.strip()[-limit:]
+
+
+def run_ffmpeg(args: list[str], *, at_stage: str, what: str, timeout: float = 600.0) -> bytes:
+    """Run ffmpeg quietly and return its stdout; raise E_FFMPEG naming `what` on failure."""
+    command = [FFMPEG, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args]
+    try:
+        done = subprocess.run(command, capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise JobError(
+            ErrorCode.FFMPEG, f"{what}: ffmpeg took longer than {timeout:.0f} s", at_stage=at_stage
+        ) from None
+    if done.returncode != 0:
+        raise JobError(ErrorCode.FFMPEG, f"{what}: {_tail(done.stderr) or 'ffmpeg failed'}", at_stage=at_stage)
+    return done.stdout
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What ffprobe says about a file."""
+
+    format: str
+    duration_s: float | None
+    width: int | None
+    height: int | None
+    has_video: bool
+    has_audio: bool
+    video_codec: str | None
+    audio_codec: str | None
+    frames: int | None
+    fps: float | None
+    sample_rate: int | None
+
+
+def _ratio(text: str | None) -> float | None:
+    if not text or "/" not in text:
+        return None
+    num, den = text.split("/", 1)
+    return float(num) / float(den) if float(den) else None
+
+
+def probe(path: Path, *, field: str, at_stage: str = Stage.DOWNLOADS_STARTED) -> MediaInfo:
+    """Probe a media file without decoding it; E_INPUT_VALIDATION when ffprobe cannot read it."""
+    command = [FFPROBE, "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path)]
+    try:
+        done = subprocess.run(command, capture_output=True, timeout=60, check=False)
+    except subprocess.TimeoutExpired:
+        raise JobError(ErrorCode.FFMPEG, f"{field}: probing the file took too long", at_stage=at_stage) from None
+    if done.returncode != 0:
+        raise JobError(
+            ErrorCode.INPUT_VALIDATION,
+            f"{field}: the file is not readable media ({_tail(done.stderr, 200) or 'unknown format'}); "
+            "send a JPEG/PNG image, an MP4/WebM video, or WAV/MP3/OGG/WebM audio",
+            at_stage=at_stage,
+        )
+    data = json.loads(done.stdout or b"{}")
+    streams = data.get("streams", [])
+    video = next((s for s in streams if s.get("codec_type") == "video"), None)
+    audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
+    fmt = data.get("format", {})
+    duration = fmt.get("duration") or (video or {}).get("duration") or (audio or {}).get("duration")
+    frames = (video or {}).get("nb_frames")
+    return MediaInfo(
+        format=str(fmt.get("format_name", "")),
+        duration_s=float(duration) if duration not in (None, "N/A") else None,
+        width=int(video["width"]) if video and video.get("width") else None,
+        height=int(video["height"]) if video and video.get("height") else None,
+        has_video=video is not None,
+        has_audio=audio is not None,
+        video_codec=(video or {}).get("codec_name"),
+        audio_codec=(audio or {}).get("codec_name"),
+        frames=int(frames) if frames and str(frames).isdigit() else None,
+        fps=_ratio((video or {}).get("avg_frame_rate")),
+        sample_rate=int(audio["sample_rate"]) if audio and audio.get("sample_rate") else None,
+    )
+
+
+def decode_audio(path: Path, *, field: str, max_seconds: float) -> np.ndarray:
+    """Decode any audio ffmpeg reads to float32 mono at 16 kHz, reading at most max_seconds + 1 s."""
+    raw = run_ffmpeg(
+        [
+            "-t",
+            f"{max_seconds + 1:.3f}",
+            "-i",
+            str(path),
+            "-vn",
+            "-ac",
+            "1",
+            "-ar",
+            str(AUDIO_SAMPLE_RATE),
+            "-f",
+            "f32le",
+            "-acodec",
+            "pcm_f32le",
+            "pipe:1",
+        ],
+        at_stage=Stage.AUDIO_STARTED,
+        what=f"{field}: decoding the audio",
+    )
+    return np.frombuffer(raw, dtype="<f4").astype(np.float32, copy=True)
+
+
+def write_wav(path: Path, samples: np.ndarray, sample_rate: int = AUDIO_SAMPLE_RATE) -> Path:
+    """Write float samples in [-1, 1] as 16-bit mono PCM WAV."""
+    pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(sample_rate)
+        out.writeframes(pcm.tobytes())
+    return path
+
+
+def read_image(path: Path, *, field: str) -> np.ndarray:
+    """Decode an image to RGB uint8 (the caller has already checked its pixel count)."""
+    import cv2
+
+    data = np.fromfile(path, dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if image is None:
+        raise JobError(
+            ErrorCode.INPUT_VALIDATION,
+            f"{field}: the image could not be decoded; re-save it as JPEG or PNG",
+            at_stage=Stage.DOWNLOADS_STARTED,
+        )
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_video_frames(path: Path, width: int, height: int, *, field: str) -> Iterator[np.ndarray]:
+    """Decode a video at 25 fps, scaled and centre-cropped to width×height, as RGB uint8 frames."""
+    vf = f"fps={FPS},scale={width}:{height}:force_original_aspect_ratio=increase,crop={width}:{height},setsar=1"
+    command = [
+        FFMPEG,
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-i",
+        str(path),
+        "-an",
+        "-vf",
+        vf,
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "pipe:1",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    frame_bytes = width * height * 3
+    assert process.stdout is not None
+    try:
+        while True:
+            chunk = process.stdout.read(frame_bytes)
+            if len(chunk) < frame_bytes:
+                break
+            yield np.frombuffer(chunk, dtype=np.uint8).reshape(height, width, 3)
+    finally:
+        process.stdout.close()
+        process.kill()
+        process.wait()
+
+
+class VideoEncoder:
+    """Streams RGB frames into ffmpeg and muxes them with the soundtrack: H.264 yuv420p + AAC, 25 fps, faststart.
+
+    Frames go through a pipe, so a long video never sits in memory; ffmpeg encodes on its own core while the
+    engine renders the next frames.
+    """
+
+    def __init__(self, out_path: Path, width: int, height: int, soundtrack: Path, *, crf: int = 20) -> None:
+        self.out_path = out_path
+        self.width = width
+        self.height = height
+        self.frames_written = 0
+        command = [
+            FFMPEG,
+            "-hide_banner",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-s",
+            f"{width}x{height}",
+            "-r",
+            str(FPS),
+            "-i",
+            "pipe:0",
+            "-i",
+            str(soundtrack),
+            "-map",
+            "0:v:0",
+            "-map",
+            "1:a:0",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-crf",
+            str(crf),
+            "-pix_fmt",
+            "yuv420p",
+            "-profile:v",
+            "high",
+            "-r",
+            str(FPS),
+            "-c:a",
+            "aac",
+            "-b:a",
+            "128k",
+            "-ar",
+            "48000",
+            "-movflags",
+            "+faststart",
+            str(out_path),
+        ]
+        self._stderr = out_path.with_suffix(".ffmpeg.log")
+        self._stderr_file = self._stderr.open("wb")
+        self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=self._stderr_file)
+
+    def write(self, frame: np.ndarray) -> None:
+        """Send one RGB frame of the encoder's size."""
+        if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
+            raise JobError(
+                ErrorCode.GENERATION_RUNTIME,
+                f"engine produced a frame of shape {frame.shape} {frame.dtype}, expected "
+                f"({self.height}, {self.width}, 3) uint8",
+                at_stage=Stage.GENERATION,
+            )
+        assert self._process.stdin is not None
+        try:
+            self._process.stdin.write(np.ascontiguousarray(frame).tobytes())
+        except BrokenPipeError:
+            self._process.wait()
+            raise JobError(
+                ErrorCode.FFMPEG, f"encoding the video: {self._log_tail()}", at_stage=Stage.MUXING_STARTED
+            ) from None
+        self.frames_written += 1
+
+    def _log_tail(self) -> str:
+        self._stderr_file.flush()
+        return _tail(self._stderr.read_bytes()) or "ffmpeg stopped"
+
+    def finish(self) -> Path:
+        """Close the pipe and wait for the MP4; E_FFMPEG when ffmpeg failed."""
+        assert self._process.stdin is not None
+        with contextlib.suppress(BrokenPipeError):
+            self._process.stdin.close()
+        code = self._process.wait()
+        self._stderr_file.close()
+        log = self._log_tail() if code != 0 else ""
+        self._stderr.unlink(missing_ok=True)
+        if code != 0:
+            raise JobError(ErrorCode.FFMPEG, f"encoding the video: {log}", at_stage=Stage.MUXING_STARTED)
+        return self.out_path
+
+    def abort(self) -> None:
+        """Stop ffmpeg and forget the partial file."""
+        self._process.kill()
+        self._process.wait()
+        self._stderr_file.close()
+        self._stderr.unlink(missing_ok=True)
+        self.out_path.unlink(missing_ok=True)
+
+    def __enter__(self) -> VideoEncoder:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        if kind is not None:
+            self.abort()
+
+
+def make_thumbnail(video: Path, out_path: Path, *, max_side: int = 480) -> Path:
+    """A JPEG of a representative frame, picked by ffmpeg's thumbnail filter from the first 100 frames."""
+    run_ffmpeg(
+        [
+            "-i",
+            str(video),
+            "-an",
+            "-vf",
+            f"thumbnail=100,scale='min({max_side},iw)':'min({max_side},ih)':force_original_aspect_ratio=decrease",
+            "-frames:v",
+            "1",
+            "-q:v",
+            "3",
+            str(out_path),
+        ],
+        at_stage=Stage.THUMBNAIL_OK,
+        what="making the thumbnail",
+    )
+    return out_path

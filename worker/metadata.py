@@ -1,0 +1,81 @@
+"""The metadata.json written beside every video: resolved params, input descriptors, outputs, timings, error."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from worker.contract import InputDescriptor, JobMetadata, JobParams
+from worker.inputs import classify
+
+_SIGNED_QUERY_MARKERS = ("signature", "x-amz-", "token", "sig=", "key=")
+
+
+def utc_now() -> str:
+    """The current time as ISO 8601 UTC with milliseconds."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _safe_ref(ref: str) -> str:
+    """A media reference fit to store: paths and plain URLs as given, signed URLs without their query,
+    base64 replaced by a note (the input descriptor keeps its size and hash)."""
+    source = classify(ref)
+    if source == "base64":
+        return "(inline base64 data, not stored)"
+    if source == "url":
+        parts = urlsplit(ref)
+        query = parts.query.lower()
+        if any(marker in query for marker in _SIGNED_QUERY_MARKERS):
+            return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+        return ref
+    return ref
+
+
+def resolved_params(params: JobParams, seed: int) -> dict[str, Any]:
+    """The job's parameters with defaults filled, the seed and sample_shift resolved and raw data removed."""
+    data = params.model_dump(mode="json")
+    data["base_seed"] = seed
+    data["sample_shift"] = params.resolved_sample_shift()
+    data["cond_video"] = _safe_ref(params.cond_video)
+    if params.cond_audio is not None:
+        data["cond_audio"] = {
+            name: _safe_ref(value) for name, value in params.cond_audio.model_dump().items() if value is not None
+        }
+    return data
+
+
+def build_metadata(
+    *,
+    job_id: str,
+    item_id: str | None,
+    endpoint_id: str | None,
+    engine: dict[str, str],
+    params: JobParams,
+    resolved: dict[str, Any],
+    inputs: list[InputDescriptor],
+    outputs: dict[str, dict[str, Any]],
+    timings: dict[str, int],
+    created_at: str,
+    started_at: str,
+    error: dict[str, Any] | None = None,
+    warnings: list[str] | None = None,
+) -> JobMetadata:
+    """Assemble a validated metadata record."""
+    return JobMetadata(
+        job_id=job_id,
+        item_id=item_id,
+        endpoint_id=endpoint_id,
+        status="error" if error else "success",
+        engine=engine,
+        prompt=params.prompt,
+        params=resolved,
+        inputs=inputs,
+        outputs=outputs,
+        timings=timings,
+        created_at=created_at,
+        started_at=started_at,
+        finished_at=utc_now(),
+        error=error,
+        warnings=warnings or [],
+    )
