@@ -298,7 +298,10 @@ class TTSAudio(_Strict):
 
 
 class BBoxes(_Strict):
-    """Face boxes as [x_min, y_min, x_max, y_max] in the input image's pixels, per person."""
+    """Each person's region as [x_min, y_min, x_max, y_max] in the input image's pixels (InfiniteTalk's bbox).
+
+    The preview engine looks for the face inside the region; a box drawn tightly around a face works too.
+    """
 
     person1: list[int] = Field(min_length=4, max_length=4)
     person2: list[int] | None = Field(default=None, min_length=4, max_length=4)

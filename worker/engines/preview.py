@@ -121,6 +121,9 @@ class PreviewEngine:
         blinks = [blink_curve(rng, job.num_frames) for _ in faces]
         activity = np.max(np.stack(openness), axis=0)
         motion = head_motion(rng, activity, float(np.mean([face[3] for face in faces])))
+        if len(faces) > 1:
+            # One warp moves the whole frame: with two people it must stay small, or the listener sways too.
+            motion *= 0.25
         pivot = (float(np.mean([f[0] + f[2] / 2 for f in faces])), float(np.mean([f[1] + f[3] for f in faces])))
         streaming = job.params.mode == "streaming"
         chunks, per_chunk = chunk_count(job.num_frames, job.params.frame_num, job.params.motion_frame, streaming)
@@ -157,9 +160,9 @@ class PreviewEngine:
         given = job.params.bbox
         boxes: list[Box | None] = [None] * people
         if given is not None:
-            boxes[0] = fit.box(given.person1)
+            boxes[0] = _face_in_region(first, fit.box(given.person1))
             if people > 1 and given.person2:
-                boxes[1] = fit.box(given.person2)
+                boxes[1] = _face_in_region(first, fit.box(given.person2))
         if any(box is None for box in boxes):
             found = find_faces(first, limit=people)
             if len(found) == 1 and people == 2:
@@ -194,6 +197,22 @@ class PreviewEngine:
             box = tuple(0.6 * old + 0.4 * new for old, new in zip(rig.face, near, strict=True))
             updated.append(FaceRig(frame, box))  # type: ignore[arg-type]
         return updated
+
+
+def _face_in_region(frame: np.ndarray, region: Box) -> Box:
+    """The face inside a bbox: InfiniteTalk's bbox marks a person's region, so look for the face in it (a
+    little enlarged); a box that is already the face is used as it is."""
+    x, y, w, h = region
+    height, width = frame.shape[:2]
+    x0, y0 = max(0, int(x - 0.2 * w)), max(0, int(y - 0.2 * h))
+    x1, y1 = min(width, int(x + 1.2 * w)), min(height, int(y + 1.2 * h))
+    if x1 - x0 < 24 or y1 - y0 < 24:
+        return region
+    found = find_faces(np.ascontiguousarray(frame[y0:y1, x0:x1]), limit=1)
+    if not found:
+        return region
+    fx, fy, fw, fh = found[0]
+    return (x0 + fx, y0 + fy, fw, fh)
 
 
 def _sway(frame: np.ndarray, motion: np.ndarray, pivot: tuple[float, float]) -> np.ndarray:

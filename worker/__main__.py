@@ -1,0 +1,90 @@
+"""`python -m worker run|serve|endpoint|submit|schema`: the worker's command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import uuid
+from pathlib import Path
+
+from worker import logs
+from worker.contract import JobError, friendly_error, job_input_schema, metadata_schema
+from worker.payloads import load_payload
+from worker.progress_bar import ProgressBar
+from worker.settings import Settings
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.engine:
+        settings = settings.with_(engine=args.engine)
+    try:
+        job_input = load_payload(Path(args.payload))
+    except JobError as error:
+        print(json.dumps({"status": "error", "error": error.to_dict()}, indent=2))
+        return 2
+    from worker.pipeline import run_job
+
+    bar = ProgressBar()
+    job_id = args.job_id or f"local-{uuid.uuid4().hex[:12]}"
+    extra_roots = (Path(args.payload).resolve().parent,)
+    output = run_job(job_input, job_id, settings=settings, sink=bar, extra_roots=extra_roots)
+    bar.close()
+    print(json.dumps(output, indent=2))
+    if output.get("status") == "error" and "error" in output:
+        info = friendly_error(output["error"]["code"])
+        print(f"\n{info['title']}: {output['error']['message']}\n{info['advice']}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _schema(args: argparse.Namespace, settings: Settings) -> int:
+    print(json.dumps(metadata_schema() if args.metadata else job_input_schema(), indent=2))
+    return 0
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.handler import serve
+
+    serve(settings)
+    return 0
+
+
+def _endpoint(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.endpoint import serve
+
+    logs.configure()
+    serve(settings, host=args.host, port=args.port)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run one command."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["submit"]:
+        from worker.submit import main as submit_main
+
+        return submit_main(argv[1:])
+    parser = argparse.ArgumentParser(prog="python -m worker", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run one job here and print its result JSON")
+    run.add_argument("payload", help="a payload JSON file, e.g. examples/single_image.json")
+    run.add_argument("--engine", choices=["preview", "infinitetalk"], help="override STUDIO_ENGINE")
+    run.add_argument("--job-id", help="job id (default: a new one)")
+    run.set_defaults(func=_run)
+    serve = commands.add_parser("serve", help="start the RunPod Serverless worker (runpod.serverless.start)")
+    serve.set_defaults(func=_serve)
+    endpoint = commands.add_parser("endpoint", help="start the local RunPod-compatible endpoint")
+    endpoint.add_argument("--host", default="127.0.0.1")
+    endpoint.add_argument("--port", type=int, default=None)
+    endpoint.set_defaults(func=_endpoint)
+    commands.add_parser("submit", help="submit a payload to the endpoint (see `submit --help`)")
+    schema = commands.add_parser("schema", help="print the job input JSON Schema")
+    schema.add_argument("--metadata", action="store_true", help="print metadata.json's schema instead")
+    schema.set_defaults(func=_schema)
+    args = parser.parse_args(argv)
+    return int(args.func(args, Settings.from_env()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""The RunPod Serverless entry: one job in, one talking video out, progress through progress_update."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from worker import logs
+from worker.contract import JobError
+from worker.engines import load_engine
+from worker.pipeline import run_job
+from worker.settings import Settings
+
+log = logs.get_logger("handler")
+
+
+def make_handler(settings: Settings) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A RunPod handler bound to settings; progress goes to runpod.serverless.progress_update."""
+    from runpod.serverless import progress_update
+
+    def handler(job: dict[str, Any]) -> dict[str, Any]:
+        def sink(payload: dict[str, Any]) -> None:
+            progress_update(job, payload)
+
+        return run_job(
+            job.get("input"), str(job.get("id")), settings=settings, sink=sink, endpoint_id=settings.endpoint_id
+        )
+
+    return handler
+
+
+def serve(settings: Settings) -> None:
+    """Load the engine at cold start, then hand the handler to runpod.serverless.start.
+
+    A load failure is logged and the worker still starts, so each job reports E_PIPELINE_LOAD with the missing
+    path instead of the endpoint crash-looping with nothing to show.
+    """
+    import runpod
+
+    logs.configure()
+    logs.register_secrets(settings.secrets())
+    try:
+        engine = load_engine(settings)
+        log.info("engine loaded", extra={"engine": engine.name, "version": engine.version})
+    except JobError as error:
+        log.error("engine failed to load", extra={"code": error.code, "error": error.message})
+    runpod.serverless.start({"handler": make_handler(settings)})
