@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import boto3
 from botocore.config import Config
@@ -44,7 +46,7 @@ class S3Server:
     secret_key: str = SECRET_KEY
     process: subprocess.Popen[bytes] | None = None
 
-    def client(self):  # noqa: ANN201 - boto3 clients have no importable type
+    def client(self) -> Any:
         """A boto3 S3 client for this server."""
         return boto3.client(
             "s3",
@@ -81,10 +83,12 @@ def running_s3(data_dir: Path, *, timeout_s: float = 60.0) -> Iterator[S3Server]
     data_dir.mkdir(parents=True, exist_ok=True)
     s3_port = free_port()
     config = data_dir / "s3.json"
-    config.write_text(
-        '{"identities":[{"name":"studio","credentials":[{"accessKey":"%s","secretKey":"%s"}],'
-        '"actions":["Admin","Read","Write","List","Tagging"]}]}' % (ACCESS_KEY, SECRET_KEY)
-    )
+    identity = {
+        "name": "studio",
+        "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+    }
+    config.write_text(json.dumps({"identities": [identity]}))
     args = [
         weed_binary(),
         "server",
