@@ -1,4 +1,4 @@
-"""`python -m worker run|serve|endpoint|submit|schema`: the worker's command line."""
+"""`python -m worker run|serve|endpoint|studio|submit|schema`: the worker's command line."""
 
 from __future__ import annotations
 
@@ -58,6 +58,12 @@ def _endpoint(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _studio(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.studio import main as studio_main
+
+    return studio_main(settings, dashboard_port=args.port)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run one command."""
     argv = sys.argv[1:] if argv is None else argv
@@ -78,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     endpoint.add_argument("--host", default="127.0.0.1")
     endpoint.add_argument("--port", type=int, default=None)
     endpoint.set_defaults(func=_endpoint)
+    studio = commands.add_parser("studio", help="start the local endpoint and the dashboard together")
+    studio.add_argument("--port", type=int, default=8501, help="the dashboard's port")
+    studio.set_defaults(func=_studio)
     commands.add_parser("submit", help="submit a payload to the endpoint (see `submit --help`)")
     schema = commands.add_parser("schema", help="print the job input JSON Schema")
     schema.add_argument("--metadata", action="store_true", help="print metadata.json's schema instead")
