@@ -1,0 +1,90 @@
+"""Runs the local endpoint in its own process for tests: `python -m tests.endpoint_server PORT [RUNNER]`.
+
+Settings come from the environment (STUDIO_DATA_DIR, RUNPOD_API_KEY, ...), as for `python -m worker endpoint`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+
+from tests.s3server import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def running_endpoint(env: dict[str, str], runner: str = "", *, port: int | None = None) -> Iterator[str]:
+    """Start the endpoint; yield its base URL (…/v2); stop it (gracefully, like Ctrl-C)."""
+    port = port or free_port()
+    process = start_endpoint(env, runner, port)
+    try:
+        yield f"http://127.0.0.1:{port}/v2"
+    finally:
+        stop_endpoint(process)
+
+
+def start_endpoint(env: dict[str, str], runner: str, port: int) -> subprocess.Popen[bytes]:
+    """Start the endpoint process and wait until it accepts connections."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.endpoint_server", str(port), runner],
+        cwd=ROOT,
+        env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return process
+        if process.poll() is not None:
+            raise RuntimeError(f"endpoint exited with {process.returncode}")
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("endpoint did not start")
+
+
+def stop_endpoint(process: subprocess.Popen[bytes], *, kill: bool = False) -> None:
+    """Stop gracefully, or kill -9 to simulate a crash."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGKILL if kill else signal.SIGINT)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wait_for(url: str, predicate: Callable[[dict], bool], timeout_s: float = 30.0, headers: dict | None = None) -> dict:
+    """Poll a URL until predicate(json) holds; return that json."""
+    deadline = time.monotonic() + timeout_s
+    body: dict = {}
+    while time.monotonic() < deadline:
+        body = requests.get(url, headers=headers or {}, timeout=5).json()
+        if predicate(body):
+            return body
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting on {url}: last {body}")
+
+
+def main() -> None:
+    import uvicorn
+
+    from worker.endpoint.app import create_app
+    from worker.settings import Settings
+
+    port = int(sys.argv[1])
+    runner = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] else None
+    uvicorn.run(create_app(Settings.from_env(), runner_path=runner), host="127.0.0.1", port=port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,14 @@
+"""A local endpoint that speaks RunPod's Serverless endpoint API, backed by a durable SQLite queue."""
+
+from __future__ import annotations
+
+from worker.settings import Settings
+
+
+def serve(settings: Settings, *, host: str = "127.0.0.1", port: int | None = None) -> None:
+    """Run the local endpoint until interrupted."""
+    import uvicorn
+
+    from worker.endpoint.app import create_app
+
+    uvicorn.run(create_app(settings), host=host, port=port or settings.local_port, log_level="warning")

@@ -1,0 +1,243 @@
+"""The local endpoint's durable job queue: one SQLite file, so a restart loses nothing.
+
+Jobs move IN_QUEUE → IN_PROGRESS → COMPLETED | FAILED | CANCELLED | TIMED_OUT, never back. Every write is one
+short IMMEDIATE transaction, so the API process and the worker processes can share the file safely.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from worker.contract import ErrorCode, JobError, JobStatus, Stage
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    input TEXT NOT NULL,
+    output TEXT,
+    error TEXT,
+    progress TEXT,
+    created_ms INTEGER NOT NULL,
+    started_ms INTEGER,
+    finished_ms INTEGER,
+    timeout_ms INTEGER NOT NULL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    worker_pid INTEGER,
+    retried INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, created_ms);
+"""
+
+
+def now_ms() -> int:
+    """Wall-clock time in milliseconds."""
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class QueuedJob:
+    """One row of the queue."""
+
+    id: str
+    status: str
+    input: Any
+    output: Any
+    error: Any
+    progress: Any
+    created_ms: int
+    started_ms: int | None
+    finished_ms: int | None
+    timeout_ms: int
+    cancel_requested: bool
+    worker_pid: int | None
+
+    @property
+    def delay_ms(self) -> int:
+        """Time spent waiting in the queue (so far, when still queued)."""
+        return (self.started_ms or now_ms()) - self.created_ms
+
+    @property
+    def execution_ms(self) -> int:
+        """Time spent running (so far, while in progress)."""
+        if self.started_ms is None:
+            return 0
+        return (self.finished_ms or now_ms()) - self.started_ms
+
+
+def _load(text: str | None) -> Any:
+    return json.loads(text) if text else None
+
+
+class JobQueue:
+    """The jobs table, shared by the API process and its worker processes."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        with self._connect() as db:
+            db.executescript(SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA busy_timeout=30000")
+            db.row_factory = sqlite3.Row
+            yield db
+        finally:
+            db.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    @staticmethod
+    def _row(row: sqlite3.Row) -> QueuedJob:
+        return QueuedJob(
+            id=row["id"],
+            status=row["status"],
+            input=_load(row["input"]),
+            output=_load(row["output"]),
+            error=_load(row["error"]),
+            progress=_load(row["progress"]),
+            created_ms=row["created_ms"],
+            started_ms=row["started_ms"],
+            finished_ms=row["finished_ms"],
+            timeout_ms=row["timeout_ms"],
+            cancel_requested=bool(row["cancel_requested"]),
+            worker_pid=row["worker_pid"],
+        )
+
+    def enqueue(self, job_id: str, job_input: Any, timeout_ms: int) -> QueuedJob:
+        """Add a job at the back of the queue."""
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO jobs (id, status, input, created_ms, timeout_ms) VALUES (?, ?, ?, ?, ?)",
+                (job_id, JobStatus.IN_QUEUE, json.dumps(job_input), now_ms(), timeout_ms),
+            )
+        job = self.get(job_id)
+        assert job is not None
+        return job
+
+    def get(self, job_id: str) -> QueuedJob | None:
+        """One job, or None."""
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return self._row(row) if row else None
+
+    def claim_next(self, worker_pid: int) -> QueuedJob | None:
+        """Take the oldest queued job for a worker, or None when the queue is empty."""
+        with self._write() as db:
+            row = db.execute(
+                "SELECT id FROM jobs WHERE status = ? ORDER BY created_ms, rowid LIMIT 1", (JobStatus.IN_QUEUE,)
+            ).fetchone()
+            if row is None:
+                return None
+            db.execute(
+                "UPDATE jobs SET status = ?, started_ms = ?, worker_pid = ? WHERE id = ?",
+                (JobStatus.IN_PROGRESS, now_ms(), worker_pid, row["id"]),
+            )
+        return self.get(row["id"])
+
+    def set_progress(self, job_id: str, payload: dict[str, Any]) -> None:
+        """Record the latest progress payload of a running job."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE jobs SET progress = ? WHERE id = ? AND status = ?",
+                (json.dumps(payload), job_id, JobStatus.IN_PROGRESS),
+            )
+
+    def finish(self, job_id: str, status: str, output: Any = None, error: Any = None) -> bool:
+        """Move an unfinished job to a final state; False when it had already finished (nothing changes)."""
+        with self._write() as db:
+            changed = db.execute(
+                "UPDATE jobs SET status = ?, output = ?, error = ?, finished_ms = ?, worker_pid = NULL "
+                "WHERE id = ? AND status IN (?, ?)",
+                (
+                    status,
+                    json.dumps(output) if output is not None else None,
+                    json.dumps(error) if error is not None else None,
+                    now_ms(),
+                    job_id,
+                    JobStatus.IN_QUEUE,
+                    JobStatus.IN_PROGRESS,
+                ),
+            ).rowcount
+        return changed == 1
+
+    def request_cancel(self, job_id: str) -> QueuedJob | None:
+        """Cancel a queued job at once; ask a running one to stop at its next stage or chunk boundary."""
+        error = JobError(
+            ErrorCode.CANCELLED, "the job was cancelled before it started", at_stage=Stage.VALIDATION_STARTED
+        )
+        with self._write() as db:
+            db.execute(
+                "UPDATE jobs SET status = ?, error = ?, finished_ms = ? WHERE id = ? AND status = ?",
+                (JobStatus.CANCELLED, json.dumps(error.to_dict()), now_ms(), job_id, JobStatus.IN_QUEUE),
+            )
+            db.execute(
+                "UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND status = ?", (job_id, JobStatus.IN_PROGRESS)
+            )
+        return self.get(job_id)
+
+    def cancel_requested(self, job_id: str) -> bool:
+        """Whether someone asked this job to stop."""
+        with self._connect() as db:
+            row = db.execute("SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return bool(row and row["cancel_requested"])
+
+    def running(self) -> list[QueuedJob]:
+        """Jobs in progress."""
+        with self._connect() as db:
+            rows = db.execute("SELECT * FROM jobs WHERE status = ?", (JobStatus.IN_PROGRESS,)).fetchall()
+        return [self._row(row) for row in rows]
+
+    def purge_queue(self) -> int:
+        """Remove every job still waiting in the queue (running ones continue); return how many."""
+        with self._write() as db:
+            return db.execute("DELETE FROM jobs WHERE status = ?", (JobStatus.IN_QUEUE,)).rowcount
+
+    def counts(self) -> dict[str, int]:
+        """How many jobs are in each status, and how many were retried."""
+        with self._connect() as db:
+            rows = db.execute("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status").fetchall()
+            retried = db.execute("SELECT COALESCE(SUM(retried), 0) FROM jobs").fetchone()[0]
+        counts = {status: 0 for status in JobStatus.ALL}
+        counts.update({row["status"]: row["n"] for row in rows})
+        counts["retried"] = int(retried)
+        return counts
+
+    def recover_lost(self) -> list[str]:
+        """At start-up: jobs left IN_PROGRESS by a process that died become FAILED with a retryable error."""
+        lost = [job.id for job in self.running()]
+        error = JobError(
+            ErrorCode.WORKER_LOST,
+            "the endpoint stopped while this job was running; submit it again",
+            at_stage=Stage.GENERATION,
+        ).to_dict()
+        for job_id in lost:
+            self.finish(job_id, JobStatus.FAILED, output={"status": "error", "error": error}, error=error)
+        return lost
+
+    def forget_finished_before(self, cutoff_ms: int) -> int:
+        """Delete finished jobs older than cutoff_ms (results are kept for the retention time)."""
+        with self._write() as db:
+            return db.execute(
+                "DELETE FROM jobs WHERE finished_ms IS NOT NULL AND finished_ms < ?", (cutoff_ms,)
+            ).rowcount
