@@ -13,6 +13,7 @@ import ipaddress
 import os
 import re
 import socket
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
@@ -118,7 +119,7 @@ def _decode_base64(ref: str, field: str, dest: Path, max_bytes: int) -> None:
 
 def _check_host(host: str, field: str, settings: Settings) -> None:
     """Refuse hosts that resolve to loopback, private, link-local or other internal addresses."""
-    if settings.allow_private_urls:
+    if settings.allow_private_urls or host.lower() in settings.trusted_hosts:
         return
     try:
         infos = socket.getaddrinfo(host, None)
@@ -251,6 +252,30 @@ def fetch_visual(
     return FetchedMedia(field, final, source, kind, info, size, _digest(final))
 
 
+def wav_declared_seconds(path: Path) -> tuple[float, float] | None:
+    """(seconds the WAV header declares, seconds the file holds), or None when it is not a PCM WAV.
+
+    ffprobe measures a WAV by its size, so a header that lies (a file claiming ten hours) is caught here.
+    """
+    with path.open("rb") as handle:
+        head = handle.read(4096)
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    byte_rate = 0
+    position = 12
+    while position + 8 <= len(head):
+        chunk, size = head[position : position + 4], struct.unpack("<I", head[position + 4 : position + 8])[0]
+        if chunk == b"fmt " and position + 20 <= len(head):
+            byte_rate = struct.unpack("<I", head[position + 16 : position + 20])[0]
+        elif chunk == b"data":
+            if not byte_rate or size in (0, 0xFFFFFFFF):
+                return None  # streamed WAVs (pipes, some browsers) leave the size unset: nothing is claimed
+            held = max(0, path.stat().st_size - position - 8)
+            return size / byte_rate, held / byte_rate
+        position += 8 + size + (size % 2)
+    return None
+
+
 def fetch_audio(
     ref: str, field: str, work_dir: Path, settings: Settings, extra_roots: tuple[Path, ...] = ()
 ) -> FetchedMedia:
@@ -260,6 +285,19 @@ def fetch_audio(
     info = probe(dest, field=field)
     if not info.has_audio:
         raise _invalid(field, "the file holds no audio; send speech as WAV, MP3, OGG/Opus, WebM or M4A")
+    declared = wav_declared_seconds(dest)
+    if declared is not None and declared[0] > Limits.MAX_AUDIO_SECONDS:
+        raise _invalid(
+            field,
+            f"the WAV header claims {declared[0]:.0f} s of audio, over the {Limits.MAX_AUDIO_SECONDS:.0f} s limit "
+            f"(the file holds {declared[1]:.1f} s): re-export it",
+        )
+    if declared is not None and declared[0] - declared[1] > 0.5:
+        raise _invalid(
+            field,
+            f"the WAV file is truncated: its header claims {declared[0]:.1f} s, it holds "
+            f"{declared[1]:.1f} s; re-export it",
+        )
     if info.duration_s is not None and info.duration_s > Limits.MAX_AUDIO_SECONDS:
         raise _invalid(
             field,

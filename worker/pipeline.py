@@ -331,10 +331,24 @@ def _run_item(run: Run, params: JobParams, engine: Engine | None, work_root: Pat
         return result.model_dump(mode="json", exclude_none=True)
     except JobError as error:
         run.finish_timing()
+        if error.code == ErrorCode.UPLOAD and (kept := _keep_unpublished(run, work_dir)) is not None:
+            error.message += f"; the finished video is kept at {kept} until a retry publishes it"
         _publish_error_metadata(run, params, resolved, publisher, work_dir, error)
         raise
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _keep_unpublished(run: Run, work_dir: Path) -> Path | None:
+    """When the store fails, move the rendered files out of the temp dir so the work is not lost."""
+    files = [work_dir / name for name in ("video.mp4", "thumb.jpg", "metadata.json") if (work_dir / name).exists()]
+    if not files:
+        return None
+    target = run.settings.data_dir / "unpublished" / run.key_id
+    target.mkdir(parents=True, exist_ok=True)
+    for path in files:
+        shutil.move(path, target / path.name)
+    return target
 
 
 def _publish_error_metadata(

@@ -9,6 +9,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 LOCAL_ENDPOINT_ID = "local"
 DEFAULT_LOCAL_PORT = 8799
@@ -57,6 +58,7 @@ class Settings:
     local_workers: int = 1
     execution_timeout_s: float = 1800.0
     tmp_dir: Path | None = None
+    extra_trusted_hosts: tuple[str, ...] = ()
     weights: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -68,6 +70,13 @@ class Settings:
     def work_root(self) -> Path:
         """Where per-job temp dirs are made (each is removed when its job ends)."""
         return self.tmp_dir or self.data_dir / "tmp"
+
+    @property
+    def trusted_hosts(self) -> frozenset[str]:
+        """Hosts a job may fetch from even on a private network: the configured S3 endpoint and file server
+        (a self-hosted MinIO or SeaweedFS on the LAN), plus STUDIO_TRUSTED_HOSTS."""
+        hosts = {urlsplit(url).hostname for url in (self.s3_endpoint_url, self.files_base_url) if url}
+        return frozenset(h.lower() for h in (*hosts, *self.extra_trusted_hosts) if h)
 
     @property
     def catalog_file(self) -> Path:
@@ -122,6 +131,9 @@ class Settings:
             local_workers=int(env.get("STUDIO_LOCAL_WORKERS") or 1),
             execution_timeout_s=float(env.get("STUDIO_EXECUTION_TIMEOUT_S") or 1800),
             tmp_dir=Path(env["STUDIO_TMP_DIR"]) if env.get("STUDIO_TMP_DIR") else None,
+            extra_trusted_hosts=tuple(
+                h.strip() for h in (env.get("STUDIO_TRUSTED_HOSTS") or "").split(",") if h.strip()
+            ),
             weights={name: env[name] for name in weight_vars if env.get(name)},
         )
 
