@@ -5,11 +5,12 @@ from __future__ import annotations
 import base64
 import socket
 import struct
+import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -23,7 +24,7 @@ PORTRAIT = (EXAMPLES / "media" / "portrait.jpg").read_bytes()
 
 
 class _Handler(BaseHTTPRequestHandler):
-    routes: dict[str, tuple[int, dict[str, str], bytes]] = {}
+    routes: ClassVar[dict[str, tuple[int, dict[str, str], bytes]]] = {}
 
     def do_GET(self) -> None:
         status, headers, body = self.routes.get(self.path, (404, {}, b""))
@@ -49,8 +50,13 @@ def media_server() -> Iterator[str]:
 
 
 def job(cond_video: str, person1: str = SPEECH) -> dict[str, Any]:
-    return {"prompt": "p", "cond_video": cond_video, "cond_audio": {"person1": person1}, "mode": "clip",
-            "frame_num": 25}
+    return {
+        "prompt": "p",
+        "cond_video": cond_video,
+        "cond_audio": {"person1": person1},
+        "mode": "clip",
+        "frame_num": 25,
+    }
 
 
 def error_of(settings: Settings, job_input: dict[str, Any]) -> dict[str, Any]:
@@ -119,8 +125,6 @@ def test_an_audio_file_claiming_ten_hours_is_refused_without_decoding(settings: 
 
 
 def test_a_video_with_no_frames_is_refused(settings: Settings, tmp_path: Path) -> None:
-    import subprocess
-
     audio_only = tmp_path / "audio_only.mp4"
     subprocess.run(["ffmpeg", "-v", "error", "-i", SPEECH, "-c:a", "aac", str(audio_only)], check=True)
     data_url = "data:video/mp4;base64," + base64.b64encode(audio_only.read_bytes()).decode()
