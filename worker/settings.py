@@ -138,5 +138,8 @@ class Settings:
         )
 
     def secrets(self) -> list[str]:
-        """Secret values that must never appear in logs, metadata, the catalogue or URLs."""
-        return [s for s in (self.api_key, self.s3_secret_key, self.s3_access_key) if s]
+        """Secret values that must never appear in logs, metadata, the catalogue or URLs.
+
+        The S3 access key id is not one: it is an identifier, and every presigned URL carries it by design.
+        """
+        return [s for s in (self.api_key, self.s3_secret_key) if s]

@@ -1,0 +1,148 @@
+"""Fuzzing the handler: whatever arrives, the job ends in a result or a structured E_* error, and leaves no files.
+
+`HYPOTHESIS_PROFILE=nightly` runs 10 000 payloads; CI runs the `ci` profile.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from tests.conftest import EXAMPLES
+from worker.contract import ErrorCode
+from worker.pipeline import run_job
+from worker.settings import Settings
+
+hypothesis_settings.register_profile(
+    "ci", max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+hypothesis_settings.register_profile(
+    "nightly", max_examples=10_000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+CODES = {value for name, value in vars(ErrorCode).items() if name.isupper()}
+MEDIA = EXAMPLES / "media"
+REFS = [
+    str(MEDIA / "portrait.jpg"),
+    str(MEDIA / "two_people.jpg"),
+    str(MEDIA / "clip.mp4"),
+    str(MEDIA / "speech_2.wav"),
+    "/etc/passwd",
+    str(MEDIA / ".." / ".." / "README.md"),
+    "media/portrait.jpg",
+    "http://127.0.0.1:1/face.jpg",
+    "http://169.254.169.254/latest/meta-data",
+    "file:///etc/shadow",
+    "gopher://x",
+    "data:image/jpeg;base64," + base64.b64encode((MEDIA / "portrait.jpg").read_bytes()[:5000]).decode(),
+    "data:audio/wav;base64,UklGRg==",
+    "data:;base64,@@@",
+    "A" * 100,
+]
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**12), 10**12),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=40),
+)
+refs = st.one_of(st.sampled_from(REFS), st.text(max_size=60), scalars)
+speech = st.sampled_from([str(MEDIA / "speech_2.wav"), str(MEDIA / "speech_1.wav")]) | refs
+audio = st.one_of(
+    scalars,
+    st.fixed_dictionaries({"person1": speech}, optional={"person2": speech, "person3": scalars}),
+)
+tts = st.one_of(
+    scalars,
+    st.fixed_dictionaries(
+        {"text": st.one_of(st.text(min_size=1, max_size=40), st.just("(s1) hi (s2) yo"))},
+        optional={"human1_voice": st.sampled_from(["en-us+f3", "xx", "a b", ""]), "human2_voice": scalars},
+    ),
+)
+box = st.lists(st.integers(-50, 2000), min_size=0, max_size=6)
+item = st.fixed_dictionaries(
+    {},
+    optional={
+        "prompt": st.one_of(st.text(max_size=50), scalars),
+        "cond_video": refs,
+        "cond_audio": audio,
+        "tts_audio": tts,
+        "audio_type": st.sampled_from(["para", "add", "both", 3]),
+        "bbox": st.one_of(scalars, st.fixed_dictionaries({"person1": box}, optional={"person2": box})),
+        "size": st.sampled_from(["infinitetalk-480", "infinitetalk-720", "8k", None]),
+        "mode": st.sampled_from(["clip", "streaming", "loop"]),
+        "frame_num": st.one_of(st.sampled_from([5, 9, 25, 41]), st.integers(-3, 2000), scalars),
+        "max_frame_num": st.one_of(st.sampled_from([25, 50]), scalars),
+        "sample_steps": st.one_of(st.integers(-1, 2000), scalars),
+        "base_seed": st.one_of(st.integers(-2, 2**33), scalars),
+        "output_config": st.one_of(
+            scalars,
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "store": st.sampled_from(["volume", "inline", "s3", "ftp"]),
+                    "prefix": st.sampled_from(["ok", "../up", "a/b", ""]),
+                },
+            ),
+        ),
+        "extra": scalars,
+    },
+)
+VALID = {"prompt": "p", "cond_video": REFS[0], "cond_audio": {"person1": REFS[3]}, "mode": "clip", "frame_num": 25}
+# One field of a good job swapped for something odd: these get past validation and exercise the later stages.
+near_valid = st.builds(
+    lambda key, value: {**VALID, key: value},
+    st.sampled_from(["cond_video", "cond_audio", "bbox", "size", "base_seed", "output_config", "frame_num", "prompt"]),
+    st.one_of(refs, audio, st.fixed_dictionaries({"person1": box})),
+)
+payloads = st.one_of(
+    near_valid,
+    near_valid,
+    item,
+    st.fixed_dictionaries({"batch": st.lists(item, max_size=3)}),
+    scalars,
+    st.lists(scalars, max_size=3),
+)
+
+
+outcomes: dict[str, int] = {}
+
+
+@given(payload=payloads)
+def test_any_payload_ends_in_a_result_or_a_structured_error_and_leaves_no_files(
+    payload: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    root = tmp_path_factory.mktemp("fuzz")
+    settings = Settings(data_dir=root / "data", input_roots=(EXAMPLES,))
+
+    output = run_job(payload, "fuzz", settings=settings, sink=lambda _: None)
+    outcomes[output["status"]] = outcomes.get(output["status"], 0) + 1
+
+    assert output["status"] in {"success", "partial", "error"}
+    failures = (
+        [output] if output["status"] == "error" else [i for i in output.get("items", []) if i["status"] == "error"]
+    )
+    for failure in failures:
+        error = failure["error"]
+        assert set(error) == {"code", "message", "retryable", "at_stage"}
+        assert error["code"] in CODES and error["message"] and "Traceback" not in error["message"]
+        assert error["code"] != ErrorCode.GENERATION_RUNTIME, f"an unexpected exception leaked: {error}"
+    work = settings.work_root
+    assert not work.exists() or list(work.iterdir()) == []
+    assert not (Path(root) / "data" / "unpublished").exists()
+
+
+def test_the_fuzzer_reaches_both_outcomes() -> None:
+    """Guards the strategy itself: a fuzzer that only ever hits validation errors proves little."""
+    if not outcomes:
+        pytest.skip("run together with the fuzz test")
+    assert outcomes.get("success", 0) > 0 and outcomes.get("error", 0) > 0, outcomes
