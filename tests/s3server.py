@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +27,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports, all held open while they are picked so none repeats."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def weed_binary() -> str:
@@ -81,7 +96,7 @@ def _wait_ready(server: S3Server, deadline: float) -> None:
 def running_s3(data_dir: Path, *, timeout_s: float = 60.0) -> Iterator[S3Server]:
     """Start `weed server -s3` with data in data_dir; yield when a put/delete round trip works; stop it."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    s3_port = free_port()
+    master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3_port, s3_grpc = free_ports(8)
     config = data_dir / "s3.json"
     identity = {
         "name": "studio",
@@ -91,26 +106,27 @@ def running_s3(data_dir: Path, *, timeout_s: float = 60.0) -> Iterator[S3Server]
     config.write_text(json.dumps({"identities": [identity]}))
     args = [
         weed_binary(),
+        f"-logdir={data_dir}",  # glog writes to /tmp otherwise, and leaves its files behind
         "server",
         "-s3",
         f"-dir={data_dir}",
         "-ip=127.0.0.1",
         "-ip.bind=127.0.0.1",
         # weed derives gRPC ports as port + 10000, which overflows for high free ports: name them all.
-        f"-master.port={free_port()}",
-        f"-master.port.grpc={free_port()}",
-        f"-volume.port={free_port()}",
-        f"-volume.port.grpc={free_port()}",
-        f"-filer.port={free_port()}",
-        f"-filer.port.grpc={free_port()}",
+        f"-master.port={master}",
+        f"-master.port.grpc={master_grpc}",
+        f"-volume.port={volume}",
+        f"-volume.port.grpc={volume_grpc}",
+        f"-filer.port={filer}",
+        f"-filer.port.grpc={filer_grpc}",
         f"-s3.port={s3_port}",
-        f"-s3.port.grpc={free_port()}",
+        f"-s3.port.grpc={s3_grpc}",
         f"-s3.config={config}",
-        "-master.volumeSizeLimitMB=64",
+        "-master.volumeSizeLimitMB=16",
         "-master.telemetry=false",
         "-s3.port.iceberg=0",
         "-s3.port.lance=0",
-        "-volume.max=20",
+        "-volume.max=0",
     ]
     log = (data_dir / "weed.log").open("wb")
     process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
@@ -126,3 +142,7 @@ def running_s3(data_dir: Path, *, timeout_s: float = 60.0) -> Iterator[S3Server]
             process.kill()
             process.wait()
         log.close()
+        # weed leaves a unix socket per gRPC port in the temp dir; remove ours.
+        for port in (master_grpc, volume_grpc, filer_grpc, s3_grpc):
+            for leftover in Path(tempfile.gettempdir()).glob(f"seaweedfs-*-grpc-{port}.sock"):
+                leftover.unlink(missing_ok=True)
