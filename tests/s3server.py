@@ -143,6 +143,8 @@ def running_s3(data_dir: Path, *, timeout_s: float = 60.0) -> Iterator[S3Server]
             process.wait()
         log.close()
         # weed leaves a unix socket per gRPC port in the temp dir; remove ours.
+        temp = Path(tempfile.gettempdir())
         for port in (master_grpc, volume_grpc, filer_grpc, s3_grpc):
-            for leftover in Path(tempfile.gettempdir()).glob(f"seaweedfs-*-grpc-{port}.sock"):
+            for leftover in temp.glob(f"seaweedfs-*-grpc-{port}.sock"):
                 leftover.unlink(missing_ok=True)
+        (temp / f"seaweedfs-s3-{s3_port}.sock").unlink(missing_ok=True)
