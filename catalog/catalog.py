@@ -1,0 +1,363 @@
+"""The catalogue: every run, its parameters, status, progress, result, tags and notes, in one SQLite file.
+
+Every read-modify-write is one IMMEDIATE transaction, so two dashboard sessions (or a dashboard and a sync)
+updating the same run never lose an update, and a finished run never moves back to an unfinished state.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from catalog.records import metadata_row, param_columns, result_columns, run_id_for, status_rank, utc_now
+from catalog.schema import connect
+from catalog.search import Filters, SearchResult, search
+from worker.contract import JobStatus
+from worker.store import Store
+
+PROGRESS_EVENTS_KEPT = 200
+
+
+class Catalog:
+    """Record, update, search and curate runs."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.db = connect(path)
+        self.conn = self.db.conn
+
+    def close(self) -> None:
+        """Close the database connection."""
+        self.conn.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+
+    def _row(self, run_id: str) -> dict[str, Any] | None:
+        cursor = self.conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+        row = cursor.fetchone()
+        return dict(zip([d[0] for d in cursor.description], row, strict=True)) if row else None
+
+    def _update(self, conn: sqlite3.Connection, run_id: str, columns: dict[str, Any]) -> None:
+        if columns:
+            assignments = ", ".join(f"{name} = ?" for name in columns)
+            conn.execute(f"UPDATE runs SET {assignments} WHERE run_id = ?", [*columns.values(), run_id])
+
+    def record_submission(
+        self,
+        job_id: str,
+        params: dict[str, Any],
+        *,
+        endpoint_id: str,
+        status: str = JobStatus.IN_QUEUE,
+        created_at: str | None = None,
+        item_id: str | None = None,
+        engine: str | None = None,
+    ) -> str:
+        """Record a job just sent to an endpoint (idempotent: a second call changes nothing); return its run id."""
+        run_id = run_id_for(job_id, item_id)
+        row = {
+            "run_id": run_id,
+            "job_id": job_id,
+            "item_id": item_id,
+            "endpoint_id": endpoint_id,
+            "status": status,
+            "created_at": created_at or utc_now(),
+            "updated_at": utc_now(),
+            "engine": engine,
+            "source": "submit",
+            "progress_pct": 0.0,
+            "favourite": 0,
+            **param_columns(params),
+        }
+        with self._write() as conn:
+            names = ", ".join(row)
+            conn.execute(
+                f"INSERT OR IGNORE INTO runs ({names}) VALUES ({', '.join('?' * len(row))})", list(row.values())
+            )
+        return run_id
+
+    def apply_status(
+        self,
+        run_id: str,
+        status: str,
+        *,
+        progress: dict[str, Any] | None = None,
+        output: Any = None,
+        delay_ms: int | None = None,
+        execution_ms: int | None = None,
+        error: Any = None,
+    ) -> bool:
+        """Apply a status poll's answer. Idempotent; never moves a finished run back; returns whether it changed."""
+        with self._write() as conn:
+            current = conn.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if current is None:
+                return False
+            (old_status,) = current
+            if status_rank(old_status) == 2 or status_rank(status) < status_rank(old_status):
+                return False
+            columns: dict[str, Any] = {"status": status, "updated_at": utc_now()}
+            if delay_ms is not None:
+                columns["delay_ms"] = delay_ms
+            if execution_ms is not None:
+                columns["execution_ms"] = execution_ms
+            if status == JobStatus.IN_PROGRESS and old_status != JobStatus.IN_PROGRESS:
+                columns["started_at"] = utc_now()
+            if progress:
+                columns.update(progress_pct=progress.get("pct"), progress_stage=progress.get("stage"))
+                self._progress_event(conn, run_id, progress)
+            if status_rank(status) == 2:
+                columns["finished_at"] = utc_now()
+                if isinstance(output, dict):
+                    columns.update(result_columns(output))
+                if status == JobStatus.COMPLETED:
+                    columns.update(progress_pct=100.0, progress_stage="completed")
+                if isinstance(error, dict) and "error_code" not in columns:
+                    columns.update(error_code=error.get("code"), error_message=error.get("message"))
+                elif isinstance(error, str) and "error_message" not in columns:
+                    columns["error_message"] = error
+            changed = {k: v for k, v in columns.items() if k != "updated_at"}
+            self._update(conn, run_id, columns)
+        return bool(changed)
+
+    def attach_result(self, job_id: str, output: dict[str, Any]) -> list[str]:
+        """Record a finished job's output; a batch's items become runs of their own. Returns the run ids."""
+        items = output.get("items") if isinstance(output.get("items"), list) else None
+        if items is None:
+            status = JobStatus.FAILED if output.get("status") == "error" else JobStatus.COMPLETED
+            self.apply_status(job_id, status, output=output, error=output.get("error"))
+            return [job_id]
+        parent = self.get(job_id) or {}
+        ids = []
+        for item in items:
+            item_id = item.get("item_id") or f"item-{len(ids):03d}"
+            run_id = self.record_submission(
+                job_id,
+                item.get("params") or {},
+                endpoint_id=parent.get("endpoint_id") or "",
+                status=JobStatus.IN_PROGRESS,
+                created_at=parent.get("created_at"),
+                item_id=item_id,
+            )
+            status = JobStatus.FAILED if item.get("status") == "error" else JobStatus.COMPLETED
+            self.apply_status(run_id, status, output=item, error=item.get("error"))
+            ids.append(run_id)
+        overall = JobStatus.FAILED if output.get("status") == "error" else JobStatus.COMPLETED
+        self.apply_status(
+            job_id, overall, output={k: v for k, v in output.items() if k != "items"}, error=output.get("error")
+        )
+        return ids
+
+    @staticmethod
+    def _progress_event(conn: sqlite3.Connection, run_id: str, payload: dict[str, Any]) -> None:
+        last = conn.execute(
+            "SELECT stage, pct FROM progress_events WHERE run_id = ? ORDER BY id DESC LIMIT 1", (run_id,)
+        ).fetchone()
+        if last and last[0] == payload.get("stage") and (last[1] or 0) >= (payload.get("pct") or 0):
+            return
+        conn.execute(
+            "INSERT INTO progress_events (run_id, at, stage, pct, payload) VALUES (?, ?, ?, ?, ?)",
+            (run_id, utc_now(), payload.get("stage"), payload.get("pct"), json.dumps(payload)),
+        )
+        conn.execute(
+            "DELETE FROM progress_events WHERE run_id = ? AND id NOT IN "
+            "(SELECT id FROM progress_events WHERE run_id = ? ORDER BY id DESC LIMIT ?)",
+            (run_id, run_id, PROGRESS_EVENTS_KEPT),
+        )
+
+    def record_progress(self, run_id: str, payload: dict[str, Any]) -> None:
+        """Keep a progress payload as an event (repeats of the same stage and percentage are skipped)."""
+        with self._write() as conn:
+            self._progress_event(conn, run_id, payload)
+
+    def progress_events(self, run_id: str, limit: int = 20) -> list[dict[str, Any]]:
+        """The latest progress payloads of a run, oldest first."""
+        rows = self.conn.execute(
+            "SELECT at, payload FROM progress_events WHERE run_id = ? ORDER BY id DESC LIMIT ?", (run_id, limit)
+        ).fetchall()
+        return [{"at": at, **json.loads(payload)} for at, payload in reversed(rows)]
+
+    def get(self, run_id: str) -> dict[str, Any] | None:
+        """One run, with params, timings and warnings decoded."""
+        row = self._row(run_id)
+        if row is None:
+            return None
+        for name in ("params", "timings", "warnings"):
+            row[name] = json.loads(row[name]) if row.get(name) else ({} if name != "warnings" else [])
+        row["tag_list"] = [t for t in (row.get("tags") or "").split(",") if t]
+        return row
+
+    def search(
+        self, query: str = "", *, sort: str = "newest", page: int = 1, per_page: int = 24, **filters: Any
+    ) -> SearchResult:
+        """Full-text search with filters (column=value or [values], created_from/to, tag) and facet counts."""
+        return search(self.conn, query, Filters.of(**filters), sort=sort, page=page, per_page=per_page)
+
+    def unfinished(self, endpoint_id: str | None = None) -> list[dict[str, Any]]:
+        """Runs still queued or running, oldest first: what the Live page follows."""
+        sql = "SELECT run_id FROM runs WHERE status IN (?, ?)"
+        args: list[Any] = [JobStatus.IN_QUEUE, JobStatus.IN_PROGRESS]
+        if endpoint_id:
+            sql += " AND endpoint_id = ?"
+            args.append(endpoint_id)
+        ids = [row[0] for row in self.conn.execute(sql + " ORDER BY created_at", args)]
+        return [run for run in (self.get(run_id) for run_id in ids) if run]
+
+    def set_tags(self, run_id: str, tags: list[str]) -> None:
+        """Replace a run's tags (trimmed, lower-cased, deduplicated; commas are not allowed inside a tag)."""
+        clean = list(dict.fromkeys(t.strip().lower().replace(",", " ") for t in tags if t.strip()))
+        with self._write() as conn:
+            self._update(conn, run_id, {"tags": ",".join(clean), "updated_at": utc_now()})
+
+    def set_favourite(self, run_id: str, favourite: bool) -> None:
+        """Mark or unmark a run as a favourite."""
+        with self._write() as conn:
+            self._update(conn, run_id, {"favourite": int(favourite), "updated_at": utc_now()})
+
+    def set_note(self, run_id: str, note: str) -> None:
+        """Set a run's free-text note (searchable)."""
+        with self._write() as conn:
+            self._update(conn, run_id, {"note": note.strip(), "updated_at": utc_now()})
+
+    def delete(self, run_id: str, store: Store | None = None) -> None:
+        """Forget a run; with a store, also delete its video, thumbnail and metadata from it."""
+        run = self._row(run_id)
+        if run is None:
+            return
+        if store is not None:
+            keys = {run.get("video_key"), run.get("thumb_key"), run.get("metadata_key")}
+            for key in keys - {None}:
+                store.delete(key)  # type: ignore[arg-type]
+        with self._write() as conn:
+            conn.execute("DELETE FROM progress_events WHERE run_id = ?", (run_id,))
+            conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+
+    def upsert_metadata(self, metadata: dict[str, Any], metadata_key: str) -> str:
+        """Insert or refresh a run from its metadata.json; user tags, favourite and note are kept.
+
+        Returns `added`, `updated` or `unchanged`.
+        """
+        row = metadata_row(metadata, metadata_key)
+        with self._write() as conn:
+            existing = conn.execute(
+                "SELECT finished_at, status FROM runs WHERE run_id = ?", (row["run_id"],)
+            ).fetchone()
+            if (
+                existing
+                and existing[0]
+                and existing[0] >= (row.get("finished_at") or "")
+                and status_rank(existing[1]) == 2
+            ):
+                return "unchanged"
+            if existing:
+                keep = {k: v for k, v in row.items() if v is not None and k not in ("run_id", "source")}
+                self._update(conn, row["run_id"], keep)
+                return "updated"
+            row.update(favourite=0)
+            names = ", ".join(row)
+            conn.execute(f"INSERT INTO runs ({names}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
+            return "added"
+
+    def urls(self, run: dict[str, Any], store: Store) -> dict[str, str]:
+        """Fresh URLs (presigned for S3) for a run's artifacts: keys are stored, never expiring URLs."""
+        keys = {"video": run.get("video_key"), "thumbnail": run.get("thumb_key"), "metadata": run.get("metadata_key")}
+        return {name: store.url(key) for name, key in keys.items() if key}
+
+    def record_health_sample(self, endpoint_id: str, health: dict[str, Any], at: str | None = None) -> None:
+        """Store one /health answer, for the health page's charts."""
+        jobs = health.get("jobs") or {}
+        workers = health.get("workers") or {}
+        idle = int(workers.get("idle") or 0)
+        running = int(workers.get("running") or 0)
+        other = sum(int(v or 0) for k, v in workers.items() if k not in ("idle", "running", "ready"))
+        self.db["health_samples"].insert(
+            {
+                "endpoint_id": endpoint_id,
+                "at": at or utc_now(),
+                "in_queue": jobs.get("inQueue", 0),
+                "in_progress": jobs.get("inProgress", 0),
+                "completed": jobs.get("completed", 0),
+                "failed": jobs.get("failed", 0),
+                "retried": jobs.get("retried", 0),
+                "workers_idle": idle,
+                "workers_running": running,
+                "workers_other": other,
+                "payload": json.dumps(health),
+            }
+        )
+
+    def health_samples(self, endpoint_id: str, since: str | None = None) -> list[dict[str, Any]]:
+        """Stored health samples of an endpoint, oldest first."""
+        sql = "SELECT * FROM health_samples WHERE endpoint_id = ?"
+        args: list[Any] = [endpoint_id]
+        if since:
+            sql += " AND at >= ?"
+            args.append(since)
+        return list(self.db.query(sql + " ORDER BY at", args))
+
+    def latency_stats(self, endpoint_id: str | None = None, since: str | None = None) -> dict[str, float | None]:
+        """p50/p95 of queue delay, execution time and total latency of finished runs, in ms."""
+        sql = "SELECT delay_ms, execution_ms FROM runs WHERE finished_at IS NOT NULL AND execution_ms IS NOT NULL"
+        args: list[Any] = []
+        if endpoint_id:
+            sql += " AND endpoint_id = ?"
+            args.append(endpoint_id)
+        if since:
+            sql += " AND created_at >= ?"
+            args.append(since)
+        rows = self.conn.execute(sql, args).fetchall()
+
+        def quantile(values: list[float], q: float) -> float | None:
+            ordered = sorted(values)
+            return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else None
+
+        delays = [float(d or 0) for d, _ in rows]
+        executions = [float(e or 0) for _, e in rows]
+        totals = [d + e for d, e in zip(delays, executions, strict=True)]
+        return {
+            "count": float(len(rows)),
+            "delay_p50": quantile(delays, 0.5),
+            "delay_p95": quantile(delays, 0.95),
+            "execution_p50": quantile(executions, 0.5),
+            "execution_p95": quantile(executions, 0.95),
+            "total_p50": quantile(totals, 0.5),
+            "total_p95": quantile(totals, 0.95),
+        }
+
+    def failure_counts_by_code(self, endpoint_id: str | None = None, since: str | None = None) -> dict[str, int]:
+        """How many finished runs failed with each error code."""
+        sql = "SELECT error_code, COUNT(*) FROM runs WHERE error_code IS NOT NULL"
+        args: list[Any] = []
+        if endpoint_id:
+            sql += " AND endpoint_id = ?"
+            args.append(endpoint_id)
+        if since:
+            sql += " AND created_at >= ?"
+            args.append(since)
+        return dict(self.conn.execute(sql + " GROUP BY error_code ORDER BY 2 DESC", args).fetchall())
+
+    def stats(self) -> dict[str, Any]:
+        """Totals: runs by status and engine, favourites, storage keys known."""
+        by_status = dict(self.conn.execute("SELECT status, COUNT(*) FROM runs GROUP BY status").fetchall())
+        by_engine = dict(self.conn.execute("SELECT engine, COUNT(*) FROM runs GROUP BY engine").fetchall())
+        total, favourites, video_s = self.conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(favourite), 0), COALESCE(SUM(video_duration_s), 0) FROM runs"
+        ).fetchone()
+        return {
+            "runs": total,
+            "by_status": by_status,
+            "by_engine": by_engine,
+            "favourites": favourites,
+            "video_seconds": round(video_s, 1),
+        }

@@ -1,0 +1,134 @@
+"""The catalogue's SQLite schema, created and migrated in one place.
+
+`PRAGMA user_version` holds the schema version; each migration moves it up by one and runs once, inside a
+transaction, so an old catalogue file opens with every column the code expects.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import sqlite_utils
+
+SCHEMA_VERSION = 2
+BUSY_TIMEOUT_MS = 30_000
+
+RUN_COLUMNS: dict[str, type] = {
+    "run_id": str,
+    "job_id": str,
+    "item_id": str,
+    "endpoint_id": str,
+    "engine": str,
+    "engine_version": str,
+    "status": str,
+    "prompt": str,
+    "created_at": str,
+    "started_at": str,
+    "finished_at": str,
+    "updated_at": str,
+    "size": str,
+    "mode": str,
+    "sample_steps": int,
+    "base_seed": int,
+    "text_guide_scale": float,
+    "audio_guide_scale": float,
+    "speakers": int,
+    "input_kind": str,
+    "audio_duration_s": float,
+    "video_duration_s": float,
+    "width": int,
+    "height": int,
+    "frames": int,
+    "params": str,
+    "timings": str,
+    "total_ms": int,
+    "delay_ms": int,
+    "execution_ms": int,
+    "progress_pct": float,
+    "progress_stage": str,
+    "video_key": str,
+    "thumb_key": str,
+    "metadata_key": str,
+    "store_kind": str,
+    "store_bucket": str,
+    "error_code": str,
+    "error_message": str,
+    "warnings": str,
+    "tags": str,
+    "favourite": int,
+    "note": str,
+    "source": str,
+}
+FTS_COLUMNS = ["prompt", "tags", "note", "error_message"]
+FACET_COLUMNS = ("status", "engine", "size", "mode", "sample_steps", "speakers", "input_kind")
+
+
+def _v1(db: sqlite_utils.Database) -> None:
+    db["runs"].create(RUN_COLUMNS, pk="run_id", not_null={"status", "created_at"}, defaults={"favourite": 0})
+    db["runs"].create_index(["created_at"])
+    db["runs"].create_index(["status", "created_at"])
+    db["runs"].create_index(["job_id"])
+    db["runs"].enable_fts(FTS_COLUMNS, create_triggers=True, tokenize="porter")
+    db["progress_events"].create(
+        {"id": int, "run_id": str, "at": str, "stage": str, "pct": float, "payload": str}, pk="id"
+    )
+    db["progress_events"].create_index(["run_id", "id"])
+    db["health_samples"].create(
+        {
+            "id": int,
+            "endpoint_id": str,
+            "at": str,
+            "in_queue": int,
+            "in_progress": int,
+            "completed": int,
+            "failed": int,
+            "retried": int,
+            "workers_idle": int,
+            "workers_running": int,
+            "workers_other": int,
+            "payload": str,
+        },
+        pk="id",
+    )
+    db["health_samples"].create_index(["endpoint_id", "at"])
+
+
+def _v2(db: sqlite_utils.Database) -> None:
+    # Facets scan one covering index instead of the table.
+    db["runs"].create_index(list(FACET_COLUMNS), index_name="runs_facets")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
+
+
+def connect(path: Path) -> sqlite_utils.Database:
+    """Open (creating and migrating) the catalogue at path: WAL mode, a busy timeout for concurrent writers."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    db = sqlite_utils.Database(conn)
+    migrate(db)
+    return db
+
+
+def migrate(db: sqlite_utils.Database) -> int:
+    """Apply the migrations the file has not seen yet; return the schema version."""
+    conn = db.conn
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    while version < len(MIGRATIONS):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            current = conn.execute("PRAGMA user_version").fetchone()[0]
+            if current == version:  # another process may have migrated while we waited for the lock
+                MIGRATIONS[version](db)
+                conn.execute(f"PRAGMA user_version={version + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    return version

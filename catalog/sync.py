@@ -1,0 +1,64 @@
+"""Rebuilding the catalogue from the bucket: every `metadata.json` the workers published is a run."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+
+from pydantic import ValidationError
+
+from catalog.catalog import Catalog
+from worker.contract import SCHEMA_VERSION, JobMetadata
+from worker.store import Store
+
+log = logging.getLogger("studio.catalog.sync")
+
+
+@dataclass
+class SyncReport:
+    """What a sync did: runs added and updated, metadata files skipped with the reason."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line for people."""
+        return f"{self.added} added, {self.updated} updated, {self.unchanged} unchanged, {len(self.skipped)} skipped"
+
+
+def _read(store: Store, key: str) -> dict | str:
+    """The metadata as a dict, or the reason it cannot be used."""
+    try:
+        data = json.loads(store.get(key))
+    except Exception as error:
+        return f"unreadable: {type(error).__name__}: {error}"[:300]
+    if not isinstance(data, dict) or "schema_version" not in data or "job_id" not in data:
+        return "not an InfiniteTalk Studio metadata file (no schema_version / job_id)"
+    if not isinstance(data["schema_version"], int) or data["schema_version"] > SCHEMA_VERSION:
+        return f"schema_version {data['schema_version']!r} is newer than this catalogue understands ({SCHEMA_VERSION})"
+    try:
+        return JobMetadata.model_validate(data).model_dump(mode="json")
+    except ValidationError as error:
+        return f"does not match the metadata schema: {error.errors()[0].get('msg')} at {error.errors()[0].get('loc')}"
+
+
+def sync(catalog: Catalog, store: Store, prefix: str = "") -> SyncReport:
+    """Scan the store (or only `prefix`) for metadata.json files and upsert the runs that are missing or newer.
+
+    A corrupt or foreign file is skipped with its reason and logged; it never stops the sync.
+    """
+    report = SyncReport()
+    for key in store.list(prefix.strip("/") + "/" if prefix else ""):
+        if not key.endswith("/metadata.json"):
+            continue
+        metadata = _read(store, key)
+        if isinstance(metadata, str):
+            report.skipped.append((key, metadata))
+            log.warning("skipped %s: %s", key, metadata)
+            continue
+        outcome = catalog.upsert_metadata(metadata, key)
+        setattr(report, outcome, getattr(report, outcome) + 1)
+    return report
