@@ -22,6 +22,18 @@ from worker.store import Store
 PROGRESS_EVENTS_KEPT = 200
 
 
+def _scoped(sql: str, endpoint_id: str | None, since: str | None) -> tuple[str, list[Any]]:
+    """Narrow a runs query to one endpoint and to runs created since a time."""
+    args: list[Any] = []
+    if endpoint_id:
+        sql += " AND endpoint_id = ?"
+        args.append(endpoint_id)
+    if since:
+        sql += " AND created_at >= ?"
+        args.append(since)
+    return sql, args
+
+
 class Catalog:
     """Record, update, search and curate runs."""
 
@@ -308,14 +320,11 @@ class Catalog:
 
     def latency_stats(self, endpoint_id: str | None = None, since: str | None = None) -> dict[str, float | None]:
         """p50/p95 of queue delay, execution time and total latency of finished runs, in ms."""
-        sql = "SELECT delay_ms, execution_ms FROM runs WHERE finished_at IS NOT NULL AND execution_ms IS NOT NULL"
-        args: list[Any] = []
-        if endpoint_id:
-            sql += " AND endpoint_id = ?"
-            args.append(endpoint_id)
-        if since:
-            sql += " AND created_at >= ?"
-            args.append(since)
+        sql, args = _scoped(
+            "SELECT delay_ms, execution_ms FROM runs WHERE finished_at IS NOT NULL AND execution_ms IS NOT NULL",
+            endpoint_id,
+            since,
+        )
         rows = self.conn.execute(sql, args).fetchall()
 
         def quantile(values: list[float], q: float) -> float | None:
@@ -337,14 +346,7 @@ class Catalog:
 
     def failure_counts_by_code(self, endpoint_id: str | None = None, since: str | None = None) -> dict[str, int]:
         """How many finished runs failed with each error code."""
-        sql = "SELECT error_code, COUNT(*) FROM runs WHERE error_code IS NOT NULL"
-        args: list[Any] = []
-        if endpoint_id:
-            sql += " AND endpoint_id = ?"
-            args.append(endpoint_id)
-        if since:
-            sql += " AND created_at >= ?"
-            args.append(since)
+        sql, args = _scoped("SELECT error_code, COUNT(*) FROM runs WHERE error_code IS NOT NULL", endpoint_id, since)
         return dict(self.conn.execute(sql + " GROUP BY error_code ORDER BY 2 DESC", args).fetchall())
 
     def stats(self) -> dict[str, Any]:

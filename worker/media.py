@@ -21,6 +21,7 @@ from worker.contract import AUDIO_SAMPLE_RATE, FPS, ErrorCode, JobError, Stage
 
 FFMPEG = "ffmpeg"
 FFPROBE = "ffprobe"
+QUIET_FFMPEG = [FFMPEG, "-hide_banner", "-nostdin", "-loglevel", "error"]
 
 
 def _tail(text: bytes | str, limit: int = 600) -> str:
@@ -30,7 +31,7 @@ def _tail(text: bytes | str, limit: int = 600) -> str:
 
 def run_ffmpeg(args: list[str], *, at_stage: str, what: str, timeout: float = 600.0) -> bytes:
     """Run ffmpeg quietly and return its stdout; raise E_FFMPEG naming `what` on failure."""
-    command = [FFMPEG, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args]
+    command = [*QUIET_FFMPEG, "-y", *args]
     try:
         done = subprocess.run(command, capture_output=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
@@ -157,11 +158,7 @@ def read_video_frames(path: Path, width: int, height: int, *, field: str) -> Ite
     """Decode a video at 25 fps, scaled and centre-cropped to width×height, as RGB uint8 frames."""
     vf = f"fps={FPS},scale={width}:{height}:force_original_aspect_ratio=increase,crop={width}:{height},setsar=1"
     command = [
-        FFMPEG,
-        "-hide_banner",
-        "-nostdin",
-        "-loglevel",
-        "error",
+        *QUIET_FFMPEG,
         "-i",
         str(path),
         "-an",
@@ -173,7 +170,8 @@ def read_video_frames(path: Path, width: int, height: int, *, field: str) -> Ite
         "rgb24",
         "pipe:1",
     ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # stderr is not read while frames stream, so it must not be a pipe that could fill and stall ffmpeg.
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     frame_bytes = width * height * 3
     assert process.stdout is not None
     try:
@@ -201,11 +199,7 @@ class VideoEncoder:
         self.height = height
         self.frames_written = 0
         command = [
-            FFMPEG,
-            "-hide_banner",
-            "-nostdin",
-            "-loglevel",
-            "error",
+            *QUIET_FFMPEG,
             "-y",
             "-f",
             "rawvideo",
