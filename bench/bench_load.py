@@ -2,8 +2,8 @@
 
 Queues `--jobs` (default 200) short real jobs (portrait + 3.5 s of speech, one 25-frame clip, preview engine),
 follows them to the end, samples the worker process's resident memory as it goes, and prints completion counts,
-throughput and RSS at the start, middle and end. With `--catalog`, it also records every run in the catalogue the
-way the dashboard does and checks that the catalogue agrees with the endpoint.
+throughput and RSS over the run. Every run is also recorded in a catalogue the way the dashboard does (submission,
+then each status poll), and the catalogue's counts are checked against the endpoint's.
 
     python bench/bench_load.py [--jobs 200]
 """
@@ -23,6 +23,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from catalog import Catalog  # noqa: E402
 from tests.endpoint_server import running_endpoint  # noqa: E402
 
 EXAMPLES = ROOT / "examples"
@@ -53,10 +54,12 @@ def main() -> None:
         with running_endpoint(env) as base:
             session = requests.Session()
             began = time.perf_counter()
-            ids = [
-                session.post(f"{base}/local/run", json={"input": JOB}, timeout=10).json()["id"]
-                for _ in range(args.jobs)
-            ]
+            catalog = Catalog(Path(tmp) / "catalog.db")
+            ids = []
+            for _ in range(args.jobs):
+                job_id = session.post(f"{base}/local/run", json={"input": JOB}, timeout=10).json()["id"]
+                catalog.record_submission(job_id, JOB, endpoint_id="local")
+                ids.append(job_id)
             samples: list[tuple[int, float]] = []
             statuses: dict[str, str] = {}
             while len(statuses) < len(ids):
@@ -64,6 +67,14 @@ def main() -> None:
                     if job_id in statuses:
                         continue
                     body = session.get(f"{base}/local/status/{job_id}", timeout=10).json()
+                    catalog.apply_status(
+                        job_id,
+                        body["status"],
+                        progress=body.get("output") if body["status"] == "IN_PROGRESS" else None,
+                        output=body.get("output"),
+                        delay_ms=body.get("delayTime"),
+                        execution_ms=body.get("executionTime"),
+                    )
                     if body["status"] in ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"):
                         statuses[job_id] = body["status"]
                 with sqlite3.connect(data / "endpoint" / "queue.db") as db:
@@ -74,6 +85,7 @@ def main() -> None:
                 time.sleep(1.0)
             elapsed = time.perf_counter() - began
             health = session.get(f"{base}/local/health", timeout=10).json()
+            catalogued = catalog.search("", per_page=1).facets["status"]
     completed = sum(1 for status in statuses.values() if status == "COMPLETED")
     third = max(1, len(samples) // 3)
     print(f"{args.jobs} preview jobs queued at once on 1 worker")
@@ -81,6 +93,8 @@ def main() -> None:
         f"  completed {completed}/{args.jobs}; health says completed={health['jobs']['completed']} "
         f"failed={health['jobs']['failed']}"
     )
+    agrees = catalogued.get("COMPLETED", 0) == health["jobs"]["completed"] and sum(catalogued.values()) == args.jobs
+    print(f"  catalogue: {dict(catalogued)} — {'agrees' if agrees else 'DISAGREES'} with the endpoint")
     print(f"  wall {elapsed:.1f} s, {args.jobs / elapsed:.2f} jobs/s")
     if samples:
         first = sum(mb for _, mb in samples[:third]) / third
