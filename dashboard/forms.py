@@ -1,0 +1,214 @@
+"""Building a job input from the Submit page's values, and validating it with the worker's own contract.
+
+Widget bounds, choices and defaults are read from `JobParams`' field definitions, so the form can never offer
+a value the worker would refuse, and a change in the contract shows up in the form without an edit here.
+"""
+
+from __future__ import annotations
+
+import re
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from annotated_types import Ge, Gt, Le
+from pydantic.fields import FieldInfo
+
+from worker.audio import frames_for
+from worker.contract import FPS, Defaults, JobError, JobParams, Limits, parse_job_input
+
+BASIC_PARAMS = ("size", "mode", "frame_num", "max_frame_num", "sample_steps", "base_seed")
+ADVANCED_PARAMS = (
+    "sample_shift",
+    "sample_text_guide_scale",
+    "sample_audio_guide_scale",
+    "motion_frame",
+    "color_correction_strength",
+    "use_teacache",
+    "teacache_thresh",
+    "use_apg",
+    "apg_momentum",
+    "apg_norm_threshold",
+    "num_persistent_param_in_dit",
+    "offload_model",
+    "quant",
+    "quant_dir",
+    "lora",
+    "lora_scale",
+)
+PARAM_NAMES = BASIC_PARAMS + ADVANCED_PARAMS
+OPTIONAL_PARAMS = frozenset({"sample_shift", "num_persistent_param_in_dit", "quant", "quant_dir"})
+"""Parameters whose absence means "the worker decides" (a size's default shift, the GPU's memory, no quant)."""
+
+_FIELD_LINE = re.compile(r"^(?P<field>[A-Za-z_][\w.\[\]]*): (?P<message>.+)$", re.DOTALL)
+
+
+def _field(name: str) -> FieldInfo:
+    return JobParams.model_fields[name]
+
+
+def default_params() -> dict[str, Any]:
+    """The contract's default for every parameter the form shows."""
+    return {name: _field(name).get_default(call_default_factory=True) for name in PARAM_NAMES}
+
+
+def bounds(name: str) -> tuple[float | None, float | None]:
+    """The inclusive (low, high) the contract allows for a numeric parameter; None where it sets no bound.
+
+    An exclusive lower bound (gt) becomes the smallest step above it, so a widget cannot reach the bound.
+    """
+    low: float | None = None
+    high: float | None = None
+    for rule in _field(name).metadata:
+        if isinstance(rule, Ge):
+            low = rule.ge  # type: ignore[assignment]
+        elif isinstance(rule, Gt):
+            low = rule.gt + 0.01  # type: ignore[operator]
+        elif isinstance(rule, Le):
+            high = rule.le  # type: ignore[assignment]
+    return low, high
+
+
+def choices(name: str) -> list[Any]:
+    """The values a Literal parameter may take (None first when the parameter is optional)."""
+    annotation = _field(name).annotation
+    values: list[Any] = []
+    for arg in typing.get_args(annotation) or (annotation,):
+        if arg is type(None):
+            values.insert(0, None)
+        else:
+            values.extend(typing.get_args(arg))
+    return values
+
+
+def describe(name: str) -> str | None:
+    """The contract's own description of a parameter, for a widget's help text."""
+    return _field(name).description
+
+
+def clean_params(values: dict[str, Any]) -> dict[str, Any]:
+    """Parameters as the job input carries them: optional ones left out when unset."""
+    return {
+        name: value
+        for name, value in values.items()
+        if name in PARAM_NAMES and not (name in OPTIONAL_PARAMS and value in (None, ""))
+    }
+
+
+@dataclass(frozen=True)
+class Speech:
+    """What person 1 (and maybe person 2) say: references to recorded speech, or text to synthesise."""
+
+    person1: str | None = None
+    person2: str | None = None
+    audio_type: str = "add"
+    tts_text: str | None = None
+    voice1: str = Defaults.TTS_VOICE_1
+    voice2: str | None = None
+
+
+def build_job_input(prompt: str, cond_video: str | None, speech: Speech, params: dict[str, Any]) -> dict[str, Any]:
+    """The job's `input` object; missing pieces are left out so that validation names them."""
+    job: dict[str, Any] = {"prompt": prompt}
+    if cond_video:
+        job["cond_video"] = cond_video
+    if speech.tts_text is not None:
+        tts: dict[str, Any] = {"text": speech.tts_text, "human1_voice": speech.voice1}
+        if speech.voice2:
+            tts["human2_voice"] = speech.voice2
+        job["tts_audio"] = tts
+    elif speech.person1:
+        job["cond_audio"] = {"person1": speech.person1, **({"person2": speech.person2} if speech.person2 else {})}
+        if speech.person2:
+            job["audio_type"] = speech.audio_type
+    job.update(clean_params(params))
+    return job
+
+
+def field_errors(message: str) -> dict[str, str]:
+    """A contract error message ("field: what to do; other.field: ...") as {field: what to do}."""
+    errors: dict[str, str] = {}
+    for part in message.split("; "):
+        match = _FIELD_LINE.match(part.strip())
+        name, text = (match["field"], match["message"]) if match else ("", part.strip())
+        errors[name] = f"{errors[name]}; {text}" if name in errors else text
+    return errors
+
+
+def validate(job_input: dict[str, Any]) -> dict[str, str]:
+    """Check a job input with the worker's contract; {} when valid, else {field: what to do}."""
+    try:
+        parse_job_input(job_input)
+    except JobError as error:
+        return field_errors(error.message)
+    return {}
+
+
+def errors_for(errors: dict[str, str], *prefixes: str) -> list[str]:
+    """The messages about the given fields or anything inside them (`cond_audio` covers `cond_audio.person1`)."""
+    return [
+        f"{name}: {text}" if name not in prefixes else text
+        for name, text in errors.items()
+        if any(name == p or name.startswith((p + ".", p + "[")) for p in prefixes)
+    ]
+
+
+def speech_seconds(durations: list[float], audio_type: str) -> float:
+    """How long the speech lasts: two people taking turns (`add`) add up, talking at once (`para`) overlap."""
+    if not durations:
+        return 0.0
+    return max(durations) if audio_type == "para" else sum(durations)
+
+
+@dataclass(frozen=True)
+class FramePlan:
+    """What a job will render for a given speech length."""
+
+    seconds: float
+    frames: int
+    capped: bool
+
+    @property
+    def video_seconds(self) -> float:
+        """The video's length at 25 fps."""
+        return self.frames / FPS
+
+
+def plan_frames(seconds: float, params: dict[str, Any]) -> FramePlan:
+    """The frames the worker will render for this much speech, with the same rule the worker uses."""
+    merged = {**default_params(), **clean_params(params)}
+    cap = int(merged["frame_num"] if merged["mode"] == "clip" else merged["max_frame_num"])
+    return FramePlan(seconds, frames_for(seconds, cap), round(seconds * FPS) > cap)
+
+
+@dataclass
+class Prefill:
+    """Form values recovered from a run's parameters (for "Reuse these params")."""
+
+    prompt: str = ""
+    cond_video: str = ""
+    person1: str = ""
+    person2: str = ""
+    audio_type: str = "add"
+    tts_text: str = ""
+    voice1: str = Defaults.TTS_VOICE_1
+    voice2: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def prefill_from(params: dict[str, Any]) -> Prefill:
+    """Recover the form's values from a job's parameters; unknown or out-of-contract keys are ignored."""
+    audio = params.get("cond_audio") or {}
+    tts = params.get("tts_audio") or {}
+    tunable = {**default_params(), **{k: v for k, v in params.items() if k in PARAM_NAMES}}
+    return Prefill(
+        prompt=str(params.get("prompt") or "")[: Limits.MAX_PROMPT_CHARS],
+        cond_video=str(params.get("cond_video") or ""),
+        person1=str(audio.get("person1") or ""),
+        person2=str(audio.get("person2") or ""),
+        audio_type=str(params.get("audio_type") or "add"),
+        tts_text=str(tts.get("text") or ""),
+        voice1=str(tts.get("human1_voice") or Defaults.TTS_VOICE_1),
+        voice2=str(tts.get("human2_voice") or ""),
+        params=tunable,
+    )

@@ -1,0 +1,98 @@
+"""History's logic: from the page's filter values to a catalogue search, and from a run to what its detail shows."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from catalog import Catalog, SearchResult
+from worker.contract import TIMING_KEYS
+
+PER_PAGE = 24
+FACETS: dict[str, str] = {
+    "status": "Status",
+    "engine": "Engine",
+    "size": "Size",
+    "mode": "Mode",
+    "sample_steps": "Steps",
+    "speakers": "Speakers",
+}
+SORT_LABELS = {
+    "newest": "Newest first",
+    "oldest": "Oldest first",
+    "longest": "Longest video",
+    "slowest": "Slowest to make",
+    "steps": "Most steps",
+}
+
+
+@dataclass
+class Query:
+    """What the user asked History for."""
+
+    text: str = ""
+    facets: dict[str, list[Any]] = field(default_factory=dict)
+    date_from: dt.date | None = None
+    date_to: dt.date | None = None
+    favourites: bool = False
+    tag: str = ""
+    sort: str = "newest"
+    page: int = 1
+
+
+def search(catalog: Catalog, query: Query, per_page: int = PER_PAGE) -> SearchResult:
+    """Run the query against the catalogue: one page of runs, the total, and counts per facet value."""
+    filters: dict[str, Any] = {name: values for name, values in query.facets.items() if values}
+    if query.date_from:
+        filters["created_from"] = query.date_from.isoformat()
+    if query.date_to:
+        # created_at is a full timestamp: the whole last day counts.
+        filters["created_to"] = (query.date_to + dt.timedelta(days=1)).isoformat()
+    if query.favourites:
+        filters["favourite"] = 1
+    if query.tag.strip():
+        filters["tag"] = query.tag.strip().lower()
+    return catalog.search(query.text, sort=query.sort, page=query.page, per_page=per_page, **filters)
+
+
+def facet_options(result: SearchResult, name: str, selected: list[Any]) -> list[Any]:
+    """A facet's choices: values among the matches, most common first, plus whatever is already selected."""
+    values = [value for value in result.facets.get(name, {}) if value is not None]
+    return values + [value for value in selected if value not in values]
+
+
+def facet_label(result: SearchResult, name: str, value: Any) -> str:
+    """`value (count)` for a facet choice."""
+    return f"{value} ({result.facets.get(name, {}).get(value, 0):,})"
+
+
+def params_rows(params: dict[str, Any]) -> list[dict[str, str]]:
+    """A run's parameters as (parameter, value) rows, nested ones dotted; long values (inline media) shortened."""
+    rows: list[dict[str, str]] = []
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key in sorted(value):
+                walk(f"{prefix}.{key}" if prefix else key, value[key])
+            return
+        text = str(value)
+        if len(text) > 160:
+            text = f"{text[:60]}… ({len(text):,} characters)"
+        rows.append({"parameter": prefix, "value": text})
+
+    walk("", params)
+    return rows
+
+
+def timing_rows(timings: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per-stage times in seconds, in pipeline order, without the total (which is shown on its own)."""
+    order = {key: index for index, key in enumerate(TIMING_KEYS)}
+    stages = [(k, v) for k, v in timings.items() if k != "total_ms" and isinstance(v, int | float) and v >= 0]
+    stages.sort(key=lambda kv: order.get(kv[0], len(order)))
+    return [{"stage": key.removesuffix("_ms"), "seconds": round(value / 1000.0, 3)} for key, value in stages]
+
+
+def parse_tags(text: str) -> list[str]:
+    """Tags typed as a comma-separated list."""
+    return [tag.strip() for tag in text.split(",") if tag.strip()]

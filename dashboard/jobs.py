@@ -1,0 +1,171 @@
+"""Sending jobs and following them: every answer from the endpoint is written to the catalogue first.
+
+The Live page shows what the catalogue holds, so a reload, a second browser tab or a restarted dashboard all see
+the same runs; the endpoint is asked only for runs still queued or running.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from catalog import Catalog
+from worker.client import EndpointError, JobState, StudioClient
+from worker.contract import ErrorCode, JobStatus, Stage
+
+LOG_LINES = 6
+
+
+def submit(client: StudioClient, catalog: Catalog, job_input: dict[str, Any], endpoint_id: str) -> str:
+    """Send a validated job input to the endpoint and record it as queued; return the job id."""
+    job_id = client.submit(job_input)
+    catalog.record_submission(job_id, job_input, endpoint_id=endpoint_id)
+    return job_id
+
+
+@dataclass(frozen=True)
+class PollResult:
+    """What one status poll did to a run."""
+
+    run_id: str
+    status: str
+    changed: bool
+    problem: str | None = None
+    lost: bool = False
+
+
+def record_state(catalog: Catalog, run_id: str, state: JobState) -> bool:
+    """Write a status answer to the catalogue; a finished batch's items become runs. Returns whether it changed."""
+    changed = catalog.apply_status(
+        run_id,
+        state.status,
+        progress=state.progress,
+        output=state.output,
+        delay_ms=state.delay_ms,
+        execution_ms=state.execution_ms,
+        error=state.error,
+    )
+    if state.finished and isinstance(state.output, dict) and isinstance(state.output.get("items"), list):
+        catalog.attach_result(run_id, state.output)
+    return changed
+
+
+def poll(client: StudioClient, catalog: Catalog, run: dict[str, Any]) -> PollResult:
+    """Ask the endpoint about one unfinished run and record the answer."""
+    try:
+        state = client.status(run["job_id"])
+    except EndpointError as error:
+        return PollResult(run["run_id"], run["status"], False, str(error), lost=error.status == 404)
+    return PollResult(run["run_id"], state.status, record_state(catalog, run["run_id"], state))
+
+
+def mark_lost(catalog: Catalog, run_id: str) -> None:
+    """Close a run the endpoint no longer knows (RunPod keeps /run results for 30 minutes)."""
+    catalog.apply_status(
+        run_id,
+        JobStatus.FAILED,
+        error={
+            "code": ErrorCode.WORKER_LOST,
+            "message": "the endpoint no longer knows this job; if it finished, Sync from bucket in History finds it",
+        },
+    )
+
+
+def cancel(client: StudioClient, catalog: Catalog, run: dict[str, Any]) -> str:
+    """Ask the endpoint to cancel a run; a queued job stops at once, a running one at its next boundary."""
+    state = client.cancel(run["job_id"])
+    if state.status in JobStatus.FINAL:
+        catalog.apply_status(run["run_id"], state.status)
+    return state.status
+
+
+def parse_time(text: str | None) -> dt.datetime | None:
+    """An ISO 8601 time from the catalogue, as an aware datetime."""
+    if not text:
+        return None
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@dataclass
+class LiveView:
+    """Everything the Live page shows for one running job."""
+
+    run_id: str
+    job_id: str
+    status: str
+    prompt: str
+    pct: float
+    stage: str
+    elapsed_s: float | None
+    eta_s: float | None
+    chunk: tuple[int, int] | None = None
+    frames: tuple[int, int] | None = None
+    item: tuple[int, int] | None = None
+    log: list[str] = field(default_factory=list)
+
+
+def eta_seconds(elapsed_s: float | None, pct: float) -> float | None:
+    """Time left, assuming the rest goes at the pace so far; None until there is a pace to go by."""
+    if elapsed_s is None or pct < Stage.PCT[Stage.VALIDATION_OK] or pct >= 100:
+        return None
+    return elapsed_s * (100.0 - pct) / pct
+
+
+def _log_line(event: dict[str, Any]) -> str:
+    at = (parse_time(event.get("at")) or dt.datetime.now(dt.UTC)).strftime("%H:%M:%S")
+    details = event.get("details") or {}
+    extras = [f"{k}={v}" for k, v in details.items() if isinstance(v, int | float | str) and k not in ("frame",)]
+    return f"{at}  {event.get('stage', '?'):<22} {float(event.get('pct') or 0):5.1f}%  {' '.join(extras)}".rstrip()
+
+
+def live_view(run: dict[str, Any], events: list[dict[str, Any]], now: dt.datetime) -> LiveView:
+    """The Live page's picture of a run from its catalogue row and latest progress events."""
+    started = parse_time(run.get("started_at"))
+    elapsed = (now - started).total_seconds() if started else None
+    latest = events[-1] if events else {}
+    details = latest.get("details") or {}
+    pct = float(run.get("progress_pct") or 0.0)
+    chunk = (int(details["chunk"]), int(details["chunks"])) if "chunk" in details and "chunks" in details else None
+    frames = (int(details["done"]), int(details["total"])) if "done" in details and "total" in details else None
+    item = None
+    if latest.get("item_count"):
+        item = (int(latest.get("item_index", 0)) + 1, int(latest["item_count"]))
+    return LiveView(
+        run_id=run["run_id"],
+        job_id=run["job_id"],
+        status=run["status"],
+        prompt=run.get("prompt") or "(batch)",
+        pct=pct,
+        stage=run.get("progress_stage") or ("in queue" if run["status"] == JobStatus.IN_QUEUE else "starting"),
+        elapsed_s=elapsed,
+        eta_s=eta_seconds(elapsed, pct) if run["status"] == JobStatus.IN_PROGRESS else None,
+        chunk=chunk,
+        frames=frames,
+        item=item,
+        log=[_log_line(event) for event in events[-LOG_LINES:]],
+    )
+
+
+@dataclass
+class Backoff:
+    """When to ask the endpoint again: soon after something changed, less often while nothing does."""
+
+    start_s: float
+    max_s: float
+    factor: float = 1.5
+    interval_s: float = 0.0
+    next_at: float = 0.0
+
+    def due(self, now: float | None = None) -> bool:
+        """Whether it is time to poll."""
+        return (time.monotonic() if now is None else now) >= self.next_at
+
+    def record(self, changed: bool, now: float | None = None) -> None:
+        """Set the next poll time after a poll that did (or did not) see a change."""
+        now = time.monotonic() if now is None else now
+        self.interval_s = (
+            self.start_s if changed or not self.interval_s else min(self.interval_s * self.factor, self.max_s)
+        )
+        self.next_at = now + self.interval_s

@@ -1,0 +1,158 @@
+"""Media the user hands the Submit page: checked against the contract's limits here, then put in the store.
+
+A reference for stored media is known before anything is written (the key is the content's SHA-256), so a job
+is validated with its final references first and the store is touched only for jobs that will be sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from worker.contract import ErrorCode, JobError, Limits
+from worker.inputs import sniff_image
+from worker.media import probe
+from worker.settings import Settings
+from worker.store import Store, content_type
+
+UPLOADS_PREFIX = "uploads"
+MAX_BYTES = {"image": Limits.MAX_IMAGE_BYTES, "video": Limits.MAX_VIDEO_BYTES, "audio": Limits.MAX_AUDIO_BYTES}
+
+
+@dataclass(frozen=True)
+class Media:
+    """Bytes the user uploaded, recorded or photographed, with the name they came with."""
+
+    name: str
+    data: bytes
+
+    @property
+    def digest(self) -> str:
+        """The content's SHA-256, which names it in the store."""
+        return hashlib.sha256(self.data).hexdigest()
+
+
+@dataclass(frozen=True)
+class MediaFacts:
+    """What the dashboard shows about a piece of media before sending it."""
+
+    kind: str
+    duration_s: float | None = None
+    width: int | None = None
+    height: int | None = None
+
+
+def _invalid(field: str, message: str) -> JobError:
+    return JobError(ErrorCode.INPUT_VALIDATION, f"{field}: {message}")
+
+
+def inspect(media: Media, field: str, expect: str) -> MediaFacts:
+    """Check media against the contract's limits; `expect` is `visual` (image or video) or `audio`.
+
+    Raises JobError(E_INPUT_VALIDATION) naming the field and what to send instead.
+    """
+    if not media.data:
+        raise _invalid(field, f"{media.name} is empty; choose the file again")
+    kind = (
+        "image" if expect == "visual" and sniff_image(media.data[:16]) else "video" if expect == "visual" else "audio"
+    )
+    if len(media.data) > MAX_BYTES[kind]:
+        raise _invalid(
+            field,
+            f"{media.name} is {len(media.data) / 1e6:.1f} MB; a {kind} may be at most {MAX_BYTES[kind] / 1e6:.0f} MB",
+        )
+    with tempfile.TemporaryDirectory(prefix="studio-dash-") as folder:
+        path = Path(folder) / ("media" + Path(media.name).suffix[:8])
+        path.write_bytes(media.data)
+        info = probe(path, field=field)
+    if kind == "image":
+        if not info.width or not info.height:
+            raise _invalid(field, f"{media.name} is not a readable image; send a JPEG or PNG")
+        if max(info.width, info.height) > Limits.MAX_IMAGE_SIDE or info.width * info.height > Limits.MAX_IMAGE_PIXELS:
+            raise _invalid(
+                field,
+                f"{media.name} is {info.width}×{info.height}; the limit is {Limits.MAX_IMAGE_SIDE} px a side and "
+                f"{Limits.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels: scale it down",
+            )
+        return MediaFacts("image", None, info.width, info.height)
+    if kind == "video":
+        if not info.has_video:
+            raise _invalid(field, f"{media.name} has no picture; send a JPEG/PNG photo or an MP4/WebM video")
+        return MediaFacts("video", info.duration_s, info.width, info.height)
+    if not info.has_audio:
+        raise _invalid(field, f"{media.name} has no sound; send WAV, MP3, OGG or WebM speech")
+    seconds = info.duration_s or 0.0
+    if seconds < Limits.MIN_AUDIO_SECONDS:
+        raise _invalid(field, f"{media.name} lasts {seconds:.2f} s; record at least {Limits.MIN_AUDIO_SECONDS} s")
+    if seconds > Limits.MAX_AUDIO_SECONDS:
+        raise _invalid(field, f"{media.name} lasts {seconds:.0f} s; the limit is {Limits.MAX_AUDIO_SECONDS:.0f} s")
+    return MediaFacts("audio", seconds)
+
+
+def safe_name(name: str) -> str:
+    """A file name that is safe as the last part of a store key (no folders, no odd characters)."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).name).strip("._") or "media"
+    return stem[-80:]
+
+
+def upload_key(media: Media) -> str:
+    """`uploads/{sha256}/{name}`: the same bytes always land on the same key, so uploads never duplicate."""
+    return f"{UPLOADS_PREFIX}/{media.digest}/{safe_name(media.name)}"
+
+
+@dataclass(frozen=True)
+class Planned:
+    """Media with the reference the job will carry; `key` is None when it travels inline."""
+
+    media: Media
+    ref: str
+    key: str | None
+
+
+def plan(media: Media, store: Store, settings: Settings) -> Planned:
+    """The reference a worker will fetch the media by, computed without writing anything.
+
+    S3: a presigned URL. Folder store with the local endpoint: the file's path, which the worker may read.
+    Folder store with RunPod's cloud: the cloud cannot see this machine's folder, so the media go inline
+    as a data URL (the client refuses a /run body over RunPod's 10 MB; configure S3 for bigger media).
+    """
+    key = upload_key(media)
+    if store.kind == "s3":
+        return Planned(media, store.url(key), key)
+    if settings.is_local_endpoint:
+        return Planned(media, str(store.path(key)), key)  # type: ignore[attr-defined]
+    encoded = base64.b64encode(media.data).decode("ascii")
+    return Planned(media, f"data:{content_type(media.name)};base64,{encoded}", None)
+
+
+def commit(planned: Planned, store: Store) -> None:
+    """Write planned media to the store, unless it is inline or already there."""
+    if planned.key is not None and not store.exists(planned.key):
+        store.put_bytes(planned.key, planned.media.data)
+
+
+def stored_key(ref: str, store: Store, settings: Settings) -> str | None:
+    """The store key behind a reference to an earlier upload (a presigned URL or a stored path), if it is one."""
+    if store.kind == "s3":
+        match = re.search(rf"/{re.escape(settings.s3_bucket or '')}/({UPLOADS_PREFIX}/[0-9a-f]{{64}}/[^?]+)", ref)
+        return match.group(1) if match else None
+    try:
+        path = Path(ref).resolve()
+    except (OSError, ValueError):
+        return None
+    root = settings.artifact_dir.resolve()
+    if not path.is_relative_to(root / UPLOADS_PREFIX):
+        return None
+    return path.relative_to(root).as_posix()
+
+
+def refresh_ref(ref: str, store: Store, settings: Settings) -> str:
+    """A reference to an earlier upload, made fetchable again (a presigned URL expires; its key does not)."""
+    key = stored_key(ref, store, settings)
+    if key is None or not store.exists(key):
+        return ref
+    return store.url(key) if store.kind == "s3" else ref

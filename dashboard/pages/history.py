@@ -1,0 +1,239 @@
+"""History: search, filter and browse every run; open one to watch, download, curate, delete or reuse it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from catalog import SearchResult, sync
+from dashboard import navigation, state, views
+from dashboard.history import (
+    FACETS,
+    SORT_LABELS,
+    Query,
+    facet_label,
+    facet_options,
+    params_rows,
+    parse_tags,
+    search,
+    timing_rows,
+)
+from worker.contract import JobError, JobStatus
+
+K = "history."
+GRID_COLUMNS = 4
+
+
+def _first_page() -> None:
+    st.session_state[K + "page"] = 1
+
+
+def _open(run_id: str) -> None:
+    st.query_params["run"] = run_id
+
+
+def _close() -> None:
+    st.query_params.pop("run", None)
+
+
+def _query() -> Query:
+    """The query as the widgets hold it (drawn later; read here from session state)."""
+    return Query(
+        text=st.session_state.get(K + "text", ""),
+        facets={name: st.session_state.get(K + f"facet.{name}", []) for name in FACETS},
+        date_from=st.session_state.get(K + "from"),
+        date_to=st.session_state.get(K + "to"),
+        favourites=st.session_state.get(K + "favourites", False),
+        tag=st.session_state.get(K + "tag", ""),
+        sort=st.session_state.get(K + "sort", "newest"),
+        page=st.session_state.get(K + "page", 1),
+    )
+
+
+def _search_bar() -> None:
+    text_col, sort_col, sync_col = st.columns([4, 2, 1], vertical_alignment="bottom")
+    text_col.text_input(
+        "Search prompts, tags and notes",
+        key=K + "text",
+        placeholder='e.g. studio, "orange suit", talk*',
+        on_change=_first_page,
+    )
+    sort_col.selectbox("Sort", list(SORT_LABELS), format_func=SORT_LABELS.get, key=K + "sort", on_change=_first_page)
+    if sync_col.button("Sync from bucket", icon=":material/sync:", help="Add runs found as metadata.json in the store"):
+        with st.spinner("Reading metadata.json files from the store…"):
+            report = sync(state.catalog(), state.store())
+        st.toast(f"Sync: {report.summary()}", icon=":material/sync:")
+        for key, reason in report.skipped[:5]:
+            st.warning(f"Skipped `{key}`: {reason}")
+
+
+def _filters(result: SearchResult) -> None:
+    with st.expander("Filters", icon=":material/filter_list:", expanded=True):
+        columns = st.columns(len(FACETS))
+        for column, (name, label) in zip(columns, FACETS.items(), strict=True):
+            key = K + f"facet.{name}"
+            selected = st.session_state.get(key, [])
+            column.multiselect(
+                label,
+                facet_options(result, name, selected),
+                key=key,
+                format_func=lambda value, name=name: facet_label(result, name, value),
+                on_change=_first_page,
+            )
+        dates = st.columns([1, 1, 1, 2], vertical_alignment="bottom")
+        dates[0].date_input("From", value=None, key=K + "from", on_change=_first_page)
+        dates[1].date_input("To", value=None, key=K + "to", on_change=_first_page)
+        dates[2].toggle("Favourites only", key=K + "favourites", on_change=_first_page)
+        dates[3].text_input("Tag", key=K + "tag", placeholder="one tag", on_change=_first_page)
+
+
+def _card(run: dict[str, Any], store: Any) -> None:
+    with st.container(border=True):
+        if not views.image(store, run.get("thumb_key"), width="stretch"):
+            st.container(height=120, border=False).caption("no thumbnail")
+        views.status_badge(run["status"])
+        st.markdown(f"{'★ ' if run.get('favourite') else ''}{(run.get('prompt') or '(no prompt)')[:90]}")
+        made = (run.get("created_at") or "")[:16].replace("T", " ")
+        length = f" · {run['video_duration_s']:.1f} s" if run.get("video_duration_s") else ""
+        st.caption(f"{made}{length} · {run.get('size') or ''} · {run.get('sample_steps') or '?'} steps")
+        st.button("Open", key=K + f"open.{run['run_id']}", on_click=_open, args=(run["run_id"],), width="stretch")
+
+
+def _grid(result: SearchResult) -> None:
+    store = state.store()
+    for start in range(0, len(result.rows), GRID_COLUMNS):
+        columns = st.columns(GRID_COLUMNS)
+        for column, run in zip(columns, result.rows[start : start + GRID_COLUMNS], strict=False):
+            with column:
+                _card(run, store)
+
+
+def _downloads(run: dict[str, Any]) -> None:
+    store = state.store()
+    left, right = st.columns(2)
+    if run.get("video_key"):
+        if store.kind == "s3":
+            left.link_button("Download MP4", store.url(run["video_key"]), icon=":material/download:")
+        else:
+            left.download_button(
+                "Download MP4",
+                data=lambda: store.get(run["video_key"]),
+                file_name=f"{run['run_id'].replace(':', '_')}.mp4",
+                mime="video/mp4",
+                on_click="ignore",
+                icon=":material/download:",
+            )
+    if run.get("metadata_key"):
+        right.download_button(
+            "Download metadata JSON",
+            data=lambda: store.get(run["metadata_key"]),
+            file_name=f"{run['run_id'].replace(':', '_')}.json",
+            mime="application/json",
+            on_click="ignore",
+            icon=":material/data_object:",
+        )
+
+
+def _curation(run: dict[str, Any]) -> None:
+    with st.form(K + "curate"):
+        tags = st.text_input("Tags (comma separated)", value=", ".join(run["tag_list"]))
+        favourite = st.checkbox("Favourite", value=bool(run.get("favourite")))
+        note = st.text_area("Note", value=run.get("note") or "", height=80)
+        if st.form_submit_button("Save", icon=":material/save:"):
+            catalog = state.catalog()
+            catalog.set_tags(run["run_id"], parse_tags(tags))
+            catalog.set_favourite(run["run_id"], favourite)
+            catalog.set_note(run["run_id"], note)
+            st.toast("Saved", icon=":material/check:")
+
+
+def _delete(run: dict[str, Any]) -> None:
+    with st.popover("Delete", icon=":material/delete:"):
+        with_files = st.checkbox("Also delete the video, thumbnail and metadata from the store", value=True)
+        if st.button("Delete for good", type="primary", key=K + "delete"):
+            try:
+                state.catalog().delete(run["run_id"], state.store() if with_files else None)
+            except JobError as error:
+                st.error(f"Could not delete the files: {error.message}")
+                return
+            _close()
+            st.toast("Deleted", icon=":material/delete:")
+            st.rerun()
+
+
+def _detail(run_id: str) -> None:
+    run = state.catalog().get(run_id)
+    if run is None:
+        st.warning(f"Run `{run_id}` is not in the catalogue (deleted?).")
+        st.button("Close", on_click=_close)
+        return
+    with st.container(border=True):
+        head, close = st.columns([6, 1])
+        with head:
+            views.status_badge(run["status"])
+            st.subheader(run.get("prompt") or "(no prompt)")
+            st.caption(f"job `{run['job_id']}` · made {(run.get('created_at') or '')[:19].replace('T', ' ')} UTC")
+        close.button("Close", on_click=_close, icon=":material/close:", key=K + "close")
+        watch, facts = st.columns([3, 2], gap="large")
+        with watch:
+            views.video(state.store(), run.get("video_key"))
+            if run["status"] not in (JobStatus.COMPLETED, JobStatus.IN_QUEUE, JobStatus.IN_PROGRESS):
+                views.failure(run.get("error_code"), run.get("error_message"))
+            for warning in run.get("warnings") or []:
+                st.caption(f"⚠ {warning}")
+        with facts:
+            a, b = st.columns(2)
+            a.metric("Video", views.duration(run.get("video_duration_s")))
+            b.metric("Made in", views.duration((run.get("total_ms") or 0) / 1000 if run.get("total_ms") else None))
+            a.metric("Size", f"{run['width']}×{run['height']}" if run.get("width") else "—")
+            b.metric("Engine", run.get("engine") or "—")
+            _downloads(run)
+            if st.button("Reuse these params", type="primary", icon=":material/replay:", key=K + "reuse"):
+                st.session_state[state.REUSE_PARAMS] = run["params"]
+                st.switch_page(navigation.page("submit"))
+            _delete(run)
+        timings = timing_rows(run.get("timings") or {})
+        tabs = st.tabs(["Timing", "Parameters", "Tags & note"])
+        with tabs[0]:
+            if timings:
+                st.bar_chart(pd.DataFrame(timings), x="stage", y="seconds", horizontal=True, sort=False)
+            else:
+                st.caption("No timings (the run did not finish).")
+        with tabs[1]:
+            st.dataframe(params_rows(run.get("params") or {}), hide_index=True, width="stretch")
+            st.download_button(
+                "Parameters as JSON",
+                data=json.dumps(run.get("params") or {}, indent=2),
+                file_name="params.json",
+                mime="application/json",
+                on_click="ignore",
+            )
+        with tabs[2]:
+            _curation(run)
+
+
+def main() -> None:
+    """Draw the History page."""
+    st.title("History")
+    _search_bar()
+    query = _query()
+    result = search(state.catalog(), query)
+    if query.page > result.pages:
+        query.page = result.pages
+        result = search(state.catalog(), query)
+        st.session_state[K + "page"] = result.page
+    _filters(result)
+    selected = st.query_params.get("run")
+    if selected:
+        _detail(selected)
+    note = f" ({result.query_note})" if result.query_note else ""
+    st.caption(f"{result.total:,} run{'s' if result.total != 1 else ''}{note}")
+    _grid(result)
+    if result.pages > 1:
+        st.pagination(result.pages, key=K + "page", max_visible_pages=9)
+
+
+main()

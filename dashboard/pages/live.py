@@ -1,0 +1,122 @@
+"""Live jobs: every unfinished run, refreshed in a fragment so the rest of the page stays put."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import streamlit as st
+
+from dashboard import navigation, state, views
+from dashboard.jobs import Backoff, LiveView, cancel, live_view, mark_lost, poll
+from worker.client import LOCAL_POLL_START_S, POLL_MAX_S, POLL_START_S, EndpointError
+from worker.contract import JobStatus
+
+BACKOFF = "live.backoff"
+SEEN = "live.seen"
+PROBLEMS = "live.problems"
+FINISHED_SHOWN = 5
+TICK_LOCAL_S = 1.0
+TICK_CLOUD_S = 2.0
+
+
+def _backoff(local: bool) -> Backoff:
+    held = st.session_state.get(BACKOFF)
+    if held is None:
+        held = Backoff(LOCAL_POLL_START_S if local else POLL_START_S, POLL_MAX_S)
+        st.session_state[BACKOFF] = held
+    return held
+
+
+def refresh(runs: list[dict[str, Any]], local: bool) -> None:
+    """Poll the endpoint for unfinished runs when the backoff says it is time; record what it says."""
+    backoff = _backoff(local)
+    if not runs or not backoff.due():
+        return
+    client, catalog = state.client(), state.catalog()
+    results = [poll(client, catalog, run) for run in runs]
+    st.session_state[PROBLEMS] = {r.run_id: (r.problem, r.lost) for r in results if r.problem}
+    backoff.record(any(r.changed for r in results))
+
+
+def _card(view: LiveView) -> None:
+    with st.container(border=True):
+        top, actions = st.columns([5, 1], vertical_alignment="center")
+        with top:
+            views.status_badge(view.status)
+            st.markdown(f"**{view.prompt[:140]}**")
+            st.caption(f"job `{view.job_id}`" + (f" · item {view.item[0]} of {view.item[1]}" if view.item else ""))
+        with actions:
+            if st.button("Cancel", key=f"live.cancel.{view.run_id}", icon=":material/cancel:"):
+                try:
+                    status = cancel(state.client(), state.catalog(), {"run_id": view.run_id, "job_id": view.job_id})
+                    st.toast(f"Cancel asked for {view.job_id}: now {status}")
+                except EndpointError as error:
+                    st.toast(f"Could not cancel: {error}", icon=":material/error:")
+        st.progress(min(1.0, view.pct / 100.0), text=f"{view.stage} · {view.pct:.0f}%")
+        cols = st.columns(4)
+        cols[0].metric("Elapsed", views.duration(view.elapsed_s))
+        cols[1].metric("ETA", views.duration(view.eta_s))
+        cols[2].metric("Chunk", f"{view.chunk[0]} / {view.chunk[1]}" if view.chunk else "—")
+        cols[3].metric("Frames", f"{view.frames[0]} / {view.frames[1]}" if view.frames else "—")
+        if view.log:
+            st.code("\n".join(view.log), language=None)
+        problem = st.session_state.get(PROBLEMS, {}).get(view.run_id)
+        if problem:
+            st.warning(problem[0], icon=":material/cloud_off:")
+            if problem[1] and st.button("Mark as lost", key=f"live.lost.{view.run_id}"):
+                mark_lost(state.catalog(), view.run_id)
+
+
+def _finished(run_ids: list[str]) -> None:
+    catalog, store = state.catalog(), state.store()
+    runs = [run for run in (catalog.get(run_id) for run_id in run_ids) if run and run["status"] in JobStatus.FINAL]
+    if not runs:
+        return
+    st.subheader("Just finished", divider="gray")
+    for run in sorted(runs, key=lambda r: r.get("finished_at") or "", reverse=True)[:FINISHED_SHOWN]:
+        with st.container(border=True):
+            views.status_badge(run["status"])
+            st.markdown(f"**{(run.get('prompt') or '')[:140]}**")
+            if run["status"] == JobStatus.COMPLETED and run.get("video_key"):
+                views.video(store, run["video_key"])
+            elif run["status"] != JobStatus.COMPLETED:
+                views.failure(run.get("error_code"), run.get("error_message"))
+            st.page_link(
+                navigation.page("history"),
+                label="Open in History",
+                icon=":material/video_library:",
+                query_params={"run": run["run_id"]},
+            )
+
+
+def board() -> None:
+    """The refreshing part: unfinished runs, then the ones this session saw finish."""
+    settings = state.settings()
+    catalog = state.catalog()
+    runs = catalog.unfinished(settings.endpoint_id)
+    refresh(runs, settings.is_local_endpoint)
+    runs = catalog.unfinished(settings.endpoint_id)
+    seen: list[str] = st.session_state.setdefault(SEEN, [])
+    for run_id in [run["run_id"] for run in runs] + st.session_state.get(state.SUBMITTED, []):
+        if run_id not in seen:
+            seen.append(run_id)
+    now = dt.datetime.now(dt.UTC)
+    if runs:
+        st.caption(f"{len(runs)} unfinished · updated {now.astimezone().strftime('%H:%M:%S')}")
+    else:
+        st.info("Nothing is queued or running.", icon=":material/check_circle:")
+    for run in runs:
+        _card(live_view(run, catalog.progress_events(run["run_id"], limit=6), now))
+    _finished(seen)
+
+
+def main() -> None:
+    """Draw the Live page."""
+    st.title("Live jobs")
+    local = state.settings().is_local_endpoint
+    st.fragment(board, run_every=TICK_LOCAL_S if local else TICK_CLOUD_S)()
+    st.page_link(navigation.page("submit"), label="Submit another", icon=":material/add_circle:")
+
+
+main()

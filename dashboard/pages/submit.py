@@ -1,0 +1,451 @@
+"""Submit: a portrait and speech in, a job out; checked with the worker's contract before it is sent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from dashboard import navigation, state, views
+from dashboard.batch import BatchFileError, read_batch
+from dashboard.forms import (
+    ADVANCED_PARAMS,
+    BASIC_PARAMS,
+    OPTIONAL_PARAMS,
+    Speech,
+    bounds,
+    build_job_input,
+    choices,
+    default_params,
+    describe,
+    errors_for,
+    plan_frames,
+    prefill_from,
+    speech_seconds,
+    validate,
+)
+from dashboard.jobs import submit
+from dashboard.media import Media, MediaFacts, Planned, commit, inspect, plan, refresh_ref, stored_key
+from dashboard.presets import PRESETS
+from worker.client import EndpointError
+from worker.contract import Defaults, JobError, Limits
+from worker.geometry import output_size
+
+K = "submit."
+UPLOAD = "Upload"
+LINK = "URL or stored path"
+CAMERA = "Camera"
+RECORD = "Record"
+TTS = "Text to speech"
+VISUAL_TYPES = ["jpg", "jpeg", "png", "webp", "mp4", "webm", "mov", "mkv"]
+AUDIO_TYPES = ["wav", "mp3", "ogg", "oga", "webm", "m4a", "flac", "aac"]
+LABELS = {
+    "size": "Size",
+    "mode": "Mode",
+    "frame_num": "Frames per clip",
+    "max_frame_num": "Most frames (streaming)",
+    "sample_steps": "Sampling steps",
+    "base_seed": "Seed (-1: random)",
+    "sample_shift": "Sample shift",
+    "sample_text_guide_scale": "Text guidance",
+    "sample_audio_guide_scale": "Audio guidance",
+    "motion_frame": "Motion frames",
+    "color_correction_strength": "Colour correction",
+    "use_teacache": "TeaCache",
+    "teacache_thresh": "TeaCache threshold",
+    "use_apg": "APG",
+    "apg_momentum": "APG momentum",
+    "apg_norm_threshold": "APG norm threshold",
+    "num_persistent_param_in_dit": "Parameters kept on the GPU",
+    "offload_model": "Offload the model between steps",
+    "quant": "Quantisation",
+    "quant_dir": "Quantised weights folder",
+    "lora": "lightx2v LoRA",
+    "lora_scale": "LoRA scale",
+}
+HELP = {
+    "mode": "clip renders one clip of `Frames per clip`; streaming renders the whole speech, clip after clip.",
+    "frame_num": "Must be 4n+1 (81 = 3.2 s at 25 fps).",
+    "sample_shift": "Empty: 7 at 480p, 11 at 720p.",
+    "num_persistent_param_in_dit": "Empty: keep everything on the GPU; 0 saves the most memory.",
+}
+
+
+def _init_defaults() -> None:
+    """Give every widget its starting value once per session, through session state only."""
+    starting: dict[str, Any] = {
+        "prompt": "",
+        "cond_source": UPLOAD,
+        "cond_url": "",
+        "p1_source": RECORD,
+        "p1_url": "",
+        "two_people": False,
+        "p2_source": RECORD,
+        "p2_url": "",
+        "audio_type": "add",
+        "tts_text": "",
+        "voice1": Defaults.TTS_VOICE_1,
+        "voice2": "",
+        **{f"param.{name}": value for name, value in default_params().items()},
+    }
+    for name, value in starting.items():
+        st.session_state.setdefault(K + name, value)
+
+
+def _apply_params(params: dict[str, Any]) -> None:
+    for name, value in params.items():
+        st.session_state[K + f"param.{name}"] = value
+
+
+def _apply_reuse() -> None:
+    """Prefill the form from a run picked in History; uploads from that run are referred to by their stored path."""
+    params = st.session_state.pop(state.REUSE_PARAMS, None)
+    if params is None:
+        return
+    store, settings = state.store(), state.settings()
+    filled = prefill_from(params)
+    refresh = lambda ref: refresh_ref(ref, store, settings) if ref else ""  # noqa: E731
+    st.session_state[K + "prompt"] = filled.prompt
+    st.session_state[K + "cond_source"] = LINK
+    st.session_state[K + "cond_url"] = refresh(filled.cond_video)
+    st.session_state[K + "p1_source"] = TTS if filled.tts_text else LINK
+    st.session_state[K + "p1_url"] = refresh(filled.person1)
+    st.session_state[K + "tts_text"] = filled.tts_text
+    st.session_state[K + "voice1"] = filled.voice1
+    st.session_state[K + "voice2"] = filled.voice2
+    st.session_state[K + "two_people"] = bool(filled.person2)
+    st.session_state[K + "p2_source"] = LINK
+    st.session_state[K + "p2_url"] = refresh(filled.person2)
+    st.session_state[K + "audio_type"] = filled.audio_type
+    _apply_params(filled.params)
+    st.toast("The form holds the earlier run's media, prompt and parameters.", icon=":material/replay:")
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _inspect(name: str, data: bytes, field: str, expect: str) -> MediaFacts:
+    return inspect(Media(name, data), field, expect)
+
+
+class Slot:
+    """One media input of the form: what the user gave, what it is, and where its errors go."""
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+        self.media: Media | None = None
+        self.ref: str | None = None
+        self.facts: MediaFacts | None = None
+        self.problem: str | None = None
+        self.errors = st.empty()
+
+    def take(self, given: Any, expect: str) -> None:
+        """Use uploaded or recorded bytes (a Streamlit UploadedFile)."""
+        if given is None:
+            return
+        self.media = Media(given.name or "media", given.getvalue())
+        try:
+            self.facts = _inspect(self.media.name, self.media.data, self.field, expect)
+        except JobError as error:
+            self.problem = error.message
+
+    def link(self, text: str, expect: str) -> None:
+        """Use a URL or stored path; media already in this dashboard's store are inspected too."""
+        self.ref = text.strip() or None
+        if self.ref is None:
+            return
+        key = stored_key(self.ref, state.store(), state.settings())
+        if key and state.store().exists(key):
+            try:
+                self.facts = _inspect(key.rsplit("/", 1)[-1], state.store().get(key), self.field, expect)
+            except JobError as error:
+                self.problem = error.message
+
+
+def _visual_input() -> Slot:
+    st.subheader("Portrait", divider="gray")
+    source = st.radio(
+        "Photo or video", [UPLOAD, LINK, CAMERA], key=K + "cond_source", horizontal=True, label_visibility="collapsed"
+    )
+    slot = Slot("cond_video")
+    if source == UPLOAD:
+        slot.take(st.file_uploader("Photo or video", type=VISUAL_TYPES, key=K + "cond_upload"), "visual")
+    elif source == LINK:
+        slot.link(
+            st.text_input("URL or stored path", key=K + "cond_url", placeholder="https://…/portrait.jpg"), "visual"
+        )
+    else:
+        slot.take(st.camera_input("Take a photo", key=K + "cond_camera"), "visual")
+    if slot.media is not None and slot.facts is not None and source != CAMERA:
+        if slot.facts.kind == "image":
+            st.image(slot.media.data, width=240)
+        else:
+            st.video(slot.media.data)
+    return slot
+
+
+def _speech_input(person: int, sources: list[str]) -> Slot:
+    prefix = f"p{person}"
+    source = st.radio(
+        f"Speech for person {person}",
+        sources,
+        key=K + f"{prefix}_source",
+        horizontal=True,
+    )
+    slot = Slot(f"cond_audio.person{person}")
+    if source == RECORD:
+        slot.take(
+            st.audio_input(f"Record person {person}", sample_rate=16000, key=K + f"{prefix}_record"),
+            "audio",
+        )
+    elif source == UPLOAD:
+        uploaded = st.file_uploader(f"Speech file for person {person}", type=AUDIO_TYPES, key=K + f"{prefix}_upload")
+        slot.take(uploaded, "audio")
+        if slot.media is not None:
+            st.audio(slot.media.data)
+    elif source == LINK:
+        slot.link(
+            st.text_input("URL or stored path", key=K + f"{prefix}_url", placeholder="https://…/speech.wav"), "audio"
+        )
+    return slot
+
+
+def _tts_input() -> None:
+    st.text_area(
+        "Text to speak",
+        key=K + "tts_text",
+        max_chars=Limits.MAX_TTS_CHARS,
+        placeholder="Hello! (s2) Hi there. — tag lines with (s1) / (s2) for two people",
+    )
+    left, right = st.columns(2)
+    left.text_input("Voice of person 1", key=K + "voice1", help="An espeak-ng voice, e.g. en-us+f3")
+    right.text_input("Voice of person 2", key=K + "voice2", placeholder=Defaults.TTS_VOICE_2)
+
+
+def _param_widget(name: str) -> None:
+    key = K + f"param.{name}"
+    label = LABELS[name]
+    help_text = HELP.get(name) or describe(name)
+    options = choices(name)
+    current = st.session_state[key]
+    if options:
+        st.selectbox(label, options, key=key, help=help_text, format_func=lambda v: "none" if v is None else str(v))
+    elif isinstance(default_params()[name], bool):
+        st.toggle(label, key=key, help=help_text)
+    elif name == "quant_dir":
+        st.text_input(label, key=key, help=help_text)
+    else:
+        low, high = bounds(name)
+        integral = isinstance(default_params()[name], int) or name == "num_persistent_param_in_dit"
+        step: float = 4 if name == "frame_num" else 1 if integral else 0.05 if (high or 10) <= 1 else 0.5
+        kwargs: dict[str, Any] = {"min_value": low, "max_value": high, "step": step}
+        if integral:
+            kwargs = {k: int(v) if v is not None else None for k, v in kwargs.items()}
+        elif current is not None:
+            st.session_state[key] = float(current)
+        st.number_input(
+            label,
+            key=key,
+            help=help_text,
+            placeholder="worker default" if name in OPTIONAL_PARAMS else None,
+            **kwargs,
+        )
+
+
+def _parameters() -> dict[str, Any]:
+    st.subheader("Parameters", divider="gray")
+    columns = st.columns(3)
+    for index, name in enumerate(BASIC_PARAMS):
+        with columns[index % 3]:
+            _param_widget(name)
+    with st.expander("Advanced parameters"):
+        columns = st.columns(3)
+        for index, name in enumerate(ADVANCED_PARAMS):
+            with columns[index % 3]:
+                _param_widget(name)
+    return {name: st.session_state[K + f"param.{name}"] for name in BASIC_PARAMS + ADVANCED_PARAMS}
+
+
+def _presets() -> None:
+    st.caption("Presets set every parameter at once")
+    cols = st.columns(len(PRESETS))
+    for col, preset in zip(cols, PRESETS.values(), strict=True):
+        col.button(
+            preset.name,
+            key=K + f"preset.{preset.name}",
+            help=preset.summary,
+            on_click=_apply_params,
+            args=(preset.params(),),
+            width="stretch",
+        )
+
+
+def _show_problems(slot: Slot, errors: dict[str, str], *fields: str) -> None:
+    messages = ([slot.problem] if slot.problem else []) + errors_for(errors, *fields)
+    if messages:
+        slot.errors.error("\n\n".join(messages), icon=":material/error:")
+
+
+def _plan(slot: Slot) -> Planned | None:
+    if slot.media is None:
+        return None
+    return plan(slot.media, state.store(), state.settings())
+
+
+def _ref(slot: Slot, planned: Planned | None) -> str | None:
+    return planned.ref if planned is not None else slot.ref
+
+
+def _summary(cond: Slot, speech: list[Slot], audio_type: str, params: dict[str, Any], tts: bool) -> None:
+    facts = [slot.facts for slot in speech if slot.facts is not None and slot.facts.duration_s]
+    if tts:
+        st.info(
+            "Text to speech: the worker decides the length when it speaks the text.",
+            icon=":material/record_voice_over:",
+        )
+    elif facts:
+        seconds = speech_seconds([f.duration_s or 0.0 for f in facts], audio_type)
+        frames = plan_frames(seconds, params)
+        line = (
+            f"Speech: **{seconds:.1f} s** → **{frames.frames} frames** "
+            f"({views.duration(frames.video_seconds)} of video at 25 fps)"
+        )
+        if cond.facts is not None and cond.facts.width and cond.facts.height:
+            width, height = output_size(cond.facts.width, cond.facts.height, params["size"])
+            line += f", {width}×{height}"
+        st.info(line, icon=":material/graphic_eq:")
+        if frames.capped:
+            st.warning(
+                "The speech is longer than this job renders: clip mode stops at `Frames per clip`, streaming at "
+                "`Most frames`. Choose streaming or raise the limit to hear all of it.",
+                icon=":material/content_cut:",
+            )
+
+
+def _send(job: dict[str, Any], uploads: list[Planned]) -> str | None:
+    store = state.store()
+    try:
+        for planned in uploads:
+            commit(planned, store)
+        job_id = submit(state.client(patient=True), state.catalog(), job, state.settings().endpoint_id)
+    except (EndpointError, JobError) as error:
+        st.error(f"Could not submit: {getattr(error, 'message', None) or error}", icon=":material/cloud_off:")
+        return None
+    st.session_state.setdefault(state.SUBMITTED, []).append(job_id)
+    return job_id
+
+
+def _batch() -> None:
+    with st.expander("Batch: many jobs from a CSV or JSONL file", icon=":material/table_rows:"):
+        st.caption(
+            "One job per row (CSV, columns named like the job's fields: `prompt`, `cond_video`, "
+            "`cond_audio.person1`, `tts_audio.text`, `sample_steps`, …) or per line (JSONL). Media are URLs or "
+            f"stored paths. At most {Limits.MAX_BATCH_ITEMS} jobs per file."
+        )
+        uploaded = st.file_uploader("Batch file", type=["csv", "jsonl", "ndjson"], key=K + "batch_file")
+        if uploaded is None:
+            return
+        try:
+            lines = read_batch(uploaded.name, uploaded.getvalue())
+        except BatchFileError as error:
+            st.error(str(error))
+            return
+        bad = [line for line in lines if not line.ok]
+        st.dataframe(
+            [
+                {
+                    "line": line.line,
+                    "prompt": str(line.job.get("prompt", ""))[:80],
+                    "problems": "; ".join(f"{k}: {v}" if k else v for k, v in line.errors.items()) or "ok",
+                }
+                for line in lines
+            ],
+            hide_index=True,
+        )
+        if bad:
+            st.error(f"{len(bad)} of {len(lines)} jobs need fixing (see `problems`); nothing was sent.")
+            return
+        if st.button(f"Submit {len(lines)} jobs", key=K + "batch_submit", type="primary"):
+            sent = [job_id for line in lines if (job_id := _send(line.job, [])) is not None]
+            if len(sent) == len(lines):
+                st.switch_page(navigation.page("live"))
+            st.warning(f"{len(sent)} of {len(lines)} jobs were sent; they are on the Live page.")
+
+
+def main() -> None:
+    """Draw the Submit page."""
+    _init_defaults()
+    _apply_reuse()
+    st.title("Submit a talking video")
+    _presets()
+    left, right = st.columns([1, 1], gap="large")
+    with left:
+        cond = _visual_input()
+        st.subheader("Speech", divider="gray")
+        p1 = _speech_input(1, [RECORD, UPLOAD, LINK, TTS])
+        tts = st.session_state[K + "p1_source"] == TTS
+        speech = [p1]
+        if tts:
+            _tts_input()
+        elif st.toggle("Add a second person", key=K + "two_people"):
+            p2 = _speech_input(2, [RECORD, UPLOAD, LINK])
+            speech.append(p2)
+            st.radio(
+                "How they talk",
+                ["add", "para"],
+                key=K + "audio_type",
+                horizontal=True,
+                format_func=lambda v: "taking turns (add)" if v == "add" else "at the same time (para)",
+            )
+    with right:
+        st.subheader("Prompt", divider="gray")
+        st.text_area(
+            "Describe the scene",
+            key=K + "prompt",
+            max_chars=Limits.MAX_PROMPT_CHARS,
+            placeholder="A woman speaks warmly to the camera in a bright studio",
+        )
+        prompt_errors = st.empty()
+        params = _parameters()
+        param_errors = st.empty()
+        audio_type = st.session_state[K + "audio_type"] if len(speech) > 1 else "add"
+        _summary(cond, speech, audio_type, params, tts)
+        clicked = st.button("Submit", type="primary", key=K + "go", icon=":material/send:", width="stretch")
+        general = st.empty()
+    _batch()
+    if not clicked:
+        for slot in (cond, *speech):
+            _show_problems(slot, {})
+        return
+
+    planned = {slot.field: _plan(slot) for slot in (cond, *speech)}
+    job = build_job_input(
+        st.session_state[K + "prompt"],
+        _ref(cond, planned["cond_video"]),
+        Speech(
+            person1=None if tts else _ref(p1, planned["cond_audio.person1"]),
+            person2=_ref(speech[1], planned["cond_audio.person2"]) if len(speech) > 1 else None,
+            audio_type=audio_type,
+            tts_text=st.session_state[K + "tts_text"] if tts else None,
+            voice1=st.session_state[K + "voice1"].strip() or Defaults.TTS_VOICE_1,
+            voice2=st.session_state[K + "voice2"].strip() or None,
+        ),
+        params,
+    )
+    errors = validate(job)
+    _show_problems(cond, errors, "cond_video", "bbox")
+    _show_problems(p1, errors, "cond_audio.person1", "cond_audio", "tts_audio", "audio_type")
+    if len(speech) > 1:
+        _show_problems(speech[1], errors, "cond_audio.person2")
+    if "prompt" in errors:
+        prompt_errors.error(errors["prompt"], icon=":material/error:")
+    shown = {"prompt", "cond_video", "bbox", "cond_audio", "tts_audio", "audio_type"}
+    rest = {k: v for k, v in errors.items() if k.split(".")[0].split("[")[0] not in shown}
+    if rest:
+        param_errors.error("\n\n".join(f"**{k or 'input'}**: {v}" for k, v in rest.items()), icon=":material/error:")
+    if errors or any(slot.problem for slot in (cond, *speech)):
+        general.error("Fix the fields marked above, then submit again.", icon=":material/error:")
+        return
+    if _send(job, [p for p in planned.values() if p is not None]) is not None:
+        st.switch_page(navigation.page("live"))
+
+
+main()

@@ -1,0 +1,56 @@
+"""Named parameter sets for the Submit page: each is the contract's defaults plus a few deliberate changes.
+
+A preset sets every parameter, so choosing one gives the same job whatever was set before it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from dashboard.forms import default_params
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named parameter set and what it is for."""
+
+    name: str
+    summary: str
+    changes: dict[str, Any]
+
+    def params(self) -> dict[str, Any]:
+        """Every form parameter: the contract's defaults with this preset's changes applied."""
+        return {**default_params(), **self.changes}
+
+
+PRESETS: dict[str, Preset] = {
+    preset.name: preset
+    for preset in (
+        Preset(
+            "Fast preview",
+            "480p, first 81 frames (3.2 s), 8 steps with TeaCache: a quick check of framing and lip sync.",
+            {"size": "infinitetalk-480", "mode": "clip", "frame_num": 81, "sample_steps": 8, "use_teacache": True},
+        ),
+        Preset(
+            "4-step LoRA",
+            "480p, the whole speech, lightx2v LoRA with 4 steps and low guidance, as InfiniteTalk's fast recipe.",
+            {
+                "size": "infinitetalk-480",
+                "mode": "streaming",
+                "lora": True,
+                "lora_scale": 1.0,
+                "sample_steps": 4,
+                "sample_shift": 2.0,
+                "sample_text_guide_scale": 1.0,
+                "sample_audio_guide_scale": 2.0,
+                "num_persistent_param_in_dit": 0,
+            },
+        ),
+        Preset(
+            "Quality",
+            "720p, the whole speech, 40 steps with the model's default guidance: slowest, best looking.",
+            {"size": "infinitetalk-720", "mode": "streaming", "sample_steps": 40},
+        ),
+    )
+}

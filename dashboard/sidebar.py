@@ -1,0 +1,86 @@
+"""The sidebar: which endpoint is connected, its health at a glance, and the connection form."""
+
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from dashboard import state
+from dashboard.config import describe_endpoint, forget_saved_connection, save_connection, saved_connection_path
+from dashboard.health import HealthReading, sample
+
+GLANCE_EVERY_S = 10.0
+GLANCE = "sidebar.health"
+
+
+def glance() -> HealthReading:
+    """The endpoint's health, read (and kept as a sample) at most every GLANCE_EVERY_S seconds per session."""
+    settings = state.settings()
+    held = st.session_state.get(GLANCE)
+    now = time.monotonic()
+    if held is None or now - held[0] > GLANCE_EVERY_S or held[1] != settings.endpoint_id:
+        reading = sample(state.client(), state.catalog(), settings.endpoint_id)
+        held = (now, settings.endpoint_id, reading)
+        st.session_state[GLANCE] = held
+    return held[2]
+
+
+def _health_line(reading: HealthReading) -> None:
+    if not reading.ok:
+        st.error(f"Unreachable: {reading.problem}", icon=":material/cloud_off:")
+        return
+    workers = reading.workers()
+    jobs = reading.jobs()
+    ready = workers.get("idle", 0) + workers.get("running", 0)
+    plural = "s" if ready != 1 else ""
+    line = f"{ready} worker{plural} up · {jobs.get('inQueue', 0)} queued · {jobs.get('inProgress', 0)} running"
+    if ready:
+        st.success(line, icon=":material/check_circle:")
+    else:
+        st.warning(line + " (workers start on demand)", icon=":material/hourglass_top:")
+
+
+def _connection_form() -> None:
+    settings = state.settings()
+    with st.expander("Connection", icon=":material/settings_ethernet:"):
+        with st.form("connection"):
+            endpoint_id = st.text_input(
+                "RunPod endpoint id", placeholder="leave empty for the local endpoint", key="connection.endpoint_id"
+            )
+            api_key = st.text_input("API key", type="password", key="connection.api_key")
+            base_url = st.text_input(
+                "Endpoint API base URL", placeholder="https://api.runpod.ai/v2", key="connection.base_url"
+            )
+            remember = st.checkbox(
+                "Save on this machine",
+                help=f"Writes {saved_connection_path(settings.data_dir)} (readable by you only). On a shared "
+                "server everyone using this dashboard would then use these keys; leave it off there.",
+                key="connection.remember",
+            )
+            if st.form_submit_button("Connect", type="primary"):
+                typed = {
+                    "RUNPOD_ENDPOINT_ID": endpoint_id.strip(),
+                    "RUNPOD_API_KEY": api_key.strip(),
+                    "RUNPOD_ENDPOINT_BASE_URL": base_url.strip(),
+                }
+                st.session_state[state.TYPED_CONNECTION] = typed
+                if remember:
+                    save_connection(saved_connection_path(settings.data_dir), typed)
+                st.session_state.pop(GLANCE, None)
+                st.rerun()
+        if st.button("Use the defaults again", help="Forget typed and saved keys; back to env / secrets"):
+            st.session_state.pop(state.TYPED_CONNECTION, None)
+            forget_saved_connection(saved_connection_path(settings.data_dir))
+            st.session_state.pop(GLANCE, None)
+            st.rerun()
+
+
+def render() -> None:
+    """Draw the sidebar for the current session."""
+    settings = state.settings()
+    with st.sidebar:
+        st.caption("Connected to")
+        st.markdown(f"**{describe_endpoint(settings)}**")
+        _health_line(glance())
+        _connection_form()

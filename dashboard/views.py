@@ -1,0 +1,71 @@
+"""Small view helpers the pages share: status badges, failures, media from the store, durations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from worker.contract import JobError, JobStatus, friendly_error
+from worker.store import Store
+
+STATUS_COLOURS = {
+    JobStatus.IN_QUEUE: "gray",
+    JobStatus.IN_PROGRESS: "blue",
+    JobStatus.COMPLETED: "green",
+    JobStatus.FAILED: "red",
+    JobStatus.CANCELLED: "orange",
+    JobStatus.TIMED_OUT: "red",
+}
+
+
+def duration(seconds: float | None) -> str:
+    """`42 s`, `3 min 05 s`, `1 h 02 min`; an em dash when unknown."""
+    if seconds is None:
+        return "—"
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def status_badge(status: str) -> None:
+    """A coloured badge for a run's status."""
+    st.badge(status.replace("_", " ").title(), color=STATUS_COLOURS.get(status, "gray"))  # type: ignore[arg-type]
+
+
+def failure(code: str | None, message: str | None) -> None:
+    """A failed run: the friendly title for its code, the worker's message, and what to try."""
+    info = friendly_error(code or "")
+    st.error(f"**{info['title']}** ({code or 'no code'})\n\n{message or ''}".strip())
+    st.caption(f"What to try: {info['advice']}")
+
+
+def _media(store: Store, key: str) -> bytes | str:
+    # A browser cannot open file:// URLs from a web page: the folder store's bytes are sent instead.
+    return store.url(key) if store.kind == "s3" else store.get(key)
+
+
+def video(store: Store, key: str | None) -> None:
+    """Play a stored video, or say why it cannot be shown."""
+    if not key:
+        return
+    try:
+        st.video(_media(store, key))
+    except JobError as error:
+        st.warning(f"The video is not in the store any more ({error.message}).")
+
+
+def image(store: Store, key: str | None, **kwargs: Any) -> bool:
+    """Show a stored image; False when there is none to show."""
+    if not key:
+        return False
+    try:
+        st.image(_media(store, key), **kwargs)
+    except JobError:
+        return False
+    return True
