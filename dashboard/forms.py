@@ -7,6 +7,7 @@ a value the worker would refuse, and a change in the contract shows up in the fo
 from __future__ import annotations
 
 import re
+import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,15 +71,14 @@ def bounds(name: str) -> tuple[float | None, float | None]:
 
 
 def choices(name: str) -> list[Any]:
-    """The values a Literal parameter may take (None first when the parameter is optional)."""
+    """The values a Literal parameter may take (None first when the parameter is optional); [] for others."""
     annotation = _field(name).annotation
-    values: list[Any] = []
-    for arg in typing.get_args(annotation) or (annotation,):
-        if arg is type(None):
-            values.insert(0, None)
-        else:
+    members = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else ()
+    values: list[Any] = [None] if type(None) in members else []
+    for arg in [a for a in members if a is not type(None)] or [annotation]:
+        if typing.get_origin(arg) is typing.Literal:
             values.extend(typing.get_args(arg))
-    return values
+    return values if len(values) > (1 if None in values else 0) else []
 
 
 def describe(name: str) -> str | None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import streamlit as st
 
-from dashboard import navigation, state, views
+from dashboard import navigation, state
 from dashboard.batch import BatchFileError, read_batch
 from dashboard.forms import (
     ADVANCED_PARAMS,
@@ -129,8 +129,9 @@ def _inspect(name: str, data: bytes, field: str, expect: str) -> MediaFacts:
 class Slot:
     """One media input of the form: what the user gave, what it is, and where its errors go."""
 
-    def __init__(self, field: str) -> None:
+    def __init__(self, field: str, missing: str) -> None:
         self.field = field
+        self.missing = missing
         self.media: Media | None = None
         self.ref: str | None = None
         self.facts: MediaFacts | None = None
@@ -165,7 +166,7 @@ def _visual_input() -> Slot:
     source = st.radio(
         "Photo or video", [UPLOAD, LINK, CAMERA], key=K + "cond_source", horizontal=True, label_visibility="collapsed"
     )
-    slot = Slot("cond_video")
+    slot = Slot("cond_video", "Add a photo or a video of the person (or people) who will talk.")
     if source == UPLOAD:
         slot.take(st.file_uploader("Photo or video", type=VISUAL_TYPES, key=K + "cond_upload"), "visual")
     elif source == LINK:
@@ -190,7 +191,7 @@ def _speech_input(person: int, sources: list[str]) -> Slot:
         key=K + f"{prefix}_source",
         horizontal=True,
     )
-    slot = Slot(f"cond_audio.person{person}")
+    slot = Slot(f"cond_audio.person{person}", f"Add speech for person {person}: record, upload or link it.")
     if source == RECORD:
         slot.take(
             st.audio_input(f"Record person {person}", sample_rate=16000, key=K + f"{prefix}_record"),
@@ -279,7 +280,9 @@ def _presets() -> None:
 
 
 def _show_problems(slot: Slot, errors: dict[str, str], *fields: str) -> None:
-    messages = ([slot.problem] if slot.problem else []) + errors_for(errors, *fields)
+    messages = ([slot.problem] if slot.problem else []) + [
+        slot.missing if text == "this field is required" else text for text in errors_for(errors, *fields)
+    ]
     if messages:
         slot.errors.error("\n\n".join(messages), icon=":material/error:")
 
@@ -306,7 +309,7 @@ def _summary(cond: Slot, speech: list[Slot], audio_type: str, params: dict[str, 
         frames = plan_frames(seconds, params)
         line = (
             f"Speech: **{seconds:.1f} s** → **{frames.frames} frames** "
-            f"({views.duration(frames.video_seconds)} of video at 25 fps)"
+            f"({frames.video_seconds:.1f} s of video at 25 fps)"
         )
         if cond.facts is not None and cond.facts.width and cond.facts.height:
             width, height = output_size(cond.facts.width, cond.facts.height, params["size"])
