@@ -13,7 +13,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from catalog.records import metadata_row, param_columns, result_columns, run_id_for, status_rank, utc_now
+from catalog.records import (
+    FINAL_RANK,
+    known_status,
+    metadata_row,
+    outcome_status,
+    param_columns,
+    result_columns,
+    run_id_for,
+    status_rank,
+    utc_now,
+)
 from catalog.schema import connect
 from catalog.search import Filters, SearchResult, search
 from worker.contract import JobStatus
@@ -84,7 +94,7 @@ class Catalog:
             "job_id": job_id,
             "item_id": item_id,
             "endpoint_id": endpoint_id,
-            "status": status,
+            "status": known_status(status),
             "created_at": created_at or utc_now(),
             "updated_at": utc_now(),
             "engine": engine,
@@ -111,44 +121,56 @@ class Catalog:
         execution_ms: int | None = None,
         error: Any = None,
     ) -> bool:
-        """Apply a status poll's answer. Idempotent; never moves a finished run back; returns whether it changed."""
+        """Apply a status poll's answer; returns whether the run changed.
+
+        Applying the same answer twice changes nothing, and a finished run never moves back: late or repeated
+        polls after the end are ignored. A COMPLETED answer whose output is an error is recorded as a failure.
+        """
+        rank = status_rank(status)
+        if status == JobStatus.COMPLETED and isinstance(output, dict):
+            status = outcome_status(output)
         with self._write() as conn:
-            current = conn.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-            if current is None:
+            current = self._row(run_id)
+            if current is None or status_rank(current["status"]) == FINAL_RANK or rank < status_rank(current["status"]):
                 return False
-            (old_status,) = current
-            if status_rank(old_status) == 2 or status_rank(status) < status_rank(old_status):
-                return False
-            columns: dict[str, Any] = {"status": status, "updated_at": utc_now()}
+            columns: dict[str, Any] = {"status": status}
             if delay_ms is not None:
                 columns["delay_ms"] = delay_ms
             if execution_ms is not None:
                 columns["execution_ms"] = execution_ms
-            if status == JobStatus.IN_PROGRESS and old_status != JobStatus.IN_PROGRESS:
+            if status == JobStatus.IN_PROGRESS and current["status"] != JobStatus.IN_PROGRESS:
                 columns["started_at"] = utc_now()
             if progress:
                 columns.update(progress_pct=progress.get("pct"), progress_stage=progress.get("stage"))
                 self._progress_event(conn, run_id, progress)
-            if status_rank(status) == 2:
-                columns["finished_at"] = utc_now()
-                if isinstance(output, dict):
-                    columns.update(result_columns(output))
-                if status == JobStatus.COMPLETED:
-                    columns.update(progress_pct=100.0, progress_stage="completed")
-                if isinstance(error, dict) and "error_code" not in columns:
-                    columns.update(error_code=error.get("code"), error_message=error.get("message"))
-                elif isinstance(error, str) and "error_message" not in columns:
-                    columns["error_message"] = error
-            changed = {k: v for k, v in columns.items() if k != "updated_at"}
-            self._update(conn, run_id, columns)
-        return bool(changed)
+            if rank == FINAL_RANK:
+                columns.update(self._final_columns(status, output, error))
+            changes = {name: value for name, value in columns.items() if current.get(name) != value}
+            if changes:
+                self._update(conn, run_id, {**changes, "updated_at": utc_now()})
+        return bool(changes)
+
+    @staticmethod
+    def _final_columns(status: str, output: Any, error: Any) -> dict[str, Any]:
+        columns: dict[str, Any] = {"finished_at": utc_now()}
+        if isinstance(output, dict):
+            columns.update(result_columns(output))
+        if status == JobStatus.COMPLETED:
+            columns.update(progress_pct=100.0, progress_stage="completed")
+        if isinstance(error, dict) and "error_code" not in columns:
+            columns.update(error_code=error.get("code"), error_message=error.get("message"))
+        elif isinstance(error, str) and "error_message" not in columns:
+            columns["error_message"] = error
+        return columns
 
     def attach_result(self, job_id: str, output: dict[str, Any]) -> list[str]:
-        """Record a finished job's output; a batch's items become runs of their own. Returns the run ids."""
+        """Record a finished job's output; a batch's items become runs of their own. Returns the run ids.
+
+        The batch itself stays a run too: it carries the job's status and queue and execution times.
+        """
         items = output.get("items") if isinstance(output.get("items"), list) else None
         if items is None:
-            status = JobStatus.FAILED if output.get("status") == "error" else JobStatus.COMPLETED
-            self.apply_status(job_id, status, output=output, error=output.get("error"))
+            self.apply_status(job_id, outcome_status(output), output=output, error=output.get("error"))
             return [job_id]
         parent = self.get(job_id) or {}
         ids = []
@@ -162,13 +184,10 @@ class Catalog:
                 created_at=parent.get("created_at"),
                 item_id=item_id,
             )
-            status = JobStatus.FAILED if item.get("status") == "error" else JobStatus.COMPLETED
-            self.apply_status(run_id, status, output=item, error=item.get("error"))
+            self.apply_status(run_id, outcome_status(item), output=item, error=item.get("error"))
             ids.append(run_id)
-        overall = JobStatus.FAILED if output.get("status") == "error" else JobStatus.COMPLETED
-        self.apply_status(
-            job_id, overall, output={k: v for k, v in output.items() if k != "items"}, error=output.get("error")
-        )
+        summary = {key: value for key, value in output.items() if key != "items"}
+        self.apply_status(job_id, outcome_status(summary), output=summary, error=output.get("error"))
         return ids
 
     @staticmethod
@@ -256,30 +275,28 @@ class Catalog:
             conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
 
     def upsert_metadata(self, metadata: dict[str, Any], metadata_key: str) -> str:
-        """Insert or refresh a run from its metadata.json; user tags, favourite and note are kept.
+        """Insert or refresh a run from its metadata.json; returns `added`, `updated` or `unchanged`.
 
-        Returns `added`, `updated` or `unchanged`.
+        The file is the source of truth: it replaces what polling recorded (a run closed as lost becomes the
+        success its file reports), and a newer file replaces an older one. Tags, favourite and note are kept.
         """
         row = metadata_row(metadata, metadata_key)
         with self._write() as conn:
             existing = conn.execute(
-                "SELECT finished_at, status FROM runs WHERE run_id = ?", (row["run_id"],)
+                "SELECT source, finished_at FROM runs WHERE run_id = ?", (row["run_id"],)
             ).fetchone()
-            if (
-                existing
-                and existing[0]
-                and existing[0] >= (row.get("finished_at") or "")
-                and status_rank(existing[1]) == 2
-            ):
+            if existing is None:
+                names = ", ".join(row)
+                conn.execute(
+                    f"INSERT INTO runs ({names}, favourite) VALUES ({', '.join('?' * len(row))}, 0)",
+                    list(row.values()),
+                )
+                return "added"
+            source, finished_at = existing
+            if source == "sync" and (finished_at or "") >= (row["finished_at"] or ""):
                 return "unchanged"
-            if existing:
-                keep = {k: v for k, v in row.items() if v is not None and k not in ("run_id", "source")}
-                self._update(conn, row["run_id"], keep)
-                return "updated"
-            row.update(favourite=0)
-            names = ", ".join(row)
-            conn.execute(f"INSERT INTO runs ({names}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
-            return "added"
+            self._update(conn, row["run_id"], {k: v for k, v in row.items() if v is not None and k != "run_id"})
+            return "updated"
 
     def urls(self, run: dict[str, Any], store: Store) -> dict[str, str]:
         """Fresh URLs (presigned for S3) for a run's artifacts: keys are stored, never expiring URLs."""

@@ -6,9 +6,9 @@ import datetime as dt
 import json
 from typing import Any
 
-from worker.contract import JobStatus
+from worker.contract import ErrorCode, JobStatus
 
-STATUS_RANK = {JobStatus.IN_QUEUE: 0, JobStatus.IN_PROGRESS: 1}
+STATUS_RANK = {JobStatus.IN_QUEUE: 0, JobStatus.IN_PROGRESS: 1} | {status: 2 for status in JobStatus.FINAL}
 FINAL_RANK = 2
 
 
@@ -22,9 +22,34 @@ def run_id_for(job_id: str, item_id: str | None = None) -> str:
     return f"{job_id}:{item_id}" if item_id else job_id
 
 
+def known_status(status: str) -> str:
+    """The status itself, or a ValueError naming the valid ones.
+
+    An unknown status is refused rather than guessed at: taken as final, it would freeze the run for good.
+    """
+    if status not in STATUS_RANK:
+        raise ValueError(f"status {status!r} is not a job status; use one of {', '.join(JobStatus.ALL)}")
+    return status
+
+
 def status_rank(status: str) -> int:
     """Where a status sits in a job's life: queued < running < any final status."""
-    return STATUS_RANK.get(status, FINAL_RANK)
+    return STATUS_RANK[known_status(status)]
+
+
+def outcome_status(output: dict[str, Any]) -> str:
+    """The final status a job's output stands for.
+
+    RunPod reports COMPLETED for whatever the handler returned, and the worker returns its errors rather than
+    raising, so the output's own status decides: an error is FAILED, or CANCELLED / TIMED_OUT for those codes
+    (the same mapping the local endpoint uses).
+    """
+    if output.get("status") != "error":
+        return JobStatus.COMPLETED
+    code = (output.get("error") or {}).get("code")
+    return {ErrorCode.CANCELLED: JobStatus.CANCELLED, ErrorCode.TIMEOUT: JobStatus.TIMED_OUT}.get(
+        code, JobStatus.FAILED
+    )
 
 
 def _speech_duration(params: dict[str, Any], inputs: list[dict[str, Any]] | None = None) -> float | None:
@@ -104,14 +129,14 @@ def metadata_row(metadata: dict[str, Any], metadata_key: str) -> dict[str, Any]:
     outputs = metadata.get("outputs") or {}
     video = outputs.get("video") or {}
     error = metadata.get("error") or {}
-    row = {
+    return {
         "run_id": run_id_for(metadata["job_id"], metadata.get("item_id")),
         "job_id": metadata["job_id"],
         "item_id": metadata.get("item_id"),
         "endpoint_id": metadata.get("endpoint_id"),
         "engine": (metadata.get("engine") or {}).get("name"),
         "engine_version": (metadata.get("engine") or {}).get("version"),
-        "status": JobStatus.COMPLETED if metadata["status"] == "success" else JobStatus.FAILED,
+        "status": outcome_status(metadata),
         "created_at": metadata["created_at"],
         "started_at": metadata.get("started_at"),
         "finished_at": metadata.get("finished_at"),
@@ -133,8 +158,3 @@ def metadata_row(metadata: dict[str, Any], metadata_key: str) -> dict[str, Any]:
         "progress_pct": 100.0 if metadata["status"] == "success" else None,
         "source": "sync",
     }
-    if error.get("code") == "E_CANCELLED":
-        row["status"] = JobStatus.CANCELLED
-    elif error.get("code") == "E_TIMEOUT":
-        row["status"] = JobStatus.TIMED_OUT
-    return row
