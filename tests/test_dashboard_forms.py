@@ -1,0 +1,177 @@
+"""The Submit form's logic: bounds and defaults from the contract, job inputs, errors by field, presets, batches."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dashboard.batch import BatchFileError, read_batch
+from dashboard.forms import (
+    PARAM_NAMES,
+    Speech,
+    bounds,
+    build_job_input,
+    choices,
+    default_params,
+    errors_for,
+    field_errors,
+    plan_frames,
+    prefill_from,
+    speech_seconds,
+    validate,
+)
+from dashboard.presets import PRESETS
+from worker.contract import Defaults, JobParams, Limits, parse_job_input
+
+
+def test_bounds_choices_and_defaults_are_the_contracts() -> None:
+    assert bounds("sample_steps") == (1, Limits.MAX_SAMPLE_STEPS)
+    assert bounds("frame_num") == (Limits.MIN_FRAME_NUM, Limits.MAX_FRAME_NUM)
+    low, high = bounds("teacache_thresh")
+    assert 0 < low < 0.1 and high == 1.0, "gt=0 becomes a reachable value just above 0"
+    assert choices("size") == ["infinitetalk-480", "infinitetalk-720"]
+    assert choices("quant") == [None, "int8", "fp8"]
+    assert choices("sample_steps") == []
+    defaults = default_params()
+    assert defaults["sample_steps"] == Defaults.SAMPLE_STEPS
+    assert defaults["frame_num"] == Defaults.FRAME_NUM
+    assert set(defaults) == set(PARAM_NAMES) <= set(JobParams.model_fields)
+
+
+def test_a_complete_form_builds_an_input_the_worker_accepts() -> None:
+    job = build_job_input(
+        "A pilot talks",
+        "/data/uploads/a/portrait.jpg",
+        Speech(person1="/data/uploads/b/one.wav", person2="/data/uploads/c/two.wav", audio_type="para"),
+        {**default_params(), "sample_steps": 8},
+    )
+    parsed = parse_job_input(job)
+    assert isinstance(parsed, JobParams)
+    assert parsed.speakers == 2
+    assert parsed.audio_type == "para"
+    assert parsed.sample_steps == 8
+    assert "sample_shift" not in job, "an unset optional parameter is left to the worker"
+
+
+def test_text_to_speech_replaces_recorded_speech() -> None:
+    job = build_job_input(
+        "Hi", "https://x/p.jpg", Speech(person1="ignored", tts_text="Hello (s2) Hi", voice2="en+m3"), {}
+    )
+    assert "cond_audio" not in job
+    assert job["tts_audio"] == {"text": "Hello (s2) Hi", "human1_voice": Defaults.TTS_VOICE_1, "human2_voice": "en+m3"}
+    assert validate(job) == {}
+
+
+def test_errors_are_reported_by_field() -> None:
+    errors = validate(build_job_input("", None, Speech(), {**default_params(), "frame_num": 80}))
+    assert errors["cond_video"] == "this field is required"
+    assert errors["prompt"] == "must not be empty"
+    assert errors["frame_num"] == "must be 4n+1: use 77 or 81"
+    no_speech = validate(build_job_input("x", "p.jpg", Speech(), {}))
+    assert "exactly one of cond_audio" in no_speech["cond_audio"]
+
+
+def test_field_errors_keep_lines_without_a_field_and_join_repeats() -> None:
+    parsed = field_errors("prompt: too long; input: send a JSON object; prompt: again; just a sentence")
+    assert parsed == {"prompt": "too long; again", "input": "send a JSON object", "": "just a sentence"}
+    assert errors_for({"cond_audio.person2": "bad", "cond_audio": "one of", "bbox": "x"}, "cond_audio") == [
+        "cond_audio.person2: bad",
+        "one of",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "params", "frames", "capped"),
+    [
+        (2.0, {"mode": "clip", "frame_num": 81}, 50, False),
+        (8.3, {"mode": "clip", "frame_num": 81}, 81, True),
+        (8.3, {"mode": "streaming", "max_frame_num": 1000}, 208, False),
+        (60.0, {"mode": "streaming", "max_frame_num": 1000}, 1000, True),
+    ],
+)
+def test_frames_planned_as_the_worker_renders_them(seconds: float, params: dict, frames: int, capped: bool) -> None:
+    plan = plan_frames(seconds, params)
+    assert (plan.frames, plan.capped) == (frames, capped)
+    assert plan.video_seconds == frames / 25
+
+
+def test_two_speakers_taking_turns_add_up_and_talking_at_once_overlap() -> None:
+    assert speech_seconds([3.0, 2.0], "add") == 5.0
+    assert speech_seconds([3.0, 2.0], "para") == 3.0
+    assert speech_seconds([], "add") == 0.0
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset_is_a_valid_job_and_sets_every_parameter(name: str) -> None:
+    params = PRESETS[name].params()
+    assert set(params) == set(PARAM_NAMES)
+    job = build_job_input("p", "https://x/p.jpg", Speech(person1="https://x/a.wav"), params)
+    assert validate(job) == {}
+
+
+def test_presets_differ_where_they_promise_to() -> None:
+    lora = PRESETS["4-step LoRA"].params()
+    assert (lora["lora"], lora["sample_steps"]) == (True, 4)
+    assert PRESETS["Quality"].params()["size"] == "infinitetalk-720"
+    assert PRESETS["Fast preview"].params()["mode"] == "clip"
+
+
+def test_reusing_params_recovers_the_form_exactly() -> None:
+    params = {**default_params(), "sample_steps": 12, "lora": True, "quant": None, "sample_shift": 3.0}
+    job = build_job_input("Again", "/p.jpg", Speech(person1="/a.wav", person2="/b.wav", audio_type="para"), params)
+    filled = prefill_from(job)
+    assert (filled.prompt, filled.cond_video, filled.person1, filled.person2) == ("Again", "/p.jpg", "/a.wav", "/b.wav")
+    assert filled.audio_type == "para"
+    rebuilt = build_job_input(
+        filled.prompt,
+        filled.cond_video,
+        Speech(person1=filled.person1, person2=filled.person2, audio_type=filled.audio_type),
+        filled.params,
+    )
+    assert rebuilt == job
+
+
+def test_reusing_ignores_keys_the_form_does_not_know() -> None:
+    filled = prefill_from({"prompt": "x", "cond_video": "a", "tts_audio": {"text": "hey"}, "output_config": {}})
+    assert filled.tts_text == "hey"
+    assert set(filled.params) == set(PARAM_NAMES)
+
+
+def test_a_csv_batch_nests_dotted_columns_and_checks_every_row() -> None:
+    data = (
+        b"prompt,cond_video,cond_audio.person1,sample_steps,bbox.person1\n"
+        b'First,https://x/p.jpg,https://x/a.wav,8,"[0, 0, 100, 100]"\n'
+        b"Second,https://x/p.jpg,,8,\n"
+    )
+    first, second = read_batch("jobs.csv", data)
+    assert first.ok and first.line == 2
+    assert first.job["cond_audio"] == {"person1": "https://x/a.wav"}
+    assert first.job["bbox"] == {"person1": [0, 0, 100, 100]}
+    assert not second.ok and "cond_audio" in second.errors
+
+
+def test_a_jsonl_batch_takes_bare_inputs_and_payload_files_alike() -> None:
+    job = {"prompt": "p", "cond_video": "https://x/p.jpg", "tts_audio": {"text": "hi"}}
+    data = "\n".join([json.dumps(job), "", json.dumps({"input": {**job, "sample_steps": 0}})]).encode()
+    ok, bad = read_batch("jobs.jsonl", data)
+    assert ok.ok and ok.line == 1
+    assert bad.line == 3 and "sample_steps" in bad.errors
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("jobs.txt", b"prompt\n", "upload a .csv or .jsonl"),
+        ("jobs.jsonl", b"{broken\n", "line 1 is not JSON"),
+        ("jobs.jsonl", b"[1, 2]\n", "must be a JSON object"),
+        ("jobs.csv", b"", "no header row"),
+        ("jobs.csv", b"prompt\n", "holds no jobs"),
+        ("jobs.csv", b"prompt\na,b\n", "more cells than the header"),
+        ("jobs.csv", b"\xff\xfe\x00", "not UTF-8"),
+        ("jobs.csv", ("prompt\n" + "p\n" * (Limits.MAX_BATCH_ITEMS + 1)).encode(), "at most"),
+    ],
+)
+def test_unusable_batch_files_are_refused_with_the_reason(name: str, data: bytes, message: str) -> None:
+    with pytest.raises(BatchFileError, match=message):
+        read_batch(name, data)
