@@ -20,6 +20,7 @@ from worker.settings import Settings
 from worker.store import Store, content_type
 
 UPLOADS_PREFIX = "uploads"
+MIB = 1024 * 1024
 MAX_BYTES = {"image": Limits.MAX_IMAGE_BYTES, "video": Limits.MAX_VIDEO_BYTES, "audio": Limits.MAX_AUDIO_BYTES}
 
 
@@ -61,9 +62,11 @@ def inspect(media: Media, field: str, expect: str) -> MediaFacts:
         "image" if expect == "visual" and sniff_image(media.data[:16]) else "video" if expect == "visual" else "audio"
     )
     if len(media.data) > MAX_BYTES[kind]:
+        article = "an" if kind in ("image", "audio") else "a"
         raise _invalid(
             field,
-            f"{media.name} is {len(media.data) / 1e6:.1f} MB; a {kind} may be at most {MAX_BYTES[kind] / 1e6:.0f} MB",
+            f"{media.name} is {len(media.data) / MIB:.1f} MB; {article} {kind} may be at most "
+            f"{MAX_BYTES[kind] / MIB:.0f} MB",
         )
     with tempfile.TemporaryDirectory(prefix="studio-dash-") as folder:
         path = Path(folder) / ("media" + Path(media.name).suffix[:8])

@@ -1,0 +1,155 @@
+"""Media from the Submit page: checked against the contract's limits, then stored where the worker can fetch it."""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import wave
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import requests
+
+from dashboard.media import Media, commit, inspect, plan, refresh_ref, stored_key, upload_key
+from tests.s3server import S3Server
+from worker.contract import ErrorCode, JobError, Limits
+from worker.inputs import fetch_audio, fetch_visual
+from worker.settings import Settings
+from worker.store import S3Store, open_store
+
+MEDIA = Path(__file__).resolve().parent.parent / "examples" / "media"
+
+
+def _media(name: str) -> Media:
+    return Media(name, (MEDIA / name).read_bytes())
+
+
+def _wav(seconds: float) -> bytes:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(16000)
+        wav.writeframes(np.zeros(int(seconds * 16000), dtype=np.int16).tobytes())
+    return out.getvalue()
+
+
+@pytest.fixture
+def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Temp files go under tmp_path, so a test can see that none are left behind."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def test_a_photo_a_video_and_speech_are_recognised_with_their_sizes(private_tmp: Path) -> None:
+    photo = inspect(_media("portrait.jpg"), "cond_video", "visual")
+    assert photo.kind == "image" and photo.width and photo.height
+    clip = inspect(_media("clip.mp4"), "cond_video", "visual")
+    assert clip.kind == "video" and clip.duration_s and clip.duration_s > 0
+    speech = inspect(_media("speech_1.wav"), "cond_audio.person1", "audio")
+    assert speech.kind == "audio" and 8.0 < (speech.duration_s or 0) < 9.0
+    assert list(private_tmp.iterdir()) == [], "no temp file outlives a check"
+
+
+@pytest.mark.parametrize(
+    ("media", "expect", "message"),
+    [
+        (Media("empty.jpg", b""), "visual", "empty"),
+        (Media("notes.txt", b"just some text, not media at all"), "visual", "not readable media"),
+        (Media("tiny.wav", _wav(0.1)), "audio", "at least 0.2 s"),
+        (Media("big.jpg", b"\xff\xd8\xff" + b"\0" * (Limits.MAX_IMAGE_BYTES + 1)), "visual", "at most 30 MB"),
+        (Media("photo.jpg", (MEDIA / "portrait.jpg").read_bytes()), "audio", "has no sound"),
+    ],
+)
+def test_unusable_media_are_refused_naming_the_field(
+    media: Media, expect: str, message: str, private_tmp: Path
+) -> None:
+    with pytest.raises(JobError, match=message) as caught:
+        inspect(media, "cond_audio.person1" if expect == "audio" else "cond_video", expect)
+    assert caught.value.code == ErrorCode.INPUT_VALIDATION
+    assert caught.value.message.startswith(("cond_video: ", "cond_audio.person1: "))
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_an_image_over_the_side_limit_is_refused() -> None:
+    ok, png = cv2.imencode(".png", np.zeros((8, Limits.MAX_IMAGE_SIDE + 8, 3), dtype=np.uint8))
+    assert ok
+    with pytest.raises(JobError, match="scale it down"):
+        inspect(Media("wide.png", png.tobytes()), "cond_video", "visual")
+
+
+def test_uploads_are_named_by_content_and_stored_only_when_committed(settings: Settings) -> None:
+    store = open_store(settings)
+    media = _media("portrait.jpg")
+    planned = plan(media, store, settings)
+    assert planned.key == upload_key(media) == f"uploads/{media.digest}/portrait.jpg"
+    assert planned.ref == str(settings.artifact_dir / planned.key)
+    assert not store.exists(planned.key), "planning writes nothing"
+
+    commit(planned, store)
+    commit(planned, store)
+    assert store.get(planned.key) == media.data
+    assert stored_key(planned.ref, store, settings) == planned.key
+
+
+def test_the_local_worker_can_fetch_a_committed_upload(settings: Settings, tmp_path: Path) -> None:
+    store = open_store(settings)
+    photo, speech = plan(_media("portrait.jpg"), store, settings), plan(_media("speech_1.wav"), store, settings)
+    commit(photo, store)
+    commit(speech, store)
+    work = tmp_path / "work"
+    work.mkdir()
+    assert fetch_visual(photo.ref, "cond_video", work, settings).kind == "image"
+    assert fetch_audio(speech.ref, "cond_audio.person1", work, settings).descriptor().duration_s
+
+
+def test_with_a_cloud_endpoint_and_no_bucket_media_travel_inline(settings: Settings) -> None:
+    cloud = settings.with_(endpoint_id="ep1", endpoint_base_url="https://api.runpod.ai/v2")
+    planned = plan(_media("speech_1.wav"), open_store(cloud), cloud)
+    assert planned.key is None
+    assert planned.ref.startswith("data:audio/wav;base64,")
+    commit(planned, open_store(cloud))
+    assert not (cloud.artifact_dir / "uploads").exists()
+
+
+def test_names_from_users_cannot_leave_the_uploads_folder(settings: Settings) -> None:
+    planned = plan(Media("../../etc/pass wd?.wav", b"RIFF"), open_store(settings), settings)
+    assert planned.key is not None
+    assert planned.key.startswith("uploads/") and planned.key.endswith("/pass_wd_.wav")
+
+
+def test_a_reused_path_outside_the_uploads_is_left_alone(settings: Settings) -> None:
+    store = open_store(settings)
+    assert stored_key("/etc/passwd", store, settings) is None
+    assert refresh_ref("https://example.com/a.jpg", store, settings) == "https://example.com/a.jpg"
+
+
+def test_s3_uploads_are_fetched_by_presigned_url_and_reminted_when_reused(s3_settings: Settings) -> None:
+    store = open_store(s3_settings)
+    assert isinstance(store, S3Store)
+    store.ensure_bucket()
+    planned = plan(_media("portrait.jpg"), store, s3_settings)
+    assert planned.ref.startswith(f"{s3_settings.s3_endpoint_url}/{s3_settings.s3_bucket}/uploads/")
+    commit(planned, store)
+    assert requests.get(planned.ref, timeout=10).content == planned.media.data
+
+    expired = open_store(s3_settings.with_(url_expiry_s=1))
+    old_ref = expired.url(planned.key or "")
+    fresh = refresh_ref(old_ref, store, s3_settings)
+    assert fresh != old_ref
+    assert stored_key(old_ref, store, s3_settings) == planned.key
+    assert requests.get(fresh, timeout=10).content == planned.media.data
+    assert s3_settings.s3_secret_key not in fresh
+
+
+def test_a_presigned_url_for_an_object_gone_from_the_bucket_is_kept_as_it_was(
+    s3_settings: Settings, s3_server: S3Server
+) -> None:
+    store = open_store(s3_settings)
+    store.ensure_bucket()  # type: ignore[attr-defined]
+    planned = plan(_media("speech_1.wav"), store, s3_settings)
+    assert refresh_ref(planned.ref, store, s3_settings) == planned.ref
