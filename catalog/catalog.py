@@ -298,6 +298,10 @@ class Catalog:
             self._update(conn, row["run_id"], {k: v for k, v in row.items() if v is not None and k != "run_id"})
             return "updated"
 
+    def synced_metadata_keys(self) -> set[str]:
+        """The metadata.json keys whose contents the catalogue already holds."""
+        return {key for (key,) in self.conn.execute("SELECT metadata_key FROM runs WHERE source = 'sync'")}
+
     def urls(self, run: dict[str, Any], store: Store) -> dict[str, str]:
         """Fresh URLs (presigned for S3) for a run's artifacts: keys are stored, never expiring URLs."""
         keys = {"video": run.get("video_key"), "thumbnail": run.get("thumb_key"), "metadata": run.get("metadata_key")}

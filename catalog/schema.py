@@ -1,18 +1,24 @@
 """The catalogue's SQLite schema, created and migrated in one place.
 
 `PRAGMA user_version` holds the schema version; each migration moves it up by one and runs once, inside a
-transaction, so an old catalogue file opens with every column the code expects.
+transaction, so an old catalogue file opens with every column the code expects. Column changes go through
+sqlite-utils `transform` (SQLite cannot alter a column in place), via `_transform_runs`, which also restores
+the full-text index that a table rebuild would otherwise leave behind.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import sqlite_utils
 
-SCHEMA_VERSION = 2
+from catalog.records import stored_params
+
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_MS = 30_000
 
 RUN_COLUMNS: dict[str, type] = {
@@ -100,7 +106,29 @@ def _v2(db: sqlite_utils.Database) -> None:
     db["runs"].create_index(list(FACET_COLUMNS), index_name="runs_facets")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
+def _transform_runs(db: sqlite_utils.Database, **changes: Any) -> None:
+    """Rebuild `runs` with sqlite-utils transform, then re-create its FTS triggers and index.
+
+    transform copies rows (rowids included) into a new table and drops the old one, and SQLite drops a table's
+    triggers with it: without this, edits after the migration would silently stop reaching search.
+    """
+    db["runs"].transform(**changes)
+    db["runs"].enable_fts(FTS_COLUMNS, create_triggers=True, tokenize="porter", replace=True)
+
+
+def _v3(db: sqlite_utils.Database) -> None:
+    # Submissions recorded before params were cleaned may hold inline media and signed URLs.
+    for run_id, params in db.execute("SELECT run_id, params FROM runs WHERE params IS NOT NULL").fetchall():
+        clean = json.dumps(stored_params(json.loads(params)), sort_keys=True)
+        if clean != params:
+            db.execute("UPDATE runs SET params = ? WHERE run_id = ?", [clean, run_id])
+    # A NULL favourite or tags falls outside both the "favourites" and "not favourites" filters.
+    db.execute("UPDATE runs SET favourite = 0 WHERE favourite IS NULL")
+    db.execute("UPDATE runs SET tags = '' WHERE tags IS NULL")
+    _transform_runs(db, not_null={"favourite", "tags"}, defaults={"favourite": 0, "tags": ""})
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3]
 
 
 def connect(path: Path) -> sqlite_utils.Database:

@@ -63,9 +63,15 @@ class SearchResult:
         return max(1, -(-self.total // self.per_page))
 
 
+FTS_OPERATORS = {"AND", "OR", "NOT", "NEAR"}
+
+
 def safe_fts_query(text: str) -> str:
-    """The user's words as an FTS5 query that cannot be a syntax error: each word a quoted prefix term."""
-    words = re.findall(r"\w+", text, flags=re.UNICODE)
+    """The user's words as an FTS5 query that cannot be a syntax error: each word a quoted prefix term.
+
+    Upper-case operators are dropped: whoever typed `astronaut AND` meant an operator, not the word "and".
+    """
+    words = [word for word in re.findall(r"\w+", text, flags=re.UNICODE) if word not in FTS_OPERATORS]
     return " ".join(f'"{word}"*' for word in words)
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 
 from pydantic import ValidationError
 
@@ -13,6 +15,8 @@ from worker.contract import SCHEMA_VERSION, JobMetadata
 from worker.store import Store
 
 log = logging.getLogger("studio.catalog.sync")
+READERS = 8
+"""Metadata files fetched at once: a rebuild from S3 is bound by round trips, not by the catalogue."""
 
 
 @dataclass
@@ -45,20 +49,29 @@ def _read(store: Store, key: str) -> dict | str:
         return f"does not match the metadata schema: {error.errors()[0].get('msg')} at {error.errors()[0].get('loc')}"
 
 
-def sync(catalog: Catalog, store: Store, prefix: str = "") -> SyncReport:
+def sync(catalog: Catalog, store: Store, prefix: str = "", *, full: bool = False) -> SyncReport:
     """Scan the store (or only `prefix`) for metadata.json files and upsert the runs that are missing or newer.
 
-    A corrupt or foreign file is skipped with its reason and logged; it never stops the sync.
+    A file already taken in by an earlier sync is counted unchanged without being fetched again (the worker
+    writes each file once, when its job ends); `full=True` re-reads every file. A corrupt or foreign file is
+    skipped with its reason and logged; it never stops the sync.
     """
     report = SyncReport()
-    for key in store.list(prefix.strip("/") + "/" if prefix else ""):
+    known = set() if full else catalog.synced_metadata_keys()
+    keys = []
+    for key in store.list(prefix.strip("/") + "/" if prefix.strip("/") else ""):
         if not key.endswith("/metadata.json"):
             continue
-        metadata = _read(store, key)
-        if isinstance(metadata, str):
-            report.skipped.append((key, metadata))
-            log.warning("skipped %s: %s", key, metadata)
-            continue
-        outcome = catalog.upsert_metadata(metadata, key)
-        setattr(report, outcome, getattr(report, outcome) + 1)
+        if key in known:
+            report.unchanged += 1
+        else:
+            keys.append(key)
+    with ThreadPoolExecutor(READERS) as pool:
+        for key, metadata in zip(keys, pool.map(partial(_read, store), keys), strict=True):
+            if isinstance(metadata, str):
+                report.skipped.append((key, metadata))
+                log.warning("skipped %s: %s", key, metadata)
+                continue
+            outcome = catalog.upsert_metadata(metadata, key)
+            setattr(report, outcome, getattr(report, outcome) + 1)
     return report

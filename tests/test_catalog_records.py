@@ -1,4 +1,4 @@
-"""The catalogue: every run recorded, updated safely, searchable, and rebuildable from the bucket."""
+"""Recording runs: submissions, status polls, results and batches, kept right under repeats and two writers."""
 
 from __future__ import annotations
 
@@ -8,14 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
-from catalog import Catalog, sync
-from tests.conftest import EXAMPLES
-from worker.contract import JobMetadata, JobStatus
-from worker.pipeline import run_job
-from worker.settings import Settings
-from worker.store import LocalStore, open_store
+from catalog import Catalog
+from worker.contract import ErrorCode, JobStatus
 
 PARAMS = {
     "prompt": "A woman greets the audience warmly",
@@ -33,6 +28,7 @@ def catalog(tmp_path: Path) -> Catalog:
 
 
 def result(job_id: str, **extra: Any) -> dict[str, Any]:
+    """A JobResult dump as the worker returns it (with a presigned URL the catalogue must not keep)."""
     return {
         "job_id": job_id,
         "status": "success",
@@ -53,6 +49,10 @@ def result(job_id: str, **extra: Any) -> dict[str, Any]:
     }
 
 
+def error_output(code: str, message: str) -> dict[str, Any]:
+    return {"status": "error", "error": {"code": code, "message": message, "retryable": False, "at_stage": "x"}}
+
+
 def test_a_submission_moves_through_progress_to_its_result(catalog: Catalog) -> None:
     catalog.record_submission("job-1", PARAMS, endpoint_id="local")
     catalog.apply_status("job-1", JobStatus.IN_PROGRESS, progress={"stage": "generation", "pct": 40.0}, delay_ms=120)
@@ -68,139 +68,96 @@ def test_a_submission_moves_through_progress_to_its_result(catalog: Catalog) -> 
         1,
         "image",
     )
+    assert run["base_seed"] == 42, "the result's resolved seed replaces the submission's missing one"
     assert run["video_key"] == "jobs/job-1/video.mp4" and run["thumb_key"] == "jobs/job-1/thumb.jpg"
     assert "expiring" not in json.dumps(run), "keys are stored, never presigned URLs"
     assert run["timings"]["generate_ms"] == 900 and run["execution_ms"] == 1500
+    assert run["started_at"] <= run["finished_at"]
     assert [event["stage"] for event in catalog.progress_events("job-1")] == ["generation"]
 
 
 def test_status_updates_are_idempotent_and_never_move_a_finished_run_back(catalog: Catalog) -> None:
     catalog.record_submission("job-2", PARAMS, endpoint_id="local")
     catalog.record_submission("job-2", {**PARAMS, "prompt": "changed"}, endpoint_id="local")
-    assert catalog.apply_status("job-2", JobStatus.FAILED, error={"code": "E_OOM", "message": "out of memory"})
-
+    assert catalog.apply_status("job-2", JobStatus.IN_PROGRESS, progress={"stage": "generation", "pct": 50})
     assert not catalog.apply_status("job-2", JobStatus.IN_PROGRESS, progress={"stage": "generation", "pct": 50})
-    assert not catalog.apply_status("job-2", JobStatus.COMPLETED)
-    run = catalog.get("job-2")
-    assert run["status"] == JobStatus.FAILED and run["error_code"] == "E_OOM"
-    assert run["prompt"] == PARAMS["prompt"]
+    assert not catalog.apply_status("job-2", JobStatus.IN_QUEUE), "a late queued answer does not undo the start"
+    assert catalog.apply_status("job-2", JobStatus.FAILED, error={"code": "E_OOM", "message": "out of memory"})
+    finished = catalog.get("job-2")
+
+    assert not catalog.apply_status("job-2", JobStatus.IN_PROGRESS, progress={"stage": "generation", "pct": 60})
+    assert not catalog.apply_status("job-2", JobStatus.COMPLETED, output=result("job-2"))
+    assert catalog.get("job-2") == finished
+    assert finished["status"] == JobStatus.FAILED and finished["error_code"] == "E_OOM"
+    assert finished["prompt"] == PARAMS["prompt"]
+    assert len(catalog.progress_events("job-2")) == 1, "a repeated payload is one event"
+
+
+def test_an_unknown_status_is_refused_not_taken_as_final(catalog: Catalog) -> None:
+    catalog.record_submission("job-3", PARAMS, endpoint_id="local")
+    with pytest.raises(ValueError, match="'DONE' is not a job status; use one of IN_QUEUE"):
+        catalog.apply_status("job-3", "DONE")
+    with pytest.raises(ValueError, match="is not a job status"):
+        catalog.record_submission("job-4", PARAMS, endpoint_id="local", status="queued")
+    assert catalog.get("job-3")["status"] == JobStatus.IN_QUEUE and catalog.get("job-4") is None
+    assert catalog.apply_status("job-3", JobStatus.IN_PROGRESS)
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        (ErrorCode.INPUT_VALIDATION, JobStatus.FAILED),
+        (ErrorCode.CANCELLED, JobStatus.CANCELLED),
+        (ErrorCode.TIMEOUT, JobStatus.TIMED_OUT),
+    ],
+)
+def test_an_error_output_reported_as_completed_is_recorded_as_what_it_is(
+    catalog: Catalog, code: str, expected: str
+) -> None:
+    # RunPod says COMPLETED for whatever the handler returned, and the worker returns its errors.
+    catalog.record_submission("job-5", PARAMS, endpoint_id="runpod-abc")
+    catalog.apply_status("job-5", JobStatus.COMPLETED, output=error_output(code, "cond_video: the fix"))
+
+    run = catalog.get("job-5")
+    assert (run["status"], run["error_code"], run["error_message"]) == (expected, code, "cond_video: the fix")
+    assert catalog.search("", status=expected).total == 1
 
 
 def test_a_batch_result_records_each_item_as_a_run(catalog: Catalog) -> None:
-    catalog.record_submission("batch-1", {"batch": []}, endpoint_id="local")
+    catalog.record_submission("batch-1", {"batch": [PARAMS, PARAMS]}, endpoint_id="local")
     output = {
         "status": "partial",
         "job_id": "batch-1",
         "items": [
             {**result("batch-1"), "item_id": "a"},
-            {
-                "status": "error",
-                "job_id": "batch-1",
-                "item_id": "b",
-                "error": {"code": "E_INPUT_VALIDATION", "message": "x"},
-            },
+            {"job_id": "batch-1", "item_id": "b", **error_output(ErrorCode.INPUT_VALIDATION, "bad audio")},
         ],
     }
     assert catalog.attach_result("batch-1", output) == ["batch-1:a", "batch-1:b"]
-    assert catalog.get("batch-1:a")["status"] == JobStatus.COMPLETED
-    assert catalog.get("batch-1:b")["error_code"] == "E_INPUT_VALIDATION"
+    assert catalog.attach_result("batch-1", output) == ["batch-1:a", "batch-1:b"], "attaching again is harmless"
+
+    first, second = catalog.get("batch-1:a"), catalog.get("batch-1:b")
+    assert (first["status"], first["job_id"], first["item_id"]) == (JobStatus.COMPLETED, "batch-1", "a")
+    assert first["prompt"] == PARAMS["prompt"] and first["video_key"] == "jobs/batch-1/video.mp4"
+    assert (second["status"], second["error_code"]) == (JobStatus.FAILED, ErrorCode.INPUT_VALIDATION)
+    assert catalog.get("batch-1")["status"] == JobStatus.COMPLETED, "a partial batch still completed"
 
 
-def test_search_finds_words_filters_and_counts_facets(catalog: Catalog) -> None:
-    for index in range(30):
-        params = {
-            **PARAMS,
-            "prompt": f"{'astronaut' if index % 3 == 0 else 'teacher'} number {index}",
-            "size": "infinitetalk-720" if index % 2 else "infinitetalk-480",
-            "sample_steps": 4 if index < 10 else 40,
-        }
-        catalog.record_submission(
-            f"job-{index:02d}", params, endpoint_id="local", created_at=f"2026-11-{index % 28 + 1:02d}T10:00:00Z"
-        )
-        if index % 5 == 0:
-            catalog.apply_status(
-                f"job-{index:02d}", JobStatus.COMPLETED, output=result(f"job-{index:02d}", params=params)
-            )
-    catalog.set_tags("job-03", ["Launch", "best"])
-    catalog.set_note("job-06", "use this one for the trailer")
-
-    words = catalog.search("astronaut")
-    assert words.total == 10
-    assert catalog.search("astronaut", size="infinitetalk-480").total == 5
-    assert catalog.search("", status=JobStatus.COMPLETED).total == 6
-    assert catalog.search("launch").rows[0]["run_id"] == "job-03", "tags are searchable"
-    assert catalog.search("trailer").rows[0]["run_id"] == "job-06", "notes are searchable"
-    assert catalog.search("", tag="best").total == 1
-    assert catalog.search("", created_from="2026-11-20", created_to="2026-11-30").total == 9
-    facets = catalog.search("").facets
-    assert facets["size"] == {"infinitetalk-480": 15, "infinitetalk-720": 15}
-    assert facets["sample_steps"] == {40: 20, 4: 10}
-    page = catalog.search("", per_page=7, page=5, sort="oldest")
-    assert page.pages == 5 and len(page.rows) == 2
-
-
-@pytest.mark.parametrize("query", ['"unbalanced', "AND", "NEAR(", "-", "*", "a:b", "((("])
-def test_broken_search_syntax_falls_back_to_plain_words(catalog: Catalog, query: str) -> None:
-    catalog.record_submission("job-x", {**PARAMS, "prompt": "unbalanced near quotes"}, endpoint_id="local")
-    found = catalog.search(query)
-    assert found.query_note is None or "search" in found.query_note
-
-
-def test_user_edits_survive_a_sync_and_deletion_removes_the_artifacts(catalog: Catalog, tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path / "data", input_roots=(EXAMPLES,))
-    job = {
-        "prompt": "sync me",
-        "cond_video": str(EXAMPLES / "media" / "portrait.jpg"),
-        "cond_audio": {"person1": str(EXAMPLES / "media" / "speech_2.wav")},
-        "mode": "clip",
-        "frame_num": 25,
+def test_inline_media_and_signed_urls_are_not_kept_in_params(catalog: Catalog) -> None:
+    params = {
+        **PARAMS,
+        "cond_video": "data:video/mp4;base64," + "AAAA" * 5000,
+        "cond_audio": {"person1": "https://bucket.example/in/a.wav?X-Amz-Signature=secret&X-Amz-Expires=60"},
     }
-    output = run_job(job, "sync-1", settings=settings, sink=lambda _: None)
-    store = LocalStore(settings.artifact_dir)
-    assert sync(catalog, store).added == 1
-    catalog.set_favourite("sync-1", True)
+    catalog.record_submission("job-6", params, endpoint_id="local")
+    catalog.record_submission("batch-2", {"batch": [params]}, endpoint_id="local")
 
-    assert sync(catalog, store).unchanged == 1
-    assert catalog.get("sync-1")["favourite"] == 1
-    catalog.delete("sync-1", store)
-    assert catalog.get("sync-1") is None and not store.exists(output["video"]["key"])
-
-
-def test_the_catalogue_rebuilds_from_the_bucket_skipping_corrupt_and_foreign_files(
-    s3_settings: Settings, tmp_path: Path
-) -> None:
-    store = open_store(s3_settings)
-    store.ensure_bucket()  # type: ignore[attr-defined]
-    job = {
-        "prompt": "a bucket run",
-        "cond_video": str(EXAMPLES / "media" / "portrait.jpg"),
-        "cond_audio": {"person1": str(EXAMPLES / "media" / "speech_2.wav")},
-        "mode": "clip",
-        "frame_num": 25,
-        "output_config": {"store": "s3"},
-    }
-    for job_id in ("b-1", "b-2"):
-        assert run_job(job, job_id, settings=s3_settings, sink=lambda _: None)["status"] == "success"
-    failed = run_job({**job, "cond_video": "/not/allowed.jpg"}, "b-3", settings=s3_settings, sink=lambda _: None)
-    assert failed["status"] == "error"
-    store.put_bytes("jobs/broken/metadata.json", b"{not json")
-    store.put_bytes("jobs/foreign/metadata.json", json.dumps({"hello": "world"}).encode())
-    store.put_bytes("jobs/future/metadata.json", json.dumps({"schema_version": 99, "job_id": "f"}).encode())
-
-    wiped = Catalog(tmp_path / "fresh.db")
-    report = sync(wiped, store)
-
-    assert (report.added, len(report.skipped)) == (3, 3)
-    assert {key for key, _ in report.skipped} == {
-        "jobs/broken/metadata.json",
-        "jobs/foreign/metadata.json",
-        "jobs/future/metadata.json",
-    }
-    assert wiped.get("b-3")["status"] == JobStatus.FAILED and wiped.get("b-3")["error_code"] == "E_INPUT_VALIDATION"
-    run = wiped.get("b-1")
-    urls = wiped.urls(run, store)
-    assert requests.get(urls["video"], timeout=30).headers["Content-Type"] == "video/mp4"
-    assert JobMetadata.model_validate_json(requests.get(urls["metadata"], timeout=30).content).job_id == "b-1"
+    stored = catalog.get("job-6")["params"]
+    assert stored["cond_video"] == "(inline base64 data, not stored)"
+    assert stored["cond_audio"]["person1"] == "https://bucket.example/in/a.wav"
+    assert catalog.get("job-6")["input_kind"] == "video", "the kind is read before the data is dropped"
+    assert "secret" not in json.dumps(catalog.get("batch-2")["params"])
+    assert len(json.dumps(catalog.get("batch-2")["params"])) < 1000
 
 
 def _hammer(path: str, field: str, count: int) -> None:
@@ -226,6 +183,7 @@ def test_two_processes_updating_the_same_run_lose_no_update(tmp_path: Path) -> N
 
     run = Catalog(path).get("shared")
     assert run["progress_pct"] == 149.0 and run["note"] == "note 149" and run["tags"] == "tag149"
+    assert len(Catalog(path).progress_events("shared", limit=500)) == 150
 
 
 def test_health_samples_and_latency_stats_feed_the_health_page(catalog: Catalog) -> None:
@@ -234,6 +192,8 @@ def test_health_samples_and_latency_stats_feed_the_health_page(catalog: Catalog)
         {"jobs": {"inQueue": 3, "inProgress": 1, "completed": 5, "failed": 1}, "workers": {"idle": 0, "running": 1}},
         at="2026-11-25T10:00:00Z",
     )
+    catalog.record_health_sample("local", {"jobs": {"inQueue": 0}, "workers": {"idle": 1}}, at="2026-11-25T10:01:00Z")
+    catalog.record_health_sample("other", {"jobs": {"inQueue": 9}, "workers": {}}, at="2026-11-25T10:01:00Z")
     for index, (delay, execution) in enumerate([(100, 1000), (200, 2000), (300, 3000)]):
         catalog.record_submission(f"l-{index}", PARAMS, endpoint_id="local")
         catalog.apply_status(
@@ -242,7 +202,9 @@ def test_health_samples_and_latency_stats_feed_the_health_page(catalog: Catalog)
     catalog.record_submission("l-bad", PARAMS, endpoint_id="local")
     catalog.apply_status("l-bad", JobStatus.FAILED, error={"code": "E_OOM", "message": "oom"})
 
-    assert catalog.health_samples("local")[0]["in_queue"] == 3
+    assert [s["in_queue"] for s in catalog.health_samples("local")] == [3, 0]
+    assert [s["in_queue"] for s in catalog.health_samples("local", since="2026-11-25T10:00:30Z")] == [0]
     stats = catalog.latency_stats("local")
     assert stats["total_p50"] == 2200 and stats["total_p95"] == 3300
     assert catalog.failure_counts_by_code("local") == {"E_OOM": 1}
+    assert catalog.stats()["by_status"] == {JobStatus.COMPLETED: 3, JobStatus.FAILED: 1}
