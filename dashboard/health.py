@@ -67,10 +67,10 @@ def recent_finished(catalog: Catalog, endpoint_id: str, limit: int = RECENT_RUNS
     """The latest finished runs of an endpoint with their queue delay and execution time, oldest first."""
     result = catalog.search("", sort="newest", per_page=limit, endpoint_id=endpoint_id, status=sorted(JobStatus.FINAL))
     columns = ["finished_at", "status", "error_code", "delay_ms", "execution_ms"]
-    frame = pd.DataFrame([{name: row.get(name) for name in columns} for row in result.rows], columns=columns)
+    frame = pd.DataFrame([{name: row.get(name) for name in columns} for row in reversed(result.rows)], columns=columns)
     frame = frame.dropna(subset=["finished_at"])
     frame["finished_at"] = pd.to_datetime(frame["finished_at"], utc=True, format="ISO8601")
-    return frame.sort_values("finished_at").reset_index(drop=True)
+    return frame.sort_values("finished_at", kind="stable").reset_index(drop=True)
 
 
 def delay_vs_execution(runs: pd.DataFrame) -> pd.DataFrame:

@@ -46,9 +46,12 @@ def dashboard_env(monkeypatch: pytest.MonkeyPatch, data_dir: Path, port: int | N
 
 @contextmanager
 def local_endpoint(data_dir: Path) -> Iterator[dict[str, str]]:
-    """A real local endpoint (preview engine, one worker) keeping its data under data_dir; yields its env."""
+    """A real local endpoint (preview engine, one worker) keeping its data under data_dir; yields its env.
+
+    Its jobs may read the example media by path, as well as uploads in the local store.
+    """
     port = free_port()
-    env = {"STUDIO_DATA_DIR": str(data_dir), "STUDIO_LOCAL_PORT": str(port)}
+    env = {"STUDIO_DATA_DIR": str(data_dir), "STUDIO_LOCAL_PORT": str(port), "STUDIO_INPUT_ROOTS": str(EXAMPLES)}
     with running_endpoint(env, port=port):
         yield env
 
