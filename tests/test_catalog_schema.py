@@ -1,0 +1,70 @@
+"""The catalogue file: created on first open, migrated in place, shared by several processes."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import sqlite3
+from pathlib import Path
+
+import pytest
+import sqlite_utils
+
+from catalog import Catalog
+from catalog.schema import MIGRATIONS, SCHEMA_VERSION
+
+
+def _open(path: str) -> None:
+    Catalog(Path(path)).record_submission(f"job-{multiprocessing.current_process().name}", {}, endpoint_id="local")
+
+
+def test_several_processes_opening_a_new_file_at_once_all_get_the_same_schema(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "catalog.db"
+    context = multiprocessing.get_context("spawn")
+    openers = [context.Process(target=_open, args=(str(path),), name=f"p{index}") for index in range(3)]
+    for opener in openers:
+        opener.start()
+    for opener in openers:
+        opener.join(60)
+
+    assert [opener.exitcode for opener in openers] == [0, 0, 0]
+    catalog = Catalog(path)
+    assert catalog.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert catalog.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert catalog.search("").total == 3
+
+
+def test_a_version_2_file_is_migrated_with_its_runs_searchable_and_cleaned(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old = sqlite_utils.Database(sqlite3.connect(path, isolation_level=None))
+    for migration in MIGRATIONS[:2]:
+        migration(old)
+    old.execute("PRAGMA user_version=2")
+    old["runs"].insert(
+        {
+            "run_id": "old-1",
+            "job_id": "old-1",
+            "status": "COMPLETED",
+            "created_at": "2026-01-01T00:00:00Z",
+            "prompt": "an astronaut from the old days",
+            "size": "infinitetalk-480",
+            "params": json.dumps({"cond_video": "data:image/png;base64," + "A" * 4000, "prompt": "x"}),
+            "favourite": None,
+            "tags": None,
+        }
+    )
+    old.conn.close()
+
+    catalog = Catalog(path)
+
+    assert catalog.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    run = catalog.get("old-1")
+    assert (run["favourite"], run["tags"], run["size"]) == (0, "", "infinitetalk-480")
+    assert run["params"]["cond_video"] == "(inline base64 data, not stored)"
+    assert [r["run_id"] for r in catalog.search("astronaut").rows] == ["old-1"]
+    catalog.set_note("old-1", "rediscovered")
+    assert catalog.search("rediscovered").total == 1, "edits after the table rebuild still reach search"
+    assert catalog.search("", favourite=0, size="infinitetalk-480").total == 1
+    assert {"runs_facets", "idx_runs_created_at"} <= {index.name for index in catalog.db["runs"].indexes}
+    with pytest.raises(sqlite3.IntegrityError, match="NOT NULL"):
+        catalog.conn.execute("UPDATE runs SET favourite = NULL")
