@@ -6,7 +6,9 @@ from pathlib import Path
 
 import streamlit as st
 
-PAGES_DIR = Path(__file__).resolve().parent / "pages"
+# Not `pages/`: a folder of that name beside app.py switches Streamlit to its older multipage mode, which runs
+# the pages without app.py (no sidebar) and ignores st.navigation.
+PAGES_DIR = Path(__file__).resolve().parent / "app_pages"
 PAGES = {
     "submit": ("submit.py", "Submit", ":material/add_circle:"),
     "live": ("live.py", "Live jobs", ":material/play_circle:"),

@@ -63,7 +63,7 @@ def open_page(page: str | None = None, *, secrets: dict[str, str] | None = None)
         at.secrets[name] = value
     at.run()
     if page is not None:
-        at.switch_page(f"pages/{page}.py").run()
+        at.switch_page(f"app_pages/{page}.py").run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 
