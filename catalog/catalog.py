@@ -26,7 +26,7 @@ from catalog.records import (
 )
 from catalog.schema import connect
 from catalog.search import Filters, SearchResult, search
-from worker.contract import JobStatus
+from worker.contract import ErrorCode, JobError, JobStatus
 from worker.store import Store
 
 PROGRESS_EVENTS_KEPT = 200
@@ -262,14 +262,23 @@ class Catalog:
             self._update(conn, run_id, {"note": note.strip(), "updated_at": utc_now()})
 
     def delete(self, run_id: str, store: Store | None = None) -> None:
-        """Forget a run; with a store, also delete its video, thumbnail and metadata from it."""
+        """Forget a run; with a store, also delete its video, thumbnail and metadata from it.
+
+        The metadata goes last and the row only after every file: if the store fails part way (JobError
+        E_UPLOAD), the run is still listed and a sync can still find it, so deleting again finishes the job.
+        """
         run = self._row(run_id)
         if run is None:
             return
         if store is not None:
-            keys = {run.get("video_key"), run.get("thumb_key"), run.get("metadata_key")}
-            for key in keys - {None}:
-                store.delete(key)  # type: ignore[arg-type]
+            for key in (run["video_key"], run["thumb_key"], run["metadata_key"]):
+                if key:
+                    try:
+                        store.delete(key)
+                    except JobError:
+                        raise
+                    except Exception as error:
+                        raise JobError(ErrorCode.UPLOAD, f"could not delete {key} from the store: {error}") from error
         with self._write() as conn:
             conn.execute("DELETE FROM progress_events WHERE run_id = ?", (run_id,))
             conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))

@@ -7,11 +7,12 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 from pydantic import ValidationError
 
 from catalog.catalog import Catalog
-from worker.contract import SCHEMA_VERSION, JobMetadata
+from worker.contract import SCHEMA_VERSION, ErrorCode, JobError, JobMetadata
 from worker.store import Store
 
 log = logging.getLogger("studio.catalog.sync")
@@ -33,7 +34,7 @@ class SyncReport:
         return f"{self.added} added, {self.updated} updated, {self.unchanged} unchanged, {len(self.skipped)} skipped"
 
 
-def _read(store: Store, key: str) -> dict | str:
+def _read(store: Store, key: str) -> dict[str, Any] | str:
     """The metadata as a dict, or the reason it cannot be used."""
     try:
         data = json.loads(store.get(key))
@@ -46,12 +47,27 @@ def _read(store: Store, key: str) -> dict | str:
     try:
         return JobMetadata.model_validate(data).model_dump(mode="json")
     except ValidationError as error:
-        return f"does not match the metadata schema: {error.errors()[0].get('msg')} at {error.errors()[0].get('loc')}"
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the top level"
+        return f"does not match the metadata schema: {where}: {first['msg']}"
+
+
+def _metadata_keys(store: Store, prefix: str) -> list[str]:
+    """Every metadata.json key under the prefix; a store that cannot be listed is a JobError naming it."""
+    scope = prefix.strip("/") + "/" if prefix.strip("/") else ""
+    try:
+        return [key for key in store.list(scope) if key.endswith("/metadata.json")]
+    except JobError:
+        raise
+    except Exception as error:
+        where = f"under {scope!r}" if scope else "at all"
+        raise JobError(ErrorCode.DOWNLOAD_FAILED, f"could not list the store {where}: {error}") from error
 
 
 def sync(catalog: Catalog, store: Store, prefix: str = "", *, full: bool = False) -> SyncReport:
     """Scan the store (or only `prefix`) for metadata.json files and upsert the runs that are missing or newer.
 
+    A store that cannot be listed raises JobError (E_DOWNLOAD_FAILED) before anything changes.
     A file already taken in by an earlier sync is counted unchanged without being fetched again (the worker
     writes each file once, when its job ends); `full=True` re-reads every file. A corrupt or foreign file is
     skipped with its reason and logged; it never stops the sync.
@@ -59,9 +75,7 @@ def sync(catalog: Catalog, store: Store, prefix: str = "", *, full: bool = False
     report = SyncReport()
     known = set() if full else catalog.synced_metadata_keys()
     keys = []
-    for key in store.list(prefix.strip("/") + "/" if prefix.strip("/") else ""):
-        if not key.endswith("/metadata.json"):
-            continue
+    for key in _metadata_keys(store, prefix):
         if key in known:
             report.unchanged += 1
         else:

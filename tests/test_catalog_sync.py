@@ -11,7 +11,7 @@ import requests
 
 from catalog import Catalog, sync
 from tests.conftest import EXAMPLES
-from worker.contract import ErrorCode, InputDescriptor, JobMetadata, JobStatus
+from worker.contract import ErrorCode, InputDescriptor, JobError, JobMetadata, JobStatus
 from worker.pipeline import run_job
 from worker.settings import Settings
 from worker.store import LocalStore, Store, artifact_key, open_store
@@ -209,3 +209,21 @@ def test_the_catalogue_rebuilds_from_the_bucket_skipping_corrupt_and_foreign_fil
     assert requests.get(urls["video"], timeout=30).headers["Content-Type"] == "video/mp4"
     assert JobMetadata.model_validate_json(requests.get(urls["metadata"], timeout=30).content).job_id == "b-1"
     assert sync(wiped, store, prefix="jobs/b-1").unchanged == 1
+
+
+def test_a_store_that_cannot_be_reached_is_a_clear_error_and_changes_nothing(
+    s3_settings: Settings, catalog: Catalog
+) -> None:
+    missing = open_store(s3_settings, bucket="no-such-bucket")
+    with pytest.raises(JobError, match="could not list the store under 'jobs/'") as listing:
+        sync(catalog, missing, prefix="jobs")
+    assert listing.value.code == ErrorCode.DOWNLOAD_FAILED
+
+    catalog.record_submission("job-5", {"prompt": "kept"}, endpoint_id="local")
+    catalog.apply_status(
+        "job-5", JobStatus.COMPLETED, output={"status": "success", "video": {"key": "jobs/job-5/v.mp4"}}
+    )
+    with pytest.raises(JobError, match=r"could not delete jobs/job-5/v\.mp4 from the store") as deleting:
+        catalog.delete("job-5", missing)
+    assert deleting.value.code == ErrorCode.UPLOAD
+    assert catalog.get("job-5") is not None, "the run stays until its files are gone, so deleting again can finish"
