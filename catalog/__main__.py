@@ -1,112 +1,160 @@
-"""`python -m catalog search|sync|stats`: the catalogue from the command line."""
+"""`python -m catalog search|sync|stats`: the catalogue from the command line.
+
+The database is `Settings.catalog_file` (STUDIO_CATALOG, or catalog.db in STUDIO_DATA_DIR); `sync` reads the
+store the settings name (S3 when S3_BUCKET is set, else the local artifact folder).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from typing import Any
 
 from catalog.catalog import Catalog
-from catalog.search import SORTS
+from catalog.search import SORTS, SearchResult
 from catalog.sync import sync
-from worker.contract import JobStatus
+from worker.contract import JobError, JobStatus
 from worker.settings import Settings
 from worker.store import open_store
 
+TABLE_COLUMNS = (
+    ("created_at", "created (UTC)", 16),
+    ("status", "status", 11),
+    ("size", "size", 16),
+    ("mode", "mode", 9),
+    ("sample_steps", "steps", 5),
+    ("video_duration_s", "secs", 6),
+    ("run_id", "run", 36),
+    ("prompt", "prompt", 48),
+)
+FILTER_ARGS = (
+    "status",
+    "size",
+    "mode",
+    "engine",
+    "sample_steps",
+    "speakers",
+    "input_kind",
+    "created_from",
+    "created_to",
+    "tag",
+)
 
-def _table(rows: list[dict[str, Any]]) -> str:
-    columns = [
-        ("created_at", 20),
-        ("status", 11),
-        ("size", 16),
-        ("mode", 9),
-        ("video_duration_s", 7),
-        ("run_id", 36),
-        ("prompt", 50),
-    ]
-    head = "  ".join(name[:width].ljust(width) for name, width in columns)
+
+def _cell(value: Any, width: int) -> str:
+    text = "" if value is None else str(value).replace("\n", " ")
+    if len(text) >= 16 and text[10:11] == "T":  # an ISO 8601 time: minutes are enough to tell runs apart
+        text = text[:16].replace("T", " ")
+    return (text if len(text) <= width else text[: width - 1] + "…").ljust(width)
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """Runs as a fixed-width text table, one line each."""
+    head = "  ".join(_cell(title, width) for _, title, width in TABLE_COLUMNS).rstrip()
     lines = [head, "-" * len(head)]
-    for row in rows:
-        lines.append(
-            "  ".join(
-                str(row.get(name) if row.get(name) is not None else "")[:width].ljust(width) for name, width in columns
-            )
-        )
+    lines += ["  ".join(_cell(row.get(name), width) for name, _, width in TABLE_COLUMNS).rstrip() for row in rows]
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run one catalogue command."""
-    parser = argparse.ArgumentParser(prog="python -m catalog", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+def _search_json(result: SearchResult) -> str:
+    return json.dumps(
+        {
+            "total": result.total,
+            "page": result.page,
+            "pages": result.pages,
+            "note": result.query_note,
+            "facets": {name: {str(value): n for value, n in counts.items()} for name, counts in result.facets.items()},
+            "rows": result.rows,
+        },
+        indent=2,
+    )
+
+
+def _facets_text(result: SearchResult) -> str:
+    lines = []
+    for name, counts in result.facets.items():
+        if counts:
+            lines.append(f"{name}: " + ", ".join(f"{value} ({count})" for value, count in counts.items()))
+    return "\n".join(lines)
+
+
+def _stats_text(stats: dict[str, Any]) -> str:
+    lines = [f"runs: {stats['runs']}  favourites: {stats['favourites']}  video: {stats['video_seconds']} s"]
+    for name in ("by_status", "by_engine"):
+        counts = ", ".join(f"{value} ({count})" for value, count in stats[name].items())
+        lines.append(f"{name.replace('_', ' ')}: {counts or '-'}")
+    return "\n".join(lines)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line's arguments."""
+    root = argparse.ArgumentParser(prog="python -m catalog", description="Search, sync and count catalogued runs.")
+    commands = root.add_subparsers(dest="command", required=True)
     find = commands.add_parser("search", help="full-text search with filters")
-    find.add_argument("query", nargs="?", default="", help='words, or FTS syntax: "exact phrase", talk*, a OR b')
+    find.add_argument("query", nargs="?", default="", help='words, or FTS5 syntax: "exact phrase", talk*, a OR b')
     find.add_argument("--status", choices=JobStatus.ALL)
     find.add_argument("--size", choices=["infinitetalk-480", "infinitetalk-720"])
     find.add_argument("--mode", choices=["clip", "streaming"])
-    find.add_argument("--engine")
-    find.add_argument("--steps", type=int, dest="sample_steps")
+    find.add_argument("--engine", help="e.g. preview, infinitetalk")
+    find.add_argument("--steps", type=int, dest="sample_steps", metavar="N")
     find.add_argument("--speakers", type=int, choices=[1, 2])
-    find.add_argument("--from", dest="created_from", help="created at or after (ISO date)")
-    find.add_argument("--to", dest="created_to", help="created at or before (ISO date)")
+    find.add_argument("--input-kind", choices=["image", "video"], dest="input_kind")
+    find.add_argument("--from", dest="created_from", metavar="DATE", help="created at or after (ISO 8601)")
+    find.add_argument("--to", dest="created_to", metavar="DATE", help="created before (ISO 8601)")
     find.add_argument("--tag")
+    find.add_argument("--favourites", action="store_true", help="only runs marked as favourites")
     find.add_argument("--sort", choices=list(SORTS), default="newest")
     find.add_argument("--page", type=int, default=1)
     find.add_argument("--per-page", type=int, default=20)
-    find.add_argument("--json", action="store_true", help="print JSON (rows, total, facets)")
+    find.add_argument("--json", action="store_true", help="print rows, total and facet counts as JSON")
     scan = commands.add_parser("sync", help="add runs from the metadata.json files in the store")
-    scan.add_argument("--prefix", default="", help="only scan under this key prefix")
+    scan.add_argument("--prefix", default="", help="only scan under this key prefix (default: the whole store)")
     scan.add_argument("--store", choices=["s3", "volume"], help="default: the configured store")
-    commands.add_parser("stats", help="totals by status and engine")
-    args = parser.parse_args(argv)
+    scan.add_argument("--full", action="store_true", help="re-read files an earlier sync already took in")
+    count = commands.add_parser("stats", help="totals by status and engine")
+    count.add_argument("--json", action="store_true")
+    return root
 
-    settings = Settings.from_env()
+
+def run(args: argparse.Namespace, settings: Settings) -> None:
+    """Carry out one parsed command against the configured catalogue and store."""
     catalog = Catalog(settings.catalog_file)
     if args.command == "search":
-        filters = {
-            name: getattr(args, name)
-            for name in (
-                "status",
-                "size",
-                "mode",
-                "engine",
-                "sample_steps",
-                "speakers",
-                "created_from",
-                "created_to",
-                "tag",
-            )
-        }
+        filters: dict[str, Any] = {name: getattr(args, name) for name in FILTER_ARGS}
+        if args.favourites:
+            filters["favourite"] = 1
         result = catalog.search(args.query, sort=args.sort, page=args.page, per_page=args.per_page, **filters)
         if args.json:
-            print(
-                json.dumps(
-                    {
-                        "total": result.total,
-                        "page": result.page,
-                        "pages": result.pages,
-                        "facets": {k: {str(v): n for v, n in c.items()} for k, c in result.facets.items()},
-                        "rows": result.rows,
-                        "note": result.query_note,
-                    },
-                    indent=2,
-                    default=str,
-                )
-            )
-        else:
-            if result.query_note:
-                print(result.query_note, file=sys.stderr)
-            print(_table(result.rows))
-            print(f"\n{result.total} runs, page {result.page} of {result.pages}")
-        return 0
-    if args.command == "sync":
-        report = sync(catalog, open_store(settings, args.store), args.prefix)
+            print(_search_json(result))
+            return
+        if result.query_note:
+            print(result.query_note, file=sys.stderr)
+        print(table(result.rows))
+        print(f"\n{result.total} runs, page {result.page} of {result.pages}")
+        print(_facets_text(result))
+    elif args.command == "sync":
+        report = sync(catalog, open_store(settings, args.store), args.prefix, full=args.full)
         print(report.summary())
-        for key, reason in report.skipped:
-            print(f"  skipped {key}: {reason}", file=sys.stderr)
-        return 0
-    print(json.dumps(catalog.stats(), indent=2))
+    else:
+        stats = catalog.stats()
+        print(json.dumps(stats, indent=2) if args.json else _stats_text(stats))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one catalogue command; bad input or an unreachable store is one line on stderr and exit status 2."""
+    args = parser().parse_args(argv)
+    # Skipped metadata files are logged by sync; show them as plain lines.
+    logging.basicConfig(format="%(message)s", level=logging.WARNING)
+    try:
+        run(args, Settings.from_env())
+    except JobError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 2
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -380,7 +380,7 @@ class Catalog:
         return dict(self.conn.execute(sql + " GROUP BY error_code ORDER BY 2 DESC", args).fetchall())
 
     def stats(self) -> dict[str, Any]:
-        """Totals: runs by status and engine, favourites, storage keys known."""
+        """Totals: runs, runs by status and by engine, favourites, seconds of video made."""
         by_status = dict(self.conn.execute("SELECT status, COUNT(*) FROM runs GROUP BY status").fetchall())
         by_engine = dict(self.conn.execute("SELECT engine, COUNT(*) FROM runs GROUP BY engine").fetchall())
         total, favourites, video_s = self.conn.execute(

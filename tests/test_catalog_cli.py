@@ -1,0 +1,88 @@
+"""`python -m catalog`: search, sync and stats from a shell, configured by the environment like every part."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from catalog import Catalog
+from tests.test_catalog_sync import metadata, publish
+from worker.settings import Settings
+from worker.store import LocalStore
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "catalog", *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """A data dir whose local store holds three published runs, none catalogued yet."""
+    env = {"STUDIO_DATA_DIR": str(tmp_path / "data"), "S3_BUCKET": "", "BUCKET_NAME": "", "STUDIO_STORE": ""}
+    store = LocalStore(Settings.from_env(env).artifact_dir)
+    at_480p = {**metadata("job-480").params, "size": "infinitetalk-480"}
+    publish(store, metadata("job-480", prompt="an astronaut waves", params=at_480p, created_at="2026-11-01T09:00:00Z"))
+    publish(store, metadata("job-720", prompt="an astronaut laughs", created_at="2026-11-02T09:00:00Z"))
+    publish(store, metadata("job-chef", prompt="a chef explains the recipe", created_at="2026-11-03T09:00:00Z"))
+    return env
+
+
+def test_sync_then_search_as_json_with_filters(env: dict[str, str]) -> None:
+    synced = cli(env, "sync")
+    assert synced.returncode == 0, synced.stderr
+    assert synced.stdout.strip() == "3 added, 0 updated, 0 unchanged, 0 skipped"
+
+    found = cli(env, "search", "astronaut", "--size", "infinitetalk-480", "--status", "COMPLETED", "--json")
+    assert found.returncode == 0, found.stderr
+    answer = json.loads(found.stdout)
+    assert answer["total"] == 1 and [row["run_id"] for row in answer["rows"]] == ["job-480"]
+    assert answer["facets"]["size"] == {"infinitetalk-480": 1}
+    assert Catalog(Settings.from_env(env).catalog_file).get("job-480") is not None, "the configured file is used"
+
+
+def test_search_prints_a_readable_table_and_stats_count_the_runs(env: dict[str, str]) -> None:
+    cli(env, "sync")
+    found = cli(env, "search", "astronaut", "--sort", "oldest")
+    lines = found.stdout.splitlines()
+    assert lines[0].split() == ["created", "(UTC)", "status", "size", "mode", "steps", "secs", "run", "prompt"]
+    assert lines[2].split()[:3] == ["2026-11-01", "09:00", "COMPLETED"]
+    assert [line.split()[7] for line in lines[2:4]] == ["job-480", "job-720"]
+    assert "2 runs, page 1 of 1" in found.stdout
+    assert "size: infinitetalk-480 (1), infinitetalk-720 (1)" in found.stdout
+
+    stats = cli(env, "stats")
+    assert stats.returncode == 0 and "runs: 3" in stats.stdout and "by status: COMPLETED (3)" in stats.stdout
+    assert json.loads(cli(env, "stats", "--json").stdout)["by_engine"] == {"infinitetalk": 3}
+
+
+def test_bad_input_is_one_clear_line_never_a_traceback(env: dict[str, str], tmp_path: Path) -> None:
+    unbalanced = cli(env, "search", '"astronaut', "--json")
+    assert unbalanced.returncode == 0 and "not valid search syntax" in json.loads(unbalanced.stdout)["note"]
+
+    bad_size = cli(env, "search", "--size", "huge")
+    assert bad_size.returncode == 2 and "invalid choice: 'huge'" in bad_size.stderr
+
+    no_bucket = cli(env, "sync", "--store", "s3")
+    assert no_bucket.returncode == 2
+    assert no_bucket.stderr.startswith("error: output_config.store is s3 but no bucket is set: set S3_BUCKET")
+    assert "Traceback" not in no_bucket.stderr + bad_size.stderr
+
+    LocalStore(Settings.from_env(env).artifact_dir).put_bytes("jobs/junk/metadata.json", b"[]")
+    skipped = cli(env, "sync")
+    assert skipped.stdout.strip() == "3 added, 0 updated, 0 unchanged, 1 skipped"
+    assert "skipped jobs/junk/metadata.json: not an InfiniteTalk Studio metadata file" in skipped.stderr
