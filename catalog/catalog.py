@@ -66,15 +66,20 @@ class Catalog:
             self.conn.execute("ROLLBACK")
             raise
 
-    def _row(self, run_id: str) -> dict[str, Any] | None:
-        cursor = self.conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,))
-        row = cursor.fetchone()
-        return dict(zip([d[0] for d in cursor.description], row, strict=True)) if row else None
+    def _rows(self, sql: str, args: list[Any]) -> list[dict[str, Any]]:
+        cursor = self.conn.execute(sql, args)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
-    def _update(self, conn: sqlite3.Connection, run_id: str, columns: dict[str, Any]) -> None:
-        if columns:
-            assignments = ", ".join(f"{name} = ?" for name in columns)
-            conn.execute(f"UPDATE runs SET {assignments} WHERE run_id = ?", [*columns.values(), run_id])
+    def _row(self, run_id: str) -> dict[str, Any] | None:
+        rows = self._rows("SELECT * FROM runs WHERE run_id = ?", [run_id])
+        return rows[0] if rows else None
+
+    @staticmethod
+    def _update(conn: sqlite3.Connection, run_id: str, columns: dict[str, Any]) -> bool:
+        """Set columns of one run; returns whether the run exists."""
+        assignments = ", ".join(f"{name} = ?" for name in columns)
+        return conn.execute(f"UPDATE runs SET {assignments} WHERE run_id = ?", [*columns.values(), run_id]).rowcount > 0
 
     def record_submission(
         self,
@@ -207,10 +212,20 @@ class Catalog:
             (run_id, run_id, PROGRESS_EVENTS_KEPT),
         )
 
-    def record_progress(self, run_id: str, payload: dict[str, Any]) -> None:
-        """Keep a progress payload as an event (repeats of the same stage and percentage are skipped)."""
+    def record_progress(self, run_id: str, payload: dict[str, Any]) -> bool:
+        """Keep a progress payload (`{stage, pct, details}`) as an event and as the run's current progress.
+
+        Repeats of the same stage and percentage make no new event; a finished or unknown run is left alone.
+        Returns whether the payload was taken.
+        """
         with self._write() as conn:
+            current = conn.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if current is None or status_rank(current[0]) == FINAL_RANK:
+                return False
             self._progress_event(conn, run_id, payload)
+            progress = {"progress_pct": payload.get("pct"), "progress_stage": payload.get("stage")}
+            self._update(conn, run_id, {**progress, "updated_at": utc_now()})
+        return True
 
     def progress_events(self, run_id: str, limit: int = 20) -> list[dict[str, Any]]:
         """The latest progress payloads of a run, oldest first."""
@@ -219,15 +234,17 @@ class Catalog:
         ).fetchall()
         return [{"at": at, **json.loads(payload)} for at, payload in reversed(rows)]
 
-    def get(self, run_id: str) -> dict[str, Any] | None:
-        """One run, with params, timings and warnings decoded."""
-        row = self._row(run_id)
-        if row is None:
-            return None
+    @staticmethod
+    def _decoded(row: dict[str, Any]) -> dict[str, Any]:
         for name in ("params", "timings", "warnings"):
             row[name] = json.loads(row[name]) if row.get(name) else ({} if name != "warnings" else [])
         row["tag_list"] = [t for t in (row.get("tags") or "").split(",") if t]
         return row
+
+    def get(self, run_id: str) -> dict[str, Any] | None:
+        """One run, with params, timings and warnings decoded and its tags as `tag_list`."""
+        row = self._row(run_id)
+        return self._decoded(row) if row else None
 
     def search(
         self, query: str = "", *, sort: str = "newest", page: int = 1, per_page: int = 24, **filters: Any
@@ -237,29 +254,31 @@ class Catalog:
 
     def unfinished(self, endpoint_id: str | None = None) -> list[dict[str, Any]]:
         """Runs still queued or running, oldest first: what the Live page follows."""
-        sql = "SELECT run_id FROM runs WHERE status IN (?, ?)"
+        sql = "SELECT * FROM runs WHERE status IN (?, ?)"
         args: list[Any] = [JobStatus.IN_QUEUE, JobStatus.IN_PROGRESS]
         if endpoint_id:
             sql += " AND endpoint_id = ?"
             args.append(endpoint_id)
-        ids = [row[0] for row in self.conn.execute(sql + " ORDER BY created_at", args)]
-        return [run for run in (self.get(run_id) for run_id in ids) if run]
+        return [self._decoded(row) for row in self._rows(sql + " ORDER BY created_at", args)]
 
-    def set_tags(self, run_id: str, tags: list[str]) -> None:
-        """Replace a run's tags (trimmed, lower-cased, deduplicated; commas are not allowed inside a tag)."""
+    def set_tags(self, run_id: str, tags: list[str]) -> bool:
+        """Replace a run's tags (trimmed, lower-cased, deduplicated; a comma inside a tag becomes a space).
+
+        Returns whether the run exists (another session may have deleted it).
+        """
         clean = list(dict.fromkeys(t.strip().lower().replace(",", " ") for t in tags if t.strip()))
         with self._write() as conn:
-            self._update(conn, run_id, {"tags": ",".join(clean), "updated_at": utc_now()})
+            return self._update(conn, run_id, {"tags": ",".join(clean), "updated_at": utc_now()})
 
-    def set_favourite(self, run_id: str, favourite: bool) -> None:
-        """Mark or unmark a run as a favourite."""
+    def set_favourite(self, run_id: str, favourite: bool) -> bool:
+        """Mark or unmark a run as a favourite; returns whether the run exists."""
         with self._write() as conn:
-            self._update(conn, run_id, {"favourite": int(favourite), "updated_at": utc_now()})
+            return self._update(conn, run_id, {"favourite": int(favourite), "updated_at": utc_now()})
 
-    def set_note(self, run_id: str, note: str) -> None:
-        """Set a run's free-text note (searchable)."""
+    def set_note(self, run_id: str, note: str) -> bool:
+        """Set a run's free-text note (searchable); returns whether the run exists."""
         with self._write() as conn:
-            self._update(conn, run_id, {"note": note.strip(), "updated_at": utc_now()})
+            return self._update(conn, run_id, {"note": note.strip(), "updated_at": utc_now()})
 
     def delete(self, run_id: str, store: Store | None = None) -> None:
         """Forget a run; with a store, also delete its video, thumbnail and metadata from it.

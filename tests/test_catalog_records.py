@@ -93,6 +93,33 @@ def test_status_updates_are_idempotent_and_never_move_a_finished_run_back(catalo
     assert len(catalog.progress_events("job-2")) == 1, "a repeated payload is one event"
 
 
+def test_progress_payloads_follow_a_running_job_and_stop_at_its_end(catalog: Catalog) -> None:
+    catalog.record_submission("job-p", PARAMS, endpoint_id="local")
+    assert catalog.record_progress("job-p", {"stage": "audio_ok", "pct": 20.0, "job_id": "job-p", "details": {}})
+    assert catalog.record_progress("job-p", {"stage": "generation", "pct": 55.5, "details": {"step": 3}})
+    run = catalog.get("job-p")
+    assert (run["progress_stage"], run["progress_pct"]) == ("generation", 55.5)
+    assert catalog.unfinished("local")[0]["progress_pct"] == 55.5
+
+    catalog.apply_status("job-p", JobStatus.CANCELLED)
+    assert not catalog.record_progress("job-p", {"stage": "generation", "pct": 60.0})
+    assert not catalog.record_progress("no-such-run", {"stage": "generation", "pct": 60.0})
+    assert [e["details"] for e in catalog.progress_events("job-p")] == [{}, {"step": 3}]
+    assert catalog.progress_events("no-such-run") == [] and catalog.unfinished() == []
+
+
+def test_curation_says_whether_the_run_still_exists(catalog: Catalog) -> None:
+    catalog.record_submission("job-c", PARAMS, endpoint_id="local")
+    assert catalog.set_tags("job-c", [" Launch ", "launch", "a,b", ""])
+    assert catalog.get("job-c")["tag_list"] == ["launch", "a b"]
+    assert catalog.set_favourite("job-c", True) and catalog.set_note("job-c", "  keep  ")
+    assert (catalog.get("job-c")["favourite"], catalog.get("job-c")["note"]) == (1, "keep")
+
+    catalog.delete("job-c")
+    assert not catalog.set_tags("job-c", ["x"]) and not catalog.set_favourite("job-c", True)
+    assert not catalog.set_note("job-c", "gone") and catalog.get("job-c") is None
+
+
 def test_an_unknown_status_is_refused_not_taken_as_final(catalog: Catalog) -> None:
     catalog.record_submission("job-3", PARAMS, endpoint_id="local")
     with pytest.raises(ValueError, match="'DONE' is not a job status; use one of IN_QUEUE"):
