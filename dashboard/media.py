@@ -14,14 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from worker.contract import ErrorCode, JobError, Limits
-from worker.inputs import sniff_image
-from worker.media import probe
+from worker.inputs import fetch_audio, fetch_visual
 from worker.settings import Settings
 from worker.store import Store, content_type
 
 UPLOADS_PREFIX = "uploads"
-MIB = 1024 * 1024
-MAX_BYTES = {"image": Limits.MAX_IMAGE_BYTES, "video": Limits.MAX_VIDEO_BYTES, "audio": Limits.MAX_AUDIO_BYTES}
 
 
 @dataclass(frozen=True)
@@ -52,48 +49,34 @@ def _invalid(field: str, message: str) -> JobError:
 
 
 def inspect(media: Media, field: str, expect: str) -> MediaFacts:
-    """Check media against the contract's limits; `expect` is `visual` (image or video) or `audio`.
+    """Check media the way the worker will when it fetches them; `expect` is `visual` (image or video) or `audio`.
 
-    Raises JobError(E_INPUT_VALIDATION) naming the field and what to send instead.
+    The worker's own fetch-and-check runs on a private temporary copy, so the page refuses exactly what the worker
+    would refuse (no picture, too many pixels, no sound, a WAV header that lies, too long), with its words.
+    Raises JobError(E_INPUT_VALIDATION) naming the field.
     """
     if not media.data:
         raise _invalid(field, f"{media.name} is empty; choose the file again")
-    kind = (
-        "image" if expect == "visual" and sniff_image(media.data[:16]) else "video" if expect == "visual" else "audio"
-    )
-    if len(media.data) > MAX_BYTES[kind]:
-        article = "an" if kind in ("image", "audio") else "a"
-        raise _invalid(
-            field,
-            f"{media.name} is {len(media.data) / MIB:.1f} MB; {article} {kind} may be at most "
-            f"{MAX_BYTES[kind] / MIB:.0f} MB",
-        )
     with tempfile.TemporaryDirectory(prefix="studio-dash-") as folder:
-        path = Path(folder) / ("media" + Path(media.name).suffix[:8])
-        path.write_bytes(media.data)
-        info = probe(path, field=field)
-    if kind == "image":
-        if not info.width or not info.height:
-            raise _invalid(field, f"{media.name} is not a readable image; send a JPEG or PNG")
-        if max(info.width, info.height) > Limits.MAX_IMAGE_SIDE or info.width * info.height > Limits.MAX_IMAGE_PIXELS:
-            raise _invalid(
-                field,
-                f"{media.name} is {info.width}×{info.height}; the limit is {Limits.MAX_IMAGE_SIDE} px a side and "
-                f"{Limits.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels: scale it down",
-            )
-        return MediaFacts("image", None, info.width, info.height)
-    if kind == "video":
-        if not info.has_video:
-            raise _invalid(field, f"{media.name} has no picture; send a JPEG/PNG photo or an MP4/WebM video")
-        return MediaFacts("video", info.duration_s, info.width, info.height)
-    if not info.has_audio:
-        raise _invalid(field, f"{media.name} has no sound; send WAV, MP3, OGG or WebM speech")
-    seconds = info.duration_s or 0.0
-    if seconds < Limits.MIN_AUDIO_SECONDS:
-        raise _invalid(field, f"{media.name} lasts {seconds:.2f} s; record at least {Limits.MIN_AUDIO_SECONDS} s")
-    if seconds > Limits.MAX_AUDIO_SECONDS:
-        raise _invalid(field, f"{media.name} lasts {seconds:.0f} s; the limit is {Limits.MAX_AUDIO_SECONDS:.0f} s")
-    return MediaFacts("audio", seconds)
+        root = Path(folder)
+        source = root / ("upload" + Path(media.name).suffix[:8])
+        source.write_bytes(media.data)
+        work = root / "work"
+        work.mkdir()
+        checker = fetch_visual if expect == "visual" else fetch_audio
+        try:
+            fetched = checker(str(source), field, work, Settings(data_dir=root, input_roots=()), extra_roots=(root,))
+        except JobError as error:
+            # The worker's words name its working copy; the user knows the file by its own name.
+            message = re.sub(rf"{re.escape(folder)}/\S*?(?=[:;)\s]|$)", media.name, error.message)
+            raise JobError(error.code, message, at_stage=error.at_stage) from None
+    info = fetched.info
+    if fetched.kind == "audio" and (info.duration_s or 0.0) < Limits.MIN_AUDIO_SECONDS:
+        raise _invalid(
+            field, f"{media.name} lasts {info.duration_s or 0:.2f} s; record at least {Limits.MIN_AUDIO_SECONDS} s"
+        )
+    duration = None if fetched.kind == "image" else info.duration_s
+    return MediaFacts(fetched.kind, duration, info.width, info.height)
 
 
 def safe_name(name: str) -> str:

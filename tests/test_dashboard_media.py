@@ -59,10 +59,15 @@ def test_a_photo_a_video_and_speech_are_recognised_with_their_sizes(private_tmp:
     ("media", "expect", "message"),
     [
         (Media("empty.jpg", b""), "visual", "empty"),
-        (Media("notes.txt", b"just some text, not media at all"), "visual", "not readable media"),
+        (Media("notes.txt", b"just some text, not media at all"), "visual", "no picture|not readable media"),
+        (Media("fake.jpg", b"just some text, not media at all"), "visual", "no picture|not readable media"),
         (Media("tiny.wav", _wav(0.1)), "audio", "at least 0.2 s"),
-        (Media("big.jpg", b"\xff\xd8\xff" + b"\0" * (Limits.MAX_IMAGE_BYTES + 1)), "visual", "at most 30 MB"),
-        (Media("photo.jpg", (MEDIA / "portrait.jpg").read_bytes()), "audio", "has no sound"),
+        (
+            Media("big.jpg", b"\xff\xd8\xff" + b"\0" * (Limits.MAX_IMAGE_BYTES + 1)),
+            "visual",
+            "images may be at most 30 MB",
+        ),
+        (Media("photo.jpg", (MEDIA / "portrait.jpg").read_bytes()), "audio", "holds no audio"),
     ],
 )
 def test_unusable_media_are_refused_naming_the_field(

@@ -419,6 +419,9 @@ def main() -> None:
             _show_problems(slot, {})
         return
 
+    for slot in speech if not tts else []:
+        if slot.media is None and slot.ref is None and slot.problem is None:
+            slot.problem = slot.missing
     planned = {slot.field: _plan(slot) for slot in (cond, *speech)}
     job = build_job_input(
         st.session_state[K + "prompt"],

@@ -1,0 +1,228 @@
+"""The Submit page: media in, contract-checked job out, recorded in the catalogue, user lands on Live."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from catalog import Catalog
+from dashboard import state
+from dashboard.forms import bounds
+from tests.dashboard_support import MEDIA, dashboard_env, local_endpoint, open_page, texts
+from worker.contract import Defaults, JobStatus, Limits
+
+
+@pytest.fixture(scope="module")
+def endpoint_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """One real local endpoint for this module's submissions."""
+    with local_endpoint(tmp_path_factory.mktemp("submit")) as env:
+        yield env
+
+
+@pytest.fixture
+def data_dir(endpoint_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The dashboard under test talks to the module's endpoint and shares its data dir (catalogue, store)."""
+    dashboard_env(monkeypatch, Path(endpoint_env["STUDIO_DATA_DIR"]), int(endpoint_env["STUDIO_LOCAL_PORT"]))
+    return Path(endpoint_env["STUDIO_DATA_DIR"])
+
+
+def _catalog(data_dir: Path) -> Catalog:
+    return Catalog(data_dir / "catalog.db")
+
+
+def _photo_and_recording(at: AppTest, prompt: str) -> AppTest:
+    at.file_uploader(key="submit.cond_upload").upload(
+        "portrait.jpg", (MEDIA / "portrait.jpg").read_bytes(), "image/jpeg"
+    )
+    at.audio_input(key="submit.p1_record").upload("recording.wav", (MEDIA / "speech_1.wav").read_bytes())
+    at.text_area(key="submit.prompt").set_value(prompt)
+    return at.run()
+
+
+def _uploads(data_dir: Path) -> list[Path]:
+    root = data_dir / "artifacts" / "uploads"
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def test_the_form_starts_at_the_contracts_defaults_and_limits(data_dir: Path) -> None:
+    at = open_page("submit")
+    steps = at.number_input(key="submit.param.sample_steps")
+    assert (steps.value, steps.min, steps.max) == (Defaults.SAMPLE_STEPS, 1, bounds("sample_steps")[1])
+    assert at.selectbox(key="submit.param.size").value == Defaults.SIZE
+    assert at.selectbox(key="submit.param.size").options == ["infinitetalk-480", "infinitetalk-720"]
+    assert at.number_input(key="submit.param.frame_num").step == 4
+    assert at.number_input(key="submit.param.sample_shift").value is None
+
+
+def test_a_preset_sets_every_parameter(data_dir: Path) -> None:
+    at = open_page("submit")
+    at.number_input(key="submit.param.base_seed").set_value(7).run()
+    at.button(key="submit.preset.4-step LoRA").click().run()
+    assert at.toggle(key="submit.param.lora").value is True
+    assert at.number_input(key="submit.param.sample_steps").value == 4
+    assert at.number_input(key="submit.param.base_seed").value == Defaults.BASE_SEED
+    at.button(key="submit.preset.Quality").click().run()
+    assert at.selectbox(key="submit.param.size").value == "infinitetalk-720"
+    assert at.toggle(key="submit.param.lora").value is False
+
+
+def test_a_recording_shows_its_length_and_the_frames_it_will_make(data_dir: Path) -> None:
+    at = _photo_and_recording(open_page("submit"), "length check")
+    assert "Speech: **8.3 s** → **81 frames** (3.2 s of video at 25 fps), 624×624" in texts(at)
+    assert "longer than this job renders" in texts(at)
+    at.selectbox(key="submit.param.mode").set_value("streaming").run()
+    assert "→ **207 frames** (8.3 s of video at 25 fps)" in texts(at)
+    assert "longer than this job renders" not in texts(at)
+
+
+def test_missing_and_invalid_fields_are_shown_next_to_them_and_nothing_is_sent(data_dir: Path) -> None:
+    before = len(_catalog(data_dir).search().rows)
+    at = open_page("submit")
+    at.number_input(key="submit.param.frame_num").set_value(80)
+    at.button(key="submit.go").click().run()
+
+    errors = [e.value for e in at.error]
+    assert "Add a photo or a video of the person (or people) who will talk." in errors
+    assert "Add speech for person 1: record, upload or link it." in errors
+    assert "must not be empty" in errors
+    assert "**frame_num**: must be 4n+1: use 77 or 81" in errors
+    assert "Fix the fields marked above, then submit again." in errors
+    assert at.title[0].value == "Submit a talking video"
+    assert len(_catalog(data_dir).search().rows) == before
+
+
+def test_media_that_is_not_what_it_claims_is_refused_before_anything_is_stored(data_dir: Path) -> None:
+    uploads = _uploads(data_dir)
+    at = open_page("submit")
+    at.file_uploader(key="submit.cond_upload").upload("portrait.jpg", b"this is not a picture", "image/jpeg")
+    at.audio_input(key="submit.p1_record").upload("recording.wav", (MEDIA / "speech_1.wav").read_bytes())
+    at.text_area(key="submit.prompt").set_value("bad photo")
+    at.run()
+    assert any(
+        e.value.startswith("cond_video: the file is not readable media (portrait.jpg: Invalid data") for e in at.error
+    )
+    at.button(key="submit.go").click().run()
+    assert at.title[0].value == "Submit a talking video"
+    assert _uploads(data_dir) == uploads
+
+
+def test_a_complete_job_is_stored_sent_recorded_and_the_user_lands_on_live(data_dir: Path) -> None:
+    at = _photo_and_recording(open_page("submit"), "An astronaut says hello from the submit test")
+    at.button(key="submit.go").click().run()
+
+    assert not at.exception
+    assert at.title[0].value == "Live jobs"
+    (job_id,) = at.session_state[state.SUBMITTED]
+    run = _catalog(data_dir).get(job_id)
+    assert run is not None and run["prompt"] == "An astronaut says hello from the submit test"
+    assert run["status"] in (JobStatus.IN_QUEUE, JobStatus.IN_PROGRESS, JobStatus.COMPLETED)
+    params = run["params"]
+    assert params["cond_video"].startswith(str(data_dir / "artifacts" / "uploads"))
+    assert Path(params["cond_video"]).read_bytes() == (MEDIA / "portrait.jpg").read_bytes()
+    assert Path(params["cond_audio"]["person1"]).name == "recording.wav"
+    assert params["sample_steps"] == Defaults.SAMPLE_STEPS
+
+
+def test_text_to_speech_needs_no_recording(data_dir: Path) -> None:
+    at = open_page("submit")
+    at.radio(key="submit.p1_source").set_value("Text to speech").run()
+    at.file_uploader(key="submit.cond_upload").upload(
+        "portrait.jpg", (MEDIA / "portrait.jpg").read_bytes(), "image/jpeg"
+    )
+    at.text_area(key="submit.tts_text").set_value("Hello from the speech synthesiser.")
+    at.text_area(key="submit.prompt").set_value("A talking test pattern")
+    at.run()
+    assert "the worker decides the length" in texts(at)
+    at.button(key="submit.go").click().run()
+
+    assert at.title[0].value == "Live jobs"
+    run = _catalog(data_dir).get(at.session_state[state.SUBMITTED][-1])
+    assert run is not None
+    assert run["params"]["tts_audio"] == {"text": "Hello from the speech synthesiser.", "human1_voice": "en-us+f3"}
+    assert "cond_audio" not in run["params"]
+
+
+def test_two_people_talking_at_once(data_dir: Path) -> None:
+    at = open_page("submit")
+    at.file_uploader(key="submit.cond_upload").upload("two.jpg", (MEDIA / "two_people.jpg").read_bytes(), "image/jpeg")
+    at.audio_input(key="submit.p1_record").upload("one.wav", (MEDIA / "speech_1.wav").read_bytes())
+    at.toggle(key="submit.two_people").set_value(True).run()
+    at.radio(key="submit.p2_source").set_value("Upload").run()
+    at.file_uploader(key="submit.p2_upload").upload("two.wav", (MEDIA / "speech_2.wav").read_bytes(), "audio/wav")
+    at.radio(key="submit.audio_type").set_value("para")
+    at.text_area(key="submit.prompt").set_value("Two people talk at once")
+    at.button(key="submit.go").click().run()
+
+    assert at.title[0].value == "Live jobs", [e.value for e in at.error]
+    run = _catalog(data_dir).get(at.session_state[state.SUBMITTED][-1])
+    assert run is not None and run["speakers"] == 2
+    assert run["params"]["audio_type"] == "para"
+
+
+def test_reused_params_prefill_the_form(data_dir: Path) -> None:
+    photo = str(MEDIA / "portrait.jpg")
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py"), default_timeout=90)
+    at.session_state[state.REUSE_PARAMS] = {
+        "prompt": "Reused prompt",
+        "cond_video": photo,
+        "cond_audio": {"person1": "https://example.com/a.wav"},
+        "sample_steps": 12,
+        "lora": True,
+        "size": "infinitetalk-720",
+    }
+    at.run()
+
+    assert at.text_area(key="submit.prompt").value == "Reused prompt"
+    assert at.radio(key="submit.cond_source").value == "URL or stored path"
+    assert at.text_input(key="submit.cond_url").value == photo
+    assert at.text_input(key="submit.p1_url").value == "https://example.com/a.wav"
+    assert at.number_input(key="submit.param.sample_steps").value == 12
+    assert at.toggle(key="submit.param.lora").value is True
+    assert at.selectbox(key="submit.param.size").value == "infinitetalk-720"
+    assert state.REUSE_PARAMS not in at.session_state
+
+
+def test_a_batch_file_with_a_bad_row_sends_nothing(data_dir: Path) -> None:
+    before = len(_catalog(data_dir).search().rows)
+    rows = "prompt,cond_video,tts_audio.text,sample_steps\nfine,https://x/p.jpg,hello,8\nbroken,https://x/p.jpg,,0\n"
+    at = open_page("submit")
+    at.file_uploader(key="submit.batch_file").upload("jobs.csv", rows.encode(), "text/csv").run()
+    assert "1 of 2 jobs need fixing" in texts(at)
+    assert "submit.batch_submit" not in [b.key for b in at.button]
+    assert len(_catalog(data_dir).search().rows) == before
+
+
+def test_a_batch_file_sends_one_job_per_line(data_dir: Path) -> None:
+    lines = [
+        {"prompt": f"batch line {n}", "cond_video": str(MEDIA / "portrait.jpg"), "tts_audio": {"text": f"Line {n}."}}
+        for n in range(3)
+    ]
+    at = open_page("submit")
+    payload = "\n".join(json.dumps({"input": line}) for line in lines).encode()
+    at.file_uploader(key="submit.batch_file").upload("jobs.jsonl", payload, "application/jsonl").run()
+    at.button(key="submit.batch_submit").click().run()
+
+    assert at.title[0].value == "Live jobs"
+    sent = at.session_state[state.SUBMITTED]
+    assert len(sent) == 3
+    prompts = {_catalog(data_dir).get(job_id)["prompt"] for job_id in sent}  # type: ignore[index]
+    assert prompts == {"batch line 0", "batch line 1", "batch line 2"}
+
+
+def test_an_unreachable_endpoint_is_reported_and_nothing_is_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dashboard_env(monkeypatch, tmp_path / "offline")
+    at = _photo_and_recording(open_page("submit"), "nobody is listening")
+    at.button(key="submit.go").click().run()
+    assert any(e.value.startswith("Could not submit: cannot reach the endpoint") for e in at.error)
+    assert _catalog(tmp_path / "offline").search().total == 0
+
+
+def test_the_prompt_limit_is_the_contracts(data_dir: Path) -> None:
+    at = open_page("submit")
+    assert at.text_area(key="submit.prompt").max_chars == Limits.MAX_PROMPT_CHARS
