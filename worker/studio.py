@@ -6,6 +6,7 @@ With RUNPOD_ENDPOINT_ID set, only the dashboard starts and talks to RunPod's clo
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -48,6 +49,8 @@ def _stop(process: subprocess.Popen[bytes] | None) -> None:
 
 def main(settings: Settings, *, dashboard_port: int = 8501) -> int:
     """Start the endpoint (when local) and the dashboard; stop both when either ends or on Ctrl-C."""
+    # A service manager stops us with SIGTERM: turn it into an exit, so both children are stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     env = {**os.environ, "STUDIO_DATA_DIR": str(settings.data_dir)}
     endpoint: subprocess.Popen[bytes] | None = None
     dashboard: subprocess.Popen[bytes] | None = None
