@@ -107,7 +107,15 @@ class Settings:
         default_base = RUNPOD_API_BASE if env.get("RUNPOD_ENDPOINT_ID") else f"http://127.0.0.1:{port}/v2"
         s3_bucket = env.get("S3_BUCKET") or env.get("BUCKET_NAME")
         roots = tuple(Path(p) for p in (env.get("STUDIO_INPUT_ROOTS") or "/runpod-volume").split(os.pathsep) if p)
-        weight_vars = ("CKPT_DIR", "INFINITETALK_DIR", "WAV2VEC_DIR", "QUANT_DIR", "LORA_DIR", "INFINITETALK_SRC")
+        weight_vars = (
+            "CKPT_DIR",
+            "INFINITETALK_DIR",
+            "WAV2VEC_DIR",
+            "QUANT_DIR",
+            "LORA_DIR",
+            "INFINITETALK_SRC",
+            "INFINITETALK_PRELOAD",
+        )
         return cls(
             data_dir=data_dir,
             engine=env.get("STUDIO_ENGINE") or "preview",
