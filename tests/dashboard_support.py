@@ -83,7 +83,8 @@ def rerun_until(at: AppTest, done: Callable[[AppTest], bool], timeout_s: float =
 
 def texts(at: AppTest) -> str:
     """Every piece of text on the page, for "does it say X" checks."""
-    parts: list[Any] = [*at.markdown, *at.caption, *at.info, *at.warning, *at.error, *at.success, *at.title]
+    parts: list[Any] = [*at.title, *at.header, *at.subheader, *at.markdown, *at.caption]
+    parts += [*at.info, *at.warning, *at.error, *at.success]
     return "\n".join(str(getattr(p, "value", "") or getattr(p, "body", "")) for p in parts)
 
 

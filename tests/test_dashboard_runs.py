@@ -56,7 +56,8 @@ def test_a_submitted_job_is_followed_to_its_video(endpoint: Settings, tmp_path: 
 
 def test_a_running_job_can_be_cancelled(endpoint: Settings, tmp_path: Path) -> None:
     client, catalog = StudioClient(endpoint), Catalog(tmp_path / "catalog.db")
-    long_job = example_job("cancel me", mode="streaming", max_frame_num=15000)
+    speech = "This sentence is here to make the speech last for a good while. " * 12
+    long_job = {**example_job("cancel me", mode="streaming"), "cond_audio": None, "tts_audio": {"text": speech}}
     job_id = submit(client, catalog, long_job, endpoint.endpoint_id)
     deadline = time.monotonic() + 60
     while catalog.get(job_id)["status"] != JobStatus.IN_PROGRESS:  # type: ignore[index]

@@ -1,0 +1,113 @@
+"""The Live page: unfinished runs with progress from a real local endpoint, cancel, finished videos, failures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from catalog import Catalog
+from dashboard import state
+from dashboard.jobs import submit
+from tests.dashboard_support import MEDIA, dashboard_env, example_job, local_endpoint, open_page, rerun_until, texts
+from worker.client import StudioClient
+from worker.contract import JobStatus
+from worker.settings import Settings
+
+LONG_SPEECH = "This sentence is here to make the speech last for a good while. " * 12
+
+
+@pytest.fixture(scope="module")
+def endpoint_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """One real local endpoint for this module's jobs."""
+    with local_endpoint(tmp_path_factory.mktemp("live")) as env:
+        yield env
+
+
+@pytest.fixture
+def live(endpoint_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> tuple[StudioClient, Catalog]:
+    """A client and the catalogue the dashboard under test uses, both on the module's endpoint."""
+    data_dir = Path(endpoint_env["STUDIO_DATA_DIR"])
+    dashboard_env(monkeypatch, data_dir, int(endpoint_env["STUDIO_LOCAL_PORT"]))
+    settings = Settings.from_env(endpoint_env)
+    return StudioClient(settings), Catalog(data_dir / "catalog.db")
+
+
+def _send(live: tuple[StudioClient, Catalog], job: dict[str, Any]) -> str:
+    client, catalog = live
+    return submit(client, catalog, job, "local")
+
+
+def _live_page(*submitted: str) -> AppTest:
+    at = open_page()
+    at.session_state[state.SUBMITTED] = list(submitted)
+    at.switch_page("app_pages/live.py").run()
+    return at
+
+
+def _progress(at: AppTest) -> list[int]:
+    return [p.value for p in at.get("progress")]
+
+
+def test_with_nothing_running_the_page_says_so(live: tuple[StudioClient, Catalog]) -> None:
+    for run in live[1].unfinished():
+        live[1].apply_status(run["run_id"], JobStatus.CANCELLED)
+    at = _live_page()
+    assert "Nothing is queued or running." in texts(at)
+
+
+def test_a_job_is_followed_from_progress_to_its_video(live: tuple[StudioClient, Catalog]) -> None:
+    speech = {"cond_audio": None, "tts_audio": {"text": LONG_SPEECH[: len(LONG_SPEECH) // 4]}}
+    job_id = _send(live, {**example_job("followed live"), **speech, "mode": "streaming"})
+    at = _live_page(job_id)
+
+    rerun_until(at, lambda a: any(0 < v < 100 for v in _progress(a)))
+    card = texts(at)
+    assert "followed live" in card and f"job `{job_id}`" in card
+    assert [m.label for m in at.metric][:4] == ["Elapsed", "ETA", "Chunk", "Frames"]
+    assert at.code and "%" in at.code[0].value, "the latest progress payloads are shown as log lines"
+
+    rerun_until(at, lambda a: "Just finished" in texts(a))
+    assert not _progress(at)
+    assert at.get("video"), "the finished video plays inline"
+    run = live[1].get(job_id)
+    assert run is not None and run["status"] == JobStatus.COMPLETED
+    (link,) = [link for link in at.get("page_link") if link.proto.label == "Open in History"]
+    assert job_id in link.proto.query_string
+
+
+def test_cancel_stops_a_running_job(live: tuple[StudioClient, Catalog]) -> None:
+    job_id = _send(live, {**example_job("cancel from live"), "cond_audio": None, "tts_audio": {"text": LONG_SPEECH}})
+    at = _live_page(job_id)
+    rerun_until(at, lambda a: live[1].get(job_id)["status"] == JobStatus.IN_PROGRESS)  # type: ignore[index]
+
+    at.button(key=f"live.cancel.{job_id}").click().run()
+    rerun_until(at, lambda a: live[1].get(job_id)["status"] in JobStatus.FINAL)  # type: ignore[index]
+
+    assert live[1].get(job_id)["status"] == JobStatus.CANCELLED  # type: ignore[index]
+    rerun_until(at, lambda a: "The job was cancelled" in texts(a))
+
+
+def test_a_failed_job_shows_what_went_wrong_and_what_to_try(live: tuple[StudioClient, Catalog]) -> None:
+    job_id = _send(live, {**example_job("speech instead of a photo"), "cond_video": str(MEDIA / "speech_1.wav")})
+    at = _live_page(job_id)
+    rerun_until(at, lambda a: "Just finished" in texts(a))
+    errors = [e.value for e in at.error]
+    assert any(e.startswith("**The job's input is not valid** (E_INPUT_VALIDATION)") for e in errors)
+    assert any("cond_video" in e for e in errors)
+    assert "What to try: Fix the field named in the message and submit again." in texts(at)
+
+
+def test_a_job_the_endpoint_does_not_know_can_be_marked_lost(live: tuple[StudioClient, Catalog]) -> None:
+    live[1].record_submission("local-never-sent", example_job("never sent"), endpoint_id="local")
+    at = _live_page()
+    rerun_until(at, lambda a: any("not found" in w.value for w in a.warning))
+
+    at.button(key="live.lost.local-never-sent").click().run()
+    at.run()
+    run = live[1].get("local-never-sent")
+    assert run is not None and run["status"] == JobStatus.FAILED
+    assert "The worker stopped while running the job" in texts(at)
