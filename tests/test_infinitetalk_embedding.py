@@ -16,6 +16,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from tests.fake_infinitetalk.install import save_tiny_wav2vec2  # noqa: E402
 from worker.contract import AUDIO_SAMPLE_RATE, FPS  # noqa: E402
 from worker.embedding import SpeechEncoder, frames_of, pad_to_frames  # noqa: E402
 
@@ -23,30 +24,9 @@ LAYERS = 3
 HIDDEN = 24
 
 
-def save_tiny_wav2vec2(folder: Path) -> Path:
-    """A randomly initialised wav2vec2 with a real config and feature extractor, as from_pretrained reads it."""
-    torch.manual_seed(0)
-    config = transformers.Wav2Vec2Config(
-        hidden_size=HIDDEN,
-        num_hidden_layers=LAYERS,
-        num_attention_heads=2,
-        intermediate_size=48,
-        conv_dim=(16, 16, 16),
-        conv_stride=(5, 4, 4),
-        conv_kernel=(10, 4, 4),
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=2,
-    )
-    transformers.Wav2Vec2Model(config).save_pretrained(folder)
-    transformers.Wav2Vec2FeatureExtractor(
-        feature_size=1, sampling_rate=AUDIO_SAMPLE_RATE, padding_value=0.0, do_normalize=True
-    ).save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def tiny_wav2vec2(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_tiny_wav2vec2(tmp_path_factory.mktemp("wav2vec2"))
+    return save_tiny_wav2vec2(tmp_path_factory.mktemp("wav2vec2"), layers=LAYERS, hidden=HIDDEN)
 
 
 @pytest.fixture(scope="module")

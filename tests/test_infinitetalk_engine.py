@@ -1,0 +1,288 @@
+"""The InfiniteTalk engine: weight checks at cold start (any machine), and whole jobs through the real pipeline
+with InfiniteTalk's `wan` replaced by the contract-following stand-in in tests/fake_infinitetalk (CPU torch)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import EXAMPLES
+from tests.fake_infinitetalk.install import FAKE_SRC, save_tiny_wav2vec2, weights_tree
+from tests.media_tools import ffprobe
+from worker.contract import ERROR_INFO, ErrorCode, JobError, Stage
+from worker.engines import load_engine
+from worker.engines.infinitetalk import InfiniteTalkEngine
+from worker.engines.infinitetalk_args import INFINITETALK_COMMIT
+from worker.pipeline import run_job
+from worker.progress import CancelToken
+from worker.settings import Settings
+from worker.store import LocalStore
+
+PORTRAIT = str(EXAMPLES / "media" / "portrait.jpg")
+TWO_PEOPLE = str(EXAMPLES / "media" / "two_people.jpg")
+SPEECH_1 = str(EXAMPLES / "media" / "speech_1.wav")
+SPEECH_2 = str(EXAMPLES / "media" / "speech_2.wav")
+CLIP = str(EXAMPLES / "media" / "clip.mp4")
+
+
+def job(**overrides: Any) -> dict[str, Any]:
+    """A short job: 33-frame clips and 3 sampling steps keep the stand-in's work small."""
+    return {
+        "prompt": "a woman talks",
+        "cond_video": PORTRAIT,
+        "cond_audio": {"person1": SPEECH_1},
+        "frame_num": 33,
+        "sample_steps": 3,
+        **overrides,
+    }
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Cold start: missing weights fail with E_PIPELINE_LOAD naming the path and its env var (no torch needed).
+# ------------------------------------------------------------------------------------------------------------
+
+
+def load_error(settings: Settings) -> JobError:
+    with pytest.raises(JobError) as caught:
+        InfiniteTalkEngine(settings).load()
+    assert caught.value.code == ErrorCode.PIPELINE_LOAD
+    assert caught.value.at_stage == Stage.PIPELINE_WARM_STARTED
+    return caught.value
+
+
+def test_without_weights_the_error_names_the_volume_paths_and_their_env_vars(settings: Settings) -> None:
+    message = load_error(settings).message
+    assert "/opt/InfiniteTalk/wan/multitalk.py (set INFINITETALK_SRC)" in message
+    assert "/runpod-volume/models/chinese-wav2vec2-base/config.json (set WAV2VEC_DIR)" in message
+    assert "/runpod-volume/models/Wan2.1-I2V-14B-480P/config.json (set CKPT_DIR)" in message
+    assert "docs/gpu.md" in message
+
+
+def test_one_missing_file_is_named_alone(settings: Settings, tmp_path: Path) -> None:
+    env = weights_tree(tmp_path / "models")
+    (tmp_path / "models" / "InfiniteTalk" / "single" / "infinitetalk.safetensors").unlink()
+    message = load_error(settings.with_(weights=env)).message
+    assert f"{tmp_path}/models/InfiniteTalk/single/infinitetalk.safetensors (set INFINITETALK_DIR)" in message
+    assert message.count("(set ") == 1
+
+
+def test_a_preloaded_lora_needs_its_file(settings: Settings, tmp_path: Path) -> None:
+    env = weights_tree(tmp_path / "models", lora=False) | {"INFINITETALK_PRELOAD": '{"lora": true}'}
+    message = load_error(settings.with_(weights=env)).message
+    assert "lightx2v_cfg_step_distill_lora_rank32.safetensors (set LORA_DIR)" in message
+
+
+def test_a_preloaded_quantised_model_needs_infinitetalks_quant_files(settings: Settings, tmp_path: Path) -> None:
+    env = weights_tree(tmp_path / "models") | {"INFINITETALK_PRELOAD": '{"quant": "fp8"}'}
+    message = load_error(settings.with_(weights=env)).message
+    for name in ("infinitetalk_single_fp8.safetensors", "infinitetalk_single_fp8.json", "t5_fp8.safetensors"):
+        assert f"quant_models/{name} (set QUANT_DIR)" in message
+    # With quantisation the bf16 T5 and DiT shards are not read, so they are not asked for.
+    assert "diffusion_pytorch_model" not in message
+
+
+def test_a_gpu_worker_never_falls_back_to_the_preview_engine(settings: Settings) -> None:
+    with pytest.raises(JobError) as caught:
+        load_engine(settings.with_(engine="infinitetalk"))
+    assert caught.value.code == ErrorCode.PIPELINE_LOAD
+
+    output = run_job(job(), "job-1", settings=settings.with_(engine="infinitetalk"), sink=lambda _: None)
+    assert output["status"] == "error"
+    assert output["error"]["code"] == ErrorCode.PIPELINE_LOAD
+    assert output["error"]["at_stage"] == Stage.PIPELINE_WARM_STARTED
+    assert "(set CKPT_DIR)" in output["error"]["message"]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Whole jobs on CPU: real audio, wav2vec2 (tiny, random), mapping, progress, cancel, encoder; stand-in `wan`.
+# ------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_wav2vec2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    return save_tiny_wav2vec2(tmp_path_factory.mktemp("wav2vec2"))
+
+
+@pytest.fixture
+def fake_wan(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """InfiniteTalk's wan, as the stand-in, with a GPU reported present; unloaded afterwards."""
+    monkeypatch.setattr("worker.engines.infinitetalk.cuda_available", lambda: True)
+    yield None
+    multitalk = sys.modules.get("wan.multitalk")
+    if multitalk is not None:
+        multitalk.BUILDS.clear()
+        multitalk.CALLS.clear()
+        multitalk.MEMORY_BUDGET = None
+    for name in [name for name in sys.modules if name == "wan" or name.startswith("wan.")]:
+        del sys.modules[name]
+    if str(FAKE_SRC) in sys.path:
+        sys.path.remove(str(FAKE_SRC))
+
+
+@pytest.fixture
+def gpu_settings(settings: Settings, tmp_path: Path, tiny_wav2vec2: Path, fake_wan: Any) -> Settings:
+    env = weights_tree(tmp_path / "models", wav2vec=False) | {"WAV2VEC_DIR": str(tiny_wav2vec2)}
+    return settings.with_(engine="infinitetalk", weights=env)
+
+
+@pytest.fixture
+def engine(gpu_settings: Settings) -> InfiniteTalkEngine:
+    loaded = InfiniteTalkEngine(gpu_settings)
+    loaded.load()
+    return loaded
+
+
+def wan_multitalk() -> Any:
+    return importlib.import_module("wan.multitalk")
+
+
+def run(
+    settings: Settings, engine: InfiniteTalkEngine, job_input: dict[str, Any], cancel: CancelToken | None = None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    events: list[dict[str, Any]] = []
+    output = run_job(job_input, "job-1", settings=settings, sink=events.append, engine=engine, cancel=cancel)
+    return output, events
+
+
+def generation_details(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [event["details"] for event in events if event["stage"] == Stage.GENERATION and "step" in event["details"]]
+
+
+def test_cold_start_builds_the_single_speaker_model_once(engine: InfiniteTalkEngine, gpu_settings: Settings) -> None:
+    builds = wan_multitalk().BUILDS
+    assert len(builds) == 1
+    assert (
+        builds[0]["infinitetalk_dir"] == f"{gpu_settings.weights['INFINITETALK_DIR']}/single/infinitetalk.safetensors"
+    )
+    assert builds[0]["lora_dir"] is None and builds[0]["quant"] is None
+    assert engine.version == f"1.0.0+infinitetalk.{INFINITETALK_COMMIT[:7]}"
+
+
+def test_a_clip_job_becomes_a_video_with_progress_per_step(engine: InfiniteTalkEngine, gpu_settings: Settings) -> None:
+    output, events = run(gpu_settings, engine, job(base_seed=7))
+    assert output["status"] == "success", output
+    assert output["engine"] == {"name": "infinitetalk", "version": engine.version}
+    video = LocalStore(gpu_settings.artifact_dir).path(output["video"]["key"])
+    stream = next(s for s in ffprobe(video)["streams"] if s["codec_type"] == "video")
+    assert int(stream["nb_frames"]) == output["video"]["frames"] == 33
+    assert output["timings"]["embedding_ms"] > 0
+
+    stages = [event["stage"] for event in events]
+    assert stages.index(Stage.EMBEDDINGS_STARTED) < stages.index(Stage.EMBEDDINGS_OK) < stages.index(Stage.GENERATION)
+    details = generation_details(events)
+    assert [(d["chunk"], d["step"]) for d in details] == [(1, 0), (1, 1), (1, 2), (1, 3)]
+    assert details[-1] == {"done": 3, "total": 3, "chunk": 1, "chunks": 1, "step": 3, "steps": 3}
+
+    call = wan_multitalk().CALLS[-1]
+    assert call["seed"] == 7
+    assert call["max_frames_num"] == 33
+    assert call["input_data"]["cond_audio"]["person1"].endswith("person1.wav2vec2.pt")
+
+
+def test_streaming_reports_every_clip_and_step_and_renders_the_whole_audio(
+    engine: InfiniteTalkEngine, gpu_settings: Settings
+) -> None:
+    output, events = run(
+        gpu_settings, engine, job(mode="streaming", frame_num=21, motion_frame=5, max_frame_num=61, sample_steps=2)
+    )
+    assert output["status"] == "success", output
+    assert output["video"]["frames"] == 61
+    details = generation_details(events)
+    chunks = 1 + -(-(61 - 21) // (21 - 5))
+    assert {d["chunks"] for d in details} == {chunks}
+    assert [(d["chunk"], d["step"]) for d in details if d["step"] == 2] == [(k, 2) for k in range(1, chunks + 1)]
+    pcts = [event["pct"] for event in events if event["stage"] == Stage.GENERATION]
+    assert pcts == sorted(pcts) and pcts[-1] == Stage.GENERATION_SPAN[1]
+
+
+def test_cancel_stops_at_the_next_clip(engine: InfiniteTalkEngine, gpu_settings: Settings) -> None:
+    cancel = CancelToken()
+    events: list[dict[str, Any]] = []
+
+    def sink(event: dict[str, Any]) -> None:
+        events.append(event)
+        if event["details"].get("chunk") == 1 and event["details"].get("step") == 2:
+            cancel.cancel()
+
+    payload = job(mode="streaming", frame_num=21, motion_frame=5, max_frame_num=61, sample_steps=2)
+    output = run_job(payload, "job-1", settings=gpu_settings, sink=sink, engine=engine, cancel=cancel)
+    assert output["error"]["code"] == ErrorCode.CANCELLED
+    assert output["error"]["at_stage"] == Stage.GENERATION
+    assert max(d["chunk"] for d in generation_details(events)) == 1
+
+
+def test_cuda_out_of_memory_becomes_e_oom_with_the_advice(engine: InfiniteTalkEngine, gpu_settings: Settings) -> None:
+    wan_multitalk().MEMORY_BUDGET = 1000
+    output, _ = run(gpu_settings, engine, job())
+    assert output["error"]["code"] == ErrorCode.OOM
+    assert output["error"]["at_stage"] == Stage.GENERATION
+    assert output["error"]["retryable"] is False
+    assert ERROR_INFO[ErrorCode.OOM]["advice"] in output["error"]["message"]
+
+
+def test_a_lora_job_rebuilds_the_model_once_and_says_so(engine: InfiniteTalkEngine, gpu_settings: Settings) -> None:
+    first, _ = run(gpu_settings, engine, job(lora=True, lora_scale=0.9, sample_steps=2))
+    again, _ = run(gpu_settings, engine, job(lora=True, lora_scale=0.9, sample_steps=2))
+    assert first["status"] == again["status"] == "success"
+    builds = wan_multitalk().BUILDS
+    assert len(builds) == 2
+    assert builds[1]["lora_dir"] == [
+        f"{gpu_settings.weights['LORA_DIR']}/Wan21_T2V_14B_lightx2v_cfg_step_distill_lora_rank32.safetensors"
+    ]
+    assert builds[1]["lora_scales"] == [0.9]
+    assert any("reloaded" in warning for warning in first["warnings"])
+    assert not any("reloaded" in warning for warning in again["warnings"])
+
+
+def test_a_preloaded_variant_serves_its_jobs_without_a_reload(gpu_settings: Settings) -> None:
+    weights = dict(gpu_settings.weights) | {"INFINITETALK_PRELOAD": '{"lora": true, "num_persistent_param_in_dit": 0}'}
+    settings = gpu_settings.with_(weights=weights)
+    engine = InfiniteTalkEngine(settings)
+    engine.load()
+    output, _ = run(settings, engine, job(lora=True, num_persistent_param_in_dit=0, sample_steps=2))
+    assert output["status"] == "success", output
+    assert len(wan_multitalk().BUILDS) == 1
+    assert wan_multitalk().CALLS[-1]["persistent_params"] == 0
+
+
+def test_two_speakers_use_the_multi_model_and_their_boxes(engine: InfiniteTalkEngine, gpu_settings: Settings) -> None:
+    payload = job(
+        cond_video=TWO_PEOPLE,
+        cond_audio={"person1": SPEECH_1, "person2": SPEECH_2},
+        audio_type="para",
+        bbox={"person1": [10, 20, 110, 220], "person2": [300, 40, 420, 260]},
+    )
+    output, _ = run(gpu_settings, engine, payload)
+    assert output["status"] == "success", output
+    call = wan_multitalk().CALLS[-1]
+    assert set(call["input_data"]["cond_audio"]) == {"person1", "person2"}
+    assert call["input_data"]["bbox"] == {"person1": [20, 10, 220, 110], "person2": [40, 300, 260, 420]}
+    assert wan_multitalk().BUILDS[-1]["infinitetalk_dir"].endswith("/multi/infinitetalk.safetensors")
+
+
+def test_a_video_reference_is_handed_over_as_25_fps_h264(engine: InfiniteTalkEngine, gpu_settings: Settings) -> None:
+    seen: list[dict[str, Any]] = []
+    multitalk = wan_multitalk()
+    original = multitalk.InfiniteTalkPipeline.generate_infinitetalk
+
+    def probing(self: Any, input_data: dict[str, Any], **kwargs: Any) -> Any:
+        seen.append(ffprobe(Path(input_data["cond_video"])))
+        return original(self, input_data, **kwargs)
+
+    multitalk.InfiniteTalkPipeline.generate_infinitetalk = probing
+    try:
+        output, _ = run(gpu_settings, engine, job(cond_video=CLIP))
+    finally:
+        multitalk.InfiniteTalkPipeline.generate_infinitetalk = original
+    assert output["status"] == "success", output
+    stream = next(s for s in seen[0]["streams"] if s["codec_type"] == "video")
+    assert stream["codec_name"] == "h264"
+    assert stream["avg_frame_rate"] == "25/1"
+    assert multitalk.CALLS[-1]["input_data"]["cond_video"].endswith("cond_25fps.mp4")
