@@ -62,7 +62,9 @@ def _search_bar() -> None:
         on_change=_first_page,
     )
     sort_col.selectbox("Sort", list(SORT_LABELS), format_func=SORT_LABELS.get, key=K + "sort", on_change=_first_page)
-    if sync_col.button("Sync from bucket", icon=":material/sync:", help="Add runs found as metadata.json in the store"):
+    if sync_col.button(
+        "Sync from bucket", icon=":material/sync:", help="Add runs found as metadata.json in the store", key=K + "sync"
+    ):
         with st.spinner("Reading metadata.json files from the store…"):
             report = sync(state.catalog(), state.store())
         st.toast(f"Sync: {report.summary()}", icon=":material/sync:")

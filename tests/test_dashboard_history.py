@@ -1,0 +1,141 @@
+"""The History page over a catalogue of real runs: search, facets, pages, detail, curation, reuse, delete, sync."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from catalog import Catalog
+from dashboard import state
+from tests.dashboard_support import EXAMPLES, dashboard_env, example_job, open_page, real_run, texts
+from worker.contract import JobStatus
+from worker.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data dir with two real preview runs (videos, thumbnails, metadata in the store) and 30 queued ones."""
+    data_dir = tmp_path_factory.mktemp("history")
+    settings = Settings(data_dir=data_dir, input_roots=(EXAMPLES,))
+    catalog = Catalog(settings.catalog_file)
+    real_run(settings, catalog, "run-astronaut", example_job("An astronaut waves hello", sample_steps=8))
+    real_run(settings, catalog, "run-pilot", example_job("A pilot explains the checklist", size="infinitetalk-720"))
+    for index in range(30):
+        catalog.record_submission(
+            f"queued-{index:02d}",
+            example_job(f"waiting job number {index}"),
+            endpoint_id="local",
+            created_at=f"2020-01-01T00:00:{index:02d}Z",
+        )
+    return data_dir
+
+
+@pytest.fixture
+def history(made: Path, monkeypatch: pytest.MonkeyPatch) -> Catalog:
+    """The dashboard under test reads the module's catalogue; returns it for checks."""
+    dashboard_env(monkeypatch, made)
+    return Catalog(made / "catalog.db")
+
+
+def _cards(at: AppTest) -> list[str]:
+    return [b.key.removeprefix("history.open.") for b in at.button if b.key and b.key.startswith("history.open.")]
+
+
+def _open(run_id: str) -> AppTest:
+    at = open_page("history")
+    at.text_input(key="history.text").set_value(run_id.removeprefix("run-")).run()
+    at.button(key=f"history.open.{run_id}").click().run()
+    assert at.query_params["run"] == run_id
+    return at
+
+
+def test_newest_runs_first_with_pages_of_24(history: Catalog) -> None:
+    at = open_page("history")
+    assert "32 runs" in texts(at)
+    assert _cards(at)[:2] == ["run-pilot", "run-astronaut"]
+    assert len(_cards(at)) == 24
+    at.get("pagination")[0].set_value(2).run()
+    assert len(_cards(at)) == 8
+    assert _cards(at)[-1] == "queued-00"
+
+
+def test_a_word_of_the_prompt_finds_the_run(history: Catalog) -> None:
+    at = open_page("history")
+    at.text_input(key="history.text").set_value("checklist").run()
+    assert _cards(at) == ["run-pilot"]
+    assert "1 run" in texts(at)
+    assert not at.get("pagination")
+
+
+def test_filters_show_counts_and_narrow_the_grid(history: Catalog) -> None:
+    at = open_page("history")
+    status = at.multiselect(key="history.facet.status")
+    assert status.options == [f"{JobStatus.IN_QUEUE} (30)", f"{JobStatus.COMPLETED} (2)"]
+    status.select(JobStatus.COMPLETED).run()
+    assert sorted(_cards(at)) == ["run-astronaut", "run-pilot"]
+    at.multiselect(key="history.facet.size").select("infinitetalk-720").run()
+    assert _cards(at) == ["run-pilot"]
+    assert at.multiselect(key="history.facet.engine").options == ["preview (1)"]
+
+
+def test_the_detail_shows_video_facts_timings_params_and_downloads(history: Catalog) -> None:
+    at = _open("run-astronaut")
+    assert at.subheader[0].value == "An astronaut waves hello"
+    assert at.get("video"), "the video plays from the store's bytes"
+    facts = {m.label: m.value for m in at.metric}
+    assert (facts["Video"], facts["Size"], facts["Engine"]) == ("1 s", "624×624", "preview")
+    assert facts["Made in"].endswith(" s")
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert labels == ["Download MP4", "Download metadata JSON", "Parameters as JSON"]
+    params = at.dataframe[0].value
+    assert {"parameter": "sample_steps", "value": "8"} in params.to_dict("records")
+    assert at.get("vega_lite_chart"), "the per-stage timing chart is drawn"
+
+
+def test_tags_favourite_and_note_are_saved_and_searchable(history: Catalog) -> None:
+    at = _open("run-pilot")
+    form = at.get("form")[0]
+    form.text_input[0].set_value("Demo, cockpit")
+    form.checkbox[0].check()
+    form.text_area[0].set_value("the good take")
+    form.button[0].click().run()
+
+    run = history.get("run-pilot")
+    assert run is not None
+    assert (run["tag_list"], run["favourite"], run["note"]) == (["demo", "cockpit"], 1, "the good take")
+    at.text_input(key="history.text").set_value("good take").run()
+    assert _cards(at) == ["run-pilot"]
+    at.text_input(key="history.text").set_value("").run()
+    at.toggle(key="history.favourites").set_value(True).run()
+    assert _cards(at) == ["run-pilot"]
+
+
+def test_reuse_opens_submit_prefilled(history: Catalog) -> None:
+    at = _open("run-astronaut")
+    at.button(key="history.reuse").click().run()
+    assert at.title[0].value == "Submit a talking video"
+    assert at.text_area(key="submit.prompt").value == "An astronaut waves hello"
+    assert at.number_input(key="submit.param.sample_steps").value == 8
+    assert at.text_input(key="submit.cond_url").value.endswith("portrait.jpg")
+    assert state.REUSE_PARAMS not in at.session_state
+
+
+def test_delete_removes_the_run_and_its_files_and_sync_finds_what_the_bucket_still_holds(history: Catalog) -> None:
+    data_dir = history.path.parent
+    run = history.get("queued-29")
+    assert run is not None
+    at = _open("run-astronaut")
+    video = data_dir / "artifacts" / history.get("run-astronaut")["video_key"]  # type: ignore[index]
+    assert video.is_file()
+    at.button(key="history.delete").click().run()
+    assert history.get("run-astronaut") is None
+    assert not video.exists()
+    assert "run" not in at.query_params
+
+    history.delete("run-pilot")  # forgotten by the catalogue, still in the store
+    at.button(key="history.sync").click().run()
+    found = history.get("run-pilot")
+    assert found is not None and found["status"] == JobStatus.COMPLETED
+    assert found["source"] == "sync"
