@@ -1,0 +1,60 @@
+"""The Endpoint health page: workers and jobs now, and charts from stored samples and finished runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from catalog import Catalog
+from tests.dashboard_support import dashboard_env, example_job, local_endpoint, open_page, texts
+from worker.contract import ErrorCode, JobStatus
+
+
+def _with_history(catalog: Catalog) -> None:
+    for index, failure in enumerate([None, None, ErrorCode.OOM, ErrorCode.TIMEOUT]):
+        catalog.record_submission(f"h{index}", example_job(f"health {index}"), endpoint_id="local")
+        status = JobStatus.COMPLETED if failure is None else JobStatus.FAILED
+        error = {"code": failure, "message": "it broke"} if failure else None
+        catalog.apply_status(f"h{index}", status, error=error, delay_ms=200 * index, execution_ms=3000 + index)
+
+
+def test_the_page_shows_workers_and_jobs_and_keeps_a_sample_each_refresh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with local_endpoint(tmp_path / "data") as env:
+        dashboard_env(monkeypatch, tmp_path / "data", int(env["STUDIO_LOCAL_PORT"]))
+        catalog = Catalog(tmp_path / "data" / "catalog.db")
+        _with_history(catalog)
+        at = open_page("health")
+        at.run()
+
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Idle"] == "1" and metrics["Running"] == "0"
+    assert metrics["In queue"] == "0" and metrics["Failed"] == "0"
+    assert len(catalog.health_samples("local")) >= 3, "the sidebar and each refresh of the page keep a sample"
+    charts = at.get("vega_lite_chart")
+    assert len(charts) == 5, "queue depth, delay vs execution, workers, latency percentiles, failure rate"
+    failures = {row["error code"]: row["failed jobs"] for row in at.dataframe[0].value.to_dict("records")}
+    assert failures == {ErrorCode.OOM: 1, ErrorCode.TIMEOUT: 1}
+
+
+def test_an_unreachable_endpoint_is_reported_and_stored_history_is_still_charted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dashboard_env(monkeypatch, tmp_path / "data")
+    catalog = Catalog(tmp_path / "data" / "catalog.db")
+    _with_history(catalog)
+    at = open_page("health")
+
+    assert any(e.value.startswith("The endpoint did not answer: cannot reach the endpoint") for e in at.error)
+    assert "No samples yet" in texts(at)
+    assert len(at.get("vega_lite_chart")) == 3, "delay vs execution, latency percentiles, failure rate"
+    assert catalog.health_samples("local") == []
+
+
+def test_with_no_finished_jobs_the_charts_say_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dashboard_env(monkeypatch, tmp_path / "data")
+    at = open_page("health")
+    assert "No finished jobs in this window." in texts(at)
+    assert "No failures in this window." in texts(at)
