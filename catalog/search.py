@@ -75,69 +75,104 @@ def safe_fts_query(text: str) -> str:
     return " ".join(f'"{word}"*' for word in words)
 
 
-DENSE_SHARE = 0.08
-"""When a text query matches more than this share of all runs, scanning the narrow facet index beats looking
-each match up by rowid (measured at 100 000 runs: 36 ms against 57 ms for a word in a fifth of the prompts)."""
+WALK_BUDGET = 20_000
+"""Rows of the date index a newest/oldest page may expect to walk, checking each against the text matches, rather
+than sorting every match: with matches spread over time, reaching row n of the page takes n × runs / matches
+steps (at 100 000 runs, 5 700 matches: 5 ms walking against 25 ms sorting)."""
 
 
-def _where(filters: Filters, fts: str | None, *, scan: bool = False) -> tuple[str, list[Any]]:
+def _fts_clause(column: str = "rowid") -> str:
+    return f"{column} IN (SELECT rowid FROM runs_fts WHERE runs_fts MATCH ?)"
+
+
+def _clauses(filters: Filters, *, facet: bool) -> tuple[list[str], list[Any]]:
+    """SQL conditions for the filters on facet columns (facet=True) or for all the others."""
+    clauses: list[str] = []
+    args: list[Any] = []
+    for column, values in filters.values.items():
+        if (column in FACET_COLUMNS) == facet:
+            clauses.append(f"{column} IN ({', '.join('?' * len(values))})")
+            args.extend(values)
+    if not facet:
+        if filters.created_from:
+            clauses.append("created_at >= ?")
+            args.append(filters.created_from)
+        if filters.created_to:
+            clauses.append("created_at <= ?")
+            args.append(filters.created_to)
+        if filters.tag:
+            clauses.append("(',' || tags || ',') LIKE ?")
+            args.append(f"%,{filters.tag},%")
+    return clauses, args
+
+
+def _facet_counts(conn: sqlite3.Connection, fts: str | None, filters: Filters) -> dict[str, dict[Any, int]]:
+    """Counts per value of every facet over all the runs that match, from one grouped query.
+
+    The runs are grouped by their facet combination, one integer in the narrow `run_combos` table (kept by
+    triggers, see catalog/schema.py), and only the few distinct combinations are expanded into values.
+    """
     clauses: list[str] = []
     args: list[Any] = []
     if fts is not None:
-        # The unary + stops SQLite from driving the query by rowid lookups when a scan is cheaper.
-        clauses.append(f"{'+' if scan else ''}rowid IN (SELECT rowid FROM runs_fts WHERE runs_fts MATCH ?)")
+        clauses.append(_fts_clause("run_rowid"))
         args.append(fts)
-    for column, values in filters.values.items():
-        clauses.append(f"{column} IN ({', '.join('?' * len(values))})")
-        args.extend(values)
-    if filters.created_from:
-        clauses.append("created_at >= ?")
-        args.append(filters.created_from)
-    if filters.created_to:
-        clauses.append("created_at <= ?")
-        args.append(filters.created_to)
-    if filters.tag:
-        clauses.append("(',' || tags || ',') LIKE ?")
-        args.append(f"%,{filters.tag},%")
-    return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
-
-
-def _dense(conn: sqlite3.Connection, fts: str) -> bool:
-    matches = conn.execute("SELECT COUNT(*) FROM runs_fts WHERE runs_fts MATCH ?", (fts,)).fetchone()[0]
-    size = conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM runs").fetchone()[0]
-    return size > 0 and matches / size > DENSE_SHARE
-
-
-def _run(
-    conn: sqlite3.Connection, fts: str | None, filters: Filters, sort: str, page: int, per_page: int
-) -> SearchResult:
-    # The facet index covers the facet columns only: date and tag filters need the table itself.
-    coverable = not (filters.created_from or filters.created_to or filters.tag)
-    dense = fts is not None and coverable and _dense(conn, fts)
-    columns = ", ".join(FACET_COLUMNS)
-    where, args = _where(filters, fts, scan=dense)
-    source = "runs INDEXED BY runs_facets" if dense else "runs"
-    grouped = conn.execute(f"SELECT {columns}, COUNT(*) FROM {source}{where} GROUP BY {columns}", args).fetchall()
+    facet, facet_args = _clauses(filters, facet=True)
+    if facet:
+        # With text matches, drive by their rowids: a combo index lookup per match and combination is far slower.
+        plus = "+" if fts is not None else ""
+        clauses.append(f"{plus}combo IN (SELECT id FROM facet_combos WHERE {' AND '.join(facet)})")
+        args.extend(facet_args)
+    other, other_args = _clauses(filters, facet=False)
+    if other:
+        clauses.append(f"run_rowid IN (SELECT rowid FROM runs WHERE {' AND '.join(other)})")
+        args.extend(other_args)
+    where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+    grouped = conn.execute(
+        f"SELECT {', '.join(f'c.{name}' for name in FACET_COLUMNS)}, counted.n FROM "
+        f"(SELECT combo, COUNT(*) AS n FROM run_combos{where} GROUP BY combo) AS counted "
+        "JOIN facet_combos AS c ON c.id = counted.combo",
+        args,
+    ).fetchall()
     facets: dict[str, dict[Any, int]] = {name: {} for name in FACET_COLUMNS}
-    total = 0
     for row in grouped:
-        count = row[-1]
-        total += count
         for name, value in zip(FACET_COLUMNS, row[:-1], strict=True):
-            facets[name][value] = facets[name].get(value, 0) + count
-    # Many matches in date order: walk the date index and stop at the page, instead of sorting every match.
-    by_date = dense and sort in ("newest", "oldest")
-    source = "runs INDEXED BY idx_runs_created_at" if by_date else "runs"
+            facets[name][value] = facets[name].get(value, 0) + row[-1]
+    return {name: dict(sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))) for name, counts in facets.items()}
+
+
+def _page(
+    conn: sqlite3.Connection, fts: str | None, filters: Filters, sort: str, page: int, per_page: int, *, walk: bool
+) -> list[dict[str, Any]]:
+    clauses: list[str] = []
+    args: list[Any] = []
+    if fts is not None:
+        # Walking the date index, the unary + keeps SQLite from turning the text matches into rowid lookups.
+        clauses.append(("+" if walk else "") + _fts_clause())
+        args.append(fts)
+    for facet in (True, False):
+        more, more_args = _clauses(filters, facet=facet)
+        clauses += more
+        args += more_args
+    where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+    source = "runs INDEXED BY idx_runs_created_at" if walk else "runs"
     cursor = conn.execute(
         f"SELECT * FROM {source}{where} ORDER BY {SORTS[sort]} LIMIT ? OFFSET ?",
         [*args, per_page, (page - 1) * per_page],
     )
     names = [d[0] for d in cursor.description]
-    rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-    ordered = {
-        name: dict(sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))) for name, counts in facets.items()
-    }
-    return SearchResult(rows, total, page, per_page, ordered)
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _run(
+    conn: sqlite3.Connection, fts: str | None, filters: Filters, sort: str, page: int, per_page: int
+) -> SearchResult:
+    facets = _facet_counts(conn, fts, filters)
+    total = sum(facets["status"].values())
+    size = conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM runs").fetchone()[0]
+    walk = fts is not None and sort in ("newest", "oldest") and page * per_page * size <= WALK_BUDGET * total
+    rows = _page(conn, fts, filters, sort, page, per_page, walk=walk) if total else []
+    return SearchResult(rows, total, page, per_page, facets)
 
 
 def _valid_fts(conn: sqlite3.Connection, query: str) -> bool:

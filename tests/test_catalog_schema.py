@@ -65,6 +65,8 @@ def test_a_version_2_file_is_migrated_with_its_runs_searchable_and_cleaned(tmp_p
     catalog.set_note("old-1", "rediscovered")
     assert catalog.search("rediscovered").total == 1, "edits after the table rebuild still reach search"
     assert catalog.search("", favourite=0, size="infinitetalk-480").total == 1
-    assert {"runs_facets", "idx_runs_created_at"} <= {index.name for index in catalog.db["runs"].indexes}
+    assert catalog.search("").facets["size"] == {"infinitetalk-480": 1}, "facets count runs from before"
+    catalog.conn.execute("UPDATE runs SET size = 'infinitetalk-720'")
+    assert catalog.search("").facets["size"] == {"infinitetalk-720": 1}, "and follow edits made after"
     with pytest.raises(sqlite3.IntegrityError, match="NOT NULL"):
         catalog.conn.execute("UPDATE runs SET favourite = NULL")

@@ -106,3 +106,49 @@ def test_bad_filters_and_sorts_name_the_choices(catalog: Catalog) -> None:
         catalog.search("", colour="red")
     with pytest.raises(ValueError, match="sort must be one of newest, oldest"):
         catalog.search("", sort="random")
+
+
+@pytest.mark.parametrize(
+    ("query", "filters"),
+    [
+        ("", {}),
+        ("astronaut", {}),
+        ("teacher", {"status": JobStatus.COMPLETED}),
+        ("astronaut", {"size": "infinitetalk-720", "sample_steps": [4, 40]}),
+        ("", {"created_from": "2026-11-05", "created_to": "2026-11-25", "size": "infinitetalk-480"}),
+        ("talking", {"tag": "best", "favourite": 1}),
+        ("teacher", {"endpoint_id": "local", "sample_steps": 40, "created_from": "2026-11-15"}),
+    ],
+)
+def test_counts_and_pages_agree_with_a_brute_force_filter(catalog: Catalog, query: str, filters: dict) -> None:
+    catalog.set_tags("job-12", ["best"])
+    catalog.set_favourite("job-12", True)
+    catalog.set_tags("job-14", ["best"])
+    catalog.apply_status("job-13", JobStatus.FAILED, error={"code": "E_OOM", "message": "out of memory"})
+    catalog.delete("job-27")
+    everything = catalog.search("", per_page=200).rows
+    words = {row["run_id"] for row in catalog.search(query, per_page=200).rows} if query else None
+
+    def wanted(row: dict) -> bool:
+        for name, value in filters.items():
+            if name == "created_from" and row["created_at"] < value:
+                return False
+            if name == "created_to" and row["created_at"] > value:
+                return False
+            if name == "tag" and value not in row["tags"].split(","):
+                return False
+            if name not in ("created_from", "created_to", "tag") and row[name] not in (
+                value if isinstance(value, list) else [value]
+            ):
+                return False
+        return words is None or row["run_id"] in words
+
+    expected = sorted((row for row in everything if wanted(row)), key=lambda row: row["created_at"], reverse=True)
+    found = catalog.search(query, per_page=3, **filters)
+    assert found.total == len(expected)
+    assert [row["run_id"] for row in found.rows] == [row["run_id"] for row in expected[:3]]
+    for name in ("status", "size", "sample_steps"):
+        counts: dict = {}
+        for row in expected:
+            counts[row[name]] = counts.get(row[name], 0) + 1
+        assert found.facets[name] == counts
