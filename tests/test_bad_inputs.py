@@ -90,6 +90,12 @@ def test_a_symlink_inside_a_root_pointing_outside_is_refused(settings: Settings,
     assert "allowed folder" in error["message"]
 
 
+def test_a_reference_with_a_nul_byte_is_refused(settings: Settings) -> None:
+    # Found by the nightly fuzz run: realpath() raises on NUL, which once surfaced as E_GENERATION_RUNTIME.
+    error = fail(settings, job(cond_video="\x00"))
+    assert error["code"] == ErrorCode.INPUT_VALIDATION and "NUL" in error["message"]
+
+
 def test_base64_that_is_not_base64_is_refused(settings: Settings) -> None:
     error = fail(settings, job(cond_video="data:image/png;base64,@@@not*base64@@@"))
     assert error["code"] == ErrorCode.INPUT_VALIDATION and "base64" in error["message"]

@@ -197,6 +197,8 @@ def fetch_bytes(
     ref: str, field: str, dest: Path, settings: Settings, *, max_bytes: int, extra_roots: tuple[Path, ...] = ()
 ) -> str:
     """Put the referenced bytes at dest; return the source kind (url, base64, path)."""
+    if "\x00" in ref:
+        raise _invalid(field, "the reference contains a NUL character; send a URL, base64 data or a file path")
     source = classify(ref)
     if source == "url":
         _download(ref, field, dest, settings, min(max_bytes, settings.max_download_bytes))
