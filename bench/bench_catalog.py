@@ -1,10 +1,11 @@
 """Catalogue search speed at 100 000 runs: search + facets p50/p95, and the ratio to a raw FTS5 query.
 
-Fills a fresh catalogue with 100 000 realistic runs (bulk insert), then times, side by side in one run, each
-query through `Catalog.search` (filtered rows, total, seven facet counts, one page) and the same words as a bare
-FTS5 `MATCH` returning the page's rowids. Goals: p95 ≤ 50 ms and ratio ≤ 3.
+Fills a fresh catalogue with 100 000 realistic runs (bulk insert, so the facet and full-text triggers run as they
+do for every real write), then times, side by side in one run, each query through `Catalog.search` (one page of
+rows, the total, and counts for all seven facets) and, for text queries, the plain FTS5 query a catalogue
+without facets would run for the same words (one page, newest first). Goals: p95 ≤ 50 ms and median ratio ≤ 3.
 
-    python bench/bench_catalog.py [--runs 100000]
+    python bench/bench_catalog.py [--runs 100000] [--repeat 20]
 """
 
 from __future__ import annotations
@@ -12,69 +13,40 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sqlite3
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from catalog import Catalog  # noqa: E402
 from catalog.schema import RUN_COLUMNS  # noqa: E402
+from catalog.search import safe_fts_query  # noqa: E402
 
-WORDS = [
-    "astronaut",
-    "teacher",
-    "chef",
-    "doctor",
-    "pilot",
-    "singer",
-    "farmer",
-    "lawyer",
-    "nurse",
-    "student",
-    "presenter",
-    "host",
-    "reporter",
-    "coach",
-    "smiles",
-    "laughs",
-    "explains",
-    "announces",
-    "whispers",
-    "shouts",
-    "greets",
-    "welcomes",
-    "studio",
-    "kitchen",
-    "office",
-    "stage",
-    "garden",
-    "warmly",
-    "calmly",
-    "quickly",
-    "softly",
-    "bright",
-    "dark",
-    "sunny",
-    "rainy",
-    "evening",
-    "morning",
-]
-QUERIES = [
+SUBJECTS = ("astronaut", "teacher", "chef", "doctor", "pilot", "singer", "farmer", "nurse", "presenter", "reporter")
+VERBS = ("smiles", "laughs", "explains", "announces", "whispers", "greets", "welcomes", "sings", "argues")
+PLACES = ("studio", "kitchen", "office", "stage", "garden", "newsroom", "classroom", "cockpit")
+MANNERS = ("warmly", "calmly", "quickly", "softly", "brightly", "seriously")
+QUERIES: list[tuple[str, dict[str, Any]]] = [
     ("astronaut", {}),
     ("teacher studio", {}),
     ("smiles", {"status": "COMPLETED"}),
     ("kitchen", {"size": "infinitetalk-720", "mode": "streaming"}),
+    ("greets warmly", {"speakers": 2}),
+    ("astronaut", {"created_from": "2026-06-01", "created_to": "2026-08-31"}),
+    ("chef", {"sort": "longest"}),
+    ("pilot", {"page": 5}),
+    ('"orange suit', {}),
     ("", {}),
     ("", {"status": "FAILED"}),
-    ("greets warmly", {"speakers": 2}),
+    ("", {"tag": "launch"}),
 ]
-
-
 RAW_FTS = (
     "SELECT runs.* FROM runs JOIN runs_fts ON runs.rowid = runs_fts.rowid WHERE runs_fts MATCH ? "
     "ORDER BY runs.created_at DESC LIMIT 24"
@@ -82,36 +54,70 @@ RAW_FTS = (
 """The plain text search a catalogue without facets would run: one page of matches, newest first."""
 
 
+def _run(index: int, rng: random.Random) -> dict[str, Any]:
+    status = rng.choice(["COMPLETED"] * 8 + ["FAILED", "CANCELLED", "IN_PROGRESS", "IN_QUEUE"])
+    prompt = f"A {rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(MANNERS)} in the {rng.choice(PLACES)}" + (
+        " wearing an orange suit" if rng.random() < 0.05 else ""
+    )
+    speakers = rng.choice([1, 1, 1, 2])
+    params = {
+        "prompt": prompt,
+        "cond_video": f"https://media.example/portraits/{index % 500}.{rng.choice(['jpg', 'png', 'mp4'])}",
+        "cond_audio": {f"person{n + 1}": f"https://media.example/speech/{index}-{n}.wav" for n in range(speakers)},
+        "size": rng.choice(["infinitetalk-480", "infinitetalk-720"]),
+        "mode": rng.choice(["clip", "streaming"]),
+        "sample_steps": rng.choice([4, 8, 20, 40]),
+        "base_seed": rng.randint(0, 2**31),
+        "sample_text_guide_scale": 5.0,
+        "sample_audio_guide_scale": 4.0,
+        "sample_shift": 7.0,
+        "motion_frame": 9,
+        "max_frame_num": 1000,
+        "color_correction_strength": 1.0,
+        "use_teacache": True,
+        "teacache_thresh": 0.2,
+        "audio_type": "add" if speakers == 2 else None,
+    }
+    created = (
+        f"2026-{rng.randint(1, 11):02d}-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:00Z"
+    )
+    done = status == "COMPLETED"
+    return {
+        "run_id": f"run-{index:06d}",
+        "job_id": f"run-{index:06d}",
+        "endpoint_id": "local",
+        "engine": rng.choice(["preview", "infinitetalk"]),
+        "engine_version": "1.0.0",
+        "status": status,
+        "prompt": prompt,
+        "created_at": created,
+        "size": params["size"],
+        "mode": params["mode"],
+        "sample_steps": params["sample_steps"],
+        "base_seed": params["base_seed"],
+        "text_guide_scale": 5.0,
+        "audio_guide_scale": 4.0,
+        "speakers": speakers,
+        "input_kind": "video" if params["cond_video"].endswith(".mp4") else "image",
+        "audio_duration_s": round(rng.uniform(2, 60), 2),
+        "video_duration_s": round(rng.uniform(2, 60), 2) if done else None,
+        "params": json.dumps(params, sort_keys=True),
+        "timings": json.dumps({"validate_ms": 3, "generate_ms": rng.randint(1000, 600_000)}) if done else None,
+        "total_ms": rng.randint(1000, 900_000) if done else None,
+        "video_key": f"jobs/run-{index:06d}/video.mp4" if done else None,
+        "thumb_key": f"jobs/run-{index:06d}/thumb.jpg" if done else None,
+        "metadata_key": f"jobs/run-{index:06d}/metadata.json" if done else None,
+        "error_code": "E_OOM" if status == "FAILED" else None,
+        "error_message": "CUDA out of memory at 720p; try infinitetalk-480" if status == "FAILED" else None,
+        "tags": "launch" if rng.random() < 0.01 else "",
+        "favourite": int(rng.random() < 0.02),
+    }
+
+
 def fill(catalog: Catalog, count: int) -> None:
-    """Insert count runs with realistic columns, in one transaction."""
+    """Insert count realistic runs in batches."""
     rng = random.Random(7)
-    statuses = ["COMPLETED"] * 8 + ["FAILED", "CANCELLED", "IN_PROGRESS", "IN_QUEUE"]
-    rows = []
-    for index in range(count):
-        status = rng.choice(statuses)
-        prompt = " ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 14)))
-        rows.append(
-            {
-                "run_id": f"run-{index:06d}",
-                "job_id": f"run-{index:06d}",
-                "endpoint_id": "local",
-                "engine": rng.choice(["preview", "infinitetalk"]),
-                "status": status,
-                "prompt": prompt,
-                "created_at": f"2026-{rng.randint(1, 11):02d}-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:00:00Z",
-                "size": rng.choice(["infinitetalk-480", "infinitetalk-720"]),
-                "mode": rng.choice(["clip", "streaming"]),
-                "sample_steps": rng.choice([4, 8, 20, 40]),
-                "speakers": rng.choice([1, 1, 1, 2]),
-                "input_kind": rng.choice(["image", "image", "video"]),
-                "base_seed": rng.randint(0, 2**31),
-                "video_duration_s": round(rng.uniform(2, 120), 2),
-                "total_ms": rng.randint(1000, 900_000),
-                "params": json.dumps({"prompt": prompt}),
-                "favourite": 0,
-                "error_code": "E_OOM" if status == "FAILED" else None,
-            }
-        )
+    rows = [_run(index, rng) for index in range(count)]
     assert set(rows[0]) <= set(RUN_COLUMNS)
     catalog.db["runs"].insert_all(rows, batch_size=5000)
 
@@ -128,11 +134,22 @@ def timed(fn: Callable[[], object], repeat: int) -> list[float]:
 
 
 def quantile(values: list[float], q: float) -> float:
+    """The q-quantile of values (nearest rank)."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def raw_fts_query(conn: sqlite3.Connection, words: str) -> str:
+    """The words as the plain query would send them: as typed when FTS5 accepts them, else as search falls back."""
+    try:
+        conn.execute(RAW_FTS, (words,)).fetchall()
+    except sqlite3.OperationalError:
+        return safe_fts_query(words)
+    return words
+
+
 def main() -> None:
+    """Fill, time every query side by side with its raw FTS5 twin, print the table and the verdict."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=20)
@@ -142,28 +159,31 @@ def main() -> None:
         began = time.perf_counter()
         fill(catalog, args.runs)
         print(f"filled {args.runs} runs in {time.perf_counter() - began:.1f} s")
-        print(f"{'query':<36}{'matches':>9}{'p50 ms':>9}{'p95 ms':>9}{'raw FTS p50':>13}{'ratio':>8}")
+        print(f"{'query':<44}{'matches':>9}{'p50 ms':>9}{'p95 ms':>9}{'raw FTS p50':>13}{'ratio':>8}")
         all_times, ratios = [], []
-        for words, filters in QUERIES:
-            times = timed(lambda w=words, f=filters: catalog.search(w, **f), args.repeat)
-            total = catalog.search(words, **filters).total
-            label = (words or "(all)") + (" " + " ".join(f"{k}={v}" for k, v in filters.items()) if filters else "")
-            raw = ""
-            ratio_text = ""
+        for words, options in QUERIES:
+            times = timed(lambda w=words, o=options: catalog.search(w, **o), args.repeat)
+            total = catalog.search(words, **options).total
+            label = " ".join([words or "(all)", *(f"{k}={v}" for k, v in options.items())])
+            raw = ratio_text = ""
             if words:
-                raw_times = timed(lambda w=words: catalog.conn.execute(RAW_FTS, (w,)).fetchall(), args.repeat)
+                fts = raw_fts_query(catalog.conn, words)
+                raw_times = timed(lambda q=fts: catalog.conn.execute(RAW_FTS, (q,)).fetchall(), args.repeat)
                 ratio = statistics.median(times) / statistics.median(raw_times)
                 ratios.append(ratio)
                 raw = f"{statistics.median(raw_times):.1f}"
                 ratio_text = f"{ratio:.1f}×"
             all_times.extend(times)
             print(
-                f"{label[:35]:<36}{total:>9}{quantile(times, 0.5):>9.1f}{quantile(times, 0.95):>9.1f}"
+                f"{label[:43]:<44}{total:>9}{quantile(times, 0.5):>9.1f}{quantile(times, 0.95):>9.1f}"
                 f"{raw:>13}{ratio_text:>8}"
             )
+        p95 = quantile(all_times, 0.95)
+        ratio = statistics.median(ratios)
         print(
-            f"all queries: p50 {quantile(all_times, 0.5):.1f} ms, p95 {quantile(all_times, 0.95):.1f} ms "
-            f"(goal ≤ 50); ratio to raw FTS median {statistics.median(ratios):.1f}× (goal ≤ 3)"
+            f"all queries: p50 {quantile(all_times, 0.5):.1f} ms, p95 {p95:.1f} ms (goal ≤ 50: "
+            f"{'met' if p95 <= 50 else 'MISSED'}); ratio to raw FTS, median {ratio:.1f}× "
+            f"(goal ≤ 3: {'met' if ratio <= 3 else 'MISSED'}), worst {max(ratios):.1f}×"
         )
 
 

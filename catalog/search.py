@@ -101,6 +101,10 @@ def _clauses(filters: Filters, *, facet: bool) -> tuple[list[str], list[Any]]:
             clauses.append("created_at <= ?")
             args.append(filters.created_to)
         if filters.tag:
+            if re.search(r"\w", filters.tag):
+                # The full-text index holds the tags: it finds the few candidates, the LIKE keeps exact tags only.
+                clauses.append(_fts_clause())
+                args.append('tags : "{}"'.format(filters.tag.replace('"', '""')))
             clauses.append("(',' || tags || ',') LIKE ?")
             args.append(f"%,{filters.tag},%")
     return clauses, args

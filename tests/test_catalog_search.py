@@ -60,6 +60,17 @@ def test_words_filters_tags_notes_and_dates_narrow_the_runs(catalog: Catalog) ->
     assert catalog.search("", created_from="2026-11-20", created_to="2026-11-30").total == 10
 
 
+def test_a_tag_filter_matches_whole_tags_only(catalog: Catalog) -> None:
+    catalog.set_tags("job-01", ["talking"])
+    catalog.set_tags("job-02", ["talking-head", 'say "hi"', "!!!"])
+
+    assert [r["run_id"] for r in catalog.search("", tag="talking").rows] == ["job-01"], "not prompts, not prefixes"
+    assert [r["run_id"] for r in catalog.search("", tag="talking-head").rows] == ["job-02"]
+    assert [r["run_id"] for r in catalog.search("", tag='say "hi"').rows] == ["job-02"]
+    assert [r["run_id"] for r in catalog.search("", tag="!!!").rows] == ["job-02"]
+    assert catalog.search("astronaut", tag="talking").total == 0
+
+
 def test_facets_count_every_match_not_just_the_page(catalog: Catalog) -> None:
     found = catalog.search("", per_page=1)
     assert len(found.rows) == 1 and found.total == 30
