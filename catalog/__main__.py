@@ -1,4 +1,4 @@
-"""`python -m catalog search|sync|stats`: the catalogue from the command line.
+"""`python -m catalog search|sync|stats|reindex`: the catalogue from the command line.
 
 The database is `Settings.catalog_file` (STUDIO_CATALOG, or catalog.db in STUDIO_DATA_DIR); `sync` reads the
 store the settings name (S3 when S3_BUCKET is set, else the local artifact folder).
@@ -115,6 +115,7 @@ def parser() -> argparse.ArgumentParser:
     scan.add_argument("--full", action="store_true", help="re-read files an earlier sync already took in")
     count = commands.add_parser("stats", help="totals by status and engine")
     count.add_argument("--json", action="store_true")
+    commands.add_parser("reindex", help="rebuild the search and facet indexes from the runs (after a VACUUM)")
     return root
 
 
@@ -137,6 +138,9 @@ def run(args: argparse.Namespace, settings: Settings) -> None:
     elif args.command == "sync":
         report = sync(catalog, open_store(settings, args.store), args.prefix, full=args.full)
         print(report.summary())
+    elif args.command == "reindex":
+        catalog.reindex()
+        print(f"reindexed {catalog.stats()['runs']} runs")
     else:
         stats = catalog.stats()
         print(json.dumps(stats, indent=2) if args.json else _stats_text(stats))

@@ -24,7 +24,7 @@ from catalog.records import (
     status_rank,
     utc_now,
 )
-from catalog.schema import connect
+from catalog.schema import connect, rebuild_indexes
 from catalog.search import Filters, SearchResult, search
 from worker.contract import ErrorCode, JobError, JobStatus
 from worker.store import Store
@@ -325,6 +325,11 @@ class Catalog:
                 return "unchanged"
             self._update(conn, row["run_id"], {k: v for k, v in row.items() if v is not None and k != "run_id"})
             return "updated"
+
+    def reindex(self) -> None:
+        """Rebuild the full-text index and facet combinations from the runs (after a VACUUM or a hand edit)."""
+        with self._write():
+            rebuild_indexes(self.db)
 
     def synced_metadata_keys(self) -> set[str]:
         """The metadata.json keys whose contents the catalogue already holds."""

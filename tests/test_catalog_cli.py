@@ -68,6 +68,7 @@ def test_search_prints_a_readable_table_and_stats_count_the_runs(env: dict[str, 
     stats = cli(env, "stats")
     assert stats.returncode == 0 and "runs: 3" in stats.stdout and "by status: COMPLETED (3)" in stats.stdout
     assert json.loads(cli(env, "stats", "--json").stdout)["by_engine"] == {"infinitetalk": 3}
+    assert cli(env, "reindex").stdout.strip() == "reindexed 3 runs"
 
 
 def test_bad_input_is_one_clear_line_never_a_traceback(env: dict[str, str], tmp_path: Path) -> None:

@@ -70,3 +70,22 @@ def test_a_version_2_file_is_migrated_with_its_runs_searchable_and_cleaned(tmp_p
     assert catalog.search("").facets["size"] == {"infinitetalk-720": 1}, "and follow edits made after"
     with pytest.raises(sqlite3.IntegrityError, match="NOT NULL"):
         catalog.conn.execute("UPDATE runs SET favourite = NULL")
+
+
+def test_reindex_rebuilds_search_and_facets_that_lost_track_of_the_runs(tmp_path: Path) -> None:
+    catalog = Catalog(tmp_path / "catalog.db")
+    for index in range(5):
+        params = {
+            "prompt": f"astronaut number {index}",
+            "size": "infinitetalk-720" if index % 2 else "infinitetalk-480",
+        }
+        catalog.record_submission(f"job-{index}", params, endpoint_id="local")
+    # What a VACUUM renumbering the rows, or a hand edit, leaves behind: indexes pointing at no run.
+    catalog.conn.execute("INSERT INTO runs_fts (runs_fts) VALUES ('delete-all')")
+    catalog.conn.execute("DELETE FROM run_combos")
+    assert catalog.search("astronaut").total == 0 and catalog.search("").total == 0
+
+    catalog.reindex()
+
+    assert catalog.search("astronaut").total == 5
+    assert catalog.search("").facets["size"] == {"infinitetalk-480": 3, "infinitetalk-720": 2}
