@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
+import altair as alt
+import pandas as pd
 import streamlit as st
 
 from worker.contract import JobError, JobStatus, friendly_error
@@ -69,3 +71,30 @@ def image(store: Store, key: str | None, **kwargs: Any) -> bool:
     except JobError:
         return False
     return True
+
+
+def time_chart(
+    frame: pd.DataFrame,
+    y_title: str,
+    *,
+    kind: Literal["line", "area", "bar"] = "line",
+    counts: bool = False,
+    percent: bool = False,
+) -> None:
+    """Chart a time-indexed frame, one colour per column; counts get whole-number ticks from zero."""
+    long = frame.rename_axis("at").reset_index().melt("at", var_name="series", value_name="value")
+    axis = alt.Axis(format="d", tickMinStep=1) if counts else alt.Axis(format="%") if percent else alt.Axis()
+    mark = {
+        "line": alt.Chart(long).mark_line(point=True),
+        "area": alt.Chart(long).mark_area(),
+        "bar": alt.Chart(long).mark_bar(),
+    }
+    chart = mark[kind].encode(
+        x=alt.X("at:T", title=None),
+        y=alt.Y(
+            "value:Q", title=y_title, axis=axis, scale=alt.Scale(domainMin=0), stack="zero" if kind != "line" else None
+        ),
+        color=alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom")),
+        tooltip=[alt.Tooltip("at:T", title="time", format="%H:%M:%S"), "series:N", "value:Q"],
+    )
+    st.altair_chart(chart, width="stretch")

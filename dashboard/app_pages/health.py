@@ -6,7 +6,7 @@ import datetime as dt
 
 import streamlit as st
 
-from dashboard import state
+from dashboard import state, views
 from dashboard.config import describe_endpoint
 from dashboard.health import (
     HealthReading,
@@ -58,34 +58,34 @@ def board() -> None:
         if samples.empty:
             st.caption("No samples yet: they are taken while the dashboard is open.")
         else:
-            st.line_chart(
-                samples[["in_queue", "in_progress"]].rename(columns={"in_queue": "in queue", "in_progress": "running"})
+            queue = samples[["in_queue", "in_progress"]].rename(
+                columns={"in_queue": "in queue", "in_progress": "running"}
             )
+            views.time_chart(queue, "jobs", counts=True)
         st.markdown("**Delay vs execution time per job**")
         if runs.empty:
             st.caption("No finished jobs in this window.")
         else:
-            st.line_chart(delay_vs_execution(runs))
+            views.time_chart(delay_vs_execution(runs), "seconds")
     with right:
         st.markdown("**Workers**")
         if not samples.empty:
-            st.area_chart(
-                samples[["workers_idle", "workers_running", "workers_other"]].rename(
-                    columns={"workers_idle": "idle", "workers_running": "running", "workers_other": "other"}
-                )
+            workers = samples[["workers_idle", "workers_running", "workers_other"]].rename(
+                columns={"workers_idle": "idle", "workers_running": "running", "workers_other": "other"}
             )
+            views.time_chart(workers, "workers", kind="area", counts=True)
         st.markdown(f"**Job latency p50 / p95** (per {bucket})")
         percentiles = latency_percentiles(runs, bucket)
         if percentiles.empty:
             st.caption("No finished jobs in this window.")
         else:
-            st.line_chart(percentiles)
+            views.time_chart(percentiles, "seconds")
     st.markdown(f"**Failure rate by error code** (share of finished jobs, per {bucket})")
     rates = failure_rates(runs, bucket)
     if rates.empty or rates.shape[1] == 0:
         st.caption("No failures in this window.")
     else:
-        st.bar_chart(rates, stack=True)
+        views.time_chart(rates, "share of finished jobs", kind="bar", percent=True)
     counts = catalog.failure_counts_by_code(settings.endpoint_id, since=since_text)
     if counts:
         st.dataframe([{"error code": code, "failed jobs": n} for code, n in counts.items()], hide_index=True)

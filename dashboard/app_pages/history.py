@@ -54,7 +54,7 @@ def _query() -> Query:
 
 
 def _search_bar() -> None:
-    text_col, sort_col, sync_col = st.columns([4, 2, 1], vertical_alignment="bottom")
+    text_col, sort_col, sync_col = st.columns([5, 2, 2], vertical_alignment="bottom")
     text_col.text_input(
         "Search prompts, tags and notes",
         key=K + "text",

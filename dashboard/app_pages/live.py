@@ -76,13 +76,15 @@ def _finished(run_ids: list[str]) -> None:
     st.subheader("Just finished", divider="gray")
     for run in sorted(runs, key=lambda r: r.get("finished_at") or "", reverse=True)[:FINISHED_SHOWN]:
         with st.container(border=True):
-            views.status_badge(run["status"])
-            st.markdown(f"**{(run.get('prompt') or '')[:140]}**")
-            if run["status"] == JobStatus.COMPLETED and run.get("video_key"):
-                views.video(store, run["video_key"])
-            elif run["status"] != JobStatus.COMPLETED:
-                views.failure(run.get("error_code"), run.get("error_message"))
-            st.page_link(
+            watch, about = st.columns([2, 3], gap="large")
+            with about:
+                views.status_badge(run["status"])
+                st.markdown(f"**{(run.get('prompt') or '')[:140]}**")
+                if run["status"] != JobStatus.COMPLETED:
+                    views.failure(run.get("error_code"), run.get("error_message"))
+            with watch:
+                views.video(store, run.get("video_key"))
+            about.page_link(
                 navigation.page("history"),
                 label="Open in History",
                 icon=":material/video_library:",

@@ -28,7 +28,7 @@ from dashboard.jobs import submit
 from dashboard.media import Media, MediaFacts, Planned, commit, inspect, plan, refresh_ref, stored_key
 from dashboard.presets import PRESETS
 from worker.client import EndpointError
-from worker.contract import Defaults, JobError, Limits
+from worker.contract import SIZES, Defaults, JobError, Limits
 from worker.geometry import output_size
 
 K = "submit."
@@ -135,6 +135,7 @@ class Slot:
         self.media: Media | None = None
         self.ref: str | None = None
         self.facts: MediaFacts | None = None
+        self.preview: bytes | None = None
         self.problem: str | None = None
         self.errors = st.empty()
 
@@ -143,6 +144,7 @@ class Slot:
         if given is None:
             return
         self.media = Media(given.name or "media", given.getvalue())
+        self.preview = self.media.data
         try:
             self.facts = _inspect(self.media.name, self.media.data, self.field, expect)
         except JobError as error:
@@ -155,8 +157,9 @@ class Slot:
             return
         key = stored_key(self.ref, state.store(), state.settings())
         if key and state.store().exists(key):
+            self.preview = state.store().get(key)
             try:
-                self.facts = _inspect(key.rsplit("/", 1)[-1], state.store().get(key), self.field, expect)
+                self.facts = _inspect(key.rsplit("/", 1)[-1], self.preview, self.field, expect)
             except JobError as error:
                 self.problem = error.message
 
@@ -175,11 +178,11 @@ def _visual_input() -> Slot:
         )
     else:
         slot.take(st.camera_input("Take a photo", key=K + "cond_camera"), "visual")
-    if slot.media is not None and slot.facts is not None and source != CAMERA:
+    if slot.preview is not None and slot.facts is not None and source != CAMERA:
         if slot.facts.kind == "image":
-            st.image(slot.media.data, width=240)
+            st.image(slot.preview, width=240)
         else:
-            st.video(slot.media.data)
+            st.video(slot.preview)
     return slot
 
 
@@ -221,6 +224,12 @@ def _tts_input() -> None:
     right.text_input("Voice of person 2", key=K + "voice2", placeholder=Defaults.TTS_VOICE_2)
 
 
+def _choice_label(value: Any) -> str:
+    if value is None:
+        return "none"
+    return f"{SIZES[value][0]}p" if value in SIZES else str(value)
+
+
 def _param_widget(name: str) -> None:
     key = K + f"param.{name}"
     label = LABELS[name]
@@ -228,7 +237,7 @@ def _param_widget(name: str) -> None:
     options = choices(name)
     current = st.session_state[key]
     if options:
-        st.selectbox(label, options, key=key, help=help_text, format_func=lambda v: "none" if v is None else str(v))
+        st.selectbox(label, options, key=key, help=help_text, format_func=_choice_label)
     elif isinstance(default_params()[name], bool):
         st.toggle(label, key=key, help=help_text)
     elif name == "quant_dir":

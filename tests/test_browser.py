@@ -1,0 +1,158 @@
+"""The dashboard in a real browser: Debian's Chromium, driven by Playwright, against `streamlit run` and a real
+local endpoint. Chromium's fake microphone plays a speech WAV, so "Record" captures real speech.
+
+Screenshots of every page land in test-artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from playwright.sync_api import Page, expect, sync_playwright
+
+from catalog import Catalog
+from tests.dashboard_support import MEDIA, ROOT, local_endpoint
+from tests.s3server import free_port
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+PROMPT = "A cheerful astronaut greets mission control from the browser test"
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """The local endpoint and `streamlit run dashboard/app.py`, sharing one data dir; yields (URL, data dir)."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    data_dir = tmp_path_factory.mktemp("browser")
+    with local_endpoint(data_dir) as env:
+        port = free_port()
+        log = (data_dir / "streamlit.log").open("wb")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port)],
+            cwd=ROOT,
+            env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if requests.get(f"{url}/_stcore/health", timeout=2).status_code == 200:
+                        break
+                except requests.ConnectionError:
+                    pass
+                assert process.poll() is None, (data_dir / "streamlit.log").read_text()
+                assert time.monotonic() < deadline, "streamlit did not start"
+                time.sleep(0.3)
+            yield url, data_dir
+        finally:
+            process.terminate()
+            process.wait(timeout=20)
+            log.close()
+
+
+@pytest.fixture(scope="module")
+def page(studio: tuple[str, Path]) -> Iterator[Page]:
+    """A Chromium page whose microphone plays examples/media/speech_1.wav."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-audio-capture={MEDIA / 'speech_1.wav'}",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        context = browser.new_context(permissions=["microphone", "camera"], viewport={"width": 1400, "height": 1800})
+        yield context.new_page()
+        context.close()
+        browser.close()
+
+
+def _shot(page: Page, name: str) -> None:
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def test_record_submit_watch_find_play_and_reuse(studio: tuple[str, Path], page: Page) -> None:
+    url, data_dir = studio
+    p = page
+
+    p.goto(url)
+    expect(p.get_by_role("heading", name="Submit a talking video")).to_be_visible(timeout=30_000)
+    expect(p.get_by_text("1 worker up")).to_be_visible(timeout=30_000)
+    _shot(p, "1-submit-empty")
+
+    p.locator("[data-testid='stFileUploaderDropzoneInput']").first.set_input_files(str(MEDIA / "portrait.jpg"))
+    expect(p.locator("[data-testid='stImage']").first).to_be_visible(timeout=30_000)
+    p.get_by_role("button", name="Record").first.click()
+    p.wait_for_timeout(3500)
+    p.get_by_role("button", name="Stop recording").first.click(timeout=10_000)
+    expect(p.get_by_text("Speech:")).to_be_visible(timeout=30_000)
+    p.get_by_label("Describe the scene").fill(PROMPT)
+    p.get_by_label("Describe the scene").press("Control+Enter")
+    p.wait_for_timeout(1000)
+    _shot(p, "2-submit-filled")
+    summary = p.get_by_text("Speech:").inner_text()
+    assert "frames" in summary
+
+    p.get_by_role("button", name="Submit", exact=True).click()
+    expect(p.get_by_role("heading", name="Live jobs")).to_be_visible(timeout=30_000)
+    progress = p.locator("[data-testid='stProgress']").first
+    expect(progress).to_be_visible(timeout=30_000)
+    _shot(p, "3-live-running")
+    expect(p.get_by_role("heading", name="Just finished")).to_be_visible(timeout=120_000)
+    _shot(p, "4-live-finished")
+
+    runs = Catalog(data_dir / "catalog.db").search("cheerful")
+    assert runs.total == 1
+    run = runs.rows[0]
+    assert run["status"] == "COMPLETED" and run["progress_pct"] == 100.0
+    recorded = Path(Catalog(data_dir / "catalog.db").get(run["run_id"])["params"]["cond_audio"]["person1"])
+    assert recorded.read_bytes()[:4] == b"RIFF", "the browser recording was stored as WAV"
+
+    p.get_by_role("link", name="History").first.click()
+    search = p.get_by_label("Search prompts, tags and notes")
+    search.fill("cheerful")
+    search.press("Enter")
+    expect(p.get_by_text("1 run", exact=True)).to_be_visible(timeout=30_000)
+    _shot(p, "5-history-search")
+    p.locator("[class*='st-key-history-open-'] button").first.click()
+    expect(p.get_by_role("heading", name=PROMPT)).to_be_visible(timeout=30_000)
+    video = p.locator("video").first
+    expect(video).to_be_visible(timeout=30_000)
+    played = video.evaluate(
+        """async (v) => { v.muted = true; await v.play(); await new Promise(r => setTimeout(r, 1500));
+                         return {time: v.currentTime, width: v.videoWidth, error: v.error && v.error.code}; }"""
+    )
+    assert played["error"] is None and played["width"] > 0 and played["time"] > 0.5, played
+    _shot(p, "6-history-detail")
+
+    p.get_by_role("button", name="Reuse these params").click()
+    expect(p.get_by_role("heading", name="Submit a talking video")).to_be_visible(timeout=30_000)
+    expect(p.get_by_label("Describe the scene")).to_have_value(PROMPT, timeout=30_000)
+    _shot(p, "7-submit-reused")
+
+    p.get_by_role("link", name="Endpoint health").first.click()
+    expect(p.get_by_role("heading", name="Endpoint health")).to_be_visible(timeout=30_000)
+    expect(p.get_by_text("Queue depth")).to_be_visible(timeout=30_000)
+    p.wait_for_timeout(2000)
+    _shot(p, "8-health")
