@@ -86,6 +86,24 @@ def test_a_preloaded_quantised_model_needs_infinitetalks_quant_files(settings: S
     assert "diffusion_pytorch_model" not in message
 
 
+def test_without_torch_the_error_says_to_use_the_gpu_image(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "torch", None)
+    monkeypatch.delitem(sys.modules, "worker.embedding", raising=False)
+    message = load_error(settings.with_(weights=weights_tree(tmp_path / "models"))).message
+    assert "needs torch and transformers" in message and "Dockerfile.worker" in message
+
+
+def test_without_a_cuda_gpu_the_error_says_so(settings: Settings, tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    message = load_error(settings.with_(weights=weights_tree(tmp_path / "models"))).message
+    assert "no CUDA GPU is visible" in message and "STUDIO_ENGINE=preview" in message
+
+
 def test_a_gpu_worker_never_falls_back_to_the_preview_engine(settings: Settings) -> None:
     with pytest.raises(JobError) as caught:
         load_engine(settings.with_(engine="infinitetalk"))
