@@ -89,8 +89,10 @@ def time_chart(
         "area": alt.Chart(long).mark_area(),
         "bar": alt.Chart(long).mark_bar(),
     }
+    span = frame.index.max() - frame.index.min() if len(frame.index) else pd.Timedelta(0)
+    time_format = "%H:%M" if span <= pd.Timedelta(days=1) else "%b %d"
     chart = mark[kind].encode(
-        x=alt.X("at:T", title=None),
+        x=alt.X("at:T", title=None, axis=alt.Axis(format=time_format, labelOverlap=True)),
         y=alt.Y(
             "value:Q", title=y_title, axis=axis, scale=alt.Scale(domainMin=0), stack="zero" if kind != "line" else None
         ),

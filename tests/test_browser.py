@@ -28,8 +28,8 @@ PROMPT = "A cheerful astronaut greets mission control from the browser test"
 
 
 @pytest.fixture(scope="module")
-def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """The local endpoint and `streamlit run dashboard/app.py`, sharing one data dir; yields (URL, data dir)."""
+def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, int]]:
+    """The local endpoint and `streamlit run dashboard/app.py`, sharing one data dir; yields (URL, data dir, pid)."""
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
     data_dir = tmp_path_factory.mktemp("browser")
@@ -55,7 +55,7 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
                 assert process.poll() is None, (data_dir / "streamlit.log").read_text()
                 assert time.monotonic() < deadline, "streamlit did not start"
                 time.sleep(0.3)
-            yield url, data_dir
+            yield url, data_dir, process.pid
         finally:
             process.terminate()
             process.wait(timeout=20)
@@ -63,7 +63,7 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
 
 
 @pytest.fixture(scope="module")
-def page(studio: tuple[str, Path]) -> Iterator[Page]:
+def page(studio: tuple[str, Path, int]) -> Iterator[Page]:
     """A Chromium page whose microphone plays examples/media/speech_1.wav."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as driver:
@@ -92,8 +92,15 @@ def _shot(page: Page, name: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
-def test_record_submit_watch_find_play_and_reuse(studio: tuple[str, Path], page: Page) -> None:
-    url, data_dir = studio
+def _rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_record_submit_watch_find_play_and_reuse(studio: tuple[str, Path, int], page: Page) -> None:
+    url, data_dir, pid = studio
     p = page
 
     p.goto(url)
@@ -156,3 +163,4 @@ def test_record_submit_watch_find_play_and_reuse(studio: tuple[str, Path], page:
     expect(p.get_by_text("Queue depth")).to_be_visible(timeout=30_000)
     p.wait_for_timeout(2000)
     _shot(p, "8-health")
+    assert _rss_bytes(pid) < 1024**3, "the dashboard stays under Community Cloud's 1 GB"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import pytest
 
 from catalog import Catalog
 from dashboard.config import saved_connection_path
-from tests.dashboard_support import dashboard_env, local_endpoint, open_page, texts
+from tests.dashboard_support import ROOT, dashboard_env, local_endpoint, open_page, texts
 
 
 @pytest.fixture
@@ -87,3 +89,20 @@ def test_saved_keys_are_written_for_the_owner_only_and_can_be_forgotten(offline:
     at.sidebar.button[1].click().run()
     assert not path.exists()
     assert at.sidebar.markdown[0].value.startswith("**Local endpoint at ")
+
+
+def test_no_page_loads_torch_transformers_or_xformers(offline: Path) -> None:
+    """Streamlit Community Cloud installs requirements.txt only: the dashboard must run without the GPU stack."""
+    script = (
+        "import sys\n"
+        "from tests.dashboard_support import open_page\n"
+        "for page in ('submit', 'live', 'history', 'health'):\n"
+        "    open_page(page)\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers', 'xformers'})\n"
+        "print('heavy:', heavy)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "heavy: []" in done.stdout
