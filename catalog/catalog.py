@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import sqlite_utils
 
 from catalog.records import (
     FINAL_RANK,
@@ -45,16 +48,37 @@ def _scoped(sql: str, endpoint_id: str | None, since: str | None) -> tuple[str, 
 
 
 class Catalog:
-    """Record, update, search and curate runs."""
+    """Record, update, search and curate runs.
+
+    Each thread gets its own connection, so one Catalog can serve every thread of a server (Streamlit runs
+    each session's script in a thread of its own) and SQLite's locks order their writes.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.db = connect(path)
-        self.conn = self.db.conn
+        self._local = threading.local()
+        # Create and migrate the file now, so a bad path fails here rather than in the middle of a page.
+        self._local.db = connect(path)
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """This thread's connection, opened on first use."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = connect(self.path)
+        return db
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """This thread's raw sqlite3 connection."""
+        return self.db.conn
 
     def close(self) -> None:
-        """Close the database connection."""
-        self.conn.close()
+        """Close this thread's connection (another use opens a new one)."""
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.conn.close()
+            self._local.db = None
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:

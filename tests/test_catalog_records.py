@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -235,3 +236,22 @@ def test_health_samples_and_latency_stats_feed_the_health_page(catalog: Catalog)
     assert stats["total_p50"] == 2200 and stats["total_p95"] == 3300
     assert catalog.failure_counts_by_code("local") == {"E_OOM": 1}
     assert catalog.stats()["by_status"] == {JobStatus.COMPLETED: 3, JobStatus.FAILED: 1}
+
+
+def test_one_catalogue_shared_by_threads_loses_no_update(catalog: Catalog) -> None:
+    # Streamlit runs sessions in threads; a catalogue cached for all of them must stay consistent.
+    for index in range(4):
+        catalog.record_submission(f"t-{index}", PARAMS, endpoint_id="local")
+
+    def work(index: int) -> None:
+        for step in range(40):
+            catalog.apply_status(f"t-{index}", JobStatus.IN_PROGRESS, progress={"stage": "generation", "pct": step})
+            catalog.set_note("t-0", f"note from {index}")
+        catalog.apply_status(f"t-{index}", JobStatus.COMPLETED, output=result(f"t-{index}"))
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(work, range(4)))
+
+    assert catalog.search("", status=JobStatus.COMPLETED).total == 4
+    assert all(len(catalog.progress_events(f"t-{index}", limit=100)) == 40 for index in range(4))
+    assert catalog.get("t-0")["note"].startswith("note from ")
