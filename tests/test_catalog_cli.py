@@ -87,3 +87,18 @@ def test_bad_input_is_one_clear_line_never_a_traceback(env: dict[str, str], tmp_
     skipped = cli(env, "sync")
     assert skipped.stdout.strip() == "3 added, 0 updated, 0 unchanged, 1 skipped"
     assert "skipped jobs/junk/metadata.json: not an InfiniteTalk Studio metadata file" in skipped.stderr
+
+
+def test_the_catalogue_loads_without_the_worker_pipeline_or_torch() -> None:
+    # The dashboard imports it on Streamlit Community Cloud, which installs only the light requirements.
+    probe = "import json, sys, catalog, catalog.__main__; print(json.dumps(sorted(sys.modules)))"
+    loaded = json.loads(
+        subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    )
+    assert not {"torch", "cv2", "runpod", "requests"} & set(loaded)
+    assert [name for name in loaded if name.startswith("worker")] == [
+        "worker",
+        "worker.contract",
+        "worker.settings",
+        "worker.store",
+    ]
