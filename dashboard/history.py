@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,24 @@ class Query:
     tag: str = ""
     sort: str = "newest"
     page: int = 1
+
+    def signature(self) -> str:
+        """Everything but the page, as a short digest: a new search starts again at page 1."""
+        parts = (
+            self.text,
+            sorted((k, sorted(map(str, v))) for k, v in self.facets.items() if v),
+            self.date_from,
+            self.date_to,
+            self.favourites,
+            self.tag.strip().lower(),
+            self.sort,
+        )
+        return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+
+
+def page_key(query: Query) -> str:
+    """The History pagination widget's key: one per search, so that changing the search starts at page 1."""
+    return f"history.page.{query.signature()}"
 
 
 def search(catalog: Catalog, query: Query, per_page: int = PER_PAGE) -> SearchResult:

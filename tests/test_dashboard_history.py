@@ -59,6 +59,9 @@ def test_newest_runs_first_with_pages_of_24(history: Catalog) -> None:
     at.get("pagination")[0].set_value(2).run()
     assert len(_cards(at)) == 8
     assert _cards(at)[-1] == "queued-00"
+    at.selectbox(key="history.sort").set_value("oldest").run()
+    assert at.get("pagination")[0].value == 1, "a new search starts at its first page"
+    assert _cards(at)[0] == "queued-00"
 
 
 def test_a_word_of_the_prompt_finds_the_run(history: Catalog) -> None:
@@ -85,7 +88,7 @@ def test_the_detail_shows_video_facts_timings_params_and_downloads(history: Cata
     assert at.subheader[0].value == "An astronaut waves hello"
     assert at.get("video"), "the video plays from the store's bytes"
     facts = {m.label: m.value for m in at.metric}
-    assert (facts["Video"], facts["Size"], facts["Engine"]) == ("1 s", "624×624", "preview")
+    assert (facts["Video"], facts["Size"], facts["Engine"]) == ("1 s", "640×640", "preview")
     assert facts["Made in"].endswith(" s")
     labels = [b.proto.label for b in at.get("download_button")]
     assert labels == ["Download MP4", "Download metadata JSON", "Parameters as JSON"]

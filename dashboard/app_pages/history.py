@@ -16,6 +16,7 @@ from dashboard.history import (
     Query,
     facet_label,
     facet_options,
+    page_key,
     params_rows,
     parse_tags,
     search,
@@ -25,10 +26,6 @@ from worker.contract import JobError, JobStatus
 
 K = "history."
 GRID_COLUMNS = 4
-
-
-def _first_page() -> None:
-    st.session_state[K + "page"] = 1
 
 
 def _open(run_id: str) -> None:
@@ -41,7 +38,7 @@ def _close() -> None:
 
 def _query() -> Query:
     """The query as the widgets hold it (drawn later; read here from session state)."""
-    return Query(
+    query = Query(
         text=st.session_state.get(K + "text", ""),
         facets={name: st.session_state.get(K + f"facet.{name}", []) for name in FACETS},
         date_from=st.session_state.get(K + "from"),
@@ -49,8 +46,9 @@ def _query() -> Query:
         favourites=st.session_state.get(K + "favourites", False),
         tag=st.session_state.get(K + "tag", ""),
         sort=st.session_state.get(K + "sort", "newest"),
-        page=st.session_state.get(K + "page", 1),
     )
+    query.page = st.session_state.get(page_key(query), 1)
+    return query
 
 
 def _search_bar() -> None:
@@ -59,9 +57,8 @@ def _search_bar() -> None:
         "Search prompts, tags and notes",
         key=K + "text",
         placeholder='e.g. studio, "orange suit", talk*',
-        on_change=_first_page,
     )
-    sort_col.selectbox("Sort", list(SORT_LABELS), format_func=SORT_LABELS.get, key=K + "sort", on_change=_first_page)
+    sort_col.selectbox("Sort", list(SORT_LABELS), format_func=SORT_LABELS.get, key=K + "sort")
     if sync_col.button(
         "Sync from bucket", icon=":material/sync:", help="Add runs found as metadata.json in the store", key=K + "sync"
     ):
@@ -83,13 +80,12 @@ def _filters(result: SearchResult) -> None:
                 facet_options(result, name, selected),
                 key=key,
                 format_func=lambda value, name=name: facet_label(result, name, value),
-                on_change=_first_page,
             )
         dates = st.columns([1, 1, 1, 2], vertical_alignment="bottom")
-        dates[0].date_input("From", value=None, key=K + "from", on_change=_first_page)
-        dates[1].date_input("To", value=None, key=K + "to", on_change=_first_page)
-        dates[2].toggle("Favourites only", key=K + "favourites", on_change=_first_page)
-        dates[3].text_input("Tag", key=K + "tag", placeholder="one tag", on_change=_first_page)
+        dates[0].date_input("From", value=None, key=K + "from")
+        dates[1].date_input("To", value=None, key=K + "to")
+        dates[2].toggle("Favourites only", key=K + "favourites")
+        dates[3].text_input("Tag", key=K + "tag", placeholder="one tag")
 
 
 def _card(run: dict[str, Any], store: Any) -> None:
@@ -224,9 +220,10 @@ def main() -> None:
     query = _query()
     result = search(state.catalog(), query)
     if query.page > result.pages:
-        query.page = result.pages
+        # Runs were deleted since this page was chosen: start the search again from its first page.
+        st.session_state.pop(page_key(query), None)
+        query.page = 1
         result = search(state.catalog(), query)
-        st.session_state[K + "page"] = result.page
     _filters(result)
     selected = st.query_params.get("run")
     if selected:
@@ -235,7 +232,7 @@ def main() -> None:
     st.caption(f"{result.total:,} run{'s' if result.total != 1 else ''}{note}")
     _grid(result)
     if result.pages > 1:
-        st.pagination(result.pages, key=K + "page", max_visible_pages=9)
+        st.pagination(result.pages, key=page_key(query), max_visible_pages=9)
 
 
 main()
