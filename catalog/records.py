@@ -113,16 +113,25 @@ def _input_kind(params: dict[str, Any], inputs: list[dict[str, Any]] | None = No
     return "image" if ref and ref != INLINE_NOTE else None
 
 
+def _typed(value: Any, kind: type) -> Any:
+    """The value when it has the column's type, else None: a foreign file's odd params never reach a facet."""
+    if isinstance(value, bool):
+        return None
+    if kind is float and isinstance(value, int):
+        return float(value)
+    return value if isinstance(value, kind) else None
+
+
 def param_columns(params: dict[str, Any], inputs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The main parameters as real columns, for filtering and facets; the full params as JSON."""
     return {
-        "prompt": params.get("prompt"),
-        "size": params.get("size"),
-        "mode": params.get("mode"),
-        "sample_steps": params.get("sample_steps"),
-        "base_seed": params.get("base_seed"),
-        "text_guide_scale": params.get("sample_text_guide_scale"),
-        "audio_guide_scale": params.get("sample_audio_guide_scale"),
+        "prompt": _typed(params.get("prompt"), str),
+        "size": _typed(params.get("size"), str),
+        "mode": _typed(params.get("mode"), str),
+        "sample_steps": _typed(params.get("sample_steps"), int),
+        "base_seed": _typed(params.get("base_seed"), int),
+        "text_guide_scale": _typed(params.get("sample_text_guide_scale"), float),
+        "audio_guide_scale": _typed(params.get("sample_audio_guide_scale"), float),
         "speakers": _speakers(params),
         "input_kind": _input_kind(params, inputs),
         "audio_duration_s": _speech_duration(params, inputs),

@@ -145,6 +145,16 @@ def test_the_file_overrides_what_polling_guessed_and_a_newer_file_wins(catalog: 
     assert sync(catalog, store, full=True).unchanged == 1
 
 
+def test_odd_params_in_a_valid_file_never_reach_the_facets(catalog: Catalog, store: LocalStore) -> None:
+    odd = {**metadata("job-odd").params, "size": ["720"], "sample_steps": "forty", "sample_text_guide_scale": 5}
+    publish(store, metadata("job-odd", params=odd))
+    assert sync(catalog, store).added == 1
+
+    run = catalog.get("job-odd")
+    assert (run["size"], run["sample_steps"], run["text_guide_scale"]) == (None, None, 5.0)
+    assert run["params"]["sample_steps"] == "forty", "the full params are kept as they were"
+
+
 def test_a_second_sync_reads_only_files_it_has_not_taken_in(catalog: Catalog, store: LocalStore) -> None:
     key = publish(store, metadata("job-4"))
     assert sync(catalog, store).added == 1
