@@ -10,6 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from catalog import Catalog
+from catalog.records import INLINE_NOTE
 from dashboard import state
 from dashboard.forms import bounds
 from tests.dashboard_support import MEDIA, dashboard_env, local_endpoint, open_page, texts
@@ -72,7 +73,7 @@ def test_a_preset_sets_every_parameter(data_dir: Path) -> None:
 
 def test_a_recording_shows_its_length_and_the_frames_it_will_make(data_dir: Path) -> None:
     at = _photo_and_recording(open_page("submit"), "length check")
-    assert "Speech: **8.3 s** → **81 frames** (3.2 s of video at 25 fps), 624×624" in texts(at)
+    assert "Speech: **8.3 s** → **81 frames** (3.2 s of video at 25 fps), 640×640" in texts(at)
     assert "longer than this job renders" in texts(at)
     at.selectbox(key="submit.param.mode").set_value("streaming").run()
     assert "→ **207 frames** (8.3 s of video at 25 fps)" in texts(at)
@@ -226,3 +227,16 @@ def test_an_unreachable_endpoint_is_reported_and_nothing_is_recorded(
 def test_the_prompt_limit_is_the_contracts(data_dir: Path) -> None:
     at = open_page("submit")
     assert at.text_area(key="submit.prompt").max_chars == Limits.MAX_PROMPT_CHARS
+
+
+def test_reusing_a_run_whose_media_went_inline_asks_for_them_again(data_dir: Path) -> None:
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py"), default_timeout=90)
+    at.session_state[state.REUSE_PARAMS] = {
+        "prompt": "Inline before",
+        "cond_video": INLINE_NOTE,
+        "cond_audio": {"person1": INLINE_NOTE},
+    }
+    at.run()
+    assert at.text_input(key="submit.cond_url").value == ""
+    assert at.text_input(key="submit.p1_url").value == ""
+    assert "sent inline and not kept" in at.toast[0].value

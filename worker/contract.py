@@ -74,7 +74,8 @@ class Defaults:
 
 
 SIZES: dict[str, tuple[int, int]] = {"infinitetalk-480": (480, 832), "infinitetalk-720": (720, 1280)}
-"""Each size's bucket as (short side, long side); the output keeps the input's aspect ratio at that area."""
+"""Each size's nominal resolution (short side, long side); worker.geometry picks the exact frame size from
+InfiniteTalk's buckets for the input's aspect ratio."""
 
 ARTIFACT_NAMES = ("video.mp4", "thumb.jpg", "metadata.json")
 

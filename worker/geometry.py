@@ -2,29 +2,65 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from worker.contract import SIZES
-
-MIN_ASPECT = 9 / 16
-MAX_ASPECT = 16 / 9
-"""Inputs wider or taller than this are centre-cropped to it, as InfiniteTalk's size buckets stop there."""
-
-
-def _multiple_of_16(value: float) -> int:
-    return max(16, round(value / 16.0) * 16)
+# InfiniteTalk's own size buckets (wan/utils/multitalk_utils.py, ASPECT_RATIO_627 and ASPECT_RATIO_960): height/width
+# ratio → (height, width). Every engine renders at the bucket InfiniteTalk would pick, so a preview has the
+# framing of the GPU video.
+BUCKETS: dict[str, dict[float, tuple[int, int]]] = {
+    "infinitetalk-480": {
+        0.26: (320, 1216),
+        0.38: (384, 1024),
+        0.50: (448, 896),
+        0.67: (512, 768),
+        0.82: (576, 704),
+        1.00: (640, 640),
+        1.22: (704, 576),
+        1.50: (768, 512),
+        1.86: (832, 448),
+        2.00: (896, 448),
+        2.50: (960, 384),
+        2.83: (1088, 384),
+        3.60: (1152, 320),
+        3.80: (1216, 320),
+        4.00: (1280, 320),
+    },
+    "infinitetalk-720": {
+        0.22: (448, 2048),
+        0.29: (512, 1792),
+        0.36: (576, 1600),
+        0.45: (640, 1408),
+        0.55: (704, 1280),
+        0.63: (768, 1216),
+        0.76: (832, 1088),
+        0.88: (896, 1024),
+        1.00: (960, 960),
+        1.14: (1024, 896),
+        1.31: (1088, 832),
+        1.50: (1152, 768),
+        1.58: (1216, 768),
+        1.82: (1280, 704),
+        1.91: (1344, 704),
+        2.20: (1408, 640),
+        2.30: (1472, 640),
+        2.67: (1536, 576),
+        2.89: (1664, 576),
+        3.62: (1856, 512),
+        3.75: (1920, 512),
+    },
+}
 
 
 def output_size(width: int, height: int, size: str) -> tuple[int, int]:
-    """The (width, height) of the video: the input's aspect ratio (clamped) at the size bucket's area."""
-    short, long = SIZES[size]
-    aspect = min(max(width / height, MIN_ASPECT), MAX_ASPECT)
-    area = short * long
-    out_h = math.sqrt(area / aspect)
-    return _multiple_of_16(out_h * aspect), _multiple_of_16(out_h)
+    """The (width, height) of the video: the size bucket whose aspect ratio is closest to the input's,
+    chosen as InfiniteTalk chooses it (the input is then scaled to cover it and centre-cropped)."""
+    buckets = BUCKETS[size]
+    ratio = height / width
+    closest = min(buckets, key=lambda key: abs(key - ratio))
+    out_h, out_w = buckets[closest]
+    return out_w, out_h
 
 
 @dataclass(frozen=True)
