@@ -297,22 +297,16 @@ class VideoEncoder:
             self.abort()
 
 
-def make_thumbnail(video: Path, out_path: Path, *, max_side: int = 480) -> Path:
-    """A JPEG of a representative frame, picked by ffmpeg's thumbnail filter from the first 100 frames."""
-    run_ffmpeg(
-        [
-            "-i",
-            str(video),
-            "-an",
-            "-vf",
-            f"thumbnail=100,scale='min({max_side},iw)':'min({max_side},ih)':force_original_aspect_ratio=decrease",
-            "-frames:v",
-            "1",
-            "-q:v",
-            "3",
-            str(out_path),
-        ],
-        at_stage=Stage.THUMBNAIL_OK,
-        what="making the thumbnail",
-    )
+def make_thumbnail(frame: np.ndarray, out_path: Path, *, max_side: int = 480) -> Path:
+    """A JPEG of one RGB frame, at most max_side pixels a side."""
+    import cv2
+
+    height, width = frame.shape[:2]
+    scale = min(1.0, max_side / max(height, width))
+    if scale < 1.0:
+        frame = cv2.resize(frame, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 88])
+    if not ok:
+        raise JobError(ErrorCode.FFMPEG, "making the thumbnail: JPEG encoding failed", at_stage=Stage.THUMBNAIL_OK)
+    out_path.write_bytes(encoded.tobytes())
     return out_path

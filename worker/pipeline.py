@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from worker import logs
 from worker.audio import prepare_audio
 from worker.contract import (
@@ -167,9 +169,14 @@ def _embed(run: Run, engine: Engine, job: PreparedJob) -> None:
     run.cancel.check(Stage.EMBEDDINGS_OK)
 
 
-def _render(run: Run, engine: Engine, job: PreparedJob) -> Path:
-    """Stream the engine's frames into the encoder; generate_ms and encode_ms are measured apart."""
+def _render(run: Run, engine: Engine, job: PreparedJob) -> tuple[Path, np.ndarray]:
+    """Stream the engine's frames into the encoder; generate_ms and encode_ms are measured apart.
+
+    Returns the MP4 and a representative frame for the thumbnail: the one a third of the way in, past any
+    opening stillness, taken as it goes by rather than decoded again from the video.
+    """
     out_path = job.work_dir / "video.mp4"
+    poster: np.ndarray | None = None
     run.report.stage(Stage.GENERATION_STARTED, {"frames": job.num_frames, "width": job.width, "height": job.height})
     frames = engine.generate(job, run.report, run.cancel)
     with VideoEncoder(out_path, job.width, job.height, job.soundtrack) as encoder:
@@ -186,6 +193,8 @@ def _render(run: Run, engine: Engine, job: PreparedJob) -> Path:
                 )
             with run.timed("encode_ms"):
                 encoder.write(frame)
+            if encoder.frames_written == job.num_frames // 3 + 1:
+                poster = frame.copy()
         if encoder.frames_written != job.num_frames:
             raise JobError(
                 ErrorCode.GENERATION_RUNTIME,
@@ -199,7 +208,8 @@ def _render(run: Run, engine: Engine, job: PreparedJob) -> Path:
             encoder.finish()
     run.warnings.extend(job.warnings)
     run.report.stage(Stage.MUXING_OK)
-    return out_path
+    assert poster is not None
+    return out_path, poster
 
 
 def _put_with_retry(store: Store, key: str, path: Path) -> int:
@@ -270,10 +280,10 @@ def _run_item(run: Run, params: JobParams, engine: Engine | None, work_root: Pat
         job = _prepare(run, params, work_dir, seed)
         loaded = _engine(run, engine)
         _embed(run, loaded, job)
-        video_path = _render(run, loaded, job)
+        video_path, poster = _render(run, loaded, job)
 
         with run.timed("thumbnail_ms"):
-            thumb_path = make_thumbnail(video_path, work_dir / "thumb.jpg")
+            thumb_path = make_thumbnail(poster, work_dir / "thumb.jpg")
         run.report.stage(Stage.THUMBNAIL_OK)
         run.cancel.check(Stage.THUMBNAIL_OK)
         info = probe(video_path, field="video.mp4", at_stage=Stage.MUXING_OK)
