@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-from worker.contract import ErrorCode, JobStatus
+from worker.contract import INLINE_MEDIA_NOTE as INLINE_NOTE
+from worker.contract import ErrorCode, JobStatus, storable_params
 
 STATUS_RANK = {JobStatus.IN_QUEUE: 0, JobStatus.IN_PROGRESS: 1} | {status: 2 for status in JobStatus.FINAL}
 FINAL_RANK = 2
-INLINE_NOTE = "(inline base64 data, not stored)"
-_SIGNED_QUERY_MARKERS = ("signature", "x-amz-", "token", "sig=", "key=")
-_BASE64 = re.compile(r"^[A-Za-z0-9+/=_-]{64,}$")
 
 
 def utc_now() -> str:
@@ -25,36 +21,6 @@ def utc_now() -> str:
 def run_id_for(job_id: str, item_id: str | None = None) -> str:
     """The catalogue's id for a run: the job id, or `job_id:item_id` for an item of a batch."""
     return f"{job_id}:{item_id}" if item_id else job_id
-
-
-def _stored_ref(ref: Any) -> Any:
-    if not isinstance(ref, str):
-        return ref
-    if ref[:5].lower() == "data:" or _BASE64.match(re.sub(r"\s+", "", ref[:4096])):
-        return INLINE_NOTE
-    parts = urlsplit(ref)
-    if parts.scheme in ("http", "https") and any(marker in parts.query.lower() for marker in _SIGNED_QUERY_MARKERS):
-        return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
-    return ref
-
-
-def stored_params(params: dict[str, Any]) -> dict[str, Any]:
-    """Params fit to keep: inline media become a note and signed URLs lose their query, as in metadata.json.
-
-    A submitted job may carry media as base64 or presigned URLs; neither belongs in the catalogue (size, and
-    short-lived credentials). A batch's items are cleaned the same way.
-    """
-    clean: dict[str, Any] = {}
-    for name, value in params.items():
-        if name == "cond_video":
-            clean[name] = _stored_ref(value)
-        elif name == "cond_audio" and isinstance(value, dict):
-            clean[name] = {person: _stored_ref(ref) for person, ref in value.items()}
-        elif name == "batch" and isinstance(value, list):
-            clean[name] = [stored_params(item) if isinstance(item, dict) else item for item in value]
-        else:
-            clean[name] = value
-    return clean
 
 
 def known_status(status: str) -> str:
@@ -135,7 +101,7 @@ def param_columns(params: dict[str, Any], inputs: list[dict[str, Any]] | None = 
         "speakers": _speakers(params),
         "input_kind": _input_kind(params, inputs),
         "audio_duration_s": _speech_duration(params, inputs),
-        "params": json.dumps(stored_params(params), sort_keys=True),
+        "params": json.dumps(storable_params(params), sort_keys=True),
     }
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlite_utils
 
-from catalog.records import stored_params
+from worker.contract import storable_params
 
 SCHEMA_VERSION = 4
 BUSY_TIMEOUT_MS = 30_000
@@ -124,7 +124,7 @@ def _transform_runs(db: sqlite_utils.Database, **changes: Any) -> None:
 def _v3(db: sqlite_utils.Database) -> None:
     # Submissions recorded before params were cleaned may hold inline media and signed URLs.
     for run_id, params in db.execute("SELECT run_id, params FROM runs WHERE params IS NOT NULL").fetchall():
-        clean = json.dumps(stored_params(json.loads(params)), sort_keys=True)
+        clean = json.dumps(storable_params(json.loads(params)), sort_keys=True)
         if clean != params:
             db.execute("UPDATE runs SET params = ? WHERE run_id = ?", [clean, run_id])
     # A NULL favourite or tags falls outside both the "favourites" and "not favourites" filters.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -574,6 +575,42 @@ class JobMetadata(BaseModel):
 def metadata_schema() -> dict[str, Any]:
     """The JSON Schema of metadata.json."""
     return JobMetadata.model_json_schema()
+
+
+INLINE_MEDIA_NOTE = "(inline base64 data, not stored)"
+_SIGNED_QUERY_MARKERS = ("signature", "x-amz-", "token", "sig=", "key=")
+_BASE64_TEXT = re.compile(r"^[A-Za-z0-9+/=_-]{64,}$")
+
+
+def storable_ref(ref: Any) -> Any:
+    """A media reference fit to keep in metadata.json or the catalogue.
+
+    Paths and plain URLs stay as given; signed URLs lose their query (short-lived credentials); inline base64
+    becomes a note (the input descriptor keeps its size and hash).
+    """
+    if not isinstance(ref, str):
+        return ref
+    if ref[:5].lower() == "data:" or _BASE64_TEXT.match(re.sub(r"\s+", "", ref[:4096])):
+        return INLINE_MEDIA_NOTE
+    parts = urlsplit(ref)
+    if parts.scheme in ("http", "https") and any(marker in parts.query.lower() for marker in _SIGNED_QUERY_MARKERS):
+        return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    return ref
+
+
+def storable_params(params: dict[str, Any]) -> dict[str, Any]:
+    """A job input with every media reference made storable (batch items too)."""
+    clean: dict[str, Any] = {}
+    for name, value in params.items():
+        if name == "cond_video":
+            clean[name] = storable_ref(value)
+        elif name == "cond_audio" and isinstance(value, dict):
+            clean[name] = {person: storable_ref(ref) for person, ref in value.items()}
+        elif name == "batch" and isinstance(value, list):
+            clean[name] = [storable_params(item) if isinstance(item, dict) else item for item in value]
+        else:
+            clean[name] = value
+    return clean
 
 
 def dumps(value: Any) -> str:

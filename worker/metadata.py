@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-from worker.contract import InputDescriptor, JobMetadata, JobParams
-from worker.inputs import classify
-
-_SIGNED_QUERY_MARKERS = ("signature", "x-amz-", "token", "sig=", "key=")
+from worker.contract import InputDescriptor, JobMetadata, JobParams, storable_params
 
 
 def utc_now() -> str:
@@ -17,31 +13,11 @@ def utc_now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _safe_ref(ref: str) -> str:
-    """A media reference fit to store: paths and plain URLs as given, signed URLs without their query,
-    base64 replaced by a note (the input descriptor keeps its size and hash)."""
-    source = classify(ref)
-    if source == "base64":
-        return "(inline base64 data, not stored)"
-    if source == "url":
-        parts = urlsplit(ref)
-        query = parts.query.lower()
-        if any(marker in query for marker in _SIGNED_QUERY_MARKERS):
-            return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
-        return ref
-    return ref
-
-
 def resolved_params(params: JobParams, seed: int) -> dict[str, Any]:
     """The job's parameters with defaults filled, the seed and sample_shift resolved and raw data removed."""
-    data = params.model_dump(mode="json")
+    data = storable_params(params.model_dump(mode="json", exclude_none=False))
     data["base_seed"] = seed
     data["sample_shift"] = params.resolved_sample_shift()
-    data["cond_video"] = _safe_ref(params.cond_video)
-    if params.cond_audio is not None:
-        data["cond_audio"] = {
-            name: _safe_ref(value) for name, value in params.cond_audio.model_dump().items() if value is not None
-        }
     return data
 
 
