@@ -219,13 +219,22 @@ class S3Store:
     def list(self, prefix: str) -> Iterator[str]:
         """Keys under the prefix, page by page."""
         paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix.strip("/")):
-            for item in page.get("Contents", []):
-                yield item["Key"]
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix.strip("/")):
+                for item in page.get("Contents", []):
+                    yield item["Key"]
+        except Exception as error:  # any boto failure means the listing is incomplete
+            raise JobError(
+                ErrorCode.DOWNLOAD_FAILED,
+                f"could not list s3://{self.bucket}/{prefix}: {type(error).__name__}: {error}",
+            ) from error
 
     def delete(self, key: str) -> None:
         """Delete the object."""
-        self.client.delete_object(Bucket=self.bucket, Key=key)
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        except Exception as error:
+            raise self._fail("delete", key, error) from error
 
     def exists(self, key: str) -> bool:
         """Whether a HEAD on the key succeeds."""
