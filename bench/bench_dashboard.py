@@ -5,8 +5,9 @@ is a real JPEG in the local store), the History page rendered by Streamlit's App
 queries. Printed side by side from the same run: render time, the catalogue search inside it, and the same page
 over a 1 000-run catalogue (how render time grows with the catalogue).
 
-Live: a real local endpoint whose queue holds 50 jobs running with progress (written straight into its queue, so
-no worker competes for the CPU), the same 50 in the catalogue, and the Live page rendered by AppTest. A refresh
+Live: a real local endpoint with 50 jobs running with progress (its worker runs a long paced job; the other 49 are
+claimed in its queue by this process, so no generation competes for the CPU), the same 50 in the catalogue, and the
+Live page rendered by AppTest. A refresh
 that polls the endpoint (50 GET /status, 50 catalogue updates) is timed against one that only redraws, and both
 against the same page with 1 running job.
 
@@ -25,6 +26,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -156,25 +159,31 @@ def bench_history(root: Path, runs: int, repeat: int) -> None:
         )
 
 
-def _running_jobs(data_dir: Path, count: int) -> list[str]:
-    """`count` jobs IN_PROGRESS with a generation progress payload, in the endpoint's queue and the catalogue."""
-    queue = JobQueue(data_dir / "endpoint" / "queue.db")
+def _running_jobs(base_url: str, data_dir: Path, count: int) -> list[str]:
+    """`count` jobs IN_PROGRESS with generation progress, in the endpoint's queue and in the catalogue.
+
+    The endpoint's one worker runs a long paced job (so it takes nothing else); the other jobs are claimed in its
+    queue by this process, as a worker would, and given a progress payload.
+    """
     catalog = Catalog(Settings(data_dir=data_dir).catalog_file)
-    ids = []
-    for index in range(count):
+    paced = {"prompt": "running job 0", "chunks": 100_000, "chunk_s": 1.0}
+    first = requests.post(f"{base_url}/local/run", json={"input": paced}, timeout=10).json()["id"]
+    deadline = time.monotonic() + 30
+    while requests.get(f"{base_url}/local/status/{first}", timeout=10).json()["status"] != "IN_PROGRESS":
+        assert time.monotonic() < deadline, "the endpoint's worker did not start the paced job"
+        time.sleep(0.1)
+    catalog.record_submission(first, paced, endpoint_id="local")
+    ids = [first]
+    queue = JobQueue(data_dir / "endpoint" / "queue.db")
+    for index in range(1, count):
         job_id = f"local-bench-{index:03d}"
         job = {"prompt": f"running job {index}", "cond_video": "https://x/p.jpg", "tts_audio": {"text": "hi"}}
         queue.enqueue(job_id, job, 3_600_000)
         claimed = queue.claim_next(os.getpid())
         assert claimed is not None and claimed.id == job_id
+        details = {"done": 40 + index, "total": 200, "chunk": 2, "chunks": 5}
         queue.set_progress(
-            job_id,
-            {
-                "stage": "generation",
-                "pct": 40.0 + index % 40,
-                "job_id": job_id,
-                "details": {"done": 40 + index, "total": 200, "chunk": 2, "chunks": 5},
-            },
+            job_id, {"stage": "generation", "pct": 40.0 + index % 40, "job_id": job_id, "details": details}
         )
         catalog.record_submission(job_id, job, endpoint_id="local")
         ids.append(job_id)
@@ -187,9 +196,9 @@ def bench_live(root: Path, repeat: int) -> None:
     for count in (50, 1):
         data_dir = root / f"live-{count}"
         port = free_port()
-        env = {"STUDIO_DATA_DIR": str(data_dir), "STUDIO_LOCAL_PORT": str(port), "STUDIO_LOCAL_WORKERS": "0"}
-        with running_endpoint(env, port=port):
-            _running_jobs(data_dir, count)
+        env = {"STUDIO_DATA_DIR": str(data_dir), "STUDIO_LOCAL_PORT": str(port)}
+        with running_endpoint(env, "tests.endpoint_runners:paced", port=port) as base_url:
+            _running_jobs(base_url, data_dir, count)
             _env(data_dir, port)
             at = _page("live")
             assert len(at.get("progress")) == count, "every running job has its card"
@@ -223,10 +232,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--only", choices=["history", "live"], help="run one of the two benchmarks")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-dashboard-") as folder:
-        bench_history(Path(folder), args.runs, args.repeat)
-        bench_live(Path(folder), args.repeat)
+        if args.only != "live":
+            bench_history(Path(folder), args.runs, args.repeat)
+        if args.only != "history":
+            bench_live(Path(folder), args.repeat)
 
 
 if __name__ == "__main__":

@@ -80,7 +80,8 @@ def test_a_job_is_followed_from_progress_to_its_video(live: tuple[StudioClient, 
 
 
 def test_cancel_stops_a_running_job(live: tuple[StudioClient, Catalog]) -> None:
-    job_id = _send(live, {**example_job("cancel from live"), "cond_audio": None, "tts_audio": {"text": LONG_SPEECH}})
+    long_job = {**example_job("cancel from live"), "cond_audio": None, "tts_audio": {"text": LONG_SPEECH}}
+    job_id = _send(live, {**long_job, "mode": "streaming"})
     at = _live_page(job_id)
     rerun_until(at, lambda a: live[1].get(job_id)["status"] == JobStatus.IN_PROGRESS)  # type: ignore[index]
 

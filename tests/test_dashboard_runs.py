@@ -50,8 +50,10 @@ def test_a_submitted_job_is_followed_to_its_video(endpoint: Settings, tmp_path: 
     assert run["video_key"].endswith(f"{job_id}/video.mp4")
     assert run["progress_pct"] == 100.0
     assert run["frames"] == 25
-    stages = [event["stage"] for event in catalog.progress_events(job_id, limit=200)]
-    assert Stage.GENERATION in stages or Stage.GENERATION_STARTED in stages
+    events = catalog.progress_events(job_id, limit=200)
+    assert events, "the progress payloads seen while polling are kept"
+    assert {event["stage"] for event in events} <= set(Stage.PCT) | {Stage.GENERATION}
+    assert [event["pct"] for event in events] == sorted(event["pct"] for event in events)
 
 
 def test_a_running_job_can_be_cancelled(endpoint: Settings, tmp_path: Path) -> None:

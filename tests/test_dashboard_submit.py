@@ -54,7 +54,7 @@ def test_the_form_starts_at_the_contracts_defaults_and_limits(data_dir: Path) ->
     steps = at.number_input(key="submit.param.sample_steps")
     assert (steps.value, steps.min, steps.max) == (Defaults.SAMPLE_STEPS, 1, bounds("sample_steps")[1])
     assert at.selectbox(key="submit.param.size").value == Defaults.SIZE
-    assert at.selectbox(key="submit.param.size").options == ["infinitetalk-480", "infinitetalk-720"]
+    assert at.selectbox(key="submit.param.size").options == ["480p", "720p"], "sizes read as their short side"
     assert at.number_input(key="submit.param.frame_num").step == 4
     assert at.number_input(key="submit.param.sample_shift").value is None
 

@@ -8,7 +8,7 @@ from typing import Any
 import streamlit as st
 
 from dashboard import navigation, state, views
-from dashboard.jobs import Backoff, LiveView, cancel, live_view, mark_lost, poll
+from dashboard.jobs import Backoff, LiveView, cancel, live_view, mark_lost, poll_all
 from worker.client import LOCAL_POLL_START_S, POLL_MAX_S, POLL_START_S, EndpointError
 from worker.contract import JobStatus
 
@@ -34,7 +34,7 @@ def refresh(runs: list[dict[str, Any]], local: bool) -> None:
     if not runs or not backoff.due():
         return
     client, catalog = state.client(), state.catalog()
-    results = [poll(client, catalog, run) for run in runs]
+    results = poll_all(client, catalog, runs)
     st.session_state[PROBLEMS] = {r.run_id: (r.problem, r.lost) for r in results if r.problem}
     backoff.record(any(r.changed for r in results))
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import streamlit as st
 
+from catalog.records import INLINE_NOTE
 from dashboard import navigation, state
 from dashboard.batch import BatchFileError, read_batch
 from dashboard.forms import (
@@ -104,7 +105,15 @@ def _apply_reuse() -> None:
         return
     store, settings = state.store(), state.settings()
     filled = prefill_from(params)
-    refresh = lambda ref: refresh_ref(ref, store, settings) if ref else ""  # noqa: E731
+    dropped: list[str] = []
+
+    def refresh(ref: str) -> str:
+        if ref == INLINE_NOTE:
+            # The catalogue keeps no inline media: the earlier run's file must be given again.
+            dropped.append(ref)
+            return ""
+        return refresh_ref(ref, store, settings) if ref else ""
+
     st.session_state[K + "prompt"] = filled.prompt
     st.session_state[K + "cond_source"] = LINK
     st.session_state[K + "cond_url"] = refresh(filled.cond_video)
@@ -118,7 +127,10 @@ def _apply_reuse() -> None:
     st.session_state[K + "p2_url"] = refresh(filled.person2)
     st.session_state[K + "audio_type"] = filled.audio_type
     _apply_params(filled.params)
-    st.toast("The form holds the earlier run's media, prompt and parameters.", icon=":material/replay:")
+    if dropped:
+        st.toast("The earlier run's media were sent inline and not kept: add them again.", icon=":material/info:")
+    else:
+        st.toast("The form holds the earlier run's media, prompt and parameters.", icon=":material/replay:")
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
