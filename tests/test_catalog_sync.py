@@ -225,7 +225,7 @@ def test_a_store_that_cannot_be_reached_is_a_clear_error_and_changes_nothing(
     s3_settings: Settings, catalog: Catalog
 ) -> None:
     missing = open_store(s3_settings, bucket="no-such-bucket")
-    with pytest.raises(JobError, match="could not list the store under 'jobs/'") as listing:
+    with pytest.raises(JobError, match="could not list s3://no-such-bucket/jobs/") as listing:
         sync(catalog, missing, prefix="jobs")
     assert listing.value.code == ErrorCode.DOWNLOAD_FAILED
 
