@@ -233,7 +233,7 @@ def test_a_store_that_cannot_be_reached_is_a_clear_error_and_changes_nothing(
     catalog.apply_status(
         "job-5", JobStatus.COMPLETED, output={"status": "success", "video": {"key": "jobs/job-5/v.mp4"}}
     )
-    with pytest.raises(JobError, match=r"could not delete jobs/job-5/v\.mp4 from the store") as deleting:
+    with pytest.raises(JobError, match=r"S3 delete of s3://no-such-bucket/jobs/job-5/v\.mp4 failed") as deleting:
         catalog.delete("job-5", missing)
     assert deleting.value.code == ErrorCode.UPLOAD
     assert catalog.get("job-5") is not None, "the run stays until its files are gone, so deleting again can finish"
