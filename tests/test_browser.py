@@ -92,6 +92,23 @@ def _shot(page: Page, name: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
+def _watch_progress(page: Page, timeout_s: float = 120.0) -> list[float]:
+    """The progress values Live shows until it says the job finished; a screenshot of the first partial one."""
+    seen: list[float] = []
+    deadline = time.monotonic() + timeout_s
+    finished = page.get_by_role("heading", name="Just finished")
+    while not finished.count():
+        assert time.monotonic() < deadline, f"the job did not finish; progress seen: {seen}"
+        bars = page.get_by_role("progressbar")
+        if bars.count():
+            value = float(bars.first.get_attribute("aria-valuenow") or 0)
+            if 0 < value < 100 and not any(0 < v < 100 for v in seen):
+                _shot(page, "3-live-running")
+            seen.append(value)
+        page.wait_for_timeout(150)
+    return seen
+
+
 def _rss_bytes(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -111,9 +128,11 @@ def test_record_submit_watch_find_play_and_reuse(studio: tuple[str, Path, int], 
     p.locator("[data-testid='stFileUploaderDropzoneInput']").first.set_input_files(str(MEDIA / "portrait.jpg"))
     expect(p.locator("[data-testid='stImage']").first).to_be_visible(timeout=30_000)
     p.get_by_role("button", name="Record").first.click()
-    p.wait_for_timeout(3500)
+    p.wait_for_timeout(6000)
     p.get_by_role("button", name="Stop recording").first.click(timeout=10_000)
     expect(p.get_by_text("Speech:")).to_be_visible(timeout=30_000)
+    p.get_by_role("combobox", name="Mode").click()
+    p.get_by_role("option", name="streaming").click()
     p.get_by_label("Describe the scene").fill(PROMPT)
     p.get_by_label("Describe the scene").press("Control+Enter")
     p.wait_for_timeout(1000)
@@ -123,9 +142,8 @@ def test_record_submit_watch_find_play_and_reuse(studio: tuple[str, Path, int], 
 
     p.get_by_role("button", name="Submit", exact=True).click()
     expect(p.get_by_role("heading", name="Live jobs")).to_be_visible(timeout=30_000)
-    progress = p.locator("[data-testid='stProgress']").first
-    expect(progress).to_be_visible(timeout=30_000)
-    _shot(p, "3-live-running")
+    seen = _watch_progress(p)
+    assert any(0 < value < 100 for value in seen), f"progress was shown on its way: {seen}"
     expect(p.get_by_role("heading", name="Just finished")).to_be_visible(timeout=120_000)
     _shot(p, "4-live-finished")
 
