@@ -39,6 +39,7 @@ case "${1:-run}" in
   test)
     system_packages test
     python_packages requirements-dev.txt
+    python_packages requirements-ml-tests.txt
     exec "$VENV/bin/python" -m pytest -p no:cacheprovider "${@:2}"
     ;;
   example)
