@@ -240,3 +240,17 @@ def test_reusing_a_run_whose_media_went_inline_asks_for_them_again(data_dir: Pat
     assert at.text_input(key="submit.cond_url").value == ""
     assert at.text_input(key="submit.p1_url").value == ""
     assert "sent inline and not kept" in at.toast[0].value
+
+
+def test_a_camera_photo_can_be_the_portrait(data_dir: Path) -> None:
+    at = open_page("submit")
+    at.radio(key="submit.cond_source").set_value("Camera").run()
+    at.camera_input(key="submit.cond_camera").upload("photo.jpg", (MEDIA / "portrait.jpg").read_bytes())
+    at.audio_input(key="submit.p1_record").upload("recording.wav", (MEDIA / "speech_1.wav").read_bytes())
+    at.text_area(key="submit.prompt").set_value("Taken with the camera")
+    at.button(key="submit.go").click().run()
+
+    assert at.title[0].value == "Live jobs", [e.value for e in at.error]
+    run = _catalog(data_dir).get(at.session_state[state.SUBMITTED][-1])
+    assert run is not None
+    assert Path(run["params"]["cond_video"]).read_bytes() == (MEDIA / "portrait.jpg").read_bytes()
