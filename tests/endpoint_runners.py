@@ -24,16 +24,23 @@ def paced(
     endpoint_id: str | None = None,
     **_: Any,
 ) -> dict[str, Any]:
-    """`{"chunks": n, "chunk_s": s}` runs n chunks of s seconds; `{"fail": "E_..."}` fails with that code."""
+    """`{"chunks": n, "chunk_s": s}` runs n chunks of s seconds; `{"fail": "E_..."}` fails with that code.
+
+    `{"ignore_cancel": true}` never looks at the cancel token, like a job stuck inside one long step;
+    `{"raise": "text"}` raises instead of returning, as run_job never does but another runner might.
+    """
     cancel = cancel or CancelToken()
     report = Reporter(sink, job_id)
     chunks = int(raw_input.get("chunks", 3))
+    if raw_input.get("raise"):
+        raise RuntimeError(raw_input["raise"])
     try:
         if raw_input.get("fail"):
             raise JobError(raw_input["fail"], "asked to fail", at_stage=Stage.GENERATION)
         report.stage(Stage.GENERATION_STARTED)
         for chunk in range(chunks):
-            cancel.check(Stage.GENERATION)
+            if not raw_input.get("ignore_cancel"):
+                cancel.check(Stage.GENERATION)
             time.sleep(float(raw_input.get("chunk_s", 0.2)))
             report.generation(chunk + 1, chunks, {"chunk": chunk + 1, "chunks": chunks})
         report.stage(Stage.COMPLETED)

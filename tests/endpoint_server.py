@@ -1,6 +1,8 @@
-"""Runs the local endpoint in its own process for tests: `python -m tests.endpoint_server PORT [RUNNER]`.
+"""Runs the local endpoint in its own process for tests: `python -m tests.endpoint_server PORT [RUNNER [GRACE_S]]`.
 
-Settings come from the environment (STUDIO_DATA_DIR, RUNPOD_API_KEY, ...), as for `python -m worker endpoint`.
+RUNNER is a `module:function` job runner (default: the pipeline's run_job); GRACE_S how long a cancelled job may
+ignore the cancel. Settings come from the environment (STUDIO_DATA_DIR, RUNPOD_API_KEY, ...), as for
+`python -m worker endpoint`.
 """
 
 from __future__ import annotations
@@ -23,20 +25,25 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextmanager
-def running_endpoint(env: dict[str, str], runner: str = "", *, port: int | None = None) -> Iterator[str]:
+def running_endpoint(
+    env: dict[str, str], runner: str = "", *, port: int | None = None, cancel_grace_s: float | None = None
+) -> Iterator[str]:
     """Start the endpoint; yield its base URL (…/v2); stop it (gracefully, like Ctrl-C)."""
     port = port or free_port()
-    process = start_endpoint(env, runner, port)
+    process = start_endpoint(env, runner, port, cancel_grace_s=cancel_grace_s)
     try:
         yield f"http://127.0.0.1:{port}/v2"
     finally:
         stop_endpoint(process)
 
 
-def start_endpoint(env: dict[str, str], runner: str, port: int) -> subprocess.Popen[bytes]:
+def start_endpoint(
+    env: dict[str, str], runner: str, port: int, *, cancel_grace_s: float | None = None
+) -> subprocess.Popen[bytes]:
     """Start the endpoint process and wait until it accepts connections."""
+    grace = [] if cancel_grace_s is None else [str(cancel_grace_s)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.endpoint_server", str(port), runner],
+        [sys.executable, "-m", "tests.endpoint_server", str(port), runner, *grace],
         cwd=ROOT,
         env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
     )
@@ -76,14 +83,22 @@ def wait_for(url: str, predicate: Callable[[dict], bool], timeout_s: float = 30.
 
 
 def main() -> None:
+    import importlib
+
     import uvicorn
 
     from worker.endpoint.app import create_app
+    from worker.endpoint.runner import CANCEL_GRACE_S
     from worker.settings import Settings
 
     port = int(sys.argv[1])
-    runner = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] else None
-    uvicorn.run(create_app(Settings.from_env(), runner_path=runner), host="127.0.0.1", port=port, log_level="warning")
+    runner = None
+    if len(sys.argv) > 2 and sys.argv[2]:
+        module_name, function_name = sys.argv[2].split(":")
+        runner = getattr(importlib.import_module(module_name), function_name)
+    grace = float(sys.argv[3]) if len(sys.argv) > 3 else CANCEL_GRACE_S
+    app = create_app(Settings.from_env(), runner=runner, cancel_grace_s=grace)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
 if __name__ == "__main__":

@@ -1,14 +1,16 @@
 """One client for the local endpoint and RunPod's cloud: the same calls, the same shapes.
 
 Used by the dashboard and scripts; imports neither torch nor the pipeline. Requests go straight to the endpoint
-API with `requests` rather than through `runpod.Endpoint`, because the SDK gives no control over retries, backoff
-or which failures may be retried without submitting a job twice; tests check that both speak to the local
-endpoint identically.
+API with `requests` rather than through `runpod.Endpoint`: the SDK's session retries only GETs on 408/429 (its
+urllib3 Retry is mounted for http:// alone), gives 3 s to /health and /cancel, raises a bare RuntimeError on 401,
+and cannot tell a submission that never left from one whose answer was lost. Tests drive the local endpoint with
+both, so the two stay interchangeable.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import contextlib
 import hashlib
 import json
@@ -19,12 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from urllib3.exceptions import NewConnectionError
 
-from worker.contract import JobStatus, Limits
+from worker.contract import ErrorCode, JobError, JobStatus, Limits, Stage
 from worker.settings import Settings
 from worker.store import Store
 
 RETRY_STATUSES = {429, 500, 502, 503, 504}
+NOT_ACTED_ON_STATUSES = {429, 503}
+MAX_BACKOFF_S = 30.0
 POLL_START_S = 2.0
 POLL_MAX_S = 10.0
 LOCAL_POLL_START_S = 0.5
@@ -96,59 +101,81 @@ class StudioClient:
         return headers
 
     def _request(self, method: str, path: str, *, body: Any = None, submits: bool = False) -> dict[str, Any]:
-        """One API call with backoff on 429/5xx and connection failures.
+        """One API call, with backoff on 429, 5xx and connection failures.
 
-        A submission is retried only when the endpoint surely did not take it: a refused connection or a 429/503
-        answer. A read timeout after sending /run could mean the job was queued, so it is not resubmitted.
+        A call that creates something (`submits`) is repeated only when the endpoint surely did not act on it: the
+        connection could not be made, or it answered 429 or 503. A read timeout or a connection dropped after the
+        request went out could mean the job was queued, so it is reported, not resent.
         """
         delay = 1.0
         data = json.dumps(body) if body is not None else None
         for attempt in range(1, self.attempts + 1):
+            last = attempt == self.attempts
             try:
                 response = self.session.request(
                     method, f"{self.base}{path}", data=data, headers=self._headers(), timeout=(5, 30)
                 )
             except requests.ConnectionError as error:
-                if attempt == self.attempts:
-                    raise EndpointError(f"cannot reach the endpoint at {self.base}: {type(error).__name__}") from None
+                if submits and not _never_sent(error):
+                    raise EndpointError(self._maybe_queued("dropped the connection")) from None
+                if last:
+                    raise EndpointError(f"cannot reach the endpoint at {self.base}: {_reason(error)}") from None
             except requests.Timeout:
-                if submits or attempt == self.attempts:
-                    raise EndpointError(
-                        f"the endpoint at {self.base} did not answer in time"
-                        + (
-                            "; the job may have been queued, check the endpoint before submitting again"
-                            if submits
-                            else ""
-                        )
-                    ) from None
+                if submits:
+                    raise EndpointError(self._maybe_queued("did not answer in time")) from None
+                if last:
+                    raise EndpointError(f"the endpoint at {self.base} did not answer in time") from None
             else:
-                retry_ok = response.status_code in RETRY_STATUSES and (
-                    not submits or response.status_code in (429, 503)
-                )
                 if response.status_code < 400:
-                    return response.json()
-                if not retry_ok or attempt == self.attempts:
+                    return self._json(response)
+                retry_ok = response.status_code in RETRY_STATUSES and (
+                    not submits or response.status_code in NOT_ACTED_ON_STATUSES
+                )
+                if not retry_ok or last:
                     raise EndpointError(self._explain(response), response.status_code)
                 retry_after = response.headers.get("Retry-After", "")
                 if retry_after.isdigit():
                     delay = max(delay, float(retry_after))
             time.sleep(delay)
-            delay = min(delay * 2, 30.0)
-        raise EndpointError(f"the endpoint at {self.base} kept failing")
+            delay = min(delay * 2, MAX_BACKOFF_S)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _maybe_queued(self, what: str) -> str:
+        return (
+            f"the endpoint at {self.base} {what} after the request was sent; the job may have been queued, so it "
+            "was not sent again: check the endpoint's jobs before submitting it again"
+        )
+
+    def _json(self, response: requests.Response) -> dict[str, Any]:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise EndpointError(
+                f"{self.base} answered HTTP {response.status_code} with something other than a JSON object "
+                f"({response.text[:80]!r}): is RUNPOD_ENDPOINT_BASE_URL an endpoint API?",
+                response.status_code,
+            )
+        return body
 
     @staticmethod
     def _explain(response: requests.Response) -> str:
         try:
-            detail = response.json().get("error") or response.text
+            answer = response.json()
+            detail = answer.get("error") if isinstance(answer, dict) else None
         except ValueError:
-            detail = response.text
+            detail = None
+        detail = str(detail or response.text or response.reason)[:300]
         if response.status_code == 401:
             return "the endpoint refused the API key (401): check RUNPOD_API_KEY"
         if response.status_code == 404:
-            return f"not found (404): {detail} — check RUNPOD_ENDPOINT_ID"
+            return f"not found (404): {detail} — check RUNPOD_ENDPOINT_ID and the job id"
+        if response.status_code == 413:
+            return f"the request is too large (413): {detail}"
         if response.status_code == 429:
             return "the endpoint is rate limiting requests (429); try again in a minute"
-        return f"the endpoint answered HTTP {response.status_code}: {str(detail)[:300]}"
+        return f"the endpoint answered HTTP {response.status_code}: {detail}"
 
     def submit(self, job_input: dict[str, Any], *, execution_timeout_ms: int | None = None) -> str:
         """Queue a job with /run and return its id."""
@@ -170,6 +197,10 @@ class StudioClient:
     def cancel(self, job_id: str) -> JobState:
         """Cancel a job: at once when queued, at the next stage or chunk boundary when running."""
         return JobState.from_response(self._request("POST", f"/cancel/{job_id}"))
+
+    def retry(self, job_id: str) -> JobState:
+        """Run a FAILED or TIMED_OUT job again under the same id (RunPod's /retry)."""
+        return JobState.from_response(self._request("POST", f"/retry/{job_id}", submits=True))
 
     def health(self) -> dict[str, Any]:
         """Workers by state and jobs by status."""
@@ -201,17 +232,48 @@ class StudioClient:
             time.sleep(interval)
 
 
+def _never_sent(error: requests.ConnectionError) -> bool:
+    """Whether a failed request surely never reached the server: no connection could be made at all."""
+    if isinstance(error, requests.ConnectTimeout):
+        return True
+    cause = error.args[0] if error.args else None
+    return isinstance(getattr(cause, "reason", cause), NewConnectionError)
+
+
+def _reason(error: requests.ConnectionError) -> str:
+    cause = error.args[0] if error.args else error
+    return str(getattr(cause, "reason", cause))[:200]
+
+
 def _is_local_file(ref: Any) -> bool:
     if not isinstance(ref, str) or len(ref) > 4096 or "://" in ref[:16] or ref.startswith("data:"):
         return False
     try:
         return Path(ref).is_file()
-    except OSError:
+    except (OSError, ValueError):
         return False
 
 
+def _decode_base64(ref: str) -> bytes | None:
+    """The bytes of a data: URL or bare base64 (either alphabet, any padding), or None when it is neither."""
+    payload = ref.split(",", 1)[1] if ref.startswith("data:") and "," in ref else ref
+    payload = "".join(payload.split())
+    try:
+        return base64.b64decode(
+            payload + "=" * (-len(payload) % 4),
+            altchars=b"-_" if "-" in payload or "_" in payload else None,
+            validate=True,
+        )
+    except (binascii.Error, ValueError):
+        return None
+
+
 def upload_media(store: Store, data: bytes, name: str) -> str:
-    """Put media in the artifact store under uploads/{sha256}/{name}; return a reference a worker can fetch."""
+    """Put media in the artifact store under uploads/{sha256}/{name}; return a reference a worker can fetch.
+
+    The local folder store gives a path under its root (an allowed root for the local endpoint's workers when
+    they share the data dir); S3 gives a presigned URL.
+    """
     digest = hashlib.sha256(data).hexdigest()
     key = f"uploads/{digest}/{Path(name).name or 'media'}"
     if not store.exists(key):
@@ -221,36 +283,52 @@ def upload_media(store: Store, data: bytes, name: str) -> str:
     return store.url(key)
 
 
-def prepare_input(job_input: dict[str, Any], store: Store, *, inline_limit: int = 256 * 1024) -> dict[str, Any]:
+def prepare_input(
+    job_input: dict[str, Any], store: Store, *, remote_worker: bool = False, inline_limit: int = 256 * 1024
+) -> dict[str, Any]:
     """A copy of the input with local files and large base64 media moved to the store and sent by reference.
 
-    Keeps /run payloads far below RunPod's 10 MB limit however big the media are.
+    Keeps /run payloads far below RunPod's 10 MB limit however big the media are. URLs, paths that are not files
+    here (a worker's /runpod-volume paths) and small base64 stay as they are. With `remote_worker` (a RunPod
+    endpoint) the store must be one that worker can reach: a local folder is refused, naming the fix.
     """
     if isinstance(job_input.get("batch"), list):
         return {
             **job_input,
-            "batch": [prepare_input(item, store, inline_limit=inline_limit) for item in job_input["batch"]],
+            "batch": [
+                prepare_input(item, store, remote_worker=remote_worker, inline_limit=inline_limit)
+                if isinstance(item, dict)
+                else item
+                for item in job_input["batch"]
+            ],
         }
     prepared = dict(job_input)
 
-    def convert(ref: Any, name: str) -> Any:
+    def upload(field: str, data: bytes, name: str) -> str:
+        if remote_worker and store.kind == "volume":
+            raise JobError(
+                ErrorCode.INPUT_VALIDATION,
+                f"{field}: media on this machine must be uploaded for a RunPod worker to read it, and the artifact "
+                "store is a local folder; set S3_BUCKET and the S3_* keys, or give an https URL",
+                at_stage=Stage.VALIDATION_STARTED,
+            )
+        return upload_media(store, data, name)
+
+    def convert(ref: Any, field: str, name: str) -> Any:
         if _is_local_file(ref):
             path = Path(ref)
-            return upload_media(store, path.read_bytes(), path.name)
+            return upload(field, path.read_bytes(), path.name)
         if isinstance(ref, str) and len(ref) > inline_limit and "://" not in ref[:16]:
-            payload = ref.split(",", 1)[1] if ref.startswith("data:") else ref
-            try:
-                data = base64.b64decode(payload, validate=False)
-            except ValueError:
-                return ref  # not base64 after all: the worker reports it clearly
-            return upload_media(store, data, name)
+            data = _decode_base64(ref)
+            # Not base64 after all: sent as it is, so the worker names the field and the fix.
+            return ref if data is None else upload(field, data, name)
         return ref
 
     if "cond_video" in prepared:
-        prepared["cond_video"] = convert(prepared["cond_video"], "cond_video")
+        prepared["cond_video"] = convert(prepared["cond_video"], "cond_video", "cond_video")
     if isinstance(prepared.get("cond_audio"), dict):
         prepared["cond_audio"] = {
-            key: convert(value, f"{key}.audio") if key in ("person1", "person2") else value
+            key: convert(value, f"cond_audio.{key}", key) if key in ("person1", "person2") else value
             for key, value in prepared["cond_audio"].items()
         }
     return prepared

@@ -1,12 +1,22 @@
-"""`python -m worker submit PAYLOAD`: send a job to the configured endpoint, follow it, download the video."""
+"""`python -m worker submit PAYLOAD`: send a job to the configured endpoint, follow it, download the video.
+
+The endpoint is the local one unless RUNPOD_ENDPOINT_ID (and RUNPOD_API_KEY) name a RunPod endpoint. Media paths
+in the payload are relative to the payload file; local media are uploaded to the artifact store first.
+Exit status: 0 done, 1 the job failed (or was cancelled or timed out), 2 it could not be submitted, followed or
+downloaded, 130 interrupted (the job is cancelled).
+"""
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 import requests
 
@@ -18,40 +28,73 @@ from worker.settings import Settings
 from worker.store import open_store
 
 
-def download(output: dict, dest_dir: Path, settings: Settings) -> Path:
-    """Copy the finished video into dest_dir, from the local store or its URL."""
-    video = output["video"]
+def videos(output: Any) -> list[dict[str, Any]]:
+    """The result's video artifacts: one for a job, one per successful item for a batch."""
+    if not isinstance(output, dict):
+        return []
+    if isinstance(output.get("video"), dict):
+        return [output["video"]]
+    items = output.get("items") if isinstance(output.get("items"), list) else []
+    return [item["video"] for item in items if isinstance(item, dict) and isinstance(item.get("video"), dict)]
+
+
+def download(video: dict[str, Any], dest_dir: Path, settings: Settings) -> Path:
+    """Save one video into dest_dir: from its inline data, its file:// or http(s) URL, or the store by key."""
     dest_dir.mkdir(parents=True, exist_ok=True)
-    target = dest_dir / f"{output['job_id'].replace('/', '_')}.mp4"
+    target = dest_dir / "_".join(Path(video["key"]).parts[-2:])
     url = video.get("url") or ""
-    if url.startswith("file://") or not url:
-        source = open_store(settings, "volume").path(video["key"])  # type: ignore[attr-defined]
-        shutil.copyfile(source, target)
-    else:
+    if video.get("data_base64"):
+        target.write_bytes(base64.b64decode(video["data_base64"]))
+    elif url.startswith("file://"):
+        shutil.copyfile(url2pathname(urlsplit(url).path), target)
+    elif url.startswith(("http://", "https://")):
         with requests.get(url, stream=True, timeout=60) as response:
             response.raise_for_status()
             with target.open("wb") as out:
                 shutil.copyfileobj(response.raw, out)
+    else:
+        open_store(settings).download(video["key"], target)
     return target
 
 
+def _failure(final: JobState) -> str:
+    error = final.error if isinstance(final.error, dict) else {"code": "", "message": str(final.error or "")}
+    info = friendly_error(str(error.get("code") or ""))
+    return f"{final.status}: {info['title']}: {error.get('message') or 'no message'}\n{info['advice']}"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m worker submit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("payload", help="payload JSON file, e.g. examples/single_image.json")
+    parser.add_argument(
+        "--wait",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="follow the job to its end with a progress bar (default); --no-wait prints the job id and returns",
+    )
+    parser.add_argument("--download", metavar="DIR", help="save the finished video(s) into DIR")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Submit a payload file and follow it to the end; exit 0 on success."""
-    parser = argparse.ArgumentParser(prog="python -m worker submit", description=__doc__)
-    parser.add_argument("payload", help="payload JSON file (media paths relative to it)")
-    parser.add_argument("--no-wait", action="store_true", help="print the job id and return at once")
-    parser.add_argument("--download", metavar="DIR", help="save the video into DIR when done")
-    args = parser.parse_args(argv)
+    """Submit a payload file and follow it to the end; return the exit status."""
+    args = _parser().parse_args(argv)
     settings = Settings.from_env()
     client = StudioClient(settings)
     try:
-        job_input = prepare_input(load_payload(Path(args.payload)), open_store(settings))
+        job_input = load_payload(Path(args.payload))
+        job_input = prepare_input(job_input, open_store(settings), remote_worker=not settings.is_local_endpoint)
         job_id = client.submit(job_input)
-    except (JobError, EndpointError) as error:
-        print(f"could not submit: {getattr(error, 'message', error)}", file=sys.stderr)
+    except JobError as error:
+        print(f"could not submit: {error.message}", file=sys.stderr)
+        return 2
+    except EndpointError as error:
+        print(f"could not submit: {error}", file=sys.stderr)
         return 2
     print(f"submitted {job_id} to {client.base}", file=sys.stderr)
-    if args.no_wait:
+    if not args.wait:
         print(job_id)
         return 0
     bar = ProgressBar()
@@ -67,23 +110,24 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         bar.close()
         client.cancel(job_id)
-        print(f"cancelled {job_id}", file=sys.stderr)
+        print(f"cancelling {job_id}", file=sys.stderr)
         return 130
     except EndpointError as error:
         bar.close()
-        print(str(error), file=sys.stderr)
+        print(f"lost track of {job_id}: {error}", file=sys.stderr)
         return 2
     if final.status == JobStatus.COMPLETED:
         bar({"stage": "completed", "pct": 100})
     bar.close()
     print(json.dumps(final.output, indent=2))
-    if final.status != JobStatus.COMPLETED or (
-        isinstance(final.output, dict) and final.output.get("status") == "error"
-    ):
-        error = final.error if isinstance(final.error, dict) else {"code": "", "message": str(final.error)}
-        info = friendly_error(error.get("code", ""))
-        print(f"{final.status}: {info['title']}: {error.get('message')}\n{info['advice']}", file=sys.stderr)
+    failed = isinstance(final.output, dict) and final.output.get("status") == "error"
+    if final.status != JobStatus.COMPLETED or failed:
+        print(_failure(final), file=sys.stderr)
         return 1
-    if args.download and isinstance(final.output, dict) and "video" in final.output:
-        print(f"saved {download(final.output, Path(args.download), settings)}", file=sys.stderr)
+    for video in videos(final.output) if args.download else []:
+        try:
+            print(f"saved {download(video, Path(args.download), settings)}", file=sys.stderr)
+        except (OSError, requests.RequestException, JobError) as error:
+            print(f"could not download {video['key']}: {getattr(error, 'message', error)}", file=sys.stderr)
+            return 2
     return 0

@@ -1,37 +1,57 @@
 """The local endpoint's HTTP API: RunPod's `/v2/{endpoint_id}/…` routes and response shapes.
 
-run, runsync, status, cancel, health, purge-queue — what `runpod.Endpoint`, the studio client and the dashboard
-call on RunPod's cloud, answered here by worker processes running the same handler.
+run, runsync, status, cancel, retry, health, purge-queue: what `runpod.Endpoint`, the studio client and the
+dashboard call on RunPod's cloud, answered here by worker processes running the same job code. `/files/{key}`
+serves the local artifact store, for `STUDIO_FILES_BASE_URL`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
-from worker.contract import JobStatus, Limits
-from worker.endpoint.queue import JobQueue, QueuedJob
-from worker.endpoint.runner import WorkerPool, retention_cutoff
+from worker.contract import JobError, JobStatus, Limits
+from worker.endpoint.lock import DataDirLock
+from worker.endpoint.queue import JobQueue, QueuedJob, now_ms
+from worker.endpoint.runner import CANCEL_GRACE_S, JobRunner, WorkerPool
 from worker.settings import Settings
+from worker.store import LocalStore
 
-RUNSYNC_WAIT_S = 90.0
+RUNSYNC_WAIT_MS = 90_000
+RUNSYNC_WAIT_RANGE_MS = (1_000, 300_000)
+EXECUTION_TIMEOUT_RANGE_MS = (5_000, 7 * 24 * 3600 * 1000)
+RUNSYNC_POLL_S = 0.1
 RESULT_RETENTION_S = 7 * 24 * 3600
 """RunPod keeps /run results for 30 minutes; locally they stay a week (the catalogue keeps them for good)."""
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+class Refused(Exception):
+    """A request the endpoint answers with an HTTP error and RunPod's `{"error": message}` body."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
 
 
 def job_view(job: QueuedJob) -> dict[str, Any]:
-    """A job as RunPod's /status returns it."""
+    """A job as RunPod's /status returns it.
+
+    `output` is the latest progress payload while IN_PROGRESS and the result once finished. RunPod gives
+    `error` as a string, so a failed job's structured error is JSON text there and an object in `output.error`.
+    """
     view: dict[str, Any] = {"id": job.id, "status": job.status, "delayTime": job.delay_ms}
     if job.started_ms is not None:
         view["executionTime"] = job.execution_ms
@@ -41,118 +61,186 @@ def job_view(job: QueuedJob) -> dict[str, Any]:
         if job.output is not None:
             view["output"] = job.output
         if job.status != JobStatus.COMPLETED and job.error is not None:
-            # RunPod gives `error` as a string; the structured error stays in output.error.
             view["error"] = job.error if isinstance(job.error, str) else json.dumps(job.error)
+    if job.retried:
+        view["retries"] = job.retried
     return view
 
 
-def create_app(settings: Settings, *, runner_path: str | None = None, start_workers: bool = True) -> FastAPI:
-    """The FastAPI app, its queue under settings.data_dir and its worker pool."""
-    queue = JobQueue(settings.data_dir / "endpoint" / "queue.db")
+def authorised(header: str, api_key: str) -> bool:
+    """Whether an Authorization header carries the key, as `Bearer <key>` or the bare key (RunPod takes both)."""
+    scheme, _, rest = header.strip().partition(" ")
+    token = rest.strip() if scheme.lower() == "bearer" else header.strip()
+    return hmac.compare_digest(token.encode(), api_key.encode())
+
+
+def execution_timeout_ms(payload: dict[str, Any], settings: Settings) -> int:
+    """The job's execution timeout: `policy.executionTimeout` (ms) when given, else STUDIO_EXECUTION_TIMEOUT_S."""
+    policy = payload.get("policy")
+    if policy is None:
+        return int(settings.execution_timeout_s * 1000)
+    if not isinstance(policy, dict):
+        raise Refused(400, 'policy must be an object, e.g. {"executionTimeout": 600000}')
+    timeout = policy.get("executionTimeout")
+    if timeout is None:
+        return int(settings.execution_timeout_s * 1000)
+    low, high = EXECUTION_TIMEOUT_RANGE_MS
+    if isinstance(timeout, bool) or not isinstance(timeout, int) or not low <= timeout <= high:
+        raise Refused(
+            400, f"policy.executionTimeout must be whole milliseconds from {low} to {high} (7 days); got {timeout!r}"
+        )
+    return timeout
+
+
+async def read_body(request: Request, limit: int, route: str) -> bytes:
+    """The request body, refused with RunPod's limit when it is larger.
+
+    An oversized body is still read to its end (and dropped), so the client gets the 413 answer rather than a
+    connection reset halfway through its upload.
+    """
+    body = bytearray()
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size <= limit:
+            body.extend(chunk)
+    if size > limit:
+        raise Refused(
+            413,
+            f"the request body is {size / 1024 / 1024:.1f} MB; {route} takes at most {limit // (1024 * 1024)} MB. "
+            "Upload media to the artifact store and send its URL or path instead of base64 "
+            "(worker.client.prepare_input does this).",
+        )
+    return bytes(body)
+
+
+def create_app(
+    settings: Settings, *, runner: JobRunner | None = None, cancel_grace_s: float = CANCEL_GRACE_S
+) -> FastAPI:
+    """The FastAPI app over the queue in settings.data_dir, with its worker pool.
+
+    `runner` is what workers call for each job (default: the pipeline's run_job with the configured engine). It
+    must be importable by name (a module-level function), since workers are spawned processes. Creating the app
+    takes the data dir's lock, records jobs a dead endpoint left running, and forgets results past retention.
+    """
+    folder = settings.data_dir / "endpoint"
+    lock = DataDirLock(folder / "endpoint.lock")
+    lock.acquire()
+    queue = JobQueue(folder / "queue.db")
     queue.recover_lost()
-    queue.forget_finished_before(retention_cutoff(RESULT_RETENTION_S))
+    queue.forget_finished_before(now_ms() - RESULT_RETENTION_S * 1000)
     pool = WorkerPool(
-        settings, queue, workers=settings.local_workers, **({"runner_path": runner_path} if runner_path else {})
+        settings,
+        queue,
+        workers=settings.local_workers,
+        runner=runner,
+        retention_s=RESULT_RETENTION_S,
+        cancel_grace_s=cancel_grace_s,
     )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if start_workers:
-            pool.start()
+        pool.start()
         try:
             yield
         finally:
-            pool.stop()
+            await run_in_threadpool(pool.stop)
+            lock.release()
 
-    app = FastAPI(title="InfiniteTalk Studio local endpoint", docs_url="/docs", lifespan=lifespan)
+    app = FastAPI(title="InfiniteTalk Studio local endpoint", lifespan=lifespan)
     app.state.queue = queue
     app.state.pool = pool
 
+    @app.exception_handler(Refused)
+    async def _refused(_: Request, error: Refused) -> JSONResponse:
+        return JSONResponse({"error": error.message}, status_code=error.status)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(_: Request, error: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(error.detail)}, status_code=error.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_parameter(_: Request, error: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
+        return JSONResponse({"error": problems}, status_code=400)
+
     @app.middleware("http")
     async def _authorise(request: Request, call_next: Any) -> Any:
-        if settings.api_key and request.url.path.startswith("/v2/"):
-            given = request.headers.get("authorization", "")
-            token = given.removeprefix("Bearer ").strip()
-            if token != settings.api_key:
-                return _error(401, "Unauthorized: send the endpoint's API key as `Authorization: Bearer <key>`")
+        guarded = settings.api_key and request.url.path.startswith("/v2/")
+        if guarded and not authorised(request.headers.get("authorization", ""), settings.api_key or ""):
+            return JSONResponse(
+                {"error": "Unauthorized: send the endpoint's API key as `Authorization: Bearer <key>`"},
+                status_code=401,
+            )
         return await call_next(request)
 
-    def _known(endpoint_id: str) -> JSONResponse | None:
+    def known(endpoint_id: str) -> None:
         if endpoint_id != settings.endpoint_id:
-            return _error(404, f"endpoint {endpoint_id!r} not found; this local endpoint is {settings.endpoint_id!r}")
-        return None
+            raise Refused(404, f"endpoint {endpoint_id!r} not found; this local endpoint is {settings.endpoint_id!r}")
 
-    async def _submit(endpoint_id: str, request: Request, limit: int) -> QueuedJob | JSONResponse:
-        if (missing := _known(endpoint_id)) is not None:
-            return missing
-        body = await request.body()
-        if len(body) > limit:
-            return _error(
-                413,
-                f"payload is {len(body) / 1e6:.1f} MB; the limit is {limit / 1e6:.0f} MB — upload media to the "
-                "artifact store and send URLs or paths instead of base64",
-            )
+    def existing(job_id: str) -> QueuedJob:
+        job = queue.get(job_id)
+        if job is None:
+            raise Refused(404, f"job {job_id!r} not found (results are kept for {RESULT_RETENTION_S // 86400} days)")
+        return job
+
+    async def submit(endpoint_id: str, request: Request, limit: int, route: str, prefix: str) -> QueuedJob:
+        known(endpoint_id)
+        body = await read_body(request, limit, route)
         try:
-            payload = json.loads(body or b"{}")
-        except json.JSONDecodeError as error:
-            return _error(400, f"the request body is not JSON: {error}")
+            payload = json.loads(body or b"null")
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise Refused(400, f"the request body is not JSON: {error}") from None
         if not isinstance(payload, dict) or "input" not in payload:
-            return _error(400, 'send {"input": {...}} as the request body')
-        timeout_ms = int(settings.execution_timeout_s * 1000)
-        policy = payload.get("policy") or {}
-        if (
-            isinstance(policy, dict)
-            and isinstance(policy.get("executionTimeout"), int)
-            and policy["executionTimeout"] > 0
-        ):
-            timeout_ms = policy["executionTimeout"]
-        job_id = f"local-{uuid.uuid4().hex}"
-        return queue.enqueue(job_id, payload["input"], timeout_ms)
+            raise Refused(400, 'send {"input": {...}} as the request body')
+        timeout_ms = execution_timeout_ms(payload, settings)
+        return await run_in_threadpool(queue.enqueue, f"{prefix}{uuid.uuid4()}", payload["input"], timeout_ms)
 
     @app.post("/v2/{endpoint_id}/run")
-    async def run(endpoint_id: str, request: Request) -> Any:
-        job = await _submit(endpoint_id, request, Limits.RUN_PAYLOAD_BYTES)
-        if isinstance(job, JSONResponse):
-            return job
+    async def run(endpoint_id: str, request: Request) -> dict[str, Any]:
+        job = await submit(endpoint_id, request, Limits.RUN_PAYLOAD_BYTES, "/run", "")
         return {"id": job.id, "status": job.status}
 
     @app.post("/v2/{endpoint_id}/runsync")
-    async def runsync(endpoint_id: str, request: Request, wait: int | None = None) -> Any:
-        job = await _submit(endpoint_id, request, Limits.RUNSYNC_PAYLOAD_BYTES)
-        if isinstance(job, JSONResponse):
-            return job
-        waited = 0.0
-        limit = min(RUNSYNC_WAIT_S, wait / 1000) if wait else RUNSYNC_WAIT_S
-        current: QueuedJob | None = job
-        while current is not None and current.status not in JobStatus.FINAL and waited < limit:
-            await asyncio.sleep(0.2)
-            waited += 0.2
-            current = queue.get(job.id)
-        return job_view(current or job)
+    async def runsync(endpoint_id: str, request: Request, wait: int = RUNSYNC_WAIT_MS) -> dict[str, Any]:
+        low, high = RUNSYNC_WAIT_RANGE_MS
+        if not low <= wait <= high:
+            raise Refused(400, f"wait must be from {low} to {high} ms; got {wait}")
+        job = await submit(endpoint_id, request, Limits.RUNSYNC_PAYLOAD_BYTES, "/runsync", "sync-")
+        deadline = time.monotonic() + wait / 1000
+        current = job
+        while current.status not in JobStatus.FINAL and time.monotonic() < deadline:
+            await asyncio.sleep(RUNSYNC_POLL_S)
+            current = await run_in_threadpool(queue.get, job.id) or current
+        return job_view(current)
 
     @app.get("/v2/{endpoint_id}/status/{job_id}")
     @app.post("/v2/{endpoint_id}/status/{job_id}")
-    def status(endpoint_id: str, job_id: str) -> Any:
-        if (missing := _known(endpoint_id)) is not None:
-            return missing
-        job = queue.get(job_id)
-        if job is None:
-            return _error(404, f"job {job_id!r} not found (finished results are kept for 7 days)")
-        return job_view(job)
+    def status(endpoint_id: str, job_id: str) -> dict[str, Any]:
+        known(endpoint_id)
+        return job_view(existing(job_id))
 
     @app.post("/v2/{endpoint_id}/cancel/{job_id}")
-    def cancel(endpoint_id: str, job_id: str) -> Any:
-        if (missing := _known(endpoint_id)) is not None:
-            return missing
-        job = queue.request_cancel(job_id)
+    def cancel(endpoint_id: str, job_id: str) -> dict[str, Any]:
+        known(endpoint_id)
+        existing(job_id)
+        job = queue.request_cancel(job_id) or existing(job_id)
+        return {"id": job.id, "status": job.status}
+
+    @app.post("/v2/{endpoint_id}/retry/{job_id}")
+    def retry(endpoint_id: str, job_id: str) -> dict[str, Any]:
+        known(endpoint_id)
+        existing(job_id)
+        job, retried = queue.retry(job_id)
         if job is None:
-            return _error(404, f"job {job_id!r} not found")
+            raise Refused(404, f"job {job_id!r} not found")
+        if not retried:
+            raise Refused(400, f"only FAILED or TIMED_OUT jobs can be retried; job {job_id!r} is {job.status}")
         return {"id": job.id, "status": job.status}
 
     @app.get("/v2/{endpoint_id}/health")
-    def health(endpoint_id: str) -> Any:
-        if (missing := _known(endpoint_id)) is not None:
-            return missing
+    def health(endpoint_id: str) -> dict[str, Any]:
+        known(endpoint_id)
         counts = queue.counts()
         return {
             "jobs": {
@@ -166,9 +254,18 @@ def create_app(settings: Settings, *, runner_path: str | None = None, start_work
         }
 
     @app.post("/v2/{endpoint_id}/purge-queue")
-    def purge(endpoint_id: str) -> Any:
-        if (missing := _known(endpoint_id)) is not None:
-            return missing
+    def purge(endpoint_id: str) -> dict[str, Any]:
+        known(endpoint_id)
         return {"removed": queue.purge_queue(), "status": "completed"}
+
+    @app.get("/files/{key:path}")
+    def files(key: str) -> FileResponse:
+        try:
+            path = LocalStore(settings.artifact_dir).path(key)
+        except JobError:
+            raise Refused(404, f"no file {key!r} in the local store") from None
+        if not path.is_file() or path.name.endswith(".partial"):
+            raise Refused(404, f"no file {key!r} in the local store")
+        return FileResponse(path)
 
     return app

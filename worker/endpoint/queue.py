@@ -1,7 +1,8 @@
 """The local endpoint's durable job queue: one SQLite file, so a restart loses nothing.
 
-Jobs move IN_QUEUE → IN_PROGRESS → COMPLETED | FAILED | CANCELLED | TIMED_OUT, never back. Every write is one
-short IMMEDIATE transaction, so the API process and the worker processes can share the file safely.
+Jobs move IN_QUEUE → IN_PROGRESS → COMPLETED | FAILED | CANCELLED | TIMED_OUT. The one way back is /retry, which
+puts a FAILED or TIMED_OUT job at the back of the queue again, as RunPod does. Every write is one short IMMEDIATE
+transaction, so the API process and its worker processes share the file safely (WAL mode, readers never wait).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, created_ms);
 """
 
+RETRYABLE_STATUSES = (JobStatus.FAILED, JobStatus.TIMED_OUT)
+
 
 def now_ms() -> int:
     """Wall-clock time in milliseconds."""
@@ -58,15 +61,16 @@ class QueuedJob:
     timeout_ms: int
     cancel_requested: bool
     worker_pid: int | None
+    retried: int
 
     @property
     def delay_ms(self) -> int:
-        """Time spent waiting in the queue (so far, when still queued)."""
-        return (self.started_ms or now_ms()) - self.created_ms
+        """Time spent waiting in the queue: so far while queued, until it started or was cancelled after."""
+        return (self.started_ms or self.finished_ms or now_ms()) - self.created_ms
 
     @property
     def execution_ms(self) -> int:
-        """Time spent running (so far, while in progress)."""
+        """Time spent running (so far, while in progress); 0 for a job that never started."""
         if self.started_ms is None:
             return 0
         return (self.finished_ms or now_ms()) - self.started_ms
@@ -76,6 +80,15 @@ def _load(text: str | None) -> Any:
     return json.loads(text) if text else None
 
 
+def _dump(value: Any) -> str | None:
+    return json.dumps(value) if value is not None else None
+
+
+def lost_error(message: str) -> dict[str, Any]:
+    """The retryable error of a job whose worker went away mid-run."""
+    return JobError(ErrorCode.WORKER_LOST, message, at_stage=Stage.GENERATION).to_dict()
+
+
 class JobQueue:
     """The jobs table, shared by the API process and its worker processes."""
 
@@ -83,14 +96,15 @@ class JobQueue:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
+        # A connection per call: the queue is used from the API's thread pool and from other processes, and
+        # opening a local SQLite file costs well under a millisecond.
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA busy_timeout=30000")
             db.row_factory = sqlite3.Row
             yield db
         finally:
@@ -122,6 +136,7 @@ class JobQueue:
             timeout_ms=row["timeout_ms"],
             cancel_requested=bool(row["cancel_requested"]),
             worker_pid=row["worker_pid"],
+            retried=row["retried"],
         )
 
     def enqueue(self, job_id: str, job_input: Any, timeout_ms: int) -> QueuedJob:
@@ -131,9 +146,8 @@ class JobQueue:
                 "INSERT INTO jobs (id, status, input, created_ms, timeout_ms) VALUES (?, ?, ?, ?, ?)",
                 (job_id, JobStatus.IN_QUEUE, json.dumps(job_input), now_ms(), timeout_ms),
             )
-        job = self.get(job_id)
-        assert job is not None
-        return job
+            row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return self._row(row)
 
     def get(self, job_id: str) -> QueuedJob | None:
         """One job, or None."""
@@ -153,10 +167,11 @@ class JobQueue:
                 "UPDATE jobs SET status = ?, started_ms = ?, worker_pid = ? WHERE id = ?",
                 (JobStatus.IN_PROGRESS, now_ms(), worker_pid, row["id"]),
             )
-        return self.get(row["id"])
+            claimed = db.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone()
+        return self._row(claimed)
 
     def set_progress(self, job_id: str, payload: dict[str, Any]) -> None:
-        """Record the latest progress payload of a running job."""
+        """Record the latest progress payload of a running job (a finished job's row is left alone)."""
         with self._write() as db:
             db.execute(
                 "UPDATE jobs SET progress = ? WHERE id = ? AND status = ?",
@@ -164,43 +179,63 @@ class JobQueue:
             )
 
     def finish(self, job_id: str, status: str, output: Any = None, error: Any = None) -> bool:
-        """Move an unfinished job to a final state; False when it had already finished (nothing changes)."""
+        """Move a running job to a final state; False when it had already ended (nothing changes)."""
         with self._write() as db:
             changed = db.execute(
                 "UPDATE jobs SET status = ?, output = ?, error = ?, finished_ms = ?, worker_pid = NULL "
-                "WHERE id = ? AND status IN (?, ?)",
-                (
-                    status,
-                    json.dumps(output) if output is not None else None,
-                    json.dumps(error) if error is not None else None,
-                    now_ms(),
-                    job_id,
-                    JobStatus.IN_QUEUE,
-                    JobStatus.IN_PROGRESS,
-                ),
+                "WHERE id = ? AND status = ?",
+                (status, _dump(output), _dump(error), now_ms(), job_id, JobStatus.IN_PROGRESS),
             ).rowcount
         return changed == 1
+
+    def mark_lost(self, job_id: str, message: str) -> bool:
+        """A running job whose worker went away: FAILED with the retryable E_WORKER_LOST."""
+        error = lost_error(message)
+        return self.finish(job_id, JobStatus.FAILED, output={"status": "error", "error": error}, error=error)
 
     def request_cancel(self, job_id: str) -> QueuedJob | None:
         """Cancel a queued job at once; ask a running one to stop at its next stage or chunk boundary."""
         error = JobError(
             ErrorCode.CANCELLED, "the job was cancelled before it started", at_stage=Stage.VALIDATION_STARTED
-        )
+        ).to_dict()
         with self._write() as db:
             db.execute(
-                "UPDATE jobs SET status = ?, error = ?, finished_ms = ? WHERE id = ? AND status = ?",
-                (JobStatus.CANCELLED, json.dumps(error.to_dict()), now_ms(), job_id, JobStatus.IN_QUEUE),
+                "UPDATE jobs SET status = ?, output = ?, error = ?, finished_ms = ? WHERE id = ? AND status = ?",
+                (
+                    JobStatus.CANCELLED,
+                    json.dumps({"status": "error", "error": error}),
+                    json.dumps(error),
+                    now_ms(),
+                    job_id,
+                    JobStatus.IN_QUEUE,
+                ),
             )
             db.execute(
                 "UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND status = ?", (job_id, JobStatus.IN_PROGRESS)
             )
-        return self.get(job_id)
+            row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return self._row(row) if row else None
 
     def cancel_requested(self, job_id: str) -> bool:
         """Whether someone asked this job to stop."""
         with self._connect() as db:
             row = db.execute("SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return bool(row and row["cancel_requested"])
+
+    def retry(self, job_id: str) -> tuple[QueuedJob | None, bool]:
+        """Put a FAILED or TIMED_OUT job back at the end of the queue, its old output gone (RunPod's /retry).
+
+        Returns the job as it now is, and whether it was re-queued (False for a job in any other state).
+        """
+        with self._write() as db:
+            changed = db.execute(
+                "UPDATE jobs SET status = ?, output = NULL, error = NULL, progress = NULL, created_ms = ?, "
+                "started_ms = NULL, finished_ms = NULL, cancel_requested = 0, worker_pid = NULL, "
+                "retried = retried + 1 WHERE id = ? AND status IN (?, ?)",
+                (JobStatus.IN_QUEUE, now_ms(), job_id, *RETRYABLE_STATUSES),
+            ).rowcount
+            row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return (self._row(row) if row else None), changed == 1
 
     def running(self) -> list[QueuedJob]:
         """Jobs in progress."""
@@ -214,29 +249,24 @@ class JobQueue:
             return db.execute("DELETE FROM jobs WHERE status = ?", (JobStatus.IN_QUEUE,)).rowcount
 
     def counts(self) -> dict[str, int]:
-        """How many jobs are in each status, and how many were retried."""
+        """How many jobs are in each status, and how many retries were asked for."""
         with self._connect() as db:
             rows = db.execute("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status").fetchall()
             retried = db.execute("SELECT COALESCE(SUM(retried), 0) FROM jobs").fetchone()[0]
-        counts = {status: 0 for status in JobStatus.ALL}
+        counts = dict.fromkeys(JobStatus.ALL, 0)
         counts.update({row["status"]: row["n"] for row in rows})
         counts["retried"] = int(retried)
         return counts
 
     def recover_lost(self) -> list[str]:
-        """At start-up: jobs left IN_PROGRESS by a process that died become FAILED with a retryable error."""
+        """At start-up: jobs left IN_PROGRESS by an endpoint that died become FAILED with a retryable error."""
         lost = [job.id for job in self.running()]
-        error = JobError(
-            ErrorCode.WORKER_LOST,
-            "the endpoint stopped while this job was running; submit it again",
-            at_stage=Stage.GENERATION,
-        ).to_dict()
         for job_id in lost:
-            self.finish(job_id, JobStatus.FAILED, output={"status": "error", "error": error}, error=error)
+            self.mark_lost(job_id, f"the endpoint stopped while this job was running; retry it (POST /retry/{job_id})")
         return lost
 
     def forget_finished_before(self, cutoff_ms: int) -> int:
-        """Delete finished jobs older than cutoff_ms (results are kept for the retention time)."""
+        """Delete jobs that ended before cutoff_ms (results are kept for the retention time)."""
         with self._write() as db:
             return db.execute(
                 "DELETE FROM jobs WHERE finished_ms IS NOT NULL AND finished_ms < ?", (cutoff_ms,)

@@ -1,40 +1,52 @@
 """Worker processes for the local endpoint: each takes jobs from the queue and runs them one at a time.
 
-A supervisor thread in the API process keeps `workers` processes alive, and kills and replaces one whose job ran
-past its execution timeout (the job ends TIMED_OUT), the way RunPod treats a worker that overstays.
+A supervisor thread in the API process keeps `workers` processes alive and enforces what RunPod enforces: a job
+past its execution timeout ends TIMED_OUT and its worker is killed and replaced; a worker that dies mid-job fails
+that job with the retryable E_WORKER_LOST. Beyond RunPod, a running job that ignores a cancel for
+CANCEL_GRACE_S is stopped the same way, so cancel always ends a job.
 """
 
 from __future__ import annotations
 
-import importlib
+import json
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
 from worker import logs
 from worker.contract import ErrorCode, JobError, JobStatus, Stage
-from worker.endpoint.queue import JobQueue, now_ms
+from worker.endpoint.queue import JobQueue, QueuedJob, now_ms
 from worker.progress import CancelToken
 from worker.settings import Settings
 
-DEFAULT_RUNNER = "worker.pipeline:run_job"
-IDLE_POLL_S = 0.2
+JobRunner = Callable[..., dict[str, Any]]
+"""`run_job(raw_input, job_id, *, settings, sink, cancel, endpoint_id) -> dict`, which never raises."""
+
+IDLE_POLL_S = 0.1
+SUPERVISE_S = 0.5
+CANCEL_GRACE_S = 30.0
+RETENTION_SWEEP_S = 600.0
+STOP_TIMEOUT_S = 5.0
+
+INITIALIZING, READY, UNHEALTHY = 0, 1, 2
 log = logs.get_logger("endpoint.runner")
 
 
-def load_runner(path: str) -> Callable[..., dict[str, Any]]:
-    """Import `module:function`: the job runner (run_job, or a test/benchmark runner with its signature)."""
-    module_name, function_name = path.split(":")
-    return getattr(importlib.import_module(module_name), function_name)
+def error_output(code: str, message: str, at_stage: str = Stage.GENERATION) -> dict[str, Any]:
+    """A failed job's output, shaped as run_job shapes it."""
+    return {"status": "error", "error": JobError(code, message, at_stage=at_stage).to_dict()}
 
 
-def final_status(output: dict[str, Any]) -> str:
-    """The RunPod status a finished job's output maps to."""
-    if output.get("status") != "error":
+def final_status(output: Any) -> str:
+    """The RunPod status a finished job's output maps to: E_CANCELLED → CANCELLED, E_TIMEOUT → TIMED_OUT."""
+    if not isinstance(output, dict) or output.get("status") != "error":
         return JobStatus.COMPLETED
     code = (output.get("error") or {}).get("code")
     return {ErrorCode.CANCELLED: JobStatus.CANCELLED, ErrorCode.TIMEOUT: JobStatus.TIMED_OUT}.get(
@@ -42,128 +54,232 @@ def final_status(output: dict[str, Any]) -> str:
     )
 
 
-def worker_main(queue_path: str, settings: Settings, runner_path: str, stop: Any) -> None:
-    """A worker process's loop: claim, run, record; until asked to stop."""
+def record(queue: JobQueue, job_id: str, output: Any) -> str:
+    """Store a finished job's output under its final status; return that status."""
+    try:
+        json.dumps(output)
+    except (TypeError, ValueError) as error:
+        output = error_output(ErrorCode.GENERATION_RUNTIME, f"the job's result is not JSON ({error})")
+    status = final_status(output)
+    error = None
+    if status != JobStatus.COMPLETED:
+        error = output.get("error") or error_output(ErrorCode.GENERATION_RUNTIME, "the job failed")["error"]
+    queue.finish(job_id, status, output=output, error=error)
+    return status
+
+
+def run_claimed(
+    queue: JobQueue, job: QueuedJob, runner: JobRunner, settings: Settings, leaving: Callable[[], bool]
+) -> dict[str, Any]:
+    """Run one claimed job: progress into its row, cancel from its row, its output recorded at the end.
+
+    When the endpoint is going away (`leaving`), the job is asked to stop too; if it stops for that reason it is
+    recorded as lost (retryable), not as cancelled by the user.
+    """
+
+    def sink(payload: dict[str, Any]) -> None:
+        queue.set_progress(job.id, payload)
+
+    cancel = CancelToken(is_set=lambda: leaving() or queue.cancel_requested(job.id))
+    try:
+        output = runner(
+            job.input, job.id, settings=settings, sink=sink, cancel=cancel, endpoint_id=settings.endpoint_id
+        )
+    except Exception as error:  # run_job never raises; another runner might, and the worker must live on
+        log.exception("job runner raised", extra={"job_id": job.id})
+        output = error_output(ErrorCode.GENERATION_RUNTIME, f"{type(error).__name__}: {error}")
+    if final_status(output) == JobStatus.CANCELLED and leaving() and not queue.cancel_requested(job.id):
+        queue.mark_lost(job.id, f"the endpoint stopped while this job was running; retry it (POST /retry/{job.id})")
+    else:
+        record(queue, job.id, output)
+    return output if isinstance(output, dict) else {}
+
+
+def pipeline_runner(settings: Settings) -> tuple[JobRunner, bool]:
+    """run_job, with the engine loaded now (the worker's cold start) rather than in its first job.
+
+    Returns the runner and whether the engine loaded; when it did not, each job reports E_PIPELINE_LOAD with the
+    missing path, as on RunPod.
+    """
+    from worker.engines import load_engine
+    from worker.pipeline import run_job
+
+    try:
+        engine = load_engine(settings)
+    except JobError as error:
+        log.error("engine failed to load", extra={"code": error.code, "error": error.message})
+        return run_job, False
+    log.info("engine loaded", extra={"engine": engine.name})
+    return run_job, True
+
+
+def worker_main(
+    queue_path: str, settings: Settings, runner: JobRunner | None, stop: Any, state: Any, parent_pid: int
+) -> None:
+    """A worker process: warm up, then claim, run and record jobs until told to stop or orphaned."""
+    # Ctrl-C reaches the whole process group; the API process decides when and how its workers stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logs.configure()
+    logs.register_secrets(settings.secrets())
     queue = JobQueue(Path(queue_path))
-    runner = load_runner(runner_path)
-    pid = os.getpid()
-    while not stop.is_set():
-        job = queue.claim_next(pid)
+    if runner is None:
+        runner, healthy = pipeline_runner(settings)
+        state.value = READY if healthy else UNHEALTHY
+    else:
+        state.value = READY
+
+    def leaving() -> bool:
+        # An endpoint killed with SIGKILL cannot stop its workers: they notice they were orphaned instead.
+        return stop.is_set() or os.getppid() != parent_pid
+
+    while not leaving():
+        job = queue.claim_next(os.getpid())
         if job is None:
             time.sleep(IDLE_POLL_S)
             continue
-        job_id = job.id
+        output = run_claimed(queue, job, runner, settings, leaving)
+        failed_to_load = (output.get("error") or {}).get("code") == ErrorCode.PIPELINE_LOAD
+        state.value = UNHEALTHY if failed_to_load else READY
 
-        def sink(payload: dict[str, Any], job_id: str = job_id) -> None:
-            queue.set_progress(job_id, payload)
 
-        cancel = CancelToken(is_set=lambda job_id=job_id: queue.cancel_requested(job_id))
-        try:
-            output = runner(
-                job.input, job_id, settings=settings, sink=sink, cancel=cancel, endpoint_id=settings.endpoint_id
-            )
-        except Exception as error:  # run_job never raises; a custom runner might
-            output = {
-                "status": "error",
-                "error": JobError(
-                    ErrorCode.GENERATION_RUNTIME, f"{type(error).__name__}: {error}", at_stage=Stage.GENERATION
-                ).to_dict(),
-            }
-        queue.finish(job_id, final_status(output), output=output, error=output.get("error"))
+@dataclass
+class _Worker:
+    process: BaseProcess
+    state: Any
 
 
 class WorkerPool:
-    """Keeps N worker processes running and enforces execution timeouts."""
+    """Keeps N worker processes running; enforces execution timeouts, cancels and result retention."""
 
-    def __init__(self, settings: Settings, queue: JobQueue, *, workers: int, runner_path: str = DEFAULT_RUNNER) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        queue: JobQueue,
+        *,
+        workers: int,
+        runner: JobRunner | None = None,
+        retention_s: float,
+        cancel_grace_s: float = CANCEL_GRACE_S,
+    ) -> None:
         self.settings = settings
         self.queue = queue
         self.size = max(1, workers)
-        self.runner_path = runner_path
+        self.runner = runner
+        self.retention_s = retention_s
+        self.cancel_grace_s = cancel_grace_s
         self._context = multiprocessing.get_context("spawn")
         self._stop = self._context.Event()
-        self._processes: list[multiprocessing.process.BaseProcess] = []
-        self._thread: threading.Thread | None = None
+        self._workers: list[_Worker] = []
+        self._lock = threading.Lock()
         self._closing = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._cancel_seen: dict[str, float] = {}
 
-    def _spawn(self) -> multiprocessing.process.BaseProcess:
+    def _spawn(self) -> _Worker:
+        state = self._context.Value("i", INITIALIZING, lock=False)
         process = self._context.Process(
             target=worker_main,
-            args=(str(self.queue.path), self.settings, self.runner_path, self._stop),
+            args=(str(self.queue.path), self.settings, self.runner, self._stop, state, os.getpid()),
+            name="studio-endpoint-worker",
             daemon=True,
         )
         process.start()
-        return process
+        return _Worker(process, state)
 
     def start(self) -> None:
         """Start the processes and the supervisor."""
-        self._processes = [self._spawn() for _ in range(self.size)]
-        self._thread = threading.Thread(target=self._supervise, name="worker-supervisor", daemon=True)
+        with self._lock:
+            self._workers = [self._spawn() for _ in range(self.size)]
+        self._thread = threading.Thread(target=self._supervise, name="endpoint-supervisor", daemon=True)
         self._thread.start()
 
     def states(self) -> dict[str, int]:
-        """Workers by state, as RunPod's /health reports them."""
-        alive = [p for p in self._processes if p.is_alive()]
+        """Workers by state, in RunPod's /health terms: a ready worker is idle until it takes a job."""
         busy = {job.worker_pid for job in self.queue.running()}
-        running = sum(1 for p in alive if p.pid in busy)
+        with self._lock:
+            workers = list(self._workers)
+        alive = [w for w in workers if w.process.is_alive()]
+        running = sum(1 for w in alive if w.process.pid in busy)
+        ready = sum(1 for w in alive if w.state.value == READY and w.process.pid not in busy)
+        unhealthy = sum(1 for w in alive if w.state.value == UNHEALTHY and w.process.pid not in busy)
         return {
-            "idle": len(alive) - running,
-            "initializing": self.size - len(alive),
-            "ready": len(alive) - running,
+            "idle": ready,
+            "initializing": len(workers) - len(alive) + sum(1 for w in alive if w.state.value == INITIALIZING),
+            "ready": ready,
             "running": running,
             "throttled": 0,
-            "unhealthy": 0,
+            "unhealthy": unhealthy,
         }
 
+    def pids(self) -> list[int]:
+        """The worker processes' ids."""
+        with self._lock:
+            return [w.process.pid for w in self._workers if w.process.pid is not None]
+
     def _supervise(self) -> None:
-        while not self._closing.wait(0.5):
-            for job in self.queue.running():
-                if job.execution_ms > job.timeout_ms:
-                    self._timeout(job.id, job.worker_pid)
-            for index, process in enumerate(self._processes):
-                if not process.is_alive() and not self._closing.is_set():
-                    self._lost(process.pid)
-                    self._processes[index] = self._spawn()
+        last_sweep = 0.0
+        while not self._closing.wait(SUPERVISE_S):
+            try:
+                self._enforce(self.queue.running())
+                self._replace_dead()
+                if time.monotonic() - last_sweep > RETENTION_SWEEP_S:
+                    self.queue.forget_finished_before(now_ms() - int(self.retention_s * 1000))
+                    last_sweep = time.monotonic()
+            except Exception:  # a locked or full disk must not end supervision for good
+                log.exception("endpoint supervisor failed; trying again")
 
-    def _timeout(self, job_id: str, pid: int | None) -> None:
-        error = JobError(
-            ErrorCode.TIMEOUT,
-            f"the job ran longer than its execution timeout; raise policy.executionTimeout or "
-            f"STUDIO_EXECUTION_TIMEOUT_S (now {self.settings.execution_timeout_s:.0f} s)",
-            at_stage=Stage.GENERATION,
-        ).to_dict()
-        if self.queue.finish(job_id, JobStatus.TIMED_OUT, output={"status": "error", "error": error}, error=error):
-            log.warning("job timed out", extra={"job_id": job_id})
-            for process in self._processes:
-                if process.pid == pid and process.is_alive():
-                    process.kill()
+    def _enforce(self, running: list[QueuedJob]) -> None:
+        """End jobs past their execution timeout, and cancelled jobs that ignore the cancel."""
+        now = time.monotonic()
+        self._cancel_seen = {job.id: self._cancel_seen.get(job.id, now) for job in running if job.cancel_requested}
+        for job in running:
+            if job.execution_ms > job.timeout_ms:
+                message = (
+                    f"the job ran past its execution timeout of {job.timeout_ms / 1000:g} s; raise "
+                    "policy.executionTimeout (ms) in the request or STUDIO_EXECUTION_TIMEOUT_S"
+                )
+                self._end(job, JobStatus.TIMED_OUT, error_output(ErrorCode.TIMEOUT, message))
+            elif job.id in self._cancel_seen and now - self._cancel_seen[job.id] > self.cancel_grace_s:
+                message = f"the job was cancelled and did not stop within {self.cancel_grace_s:g} s, so its worker was"
+                self._end(job, JobStatus.CANCELLED, error_output(ErrorCode.CANCELLED, f"{message} stopped"))
 
-    def _lost(self, pid: int | None) -> None:
-        """A worker process died: its job, if any, fails with a retryable error."""
-        error = JobError(
-            ErrorCode.WORKER_LOST,
-            "the worker process stopped while running this job; submit it again",
-            at_stage=Stage.GENERATION,
-        ).to_dict()
-        for job in self.queue.running():
-            if job.worker_pid == pid:
-                self.queue.finish(job.id, JobStatus.FAILED, output={"status": "error", "error": error}, error=error)
+    def _end(self, job: QueuedJob, status: str, output: dict[str, Any]) -> None:
+        if self.queue.finish(job.id, status, output=output, error=output["error"]):
+            log.warning("job ended by the endpoint", extra={"job_id": job.id, "status": status})
+            with self._lock:
+                for worker in self._workers:
+                    if worker.process.pid == job.worker_pid and worker.process.is_alive():
+                        worker.process.kill()
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop the workers: they finish nothing new; a running job is killed and recovered at next start."""
+    def _replace_dead(self) -> None:
+        with self._lock:
+            for index, worker in enumerate(self._workers):
+                if worker.process.is_alive() or self._closing.is_set():
+                    continue
+                worker.process.join()
+                for job in self.queue.running():
+                    if job.worker_pid == worker.process.pid:
+                        self.queue.mark_lost(job.id, "the worker process stopped while running this job; retry it")
+                self._workers[index] = self._spawn()
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        """Stop the workers: running jobs are asked to stop at their next boundary and recorded as lost."""
         self._closing.set()
         self._stop.set()
-        deadline = time.monotonic() + timeout_s
-        for process in self._processes:
-            process.join(max(0.0, min(1.0, deadline - time.monotonic())))
-            if process.is_alive():
-                process.kill()
-                process.join()
         if self._thread is not None:
-            self._thread.join(timeout=2)
-
-
-def retention_cutoff(retention_s: float) -> int:
-    """The finish time before which results are forgotten."""
-    return now_ms() - int(retention_s * 1000)
+            self._thread.join()
+        with self._lock:
+            workers = list(self._workers)
+        deadline = time.monotonic() + timeout_s
+        for worker in workers:
+            worker.process.join(max(0.0, deadline - time.monotonic()))
+        for worker in workers:
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()
+        pids = {w.process.pid for w in workers}
+        for job in self.queue.running():
+            if job.worker_pid in pids:
+                self.queue.mark_lost(
+                    job.id, f"the endpoint was stopped while this job ran; retry it (POST /retry/{job.id})"
+                )
