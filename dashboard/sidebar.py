@@ -33,12 +33,15 @@ def _health_line(reading: HealthReading) -> None:
     workers = reading.workers()
     jobs = reading.jobs()
     ready = workers.get("idle", 0) + workers.get("running", 0)
+    starting = workers.get("initializing", 0)
     plural = "s" if ready != 1 else ""
     line = f"{ready} worker{plural} up · {jobs.get('inQueue', 0)} queued · {jobs.get('inProgress', 0)} running"
     if ready:
         st.success(line, icon=":material/check_circle:")
+    elif starting:
+        st.warning(f"{line} · {starting} starting", icon=":material/hourglass_top:")
     else:
-        st.warning(line + " (workers start on demand)", icon=":material/hourglass_top:")
+        st.warning(f"{line} (workers start on demand)", icon=":material/hourglass_top:")
 
 
 def _connection_form() -> None:

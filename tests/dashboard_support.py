@@ -12,7 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from catalog import Catalog
-from tests.endpoint_server import running_endpoint
+from tests.endpoint_server import running_endpoint, wait_for
 from tests.s3server import free_port
 from worker.pipeline import run_job
 from worker.settings import Settings
@@ -52,7 +52,9 @@ def local_endpoint(data_dir: Path) -> Iterator[dict[str, str]]:
     """
     port = free_port()
     env = {"STUDIO_DATA_DIR": str(data_dir), "STUDIO_LOCAL_PORT": str(port), "STUDIO_INPUT_ROOTS": str(EXAMPLES)}
-    with running_endpoint(env, port=port):
+    with running_endpoint(env, port=port) as base_url:
+        # Its worker loads the engine before it reports ready; tests start from a ready endpoint.
+        wait_for(f"{base_url}/local/health", lambda health: health["workers"]["idle"] >= 1, timeout_s=60)
         yield env
 
 
