@@ -84,6 +84,11 @@ def _dump(value: Any) -> str | None:
     return json.dumps(value) if value is not None else None
 
 
+def stopped_message(job_id: str) -> str:
+    """Why a job that was running when its endpoint stopped (or died) failed, and how to run it again."""
+    return f"the endpoint stopped while this job was running; retry it (POST /retry/{job_id})"
+
+
 def lost_error(message: str) -> dict[str, Any]:
     """The retryable error of a job whose worker went away mid-run."""
     return JobError(ErrorCode.WORKER_LOST, message, at_stage=Stage.GENERATION).to_dict()
@@ -262,7 +267,7 @@ class JobQueue:
         """At start-up: jobs left IN_PROGRESS by an endpoint that died become FAILED with a retryable error."""
         lost = [job.id for job in self.running()]
         for job_id in lost:
-            self.mark_lost(job_id, f"the endpoint stopped while this job was running; retry it (POST /retry/{job_id})")
+            self.mark_lost(job_id, stopped_message(job_id))
         return lost
 
     def forget_finished_before(self, cutoff_ms: int) -> int:

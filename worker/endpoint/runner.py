@@ -22,7 +22,7 @@ from typing import Any
 
 from worker import logs
 from worker.contract import ErrorCode, JobError, JobStatus, Stage
-from worker.endpoint.queue import JobQueue, QueuedJob, now_ms
+from worker.endpoint.queue import JobQueue, QueuedJob, now_ms, stopped_message
 from worker.progress import CancelToken
 from worker.settings import Settings
 
@@ -89,7 +89,7 @@ def run_claimed(
         log.exception("job runner raised", extra={"job_id": job.id})
         output = error_output(ErrorCode.GENERATION_RUNTIME, f"{type(error).__name__}: {error}")
     if final_status(output) == JobStatus.CANCELLED and leaving() and not queue.cancel_requested(job.id):
-        queue.mark_lost(job.id, f"the endpoint stopped while this job was running; retry it (POST /retry/{job.id})")
+        queue.mark_lost(job.id, stopped_message(job.id))
     else:
         record(queue, job.id, output)
     return output if isinstance(output, dict) else {}
@@ -280,6 +280,4 @@ class WorkerPool:
         pids = {w.process.pid for w in workers}
         for job in self.queue.running():
             if job.worker_pid in pids:
-                self.queue.mark_lost(
-                    job.id, f"the endpoint was stopped while this job ran; retry it (POST /retry/{job.id})"
-                )
+                self.queue.mark_lost(job.id, stopped_message(job.id))
