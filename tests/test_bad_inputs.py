@@ -134,6 +134,7 @@ def test_a_truncated_mp4_is_refused(settings: Settings) -> None:
     error = fail(settings, job(cond_video=data_url))
     assert error["code"] in (ErrorCode.INPUT_VALIDATION, ErrorCode.FFMPEG)
     assert "cond_video" in error["message"]
+    assert str(settings.work_root) not in error["message"], "the worker's temp paths stay out of user messages"
 
 
 @pytest.mark.parametrize(

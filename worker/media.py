@@ -24,8 +24,11 @@ FFPROBE = "ffprobe"
 QUIET_FFMPEG = [FFMPEG, "-hide_banner", "-nostdin", "-loglevel", "error"]
 
 
-def _tail(text: bytes | str, limit: int = 600) -> str:
+def _tail(text: bytes | str, limit: int = 600, paths: tuple[str, ...] = ()) -> str:
+    """The end of ffmpeg's stderr, with the worker's own file paths taken out: users see their field names."""
     value = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+    for path in sorted(paths, key=len, reverse=True):
+        value = value.replace(path, "the file")
     return value.strip()[-limit:]
 
 
@@ -39,7 +42,10 @@ def run_ffmpeg(args: list[str], *, at_stage: str, what: str, timeout: float = 60
             ErrorCode.FFMPEG, f"{what}: ffmpeg took longer than {timeout:.0f} s", at_stage=at_stage
         ) from None
     if done.returncode != 0:
-        raise JobError(ErrorCode.FFMPEG, f"{what}: {_tail(done.stderr) or 'ffmpeg failed'}", at_stage=at_stage)
+        local = tuple(arg for arg in args if arg.startswith("/"))
+        raise JobError(
+            ErrorCode.FFMPEG, f"{what}: {_tail(done.stderr, paths=local) or 'ffmpeg failed'}", at_stage=at_stage
+        )
     return done.stdout
 
 
@@ -77,7 +83,7 @@ def probe(path: Path, *, field: str, at_stage: str = Stage.DOWNLOADS_STARTED) ->
     if done.returncode != 0:
         raise JobError(
             ErrorCode.INPUT_VALIDATION,
-            f"{field}: the file is not readable media ({_tail(done.stderr, 200) or 'unknown format'}); "
+            f"{field}: the file is not readable media ({_tail(done.stderr, 200, (str(path),)) or 'unknown format'}); "
             "send a JPEG/PNG image, an MP4/WebM video, or WAV/MP3/OGG/WebM audio",
             at_stage=at_stage,
         )
@@ -195,6 +201,7 @@ class VideoEncoder:
 
     def __init__(self, out_path: Path, width: int, height: int, soundtrack: Path, *, crf: int = 20) -> None:
         self.out_path = out_path
+        self.soundtrack = soundtrack
         self.width = width
         self.height = height
         self.frames_written = 0
@@ -264,7 +271,7 @@ class VideoEncoder:
 
     def _log_tail(self) -> str:
         self._stderr_file.flush()
-        return _tail(self._stderr.read_bytes()) or "ffmpeg stopped"
+        return _tail(self._stderr.read_bytes(), paths=(str(self.out_path), str(self.soundtrack))) or "ffmpeg stopped"
 
     def finish(self) -> Path:
         """Close the pipe and wait for the MP4; E_FFMPEG when ffmpeg failed."""
