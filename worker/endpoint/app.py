@@ -194,7 +194,9 @@ def create_app(
         if not isinstance(payload, dict) or "input" not in payload:
             raise Refused(400, 'send {"input": {...}} as the request body')
         timeout_ms = execution_timeout_ms(payload, settings)
-        return await run_in_threadpool(queue.enqueue, f"{prefix}{uuid.uuid4()}", payload["input"], timeout_ms)
+        job = await run_in_threadpool(queue.enqueue, f"{prefix}{uuid.uuid4()}", payload["input"], timeout_ms)
+        pool.notify()
+        return job
 
     @app.post("/v2/{endpoint_id}/run")
     async def run(endpoint_id: str, request: Request) -> dict[str, Any]:
@@ -236,6 +238,7 @@ def create_app(
             raise Refused(404, f"job {job_id!r} not found")
         if not retried:
             raise Refused(400, f"only FAILED or TIMED_OUT jobs can be retried; job {job_id!r} is {job.status}")
+        pool.notify()
         return {"id": job.id, "status": job.status}
 
     @app.get("/v2/{endpoint_id}/health")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -100,20 +101,21 @@ class JobQueue:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self._local = threading.local()
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        # A connection per call: the queue is used from the API's thread pool and from other processes, and
-        # opening a local SQLite file costs well under a millisecond.
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        try:
+        # One connection per thread, kept open: the API answers from a thread pool and a worker writes progress
+        # many times a job, and reopening the file each time costs about a millisecond.
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             db.row_factory = sqlite3.Row
-            yield db
-        finally:
-            db.close()
+            self._local.db = db
+        yield db
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -233,14 +235,17 @@ class JobQueue:
         Returns the job as it now is, and whether it was re-queued (False for a job in any other state).
         """
         with self._write() as db:
-            changed = db.execute(
-                "UPDATE jobs SET status = ?, output = NULL, error = NULL, progress = NULL, created_ms = ?, "
-                "started_ms = NULL, finished_ms = NULL, cancel_requested = 0, worker_pid = NULL, "
-                "retried = retried + 1 WHERE id = ? AND status IN (?, ?)",
-                (JobStatus.IN_QUEUE, now_ms(), job_id, *RETRYABLE_STATUSES),
-            ).rowcount
             row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return (self._row(row) if row else None), changed == 1
+            if row is None or row["status"] not in RETRYABLE_STATUSES:
+                return (self._row(row) if row else None), False
+            # Deleted and inserted anew rather than updated, so its rowid puts it behind every job queued so far.
+            db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+            db.execute(
+                "INSERT INTO jobs (id, status, input, created_ms, timeout_ms, retried) VALUES (?, ?, ?, ?, ?, ?)",
+                (job_id, JobStatus.IN_QUEUE, row["input"], now_ms(), row["timeout_ms"], row["retried"] + 1),
+            )
+            requeued = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return self._row(requeued), True
 
     def running(self) -> list[QueuedJob]:
         """Jobs in progress."""

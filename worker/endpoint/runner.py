@@ -29,7 +29,7 @@ from worker.settings import Settings
 JobRunner = Callable[..., dict[str, Any]]
 """`run_job(raw_input, job_id, *, settings, sink, cancel, endpoint_id) -> dict`, which never raises."""
 
-IDLE_POLL_S = 0.1
+IDLE_WAIT_S = 0.5
 SUPERVISE_S = 0.5
 CANCEL_GRACE_S = 30.0
 RETENTION_SWEEP_S = 600.0
@@ -114,9 +114,19 @@ def pipeline_runner(settings: Settings) -> tuple[JobRunner, bool]:
 
 
 def worker_main(
-    queue_path: str, settings: Settings, runner: JobRunner | None, stop: Any, state: Any, parent_pid: int
+    queue_path: str,
+    settings: Settings,
+    runner: JobRunner | None,
+    stop: Any,
+    wake: Any,
+    state: Any,
+    parent_pid: int,
 ) -> None:
-    """A worker process: warm up, then claim, run and record jobs until told to stop or orphaned."""
+    """A worker process: warm up, then claim, run and record jobs until told to stop or orphaned.
+
+    An idle worker sleeps on `wake`, which the API sets on every submission, so a job starts within milliseconds;
+    the wait's timeout is how an idle worker notices a stop or its endpoint's death.
+    """
     # Ctrl-C reaches the whole process group; the API process decides when and how its workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logs.configure()
@@ -133,9 +143,11 @@ def worker_main(
         return stop.is_set() or os.getppid() != parent_pid
 
     while not leaving():
+        # Cleared before looking, so a submission that lands after the look still wakes the wait below.
+        wake.clear()
         job = queue.claim_next(os.getpid())
         if job is None:
-            time.sleep(IDLE_POLL_S)
+            wake.wait(IDLE_WAIT_S)
             continue
         output = run_claimed(queue, job, runner, settings, leaving)
         failed_to_load = (output.get("error") or {}).get("code") == ErrorCode.PIPELINE_LOAD
@@ -169,6 +181,7 @@ class WorkerPool:
         self.cancel_grace_s = cancel_grace_s
         self._context = multiprocessing.get_context("spawn")
         self._stop = self._context.Event()
+        self._wake = self._context.Event()
         self._workers: list[_Worker] = []
         self._lock = threading.Lock()
         self._closing = threading.Event()
@@ -179,7 +192,7 @@ class WorkerPool:
         state = self._context.Value("i", INITIALIZING, lock=False)
         process = self._context.Process(
             target=worker_main,
-            args=(str(self.queue.path), self.settings, self.runner, self._stop, state, os.getpid()),
+            args=(str(self.queue.path), self.settings, self.runner, self._stop, self._wake, state, os.getpid()),
             name="studio-endpoint-worker",
             daemon=True,
         )
@@ -192,6 +205,10 @@ class WorkerPool:
             self._workers = [self._spawn() for _ in range(self.size)]
         self._thread = threading.Thread(target=self._supervise, name="endpoint-supervisor", daemon=True)
         self._thread.start()
+
+    def notify(self) -> None:
+        """Wake idle workers: a job was queued."""
+        self._wake.set()
 
     def states(self) -> dict[str, int]:
         """Workers by state, in RunPod's /health terms: a ready worker is idle until it takes a job."""
@@ -266,6 +283,7 @@ class WorkerPool:
         """Stop the workers: running jobs are asked to stop at their next boundary and recorded as lost."""
         self._closing.set()
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join()
         with self._lock:
