@@ -193,6 +193,8 @@ def create_app(
             raise Refused(400, f"the request body is not JSON: {error}") from None
         if not isinstance(payload, dict) or "input" not in payload:
             raise Refused(400, 'send {"input": {...}} as the request body')
+        if payload.get("webhook"):
+            raise Refused(400, "webhook: the local endpoint sends no webhooks; poll /status/{id} for the result")
         timeout_ms = execution_timeout_ms(payload, settings)
         job = await run_in_threadpool(queue.enqueue, f"{prefix}{uuid.uuid4()}", payload["input"], timeout_ms)
         pool.notify()
