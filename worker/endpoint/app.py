@@ -178,8 +178,7 @@ def create_app(
         if endpoint_id != settings.endpoint_id:
             raise Refused(404, f"endpoint {endpoint_id!r} not found; this local endpoint is {settings.endpoint_id!r}")
 
-    def existing(job_id: str) -> QueuedJob:
-        job = queue.get(job_id)
+    def found(job: QueuedJob | None, job_id: str) -> QueuedJob:
         if job is None:
             raise Refused(404, f"job {job_id!r} not found (results are kept for {RESULT_RETENTION_S // 86400} days)")
         return job
@@ -222,22 +221,19 @@ def create_app(
     @app.post("/v2/{endpoint_id}/status/{job_id}")
     def status(endpoint_id: str, job_id: str) -> dict[str, Any]:
         known(endpoint_id)
-        return job_view(existing(job_id))
+        return job_view(found(queue.get(job_id), job_id))
 
     @app.post("/v2/{endpoint_id}/cancel/{job_id}")
     def cancel(endpoint_id: str, job_id: str) -> dict[str, Any]:
         known(endpoint_id)
-        existing(job_id)
-        job = queue.request_cancel(job_id) or existing(job_id)
+        job = found(queue.request_cancel(job_id), job_id)
         return {"id": job.id, "status": job.status}
 
     @app.post("/v2/{endpoint_id}/retry/{job_id}")
     def retry(endpoint_id: str, job_id: str) -> dict[str, Any]:
         known(endpoint_id)
-        existing(job_id)
-        job, retried = queue.retry(job_id)
-        if job is None:
-            raise Refused(404, f"job {job_id!r} not found")
+        requeued, retried = queue.retry(job_id)
+        job = found(requeued, job_id)
         if not retried:
             raise Refused(400, f"only FAILED or TIMED_OUT jobs can be retried; job {job_id!r} is {job.status}")
         pool.notify()

@@ -54,8 +54,8 @@ def final_status(output: Any) -> str:
     )
 
 
-def record(queue: JobQueue, job_id: str, output: Any) -> str:
-    """Store a finished job's output under its final status; return that status."""
+def record(queue: JobQueue, job_id: str, output: Any) -> None:
+    """Store a finished job's output under its final status."""
     try:
         json.dumps(output)
     except (TypeError, ValueError) as error:
@@ -65,7 +65,6 @@ def record(queue: JobQueue, job_id: str, output: Any) -> str:
     if status != JobStatus.COMPLETED:
         error = output.get("error") or error_output(ErrorCode.GENERATION_RUNTIME, "the job failed")["error"]
     queue.finish(job_id, status, output=output, error=error)
-    return status
 
 
 def run_claimed(
