@@ -8,6 +8,7 @@ CANCEL_GRACE_S is stopped the same way, so cancel always ends a job.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import multiprocessing
 import os
@@ -17,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
+from multiprocessing.synchronize import Event as ProcessEvent
 from pathlib import Path
 from typing import Any
 
@@ -116,9 +118,9 @@ def worker_main(
     queue_path: str,
     settings: Settings,
     runner: JobRunner | None,
-    stop: Any,
-    wake: Any,
-    state: Any,
+    stop: ProcessEvent,
+    wake: ProcessEvent,
+    state: ctypes.c_int,
     parent_pid: int,
 ) -> None:
     """A worker process: warm up, then claim, run and record jobs until told to stop or orphaned.
@@ -156,7 +158,7 @@ def worker_main(
 @dataclass
 class _Worker:
     process: BaseProcess
-    state: Any
+    state: ctypes.c_int
 
 
 class WorkerPool:
