@@ -119,7 +119,7 @@ class StudioClient:
                 if submits and not _never_sent(error):
                     raise EndpointError(self._maybe_queued("dropped the connection")) from None
                 if last:
-                    raise EndpointError(f"cannot reach the endpoint at {self.base}: {_reason(error)}") from None
+                    raise EndpointError(self._unreachable(error)) from None
             except requests.Timeout:
                 if submits:
                     raise EndpointError(self._maybe_queued("did not answer in time")) from None
@@ -139,6 +139,10 @@ class StudioClient:
             time.sleep(delay)
             delay = min(delay * 2, MAX_BACKOFF_S)
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _unreachable(self, error: requests.ConnectionError) -> str:
+        hint = " (is it running? start it with `python -m worker endpoint`)" if self.settings.is_local_endpoint else ""
+        return f"cannot reach the endpoint at {self.base}{hint}: {_reason(error)}"
 
     def _maybe_queued(self, what: str) -> str:
         return (
