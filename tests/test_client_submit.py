@@ -86,6 +86,7 @@ def test_no_wait_prints_only_the_job_id(endpoint: dict[str, str], tmp_path: Path
     assert job_id and job_id in queued.stderr and "\n" not in job_id
 
 
+@pytest.mark.slow  # the client gives an unreachable endpoint about 15 s of backoff before it gives up
 def test_an_unreadable_payload_or_an_unreachable_endpoint_exits_2_saying_which(tmp_path: Path) -> None:
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
@@ -98,6 +99,7 @@ def test_an_unreadable_payload_or_an_unreachable_endpoint_exits_2_saying_which(t
 
     assert unreadable.returncode == 2 and "not a readable JSON payload" in unreadable.stderr
     assert unreachable.returncode == 2 and "could not submit: cannot reach the endpoint" in unreachable.stderr
+    assert "start it with `python -m worker endpoint`" in unreachable.stderr
     assert "Traceback" not in unreadable.stderr + unreachable.stderr
 
 
