@@ -104,7 +104,7 @@ def test_media_that_is_not_what_it_claims_is_refused_before_anything_is_stored(d
     at.text_area(key="submit.prompt").set_value("bad photo")
     at.run()
     assert any(
-        e.value.startswith("cond_video: the file is not readable media (portrait.jpg: Invalid data") for e in at.error
+        e.value.startswith("cond_video: the file is not readable media (cond_video: Invalid data") for e in at.error
     )
     at.button(key="submit.go").click().run()
     assert at.title[0].value == "Submit a talking video"

@@ -24,11 +24,11 @@ FFPROBE = "ffprobe"
 QUIET_FFMPEG = [FFMPEG, "-hide_banner", "-nostdin", "-loglevel", "error"]
 
 
-def _tail(text: bytes | str, limit: int = 600, paths: tuple[str, ...] = ()) -> str:
-    """The end of ffmpeg's stderr, with the worker's own file paths taken out: users see their field names."""
+def _tail(text: bytes | str, limit: int = 600, paths: tuple[str, ...] = (), name: str = "the file") -> str:
+    """The end of ffmpeg's stderr, with the worker's own file paths replaced by what the user calls the file."""
     value = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
     for path in sorted(paths, key=len, reverse=True):
-        value = value.replace(path, "the file")
+        value = value.replace(path, name)
     return value.strip()[-limit:]
 
 
@@ -81,9 +81,10 @@ def probe(path: Path, *, field: str, at_stage: str = Stage.DOWNLOADS_STARTED) ->
     except subprocess.TimeoutExpired:
         raise JobError(ErrorCode.FFMPEG, f"{field}: probing the file took too long", at_stage=at_stage) from None
     if done.returncode != 0:
+        reason = _tail(done.stderr, 200, (str(path),), field) or "unknown format"
         raise JobError(
             ErrorCode.INPUT_VALIDATION,
-            f"{field}: the file is not readable media ({_tail(done.stderr, 200, (str(path),)) or 'unknown format'}); "
+            f"{field}: the file is not readable media ({reason}); "
             "send a JPEG/PNG image, an MP4/WebM video, or WAV/MP3/OGG/WebM audio",
             at_stage=at_stage,
         )
