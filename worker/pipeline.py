@@ -30,6 +30,7 @@ from worker.contract import (
     ErrorCode,
     InputDescriptor,
     JobError,
+    JobMetadata,
     JobParams,
     JobResult,
     Limits,
@@ -39,7 +40,7 @@ from worker.contract import (
 from worker.engines import Engine, load_engine
 from worker.geometry import output_size
 from worker.inputs import fetch_audio, fetch_visual
-from worker.media import VideoEncoder, make_thumbnail, probe
+from worker.media import VideoEncoder, make_thumbnail
 from worker.metadata import build_metadata, resolved_params, utc_now
 from worker.prepared import PreparedJob
 from worker.progress import CancelToken, ProgressSink, Reporter
@@ -83,6 +84,30 @@ class Run:
             yield
         finally:
             self.timings[key] += round((time.perf_counter() - began) * 1000)
+
+    def metadata(
+        self,
+        params: JobParams,
+        resolved: dict[str, Any],
+        outputs: dict[str, dict[str, Any]],
+        error: dict[str, Any] | None = None,
+    ) -> JobMetadata:
+        """This item's metadata.json record, for a success or (with `error`) a failure."""
+        return build_metadata(
+            job_id=self.job_id,
+            item_id=self.item_id,
+            endpoint_id=self.endpoint_id,
+            engine=self.engine_info or {"name": self.settings.engine, "version": ""},
+            params=params,
+            resolved=resolved,
+            inputs=self.inputs,
+            outputs=outputs,
+            timings=self.timings,
+            created_at=self.created_at,
+            started_at=self.started_at,
+            error=error,
+            warnings=self.warnings,
+        )
 
     def finish_timing(self) -> None:
         """Set total_ms to the time since the item started."""
@@ -286,7 +311,6 @@ def _run_item(run: Run, params: JobParams, engine: Engine | None, work_root: Pat
             thumb_path = make_thumbnail(poster, work_dir / "thumb.jpg")
         run.report.stage(Stage.THUMBNAIL_OK)
         run.cancel.check(Stage.THUMBNAIL_OK)
-        info = probe(video_path, field="video.mp4", at_stage=Stage.MUXING_OK)
 
         run.report.stage(Stage.UPLOAD_STARTED)
         with run.timed("upload_ms"):
@@ -295,8 +319,8 @@ def _run_item(run: Run, params: JobParams, engine: Engine | None, work_root: Pat
         video.update(
             duration_s=round(job.num_frames / FPS, 3),
             fps=FPS,
-            width=info.width or job.width,
-            height=info.height or job.height,
+            width=job.width,
+            height=job.height,
             frames=job.num_frames,
         )
         with run.timed("metadata_ms"):
@@ -306,20 +330,7 @@ def _run_item(run: Run, params: JobParams, engine: Engine | None, work_root: Pat
                 "thumbnail": {k: v for k, v in thumbnail.items() if k not in ("url", "data_base64")},
                 "metadata": {"key": publisher.key("metadata.json"), "mime": "application/json"},
             }
-            record = build_metadata(
-                job_id=run.job_id,
-                item_id=run.item_id,
-                endpoint_id=run.endpoint_id,
-                engine=run.engine_info,
-                params=params,
-                resolved=resolved,
-                inputs=run.inputs,
-                outputs=outputs,
-                timings=run.timings,
-                created_at=run.created_at,
-                started_at=run.started_at,
-                warnings=run.warnings,
-            )
+            record = run.metadata(params, resolved, outputs)
             meta_path = work_dir / "metadata.json"
             meta_path.write_text(record.model_dump_json(indent=2))
         with run.timed("upload_ms"):
@@ -373,21 +384,8 @@ def _publish_error_metadata(
     if publisher is None or publisher.store is None or error.code == ErrorCode.UPLOAD:
         return
     try:
-        record = build_metadata(
-            job_id=run.job_id,
-            item_id=run.item_id,
-            endpoint_id=run.endpoint_id,
-            engine=run.engine_info or {"name": run.settings.engine, "version": ""},
-            params=params,
-            resolved=resolved,
-            inputs=run.inputs,
-            outputs={"metadata": {"key": publisher.key("metadata.json"), "mime": "application/json"}},
-            timings=run.timings,
-            created_at=run.created_at,
-            started_at=run.started_at,
-            error=_error_dict(error, run.settings),
-            warnings=run.warnings,
-        )
+        outputs = {"metadata": {"key": publisher.key("metadata.json"), "mime": "application/json"}}
+        record = run.metadata(params, resolved, outputs, error=_error_dict(error, run.settings))
         path = work_dir / "metadata.error.json"
         path.write_text(record.model_dump_json(indent=2))
         publisher.store.put(publisher.key("metadata.json"), path)
