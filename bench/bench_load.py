@@ -24,16 +24,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from catalog import Catalog  # noqa: E402
+from tests.conftest import EXAMPLES, SHORT_JOB  # noqa: E402
 from tests.endpoint_server import running_endpoint  # noqa: E402
 
-EXAMPLES = ROOT / "examples"
-JOB = {
-    "prompt": "load test",
-    "cond_video": str(EXAMPLES / "media" / "portrait.jpg"),
-    "cond_audio": {"person1": str(EXAMPLES / "media" / "speech_2.wav")},
-    "mode": "clip",
-    "frame_num": 25,
-}
+JOB = {**SHORT_JOB, "prompt": "load test"}
 
 
 def rss_mb(pid: int) -> float:

@@ -11,6 +11,14 @@ from tests.s3server import S3Server, running_s3
 from worker.settings import Settings
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+SHORT_JOB = {
+    "prompt": "p",
+    "cond_video": str(EXAMPLES / "media" / "portrait.jpg"),
+    "cond_audio": {"person1": str(EXAMPLES / "media" / "speech_2.wav")},
+    "mode": "clip",
+    "frame_num": 25,
+}
+"""The quickest real job: the example portrait and 3.5 s of speech, one 25-frame clip."""
 
 
 @pytest.fixture(scope="session")

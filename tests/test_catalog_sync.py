@@ -10,19 +10,13 @@ import pytest
 import requests
 
 from catalog import Catalog, sync
-from tests.conftest import EXAMPLES
+from tests.conftest import SHORT_JOB
 from worker.contract import ErrorCode, InputDescriptor, JobError, JobMetadata, JobStatus
 from worker.pipeline import run_job
 from worker.settings import Settings
 from worker.store import LocalStore, Store, artifact_key, open_store
 
-JOB = {
-    "prompt": "a bucket run",
-    "cond_video": str(EXAMPLES / "media" / "portrait.jpg"),
-    "cond_audio": {"person1": str(EXAMPLES / "media" / "speech_2.wav")},
-    "mode": "clip",
-    "frame_num": 25,
-}
+JOB = {**SHORT_JOB, "prompt": "a bucket run"}
 
 
 def metadata(job_id: str, item_id: str | None = None, **changes: Any) -> JobMetadata:

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
-from tests.conftest import EXAMPLES
+from tests.conftest import SHORT_JOB
 from tests.endpoint_server import running_endpoint, wait_for
 from tests.s3server import running_s3
 from worker.client import EndpointError, StudioClient
@@ -29,14 +29,7 @@ from worker.progress import CancelToken, Reporter
 from worker.settings import Settings
 from worker.store import open_store
 
-JOB = {
-    "prompt": "p",
-    "cond_video": str(EXAMPLES / "media" / "portrait.jpg"),
-    "cond_audio": {"person1": str(EXAMPLES / "media" / "speech_2.wav")},
-    "mode": "clip",
-    "frame_num": 25,
-    "output_config": {"store": "s3"},
-}
+JOB = {**SHORT_JOB, "output_config": {"store": "s3"}}
 
 
 class StopsStoreWhenDone(PreviewEngine):

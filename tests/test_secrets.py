@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, SHORT_JOB
 from tests.s3server import S3Server
 from worker import logs
 from worker.pipeline import run_job
@@ -15,13 +15,7 @@ from worker.settings import Settings
 from worker.store import open_store
 
 API_KEY = "rpa_SECRETAPIKEY0123456789"
-JOB = {
-    "prompt": "p",
-    "cond_video": str(EXAMPLES / "media" / "portrait.jpg"),
-    "cond_audio": {"person1": str(EXAMPLES / "media" / "speech_2.wav")},
-    "mode": "clip",
-    "frame_num": 25,
-}
+JOB = SHORT_JOB
 
 
 def grep(secrets: list[str], *texts: str) -> list[str]:
