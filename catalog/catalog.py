@@ -25,11 +25,10 @@ from catalog.records import (
     result_columns,
     run_id_for,
     status_rank,
-    utc_now,
 )
 from catalog.schema import connect, rebuild_indexes
 from catalog.search import Filters, SearchResult, search
-from worker.contract import ErrorCode, JobError, JobStatus
+from worker.contract import ErrorCode, JobError, JobStatus, utc_now
 from worker.store import Store
 
 PROGRESS_EVENTS_KEPT = 200

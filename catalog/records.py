@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from typing import Any
 
 from worker.contract import INLINE_MEDIA_NOTE as INLINE_NOTE
-from worker.contract import ErrorCode, JobStatus, storable_params
+from worker.contract import ErrorCode, JobStatus, storable_params, utc_now
 
 STATUS_RANK = {JobStatus.IN_QUEUE: 0, JobStatus.IN_PROGRESS: 1} | {status: 2 for status in JobStatus.FINAL}
 FINAL_RANK = 2
-
-
-def utc_now() -> str:
-    """Now, as ISO 8601 UTC with milliseconds (the format metadata.json uses)."""
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def run_id_for(job_id: str, item_id: str | None = None) -> str:

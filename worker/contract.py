@@ -7,6 +7,7 @@ contract without torch.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from typing import Annotated, Any, ClassVar, Literal
@@ -611,6 +612,12 @@ def storable_params(params: dict[str, Any]) -> dict[str, Any]:
         else:
             clean[name] = value
     return clean
+
+
+def utc_now(moment: dt.datetime | None = None) -> str:
+    """A moment (default: now) as ISO 8601 UTC with milliseconds: how metadata.json and the catalogue write time."""
+    moment = moment or dt.datetime.now(dt.UTC)
+    return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def dumps(value: Any) -> str:

@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
-from worker.contract import InputDescriptor, JobMetadata, JobParams, storable_params
-
-
-def utc_now() -> str:
-    """The current time as ISO 8601 UTC with milliseconds."""
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+from worker.contract import InputDescriptor, JobMetadata, JobParams, storable_params, utc_now
 
 
 def resolved_params(params: JobParams, seed: int) -> dict[str, Any]:

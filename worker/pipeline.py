@@ -36,12 +36,13 @@ from worker.contract import (
     Limits,
     Stage,
     parse_job_input,
+    utc_now,
 )
 from worker.engines import Engine, load_engine
 from worker.geometry import output_size
 from worker.inputs import fetch_audio, fetch_visual
 from worker.media import VideoEncoder, make_thumbnail
-from worker.metadata import build_metadata, resolved_params, utc_now
+from worker.metadata import build_metadata, resolved_params
 from worker.prepared import PreparedJob
 from worker.progress import CancelToken, ProgressSink, Reporter
 from worker.settings import Settings

@@ -18,6 +18,7 @@ from dashboard.health import (
     sample,
     samples_frame,
 )
+from worker.contract import utc_now
 
 K = "health."
 REFRESH_S = 5.0
@@ -46,7 +47,7 @@ def board() -> None:
     reading = sample(state.client(), catalog, settings.endpoint_id)
     _now_counts(reading)
     since = dt.datetime.now(dt.UTC) - WINDOWS[st.session_state.get(K + "window", "Last hour")]
-    since_text = since.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    since_text = utc_now(since)
     samples = samples_frame(catalog.health_samples(settings.endpoint_id, since=since_text))
     runs = recent_finished(catalog, settings.endpoint_id)
     runs = runs[runs["finished_at"] >= since]
