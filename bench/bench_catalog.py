@@ -18,13 +18,13 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.measure import quantile, timed  # noqa: E402
 from catalog import Catalog  # noqa: E402
 from catalog.schema import RUN_COLUMNS  # noqa: E402
 from catalog.search import safe_fts_query  # noqa: E402
@@ -120,23 +120,6 @@ def fill(catalog: Catalog, count: int) -> None:
     rows = [_run(index, rng) for index in range(count)]
     assert set(rows[0]) <= set(RUN_COLUMNS)
     catalog.db["runs"].insert_all(rows, batch_size=5000)
-
-
-def timed(fn: Callable[[], object], repeat: int) -> list[float]:
-    """Milliseconds per call, after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        began = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - began) * 1000)
-    return times
-
-
-def quantile(values: list[float], q: float) -> float:
-    """The q-quantile of values (nearest rank)."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def raw_fts_query(conn: sqlite3.Connection, words: str) -> str:

@@ -23,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from bench.bench_catalog import fill  # noqa: E402
+from bench.measure import quantile, timed  # noqa: E402
 from catalog import Catalog  # noqa: E402
 from dashboard.history import Query, page_key, search  # noqa: E402
 from tests.endpoint_server import running_endpoint  # noqa: E402
@@ -51,23 +51,6 @@ HISTORY_QUERIES: list[tuple[str, dict[str, Any]]] = [
     ("page 200", {"page": 200}),
     ("tag 'launch'", {"history.tag": "launch"}),
 ]
-
-
-def quantile(values: list[float], q: float) -> float:
-    """The q-th quantile (0..1) of values."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def timed(fn: Callable[[], object], repeat: int) -> list[float]:
-    """Milliseconds of each of `repeat` calls, after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return times
 
 
 def _env(data_dir: Path, port: int) -> None:

@@ -27,29 +27,24 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.measure import quantile  # noqa: E402
 from tests.endpoint_server import running_endpoint, wait_for  # noqa: E402
+from worker.contract import JobStatus  # noqa: E402
 from worker.payloads import load_payload  # noqa: E402
 from worker.pipeline import run_job  # noqa: E402
 from worker.settings import Settings  # noqa: E402
 
 EXAMPLES = ROOT / "examples"
-FINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"}
-
-
-def pct(values: list[float], q: float) -> float:
-    """The q-th quantile (0..1) of values, nearest rank."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def line(label: str, values: list[float]) -> str:
-    return f"  {label:<34} p50 {pct(values, 0.5):7.1f} ms   p95 {pct(values, 0.95):7.1f} ms"
+    return f"  {label:<34} p50 {quantile(values, 0.5):7.1f} ms   p95 {quantile(values, 0.95):7.1f} ms"
 
 
 def until_final(session: requests.Session, url: str, poll_s: float) -> dict[str, Any]:
     while True:
         body = session.get(url, timeout=30).json()
-        if body["status"] in FINAL:
+        if body["status"] in JobStatus.FINAL:
             return body
         time.sleep(poll_s)
 
@@ -81,7 +76,7 @@ def no_op_jobs(data_dir: Path, jobs: int) -> dict[str, Any]:
                 began = time.perf_counter()
                 body = session.get(f"{base}/local/status/{job_id}", timeout=30).json()
                 poll_ms.append((time.perf_counter() - began) * 1000)
-                if body["status"] in FINAL:
+                if body["status"] in JobStatus.FINAL:
                     pending.discard(job_id)
                     executions.append(float(body.get("executionTime", 0)))
                     drained_at = time.perf_counter()
