@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from catalog import Catalog
 from tests.dashboard_support import MEDIA, ROOT, local_endpoint
@@ -99,9 +100,13 @@ def _watch_progress(page: Page, timeout_s: float = 120.0) -> list[float]:
     finished = page.get_by_role("heading", name="Just finished")
     while not finished.count():
         assert time.monotonic() < deadline, f"the job did not finish; progress seen: {seen}"
-        bars = page.get_by_role("progressbar")
-        if bars.count():
-            value = float(bars.first.get_attribute("aria-valuenow") or 0)
+        try:
+            # The card can vanish between finding it and reading it when the job ends on that refresh.
+            raw = page.get_by_role("progressbar").first.get_attribute("aria-valuenow", timeout=500)
+        except PlaywrightTimeoutError:
+            raw = None
+        if raw is not None:
+            value = float(raw or 0)
             if 0 < value < 100 and not any(0 < v < 100 for v in seen):
                 _shot(page, "3-live-running")
             seen.append(value)
