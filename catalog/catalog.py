@@ -27,7 +27,7 @@ from catalog.records import (
     status_rank,
 )
 from catalog.schema import connect, rebuild_indexes
-from catalog.search import Filters, SearchResult, search
+from catalog.search import COUNTED, Filters, SearchResult, search
 from worker.contract import ErrorCode, JobError, JobStatus, utc_now
 from worker.store import Store
 
@@ -194,7 +194,8 @@ class Catalog:
     def attach_result(self, job_id: str, output: dict[str, Any]) -> list[str]:
         """Record a finished job's output; a batch's items become runs of their own. Returns the run ids.
 
-        The batch itself stays a run too: it carries the job's status and queue and execution times.
+        The batch itself stays as their container: it carries the job's status and queue and execution times,
+        for the Live page and latency figures, but search, facets and totals count its items instead.
         """
         items = output.get("items") if isinstance(output.get("items"), list) else None
         if items is None:
@@ -216,6 +217,8 @@ class Catalog:
             ids.append(run_id)
         summary = {key: value for key, value in output.items() if key != "items"}
         self.apply_status(job_id, outcome_status(summary), output=summary, error=output.get("error"))
+        with self._write() as conn:
+            self._update(conn, job_id, {"batch_items": len(ids)})
         return ids
 
     @staticmethod
@@ -423,15 +426,18 @@ class Catalog:
 
     def failure_counts_by_code(self, endpoint_id: str | None = None, since: str | None = None) -> dict[str, int]:
         """How many finished runs failed with each error code."""
-        sql, args = _scoped("SELECT error_code, COUNT(*) FROM runs WHERE error_code IS NOT NULL", endpoint_id, since)
+        sql, args = _scoped(
+            f"SELECT error_code, COUNT(*) FROM runs WHERE error_code IS NOT NULL AND {COUNTED}", endpoint_id, since
+        )
         return dict(self.conn.execute(sql + " GROUP BY error_code ORDER BY 2 DESC", args).fetchall())
 
     def stats(self) -> dict[str, Any]:
         """Totals: runs, runs by status and by engine, favourites, seconds of video made."""
-        by_status = dict(self.conn.execute("SELECT status, COUNT(*) FROM runs GROUP BY status").fetchall())
-        by_engine = dict(self.conn.execute("SELECT engine, COUNT(*) FROM runs GROUP BY engine").fetchall())
+        by_status = dict(self.conn.execute(f"SELECT status, COUNT(*) FROM runs WHERE {COUNTED} GROUP BY status"))
+        by_engine = dict(self.conn.execute(f"SELECT engine, COUNT(*) FROM runs WHERE {COUNTED} GROUP BY engine"))
         total, favourites, video_s = self.conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(favourite), 0), COALESCE(SUM(video_duration_s), 0) FROM runs"
+            "SELECT COUNT(*), COALESCE(SUM(favourite), 0), COALESCE(SUM(video_duration_s), 0) "
+            f"FROM runs WHERE {COUNTED}"
         ).fetchone()
         return {
             "runs": total,

@@ -18,10 +18,10 @@ import sqlite_utils
 
 from worker.contract import storable_params
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 BUSY_TIMEOUT_MS = 30_000
 
-RUN_COLUMNS: dict[str, type] = {
+_V1_RUN_COLUMNS: dict[str, type] = {
     "run_id": str,
     "job_id": str,
     "item_id": str,
@@ -67,12 +67,16 @@ RUN_COLUMNS: dict[str, type] = {
     "note": str,
     "source": str,
 }
+RUN_COLUMNS: dict[str, type] = {**_V1_RUN_COLUMNS, "batch_items": int}
+"""Every column of `runs`. `batch_items` is set on a batch job once its items are runs of their own: from then on
+the batch is only their container, left out of search, facets and totals so each video counts once (as it does
+in a catalogue rebuilt from the bucket, which holds the items alone)."""
 FTS_COLUMNS = ["prompt", "tags", "note", "error_message"]
 FACET_COLUMNS = ("status", "engine", "size", "mode", "sample_steps", "speakers", "input_kind")
 
 
 def _v1(db: sqlite_utils.Database) -> None:
-    db["runs"].create(RUN_COLUMNS, pk="run_id", not_null={"status", "created_at"}, defaults={"favourite": 0})
+    db["runs"].create(_V1_RUN_COLUMNS, pk="run_id", not_null={"status", "created_at"}, defaults={"favourite": 0})
     db["runs"].create_index(["created_at"])
     db["runs"].create_index(["status", "created_at"])
     db["runs"].create_index(["job_id"])
@@ -144,20 +148,30 @@ def _v4(db: sqlite_utils.Database) -> None:
     db["run_combos"].create({"run_rowid": int, "combo": int}, pk="run_rowid", not_null={"combo"})
     db["run_combos"].create_index(["combo"])
     _fill_combos(db)
-    db.executescript(_combo_triggers())
+    db.executescript(_combo_triggers(containers=False))
     db.execute("DROP INDEX runs_facets")
+
+
+def _v5(db: sqlite_utils.Database) -> None:
+    """Batch containers (`batch_items`) leave the facet combinations: their items are counted instead."""
+    db["runs"].add_column("batch_items", int)
+    db.executescript("DROP TRIGGER runs_combo_ai; DROP TRIGGER runs_combo_au; DROP TRIGGER runs_combo_ad;")
+    db.executescript(_combo_triggers())
+    items = "SELECT COUNT(*) FROM runs AS item WHERE item.job_id = runs.run_id AND item.item_id IS NOT NULL"
+    db.execute(f"UPDATE runs SET batch_items = ({items}) WHERE item_id IS NULL AND ({items}) > 0")
 
 
 def _fill_combos(db: sqlite_utils.Database) -> None:
     names = ", ".join(FACET_COLUMNS)
     same = " AND ".join(f"facet_combos.{c} IS runs.{c}" for c in FACET_COLUMNS)
+    counted = "runs.batch_items IS NULL" if "batch_items" in db["runs"].columns_dict else "1"
     db.execute("DELETE FROM run_combos")
     db.execute(
         f"INSERT INTO facet_combos ({names}) SELECT DISTINCT {names} FROM runs EXCEPT SELECT {names} FROM facet_combos"
     )
     db.execute(
         "INSERT INTO run_combos (run_rowid, combo) "
-        f"SELECT runs.rowid, facet_combos.id FROM runs JOIN facet_combos ON {same}"
+        f"SELECT runs.rowid, facet_combos.id FROM runs JOIN facet_combos ON {same} WHERE {counted}"
     )
 
 
@@ -171,26 +185,31 @@ def rebuild_indexes(db: sqlite_utils.Database) -> None:
     _fill_combos(db)
 
 
-def _combo_triggers() -> str:
+def _combo_triggers(*, containers: bool = True) -> str:
+    """Triggers keeping `run_combos` in step with `runs`; with `containers`, batch containers are left out
+    (version 4's triggers predate the `batch_items` column)."""
     names = ", ".join(FACET_COLUMNS)
     same = " AND ".join(f"{c} IS new.{c}" for c in FACET_COLUMNS)
+    counted = "new.batch_items IS NULL" if containers else "1"
+    watched = f"{names}, batch_items" if containers else names
     keep = f"""
         INSERT INTO facet_combos ({names})
             SELECT {", ".join(f"new.{c}" for c in FACET_COLUMNS)}
-            WHERE NOT EXISTS (SELECT 1 FROM facet_combos WHERE {same});
+            WHERE {counted} AND NOT EXISTS (SELECT 1 FROM facet_combos WHERE {same});
         INSERT OR REPLACE INTO run_combos (run_rowid, combo)
-            VALUES (new.rowid, (SELECT id FROM facet_combos WHERE {same}));"""
+            SELECT new.rowid, (SELECT id FROM facet_combos WHERE {same}) WHERE {counted};"""
     return f"""
         CREATE TRIGGER runs_combo_ai AFTER INSERT ON runs BEGIN {keep}
         END;
-        CREATE TRIGGER runs_combo_au AFTER UPDATE OF {names} ON runs BEGIN {keep}
+        CREATE TRIGGER runs_combo_au AFTER UPDATE OF {watched} ON runs BEGIN
+            DELETE FROM run_combos WHERE run_rowid = old.rowid AND NOT ({counted});{keep}
         END;
         CREATE TRIGGER runs_combo_ad AFTER DELETE ON runs BEGIN
             DELETE FROM run_combos WHERE run_rowid = old.rowid;
         END;"""
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5]
 
 
 def connect(path: Path) -> sqlite_utils.Database:

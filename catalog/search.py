@@ -18,6 +18,8 @@ SORTS = {
 }
 FILTER_COLUMNS = {*FACET_COLUMNS, "endpoint_id", "favourite", "job_id"}
 MAX_PER_PAGE = 200
+COUNTED = "batch_items IS NULL"
+"""The runs that are videos (or attempts at one): everything but batch containers, whose items count instead."""
 
 
 @dataclass
@@ -148,7 +150,7 @@ def _facet_counts(conn: sqlite3.Connection, fts: str | None, filters: Filters) -
 def _page(
     conn: sqlite3.Connection, fts: str | None, filters: Filters, sort: str, page: int, per_page: int, *, walk: bool
 ) -> list[dict[str, Any]]:
-    clauses: list[str] = []
+    clauses: list[str] = [COUNTED]
     args: list[Any] = []
     if fts is not None:
         # Walking the date index, the unary + keeps SQLite from turning the text matches into rowid lookups.

@@ -171,6 +171,22 @@ def test_a_batch_result_records_each_item_as_a_run(catalog: Catalog) -> None:
     assert catalog.get("batch-1")["status"] == JobStatus.COMPLETED, "a partial batch still completed"
 
 
+def test_a_batch_counts_as_one_run_until_its_items_arrive_and_then_as_its_items(catalog: Catalog) -> None:
+    catalog.record_submission("batch-1", {"batch": [PARAMS, PARAMS]}, endpoint_id="local")
+    assert catalog.search("").total == 1 and catalog.stats()["runs"] == 1, "a queued batch is visible"
+
+    items = [{**result("batch-1"), "item_id": "a"}, {**result("batch-1"), "item_id": "b"}]
+    catalog.attach_result("batch-1", {"status": "success", "job_id": "batch-1", "items": items})
+
+    found = catalog.search("")
+    assert sorted(row["run_id"] for row in found.rows) == ["batch-1:a", "batch-1:b"]
+    assert found.total == 2 and found.facets["status"] == {JobStatus.COMPLETED: 2}
+    assert catalog.stats()["runs"] == 2 and catalog.stats()["by_status"] == {JobStatus.COMPLETED: 2}
+    assert catalog.get("batch-1")["batch_items"] == 2, "the container is still there for Live and latency"
+    catalog.set_tags("batch-1", ["renamed"])
+    assert catalog.search("").total == 2, "editing the container does not bring it back into the counts"
+
+
 def test_inline_media_and_signed_urls_are_not_kept_in_params(catalog: Catalog) -> None:
     params = {
         **PARAMS,

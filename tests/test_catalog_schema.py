@@ -89,3 +89,27 @@ def test_reindex_rebuilds_search_and_facets_that_lost_track_of_the_runs(tmp_path
 
     assert catalog.search("astronaut").total == 5
     assert catalog.search("").facets["size"] == {"infinitetalk-480": 3, "infinitetalk-720": 2}
+
+
+def test_a_version_4_file_stops_counting_batches_twice(tmp_path: Path) -> None:
+    path = tmp_path / "v4.db"
+    old = sqlite_utils.Database(sqlite3.connect(path, isolation_level=None))
+    for migration in MIGRATIONS[:4]:
+        migration(old)
+    old.execute("PRAGMA user_version=4")
+    base = {"status": "COMPLETED", "created_at": "2026-01-01T00:00:00Z", "job_id": "batch-1", "favourite": 0}
+    rows = [
+        {**base, "run_id": "batch-1"},
+        {**base, "run_id": "batch-1:a", "item_id": "a"},
+        {**base, "run_id": "batch-1:b", "item_id": "b"},
+        {**base, "run_id": "solo", "job_id": "solo"},
+    ]
+    old["runs"].insert_all(rows)
+    assert old.execute("SELECT COUNT(*) FROM run_combos").fetchone()[0] == 4
+    old.conn.close()
+
+    catalog = Catalog(path)
+
+    assert catalog.get("batch-1")["batch_items"] == 2
+    assert catalog.search("").total == 3 and catalog.stats()["runs"] == 3
+    assert sorted(row["run_id"] for row in catalog.search("").rows) == ["batch-1:a", "batch-1:b", "solo"]

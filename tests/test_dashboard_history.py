@@ -142,3 +142,27 @@ def test_delete_removes_the_run_and_its_files_and_sync_finds_what_the_bucket_sti
     found = history.get("run-pilot")
     assert found is not None and found["status"] == JobStatus.COMPLETED
     assert found["source"] == "sync"
+
+
+def test_a_batch_is_listed_as_its_videos_and_opens_as_their_container(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(data_dir=tmp_path, input_roots=(EXAMPLES,))
+    catalog = Catalog(settings.catalog_file)
+    batch = {"batch": [example_job("First line of the batch"), example_job("Second line of the batch")]}
+    real_run(settings, catalog, "batch-7", batch)
+    dashboard_env(monkeypatch, tmp_path)
+
+    at = open_page("history")
+    assert "2 runs" in texts(at), "each video once; the batch itself is not a third run"
+    item = next(card for card in _cards(at) if card.startswith("batch-7:"))
+    at.button(key=f"history.open.{item}").click().run()
+    at.button(key="history.batch").click().run()
+
+    assert at.query_params["run"] == "batch-7"
+    assert "A batch of **2** jobs" in texts(at)
+    opened = [b.key for b in at.button if b.key and b.key.startswith("history.batch-open.")]
+    assert len(opened) == 2
+    at.button(key=opened[1]).click().run()
+    assert at.query_params["run"] == opened[1].removeprefix("history.batch-open.")
+    assert not at.exception

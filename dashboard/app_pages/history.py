@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from catalog import SearchResult, sync
+from catalog.search import MAX_PER_PAGE
 from dashboard import navigation, state, views
 from dashboard.history import (
     FACETS,
@@ -88,7 +89,7 @@ def _filters(result: SearchResult) -> None:
         dates[3].text_input("Tag", key=K + "tag", placeholder="one tag")
 
 
-def _card(run: dict[str, Any], store: Any) -> None:
+def _card(run: dict[str, Any], store: Any, key: str = K + "open.") -> None:
     with st.container(border=True):
         if not views.image(store, run.get("thumb_key"), width="stretch"):
             st.container(height=120, border=False).caption("no thumbnail")
@@ -97,16 +98,16 @@ def _card(run: dict[str, Any], store: Any) -> None:
         made = (run.get("created_at") or "")[:16].replace("T", " ")
         length = f" · {run['video_duration_s']:.1f} s" if run.get("video_duration_s") else ""
         st.caption(f"{made}{length} · {run.get('size') or ''} · {run.get('sample_steps') or '?'} steps")
-        st.button("Open", key=K + f"open.{run['run_id']}", on_click=_open, args=(run["run_id"],), width="stretch")
+        st.button("Open", key=key + run["run_id"], on_click=_open, args=(run["run_id"],), width="stretch")
 
 
-def _grid(result: SearchResult) -> None:
+def _grid(result: SearchResult, key: str = K + "open.") -> None:
     store = state.store()
     for start in range(0, len(result.rows), GRID_COLUMNS):
         columns = st.columns(GRID_COLUMNS)
         for column, run in zip(columns, result.rows[start : start + GRID_COLUMNS], strict=False):
             with column:
-                _card(run, store)
+                _card(run, store, key)
 
 
 def _downloads(run: dict[str, Any]) -> None:
@@ -162,6 +163,17 @@ def _delete(run: dict[str, Any]) -> None:
             st.rerun()
 
 
+def _batch_items(run: dict[str, Any]) -> None:
+    """A batch job's container: what the job did as a whole, then its videos, each opened on its own."""
+    items = state.catalog().search("", job_id=run["job_id"], sort="oldest", per_page=MAX_PER_PAGE)
+    seconds = (run.get("execution_ms") or 0) / 1000
+    made_in = f" in {views.duration(seconds)}" if seconds else ""
+    st.markdown(f"A batch of **{run['batch_items']}** jobs, run one after another{made_in}.")
+    if run["status"] != JobStatus.COMPLETED:
+        views.failure(run.get("error_code"), run.get("error_message"))
+    _grid(items, key=K + "batch-open.")
+
+
 def _detail(run_id: str) -> None:
     run = state.catalog().get(run_id)
     if run is None:
@@ -175,6 +187,17 @@ def _detail(run_id: str) -> None:
             st.subheader(run.get("prompt") or "(no prompt)")
             st.caption(f"job `{run['job_id']}` · made {(run.get('created_at') or '')[:19].replace('T', ' ')} UTC")
         close.button("Close", on_click=_close, icon=":material/close:", key=K + "close")
+        if run.get("batch_items"):
+            _batch_items(run)
+            return
+        if run.get("item_id") and state.catalog().get(run["job_id"]):
+            st.button(
+                f"Part of batch `{run['job_id']}`: see all its videos",
+                on_click=_open,
+                args=(run["job_id"],),
+                icon=":material/view_module:",
+                key=K + "batch",
+            )
         watch, facts = st.columns([3, 2], gap="large")
         with watch:
             views.video(state.store(), run.get("video_key"))
