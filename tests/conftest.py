@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.s3server import S3Server, running_s3
+from tests.webhook_receiver import Receiver
 from worker.settings import Settings
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -45,3 +46,10 @@ def s3_settings(settings: Settings, s3_server: S3Server, request: pytest.Fixture
         s3_access_key=s3_server.access_key,
         s3_secret_key=s3_server.secret_key,
     )
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver listening on loopback for the test's length."""
+    with Receiver() as listening:
+        yield listening

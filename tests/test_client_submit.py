@@ -16,6 +16,7 @@ from tests.conftest import EXAMPLES
 from tests.endpoint_server import ROOT, running_endpoint
 from tests.media_tools import ffprobe
 from tests.s3server import free_port
+from tests.webhook_receiver import Receiver
 from worker.submit import videos
 
 
@@ -73,6 +74,23 @@ def test_a_failed_job_exits_1_with_the_friendly_error_and_the_fix(endpoint: dict
     assert json.loads(failed.stdout)["error"]["code"] == "E_INPUT_VALIDATION"
     assert "FAILED: The job's input is not valid: cond_video:" in failed.stderr
     assert "Fix the field named in the message and submit again." in failed.stderr
+
+
+def test_webhook_gets_the_end_and_a_too_short_ttl_is_refused_naming_it(
+    endpoint: dict[str, str], tmp_path: Path, receiver: Receiver
+) -> None:
+    payload = tmp_path / "missing_media.json"
+    speech = str(EXAMPLES / "media" / "speech_1.wav")
+    job = {"prompt": "p", "cond_video": "media/nowhere.jpg", "cond_audio": {"person1": speech}}
+    payload.write_text(json.dumps(job))
+
+    failed = submit(endpoint, str(payload), "--webhook", receiver.url, "--ttl", "60", cwd=tmp_path)
+    refused = submit(endpoint, str(payload), "--ttl", "2", cwd=tmp_path)
+
+    call = receiver.wait(1)[0]
+    assert failed.returncode == 1 and call["status"] == "FAILED"
+    assert call["id"] == json.loads(failed.stdout)["job_id"]
+    assert refused.returncode == 2 and "policy.ttl must be whole milliseconds from 10000" in refused.stderr
 
 
 def test_no_wait_prints_only_the_job_id(endpoint: dict[str, str], tmp_path: Path) -> None:

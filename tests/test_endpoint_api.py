@@ -263,7 +263,6 @@ def test_oversized_bodies_are_refused_with_runpods_limits_and_the_fix(shared: tu
         (b'{"input": {}, "policy": {"executionTimeout": 1000}}', "policy.executionTimeout must be whole milliseconds"),
         (b'{"input": {}, "policy": {"executionTimeout": "10m"}}', "from 5000 to 604800000"),
         (b'{"input": {}, "policy": 5}', "policy must be an object"),
-        (b'{"input": {}, "webhook": "https://example.com/hook"}', "webhook: the local endpoint sends no webhooks"),
     ],
 )
 def test_malformed_submissions_get_400_naming_the_problem(shared: tuple[str, Path], body: bytes, problem: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ import pytest
 
 from worker.contract import ErrorCode, JobStatus, Stage
 from worker.endpoint.lock import DataDirLock, EndpointBusy
-from worker.endpoint.queue import JobQueue, now_ms
+from worker.endpoint.queue import SCHEMA, JobQueue, now_ms
 
 
 @pytest.fixture
@@ -187,3 +188,20 @@ def test_a_second_endpoint_on_the_same_data_dir_is_refused_until_the_first_is_go
     after_crash = DataDirLock(path)
     after_crash.acquire()
     after_crash.release()
+
+
+def test_a_queue_file_from_before_webhooks_and_ttl_opens_with_its_jobs(tmp_path: Path) -> None:
+    path = tmp_path / "queue.db"
+    with sqlite3.connect(path) as old:
+        old.executescript(SCHEMA)
+        old.execute(
+            "INSERT INTO jobs (id, status, input, created_ms, timeout_ms) VALUES ('old', 'IN_QUEUE', '{}', 1, 60000)"
+        )
+    old.close()
+
+    queue = JobQueue(path)
+
+    job = queue.claim_next(worker_pid=1)
+    assert job is not None and job.id == "old" and job.webhook is None and job.expires_ms is None
+    assert queue.finish("old", JobStatus.COMPLETED, output={"status": "success"})
+    assert queue.take_due_webhooks(lease_ms=1000) == [], "no webhook, nothing to call"

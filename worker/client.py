@@ -181,11 +181,25 @@ class StudioClient:
             return "the endpoint is rate limiting requests (429); try again in a minute"
         return f"the endpoint answered HTTP {response.status_code}: {detail}"
 
-    def submit(self, job_input: dict[str, Any], *, execution_timeout_ms: int | None = None) -> str:
-        """Queue a job with /run and return its id."""
+    def submit(
+        self,
+        job_input: dict[str, Any],
+        *,
+        execution_timeout_ms: int | None = None,
+        ttl_ms: int | None = None,
+        webhook: str | None = None,
+    ) -> str:
+        """Queue a job with /run and return its id.
+
+        `execution_timeout_ms` and `ttl_ms` (the longest it may wait in the queue) become RunPod's `policy`;
+        `webhook` is a URL the endpoint POSTs the job's final /status answer to.
+        """
         body: dict[str, Any] = {"input": job_input}
-        if execution_timeout_ms:
-            body["policy"] = {"executionTimeout": execution_timeout_ms}
+        policy = {"executionTimeout": execution_timeout_ms, "ttl": ttl_ms}
+        if any(policy.values()):
+            body["policy"] = {name: value for name, value in policy.items() if value}
+        if webhook:
+            body["webhook"] = webhook
         size = len(json.dumps(body))
         if size > Limits.RUN_PAYLOAD_BYTES:
             raise EndpointError(

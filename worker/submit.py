@@ -75,6 +75,10 @@ def _parser() -> argparse.ArgumentParser:
         help="follow the job to its end with a progress bar (default); --no-wait prints the job id and returns",
     )
     parser.add_argument("--download", metavar="DIR", help="save the finished video(s) into DIR")
+    parser.add_argument("--webhook", metavar="URL", help="have the endpoint POST the job's final status to URL")
+    parser.add_argument(
+        "--ttl", metavar="SECONDS", type=float, help="give up on the job if it waits longer than this in the queue"
+    )
     return parser
 
 
@@ -86,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         job_input = load_payload(Path(args.payload))
         job_input = prepare_input(job_input, open_store(settings), remote_worker=not settings.is_local_endpoint)
-        job_id = client.submit(job_input)
+        ttl_ms = round(args.ttl * 1000) if args.ttl is not None else None
+        job_id = client.submit(job_input, ttl_ms=ttl_ms, webhook=args.webhook)
     except JobError as error:
         print(f"could not submit: {error.message}", file=sys.stderr)
         return 2

@@ -14,6 +14,8 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -24,14 +26,17 @@ from starlette.exceptions import HTTPException
 
 from worker.contract import JobError, JobStatus, Limits
 from worker.endpoint.lock import DataDirLock
-from worker.endpoint.queue import JobQueue, QueuedJob, now_ms
+from worker.endpoint.queue import JobQueue, QueuedJob, job_view, now_ms
 from worker.endpoint.runner import CANCEL_GRACE_S, JobRunner, WorkerPool
+from worker.endpoint.webhooks import WebhookSender, webhook_problem
 from worker.settings import Settings
 from worker.store import LocalStore
 
 RUNSYNC_WAIT_MS = 90_000
 RUNSYNC_WAIT_RANGE_MS = (1_000, 300_000)
 EXECUTION_TIMEOUT_RANGE_MS = (5_000, 7 * 24 * 3600 * 1000)
+TTL_RANGE_MS = (10_000, 7 * 24 * 3600 * 1000)
+DEFAULT_TTL_MS = 24 * 3600 * 1000
 RUNSYNC_POLL_S = 0.1
 RESULT_RETENTION_S = 7 * 24 * 3600
 """RunPod keeps /run results for 30 minutes; locally they stay a week (the catalogue keeps them for good)."""
@@ -46,27 +51,6 @@ class Refused(Exception):
         self.message = message
 
 
-def job_view(job: QueuedJob) -> dict[str, Any]:
-    """A job as RunPod's /status returns it.
-
-    `output` is the latest progress payload while IN_PROGRESS and the result once finished. RunPod gives
-    `error` as a string, so a failed job's structured error is JSON text there and an object in `output.error`.
-    """
-    view: dict[str, Any] = {"id": job.id, "status": job.status, "delayTime": job.delay_ms}
-    if job.started_ms is not None:
-        view["executionTime"] = job.execution_ms
-    if job.status == JobStatus.IN_PROGRESS and job.progress is not None:
-        view["output"] = job.progress
-    elif job.status in JobStatus.FINAL:
-        if job.output is not None:
-            view["output"] = job.output
-        if job.status != JobStatus.COMPLETED and job.error is not None:
-            view["error"] = job.error if isinstance(job.error, str) else json.dumps(job.error)
-    if job.retried:
-        view["retries"] = job.retried
-    return view
-
-
 def authorised(header: str, api_key: str) -> bool:
     """Whether an Authorization header carries the key, as `Bearer <key>` or the bare key (RunPod takes both)."""
     scheme, _, rest = header.strip().partition(" ")
@@ -74,22 +58,44 @@ def authorised(header: str, api_key: str) -> bool:
     return hmac.compare_digest(token.encode(), api_key.encode())
 
 
-def execution_timeout_ms(payload: dict[str, Any], settings: Settings) -> int:
-    """The job's execution timeout: `policy.executionTimeout` (ms) when given, else STUDIO_EXECUTION_TIMEOUT_S."""
+@dataclass(frozen=True)
+class Policy:
+    """RunPod's per-request execution policy, checked: all times in milliseconds."""
+
+    execution_timeout_ms: int
+    ttl_ms: int
+    low_priority: bool
+
+
+def _whole_ms(policy: dict[str, Any], name: str, default: int, allowed: tuple[int, int]) -> int:
+    value = policy.get(name)
+    if value is None:
+        return default
+    low, high = allowed
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise Refused(400, f"policy.{name} must be whole milliseconds from {low} to {high} (7 days); got {value!r}")
+    return value
+
+
+def job_policy(payload: dict[str, Any], settings: Settings) -> Policy:
+    """The job's policy: `policy.executionTimeout` (else STUDIO_EXECUTION_TIMEOUT_S), `policy.ttl` (the longest
+    it may wait in the queue, RunPod's default 24 h) and `policy.lowPriority`, each checked against RunPod's rules.
+    """
     policy = payload.get("policy")
     if policy is None:
-        return int(settings.execution_timeout_s * 1000)
+        policy = {}
     if not isinstance(policy, dict):
-        raise Refused(400, 'policy must be an object, e.g. {"executionTimeout": 600000}')
-    timeout = policy.get("executionTimeout")
-    if timeout is None:
-        return int(settings.execution_timeout_s * 1000)
-    low, high = EXECUTION_TIMEOUT_RANGE_MS
-    if isinstance(timeout, bool) or not isinstance(timeout, int) or not low <= timeout <= high:
-        raise Refused(
-            400, f"policy.executionTimeout must be whole milliseconds from {low} to {high} (7 days); got {timeout!r}"
-        )
-    return timeout
+        raise Refused(400, 'policy must be an object, e.g. {"executionTimeout": 600000, "ttl": 3600000}')
+    low_priority = policy.get("lowPriority", False)
+    if not isinstance(low_priority, bool):
+        raise Refused(400, f"policy.lowPriority must be true or false; got {low_priority!r}")
+    return Policy(
+        execution_timeout_ms=_whole_ms(
+            policy, "executionTimeout", int(settings.execution_timeout_s * 1000), EXECUTION_TIMEOUT_RANGE_MS
+        ),
+        ttl_ms=_whole_ms(policy, "ttl", DEFAULT_TTL_MS, TTL_RANGE_MS),
+        low_priority=low_priority,
+    )
 
 
 async def read_body(request: Request, limit: int, route: str) -> bytes:
@@ -138,13 +144,17 @@ def create_app(
         cancel_grace_s=cancel_grace_s,
     )
 
+    webhooks = WebhookSender(queue)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         pool.start()
+        webhooks.start()
         try:
             yield
         finally:
             await run_in_threadpool(pool.stop)
+            await run_in_threadpool(webhooks.stop)
             lock.release()
 
     app = FastAPI(title="InfiniteTalk Studio local endpoint", lifespan=lifespan)
@@ -192,10 +202,19 @@ def create_app(
             raise Refused(400, f"the request body is not JSON: {error}") from None
         if not isinstance(payload, dict) or "input" not in payload:
             raise Refused(400, 'send {"input": {...}} as the request body')
-        if payload.get("webhook"):
-            raise Refused(400, "webhook: the local endpoint sends no webhooks; poll /status/{id} for the result")
-        timeout_ms = execution_timeout_ms(payload, settings)
-        job = await run_in_threadpool(queue.enqueue, f"{prefix}{uuid.uuid4()}", payload["input"], timeout_ms)
+        webhook = payload.get("webhook")
+        if webhook is not None:
+            problem = webhook_problem(webhook)
+            if problem:
+                raise Refused(400, problem)
+            webhook = webhook.strip()
+        policy = job_policy(payload, settings)
+        job = await run_in_threadpool(
+            partial(queue.enqueue, webhook=webhook, ttl_ms=policy.ttl_ms),
+            f"{prefix}{uuid.uuid4()}",
+            payload["input"],
+            policy.execution_timeout_ms,
+        )
         pool.notify()
         return job
 

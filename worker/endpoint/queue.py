@@ -37,6 +37,23 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, created_ms);
 """
+ADDED_COLUMNS = {
+    "webhook": "TEXT",
+    "webhook_due_ms": "INTEGER",
+    "webhook_attempts": "INTEGER NOT NULL DEFAULT 0",
+    "expires_ms": "INTEGER",
+}
+"""Columns newer than the first queue files: added to an existing file when it is opened."""
+FINAL_SQL = ", ".join(f"'{status}'" for status in JobStatus.FINAL)
+WEBHOOK_SCHEMA = f"""
+CREATE INDEX IF NOT EXISTS jobs_webhook_due ON jobs (webhook_due_ms) WHERE webhook_due_ms IS NOT NULL;
+CREATE TRIGGER IF NOT EXISTS jobs_webhook_due AFTER UPDATE OF status ON jobs
+    WHEN new.webhook IS NOT NULL AND new.status IN ({FINAL_SQL}) AND old.status NOT IN ({FINAL_SQL})
+BEGIN
+    UPDATE jobs SET webhook_due_ms = COALESCE(new.finished_ms, 0), webhook_attempts = 0 WHERE id = new.id;
+END;
+"""
+"""However a job ends (its worker, a cancel, a timeout, the queue's ttl, a lost worker), its webhook falls due."""
 
 RETRYABLE_STATUSES = (JobStatus.FAILED, JobStatus.TIMED_OUT)
 
@@ -63,6 +80,9 @@ class QueuedJob:
     cancel_requested: bool
     worker_pid: int | None
     retried: int
+    webhook: str | None = None
+    webhook_attempts: int = 0
+    expires_ms: int | None = None
 
     @property
     def delay_ms(self) -> int:
@@ -75,6 +95,27 @@ class QueuedJob:
         if self.started_ms is None:
             return 0
         return (self.finished_ms or now_ms()) - self.started_ms
+
+
+def job_view(job: QueuedJob) -> dict[str, Any]:
+    """A job as RunPod's /status returns it.
+
+    `output` is the latest progress payload while IN_PROGRESS and the result once finished. RunPod gives
+    `error` as a string, so a failed job's structured error is JSON text there and an object in `output.error`.
+    """
+    view: dict[str, Any] = {"id": job.id, "status": job.status, "delayTime": job.delay_ms}
+    if job.started_ms is not None:
+        view["executionTime"] = job.execution_ms
+    if job.status == JobStatus.IN_PROGRESS and job.progress is not None:
+        view["output"] = job.progress
+    elif job.status in JobStatus.FINAL:
+        if job.output is not None:
+            view["output"] = job.output
+        if job.status != JobStatus.COMPLETED and job.error is not None:
+            view["error"] = job.error if isinstance(job.error, str) else json.dumps(job.error)
+    if job.retried:
+        view["retries"] = job.retried
+    return view
 
 
 def _load(text: str | None) -> Any:
@@ -105,6 +146,15 @@ class JobQueue:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
+            have = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
+            for name, kind in ADDED_COLUMNS.items():
+                if name not in have:
+                    try:
+                        db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
+                    except sqlite3.OperationalError as error:  # another process opening the file added it first
+                        if "duplicate column" not in str(error):
+                            raise
+            db.executescript(WEBHOOK_SCHEMA)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -144,14 +194,23 @@ class JobQueue:
             cancel_requested=bool(row["cancel_requested"]),
             worker_pid=row["worker_pid"],
             retried=row["retried"],
+            webhook=row["webhook"],
+            webhook_attempts=row["webhook_attempts"],
+            expires_ms=row["expires_ms"],
         )
 
-    def enqueue(self, job_id: str, job_input: Any, timeout_ms: int) -> QueuedJob:
-        """Add a job at the back of the queue."""
+    def enqueue(
+        self, job_id: str, job_input: Any, timeout_ms: int, *, webhook: str | None = None, ttl_ms: int | None = None
+    ) -> QueuedJob:
+        """Add a job at the back of the queue; it expires if still queued after ttl_ms, and its end is POSTed to
+        the webhook URL, if given."""
+        created = now_ms()
+        expires = created + ttl_ms if ttl_ms is not None else None
         with self._write() as db:
             db.execute(
-                "INSERT INTO jobs (id, status, input, created_ms, timeout_ms) VALUES (?, ?, ?, ?, ?)",
-                (job_id, JobStatus.IN_QUEUE, json.dumps(job_input), now_ms(), timeout_ms),
+                "INSERT INTO jobs (id, status, input, created_ms, timeout_ms, webhook, expires_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (job_id, JobStatus.IN_QUEUE, json.dumps(job_input), created, timeout_ms, webhook, expires),
             )
             row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return self._row(row)
@@ -162,8 +221,39 @@ class JobQueue:
             row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return self._row(row) if row else None
 
+    def expire_queued(self) -> list[str]:
+        """Queued jobs past their ttl end TIMED_OUT without running (RunPod's `policy.ttl`); returns their ids."""
+        now = now_ms()
+        expired = "SELECT id, created_ms, expires_ms FROM jobs WHERE status = ? AND expires_ms <= ?"
+        with self._connect() as db:
+            # Looked for first without the write lock: called every half second, it almost always finds nothing.
+            if db.execute(expired + " LIMIT 1", (JobStatus.IN_QUEUE, now)).fetchone() is None:
+                return []
+        with self._write() as db:
+            rows = db.execute(expired, (JobStatus.IN_QUEUE, now)).fetchall()
+            for row in rows:
+                ttl_s = (row["expires_ms"] - row["created_ms"]) / 1000
+                error = JobError(
+                    ErrorCode.TIMEOUT,
+                    f"the job waited in the queue past its ttl of {ttl_s:g} s and never ran; raise policy.ttl (ms) "
+                    f"in the request, add workers (STUDIO_LOCAL_WORKERS), or retry it (POST /retry/{row['id']})",
+                    at_stage=Stage.VALIDATION_STARTED,
+                ).to_dict()
+                db.execute(
+                    "UPDATE jobs SET status = ?, output = ?, error = ?, finished_ms = ? WHERE id = ?",
+                    (
+                        JobStatus.TIMED_OUT,
+                        json.dumps({"status": "error", "error": error}),
+                        json.dumps(error),
+                        now,
+                        row["id"],
+                    ),
+                )
+        return [row["id"] for row in rows]
+
     def claim_next(self, worker_pid: int) -> QueuedJob | None:
-        """Take the oldest queued job for a worker, or None when the queue is empty."""
+        """Take the oldest queued job for a worker, or None when the queue is empty; expired ones never start."""
+        self.expire_queued()
         with self._write() as db:
             row = db.execute(
                 "SELECT id FROM jobs WHERE status = ? ORDER BY created_ms, rowid LIMIT 1", (JobStatus.IN_QUEUE,)
@@ -240,9 +330,21 @@ class JobQueue:
                 return (self._row(row) if row else None), False
             # Deleted and inserted anew rather than updated, so its rowid puts it behind every job queued so far.
             db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+            created = now_ms()
+            ttl = row["expires_ms"] - row["created_ms"] if row["expires_ms"] is not None else None
             db.execute(
-                "INSERT INTO jobs (id, status, input, created_ms, timeout_ms, retried) VALUES (?, ?, ?, ?, ?, ?)",
-                (job_id, JobStatus.IN_QUEUE, row["input"], now_ms(), row["timeout_ms"], row["retried"] + 1),
+                "INSERT INTO jobs (id, status, input, created_ms, timeout_ms, retried, webhook, expires_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    job_id,
+                    JobStatus.IN_QUEUE,
+                    row["input"],
+                    created,
+                    row["timeout_ms"],
+                    row["retried"] + 1,
+                    row["webhook"],
+                    created + ttl if ttl is not None else None,
+                ),
             )
             requeued = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return self._row(requeued), True
@@ -274,6 +376,27 @@ class JobQueue:
         for job_id in lost:
             self.mark_lost(job_id, stopped_message(job_id))
         return lost
+
+    def take_due_webhooks(self, lease_ms: int, limit: int = 16) -> list[QueuedJob]:
+        """Finished jobs whose webhook call is due, each leased for lease_ms so no other sender takes it too."""
+        now = now_ms()
+        with self._write() as db:
+            rows = db.execute(
+                "SELECT * FROM jobs WHERE webhook_due_ms <= ? ORDER BY webhook_due_ms LIMIT ?", (now, limit)
+            ).fetchall()
+            db.executemany(
+                "UPDATE jobs SET webhook_due_ms = ? WHERE id = ?", [(now + lease_ms, row["id"]) for row in rows]
+            )
+        return [self._row(row) for row in rows]
+
+    def webhook_attempted(self, job_id: str, *, delivered: bool, retry_in_ms: int | None) -> None:
+        """Record a webhook call: delivered, to be tried again in retry_in_ms, or (None) given up."""
+        done = delivered or retry_in_ms is None
+        with self._write() as db:
+            db.execute(
+                "UPDATE jobs SET webhook_attempts = webhook_attempts + 1, webhook_due_ms = ? WHERE id = ?",
+                (None if done else now_ms() + (retry_in_ms or 0), job_id),
+            )
 
     def forget_finished_before(self, cutoff_ms: int) -> int:
         """Delete jobs that ended before cutoff_ms (results are kept for the retention time)."""

@@ -1,9 +1,10 @@
 """Worker processes for the local endpoint: each takes jobs from the queue and runs them one at a time.
 
 A supervisor thread in the API process keeps `workers` processes alive and enforces what RunPod enforces: a job
-past its execution timeout ends TIMED_OUT and its worker is killed and replaced; a worker that dies mid-job fails
-that job with the retryable E_WORKER_LOST. Beyond RunPod, a running job that ignores a cancel for
-CANCEL_GRACE_S is stopped the same way, so cancel always ends a job.
+queued past its ttl ends TIMED_OUT without running; a job past its execution timeout ends TIMED_OUT and its
+worker is killed and replaced; a worker that dies mid-job fails that job with the retryable E_WORKER_LOST. Beyond
+RunPod, a running job that ignores a cancel for CANCEL_GRACE_S is stopped the same way, so cancel always ends a
+job.
 """
 
 from __future__ import annotations
@@ -238,6 +239,7 @@ class WorkerPool:
         last_sweep = 0.0
         while not self._closing.wait(SUPERVISE_S):
             try:
+                self.queue.expire_queued()
                 self._enforce(self.queue.running())
                 self._replace_dead()
                 if time.monotonic() - last_sweep > RETENTION_SWEEP_S:
