@@ -34,12 +34,18 @@ def test_several_processes_opening_a_new_file_at_once_all_get_the_same_schema(tm
     assert catalog.search("").total == 3
 
 
+def file_at_version(path: Path, version: int) -> sqlite_utils.Database:
+    """A catalogue file as an older release left it: only its first `version` migrations applied."""
+    old = sqlite_utils.Database(sqlite3.connect(path, isolation_level=None))
+    for migration in MIGRATIONS[:version]:
+        migration(old)
+    old.execute(f"PRAGMA user_version={version}")
+    return old
+
+
 def test_a_version_2_file_is_migrated_with_its_runs_searchable_and_cleaned(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    old = sqlite_utils.Database(sqlite3.connect(path, isolation_level=None))
-    for migration in MIGRATIONS[:2]:
-        migration(old)
-    old.execute("PRAGMA user_version=2")
+    old = file_at_version(path, 2)
     old["runs"].insert(
         {
             "run_id": "old-1",
@@ -93,10 +99,7 @@ def test_reindex_rebuilds_search_and_facets_that_lost_track_of_the_runs(tmp_path
 
 def test_a_version_4_file_stops_counting_batches_twice(tmp_path: Path) -> None:
     path = tmp_path / "v4.db"
-    old = sqlite_utils.Database(sqlite3.connect(path, isolation_level=None))
-    for migration in MIGRATIONS[:4]:
-        migration(old)
-    old.execute("PRAGMA user_version=4")
+    old = file_at_version(path, 4)
     base = {"status": "COMPLETED", "created_at": "2026-01-01T00:00:00Z", "job_id": "batch-1", "favourite": 0}
     rows = [
         {**base, "run_id": "batch-1"},
