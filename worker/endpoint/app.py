@@ -64,7 +64,6 @@ class Policy:
 
     execution_timeout_ms: int
     ttl_ms: int
-    low_priority: bool
 
 
 def _whole_ms(policy: dict[str, Any], name: str, default: int, allowed: tuple[int, int]) -> int:
@@ -79,7 +78,8 @@ def _whole_ms(policy: dict[str, Any], name: str, default: int, allowed: tuple[in
 
 def job_policy(payload: dict[str, Any], settings: Settings) -> Policy:
     """The job's policy: `policy.executionTimeout` (else STUDIO_EXECUTION_TIMEOUT_S), `policy.ttl` (the longest
-    it may wait in the queue, RunPod's default 24 h) and `policy.lowPriority`, each checked against RunPod's rules.
+    it may wait in the queue, RunPod's default 24 h), each checked against RunPod's rules. `policy.lowPriority` is
+    checked and has no effect: on RunPod it holds back worker scaling, and one machine has none to hold back.
     """
     policy = payload.get("policy")
     if policy is None:
@@ -94,7 +94,6 @@ def job_policy(payload: dict[str, Any], settings: Settings) -> Policy:
             policy, "executionTimeout", int(settings.execution_timeout_s * 1000), EXECUTION_TIMEOUT_RANGE_MS
         ),
         ttl_ms=_whole_ms(policy, "ttl", DEFAULT_TTL_MS, TTL_RANGE_MS),
-        low_priority=low_priority,
     )
 
 

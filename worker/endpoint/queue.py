@@ -41,7 +41,7 @@ ADDED_COLUMNS = {
     "webhook": "TEXT",
     "webhook_due_ms": "INTEGER",
     "webhook_attempts": "INTEGER NOT NULL DEFAULT 0",
-    "expires_ms": "INTEGER",
+    "ttl_ms": "INTEGER",
 }
 """Columns newer than the first queue files: added to an existing file when it is opened."""
 FINAL_SQL = ", ".join(f"'{status}'" for status in JobStatus.FINAL)
@@ -82,7 +82,12 @@ class QueuedJob:
     retried: int
     webhook: str | None = None
     webhook_attempts: int = 0
-    expires_ms: int | None = None
+    ttl_ms: int | None = None
+
+    @property
+    def expires_ms(self) -> int | None:
+        """When the job times out if it is still queued; None when it may wait for ever."""
+        return self.created_ms + self.ttl_ms if self.ttl_ms is not None else None
 
     @property
     def delay_ms(self) -> int:
@@ -196,7 +201,7 @@ class JobQueue:
             retried=row["retried"],
             webhook=row["webhook"],
             webhook_attempts=row["webhook_attempts"],
-            expires_ms=row["expires_ms"],
+            ttl_ms=row["ttl_ms"],
         )
 
     def enqueue(
@@ -204,13 +209,11 @@ class JobQueue:
     ) -> QueuedJob:
         """Add a job at the back of the queue; it expires if still queued after ttl_ms, and its end is POSTed to
         the webhook URL, if given."""
-        created = now_ms()
-        expires = created + ttl_ms if ttl_ms is not None else None
         with self._write() as db:
             db.execute(
-                "INSERT INTO jobs (id, status, input, created_ms, timeout_ms, webhook, expires_ms) "
+                "INSERT INTO jobs (id, status, input, created_ms, timeout_ms, webhook, ttl_ms) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (job_id, JobStatus.IN_QUEUE, json.dumps(job_input), created, timeout_ms, webhook, expires),
+                (job_id, JobStatus.IN_QUEUE, json.dumps(job_input), now_ms(), timeout_ms, webhook, ttl_ms),
             )
             row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return self._row(row)
@@ -224,7 +227,7 @@ class JobQueue:
     def expire_queued(self) -> list[str]:
         """Queued jobs past their ttl end TIMED_OUT without running (RunPod's `policy.ttl`); returns their ids."""
         now = now_ms()
-        expired = "SELECT id, created_ms, expires_ms FROM jobs WHERE status = ? AND expires_ms <= ?"
+        expired = "SELECT id, ttl_ms FROM jobs WHERE status = ? AND created_ms + ttl_ms <= ?"
         with self._connect() as db:
             # Looked for first without the write lock: called every half second, it almost always finds nothing.
             if db.execute(expired + " LIMIT 1", (JobStatus.IN_QUEUE, now)).fetchone() is None:
@@ -232,7 +235,7 @@ class JobQueue:
         with self._write() as db:
             rows = db.execute(expired, (JobStatus.IN_QUEUE, now)).fetchall()
             for row in rows:
-                ttl_s = (row["expires_ms"] - row["created_ms"]) / 1000
+                ttl_s = row["ttl_ms"] / 1000
                 error = JobError(
                     ErrorCode.TIMEOUT,
                     f"the job waited in the queue past its ttl of {ttl_s:g} s and never ran; raise policy.ttl (ms) "
@@ -330,20 +333,18 @@ class JobQueue:
                 return (self._row(row) if row else None), False
             # Deleted and inserted anew rather than updated, so its rowid puts it behind every job queued so far.
             db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
-            created = now_ms()
-            ttl = row["expires_ms"] - row["created_ms"] if row["expires_ms"] is not None else None
             db.execute(
-                "INSERT INTO jobs (id, status, input, created_ms, timeout_ms, retried, webhook, expires_ms) "
+                "INSERT INTO jobs (id, status, input, created_ms, timeout_ms, retried, webhook, ttl_ms) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job_id,
                     JobStatus.IN_QUEUE,
                     row["input"],
-                    created,
+                    now_ms(),
                     row["timeout_ms"],
                     row["retried"] + 1,
                     row["webhook"],
-                    created + ttl if ttl is not None else None,
+                    row["ttl_ms"],
                 ),
             )
             requeued = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
