@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from worker.contract import ErrorCode, JobError, Limits
+from worker.contract import ErrorCode, JobError, Limits, safe_file_name
 from worker.inputs import fetch_audio, fetch_visual
 from worker.settings import Settings
 from worker.store import Store, content_type
@@ -80,9 +80,8 @@ def inspect(media: Media, field: str, expect: str) -> MediaFacts:
 
 
 def safe_name(name: str) -> str:
-    """A file name that is safe as the last part of a store key (no folders, no odd characters)."""
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).name).strip("._") or "media"
-    return stem[-80:]
+    """A file name that is safe as the last part of a store key: the contract's one rule for key parts."""
+    return safe_file_name(name)
 
 
 def upload_key(media: Media) -> str:

@@ -23,7 +23,7 @@ from typing import Any
 import requests
 from urllib3.exceptions import NewConnectionError
 
-from worker.contract import ErrorCode, JobError, JobStatus, Limits, Stage
+from worker.contract import ErrorCode, JobError, JobStatus, Limits, Stage, safe_file_name
 from worker.settings import Settings
 from worker.store import Store
 
@@ -293,7 +293,7 @@ def upload_media(store: Store, data: bytes, name: str) -> str:
     they share the data dir); S3 gives a presigned URL.
     """
     digest = hashlib.sha256(data).hexdigest()
-    key = f"uploads/{digest}/{Path(name).name or 'media'}"
+    key = f"uploads/{digest}/{safe_file_name(name)}"
     if not store.exists(key):
         store.put_bytes(key, data)
     if store.kind == "volume":

@@ -81,6 +81,25 @@ InfiniteTalk's buckets for the input's aspect ratio."""
 
 ARTIFACT_NAMES = ("video.mp4", "thumb.jpg", "metadata.json")
 
+KEY_PART = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
+"""The one pattern for every value that becomes part of a store key or a file path: job and item ids, each part
+of output_config.prefix, uploaded file names. ASCII letters, digits, '_', '-' and '.', at most 128, not starting
+with '.': so never '.' or '..', a '/', a NUL, an absolute path or a Unicode look-alike of any of them. An item id
+of `../<another job>` once replaced that job's artifacts."""
+
+KEY_PART_RULE = "use 1-128 letters, digits, '_', '-' or '.', not starting with '.' (it names a folder)"
+
+
+def is_key_part(value: str) -> bool:
+    """Whether `value` may be one part of a store key or path (see KEY_PART)."""
+    return KEY_PART.fullmatch(value) is not None
+
+
+def safe_file_name(name: str) -> str:
+    """A file name made to fit KEY_PART: folders dropped, odd characters replaced, the end (the suffix) kept."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", base)[-80:].strip("._") or "media"
+
 
 class ErrorCode:
     """Error codes a failed job reports, as the seeds' taxonomy names them."""
@@ -333,8 +352,8 @@ class OutputConfig(_Strict):
     @classmethod
     def _safe_prefix(cls, value: str) -> str:
         value = value.strip("/")
-        if not re.fullmatch(r"[A-Za-z0-9_\-./]*", value) or ".." in value.split("/"):
-            raise ValueError("use letters, digits, '-', '_', '.' and '/' only, with no '..' segment")
+        if value and not all(is_key_part(part) for part in value.split("/")):
+            raise ValueError(f"folders joined by '/': in each, {KEY_PART_RULE}")
         return value or Defaults.STORE_PREFIX
 
 
@@ -371,6 +390,13 @@ class JobParams(_Strict):
     lora: bool = Field(default=False, description="Use the lightx2v 4-step LoRA (set sample_steps to 4).")
     lora_scale: float = Field(default=Defaults.LORA_SCALE, ge=0.0, le=4.0)
     output_config: OutputConfig = Field(default_factory=OutputConfig)
+
+    @field_validator("id")
+    @classmethod
+    def _safe_id(cls, value: str | None) -> str | None:
+        if value and not is_key_part(value):
+            raise ValueError(KEY_PART_RULE)
+        return value or None
 
     @field_validator("frame_num")
     @classmethod

@@ -25,6 +25,7 @@ from worker import logs
 from worker.audio import prepare_audio
 from worker.contract import (
     FPS,
+    KEY_PART_RULE,
     TIMING_KEYS,
     BatchInput,
     ErrorCode,
@@ -35,6 +36,7 @@ from worker.contract import (
     JobResult,
     Limits,
     Stage,
+    is_key_part,
     parse_job_input,
     utc_now,
 )
@@ -46,7 +48,7 @@ from worker.metadata import build_metadata, resolved_params
 from worker.prepared import PreparedJob
 from worker.progress import CancelToken, ProgressSink, Reporter
 from worker.settings import Settings
-from worker.store import Store, artifact_key, content_type, open_store
+from worker.store import Store, artifact_key, checked_key, content_type, open_store
 
 log = logs.get_logger("pipeline")
 UPLOAD_ATTEMPTS = 3
@@ -238,13 +240,18 @@ def _render(run: Run, engine: Engine, job: PreparedJob) -> tuple[Path, np.ndarra
     return out_path, poster
 
 
-def _put_with_retry(store: Store, key: str, path: Path) -> int:
-    """Upload with backoff; a store that keeps failing becomes a retryable E_UPLOAD."""
+def _put_with_retry(store: Store, key: str, path: Path, within: str) -> int:
+    """Upload with backoff; a store that keeps failing becomes a retryable E_UPLOAD.
+
+    A refusal that trying again cannot change (a key outside `within`) is raised at once.
+    """
     delay = UPLOAD_BACKOFF_S
     for attempt in range(1, UPLOAD_ATTEMPTS + 1):
         try:
-            return store.put(key, path)
+            return store.put(key, path, within=within)
         except Exception as error:
+            if isinstance(error, JobError) and not error.retryable:
+                raise JobError(error.code, error.message, at_stage=Stage.UPLOAD_STARTED, retryable=False) from None
             if attempt == UPLOAD_ATTEMPTS:
                 message = error.message if isinstance(error, JobError) else f"{type(error).__name__}: {error}"
                 raise JobError(
@@ -266,6 +273,7 @@ class _Publisher:
         config = params.output_config
         self.kind = config.store or run.settings.store
         self.prefix = config.prefix
+        self.folder = artifact_key(config.prefix, run.key_id, "")
         self.run = run
         self.store: Store | None = None
         if self.kind != "inline":
@@ -288,7 +296,7 @@ class _Publisher:
                 )
             artifact["data_base64"] = base64.b64encode(path.read_bytes()).decode("ascii")
             return artifact
-        _put_with_retry(self.store, key, path)
+        _put_with_retry(self.store, key, path, self.folder)
         artifact["url"] = self.store.url(key)
         return artifact
 
@@ -366,7 +374,7 @@ def _keep_unpublished(run: Run, work_dir: Path) -> Path | None:
     files = [work_dir / name for name in ("video.mp4", "thumb.jpg", "metadata.json") if (work_dir / name).exists()]
     if not files:
         return None
-    target = run.settings.data_dir / "unpublished" / run.key_id
+    target = run.settings.data_dir / "unpublished" / checked_key(run.key_id)
     target.mkdir(parents=True, exist_ok=True)
     for path in files:
         shutil.move(path, target / path.name)
@@ -389,7 +397,7 @@ def _publish_error_metadata(
         record = run.metadata(params, resolved, outputs, error=_error_dict(error, run.settings))
         path = work_dir / "metadata.error.json"
         path.write_text(record.model_dump_json(indent=2))
-        publisher.store.put(publisher.key("metadata.json"), path)
+        publisher.store.put(publisher.key("metadata.json"), path, within=publisher.folder)
     except Exception as failure:  # the job's own error is what the caller needs; this one is only logged
         log.warning("could not publish the error metadata", extra={"error": str(failure)})
 
@@ -444,6 +452,10 @@ def run_job(
         first = Reporter(sink, job_id)
         first.stage(Stage.VALIDATION_STARTED)
         try:
+            if not is_key_part(job_id):
+                raise JobError(
+                    ErrorCode.INPUT_VALIDATION, f"job id {job_id!r}: {KEY_PART_RULE}", at_stage=Stage.VALIDATION_STARTED
+                )
             parsed = parse_job_input(raw_input)
         except JobError as error:
             first.stage(Stage.ERROR, {"code": error.code})

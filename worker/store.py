@@ -2,7 +2,8 @@
 
 Keys are `{prefix}/{job_id}/{name}`. `S3Store` talks to any S3-compatible server through boto3;
 `LocalStore` keeps files in a folder (the RunPod network volume, or the embedded default's data dir).
-Writes are idempotent: putting the same key again replaces the object.
+Writes are idempotent: putting the same key again replaces the object. Every write checks its key first
+(`checked_key`): each part fits the contract's KEY_PART, and a job's writes stay under the job's own folder.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import quote
 
-from worker.contract import ErrorCode, JobError, Stage
+from worker.contract import KEY_PART_RULE, ErrorCode, JobError, Stage, is_key_part
 from worker.settings import Settings
 
 CONTENT_TYPES = {".mp4": "video/mp4", ".jpg": "image/jpeg", ".json": "application/json", ".wav": "audio/wav"}
@@ -31,16 +32,30 @@ def artifact_key(prefix: str, job_id: str, name: str) -> str:
     return "/".join(part.strip("/") for part in (prefix, job_id, name) if part.strip("/"))
 
 
+def checked_key(key: str, within: str = "") -> str:
+    """The key, when each of its parts fits KEY_PART and it lies under `within`; E_INPUT_VALIDATION otherwise.
+
+    The contract already refuses ids and prefixes that could climb out of their folder; this is the store's own
+    check, so that no caller (a job id from the CLI, a future field) can write beside another job's files.
+    An S3 key such as `jobs/a/../b/video.mp4` is as dangerous as a path: servers and mirrors normalise it.
+    """
+    if not all(is_key_part(part) for part in key.split("/")):
+        raise JobError(ErrorCode.INPUT_VALIDATION, f"store key {key!r}: in each folder of a key, {KEY_PART_RULE}")
+    if within and not key.startswith(within.strip("/") + "/"):
+        raise JobError(ErrorCode.INPUT_VALIDATION, f"store key {key!r} is outside its job's folder {within!r}")
+    return key
+
+
 class Store(Protocol):
     """Put, fetch, list and delete artifacts by key, and mint URLs for them."""
 
     kind: str
 
-    def put(self, key: str, path: Path) -> int:
-        """Store the file at `key`; return its size in bytes."""
+    def put(self, key: str, path: Path, *, within: str = "") -> int:
+        """Store the file at `key` (which must lie under `within`, see checked_key); return its size in bytes."""
 
-    def put_bytes(self, key: str, data: bytes) -> int:
-        """Store bytes at `key`; return their size."""
+    def put_bytes(self, key: str, data: bytes, *, within: str = "") -> int:
+        """Store bytes at `key` (which must lie under `within`); return their size."""
 
     def get(self, key: str) -> bytes:
         """The object's bytes; JobError(E_DOWNLOAD_FAILED) when missing."""
@@ -77,18 +92,18 @@ class LocalStore:
             raise JobError(ErrorCode.INPUT_VALIDATION, f"store key {key!r} leaves the store's folder")
         return target
 
-    def put(self, key: str, path: Path) -> int:
+    def put(self, key: str, path: Path, *, within: str = "") -> int:
         """Copy the file in via a temporary name, so readers never see half a file."""
-        target = self.path(key)
+        target = self.path(checked_key(key, within))
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".partial")
         shutil.copyfile(path, partial)
         partial.replace(target)
         return target.stat().st_size
 
-    def put_bytes(self, key: str, data: bytes) -> int:
+    def put_bytes(self, key: str, data: bytes, *, within: str = "") -> int:
         """Write bytes via a temporary name."""
-        target = self.path(key)
+        target = self.path(checked_key(key, within))
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".partial")
         partial.write_bytes(data)
@@ -124,7 +139,7 @@ class LocalStore:
 
     def delete(self, key: str) -> None:
         """Remove the file and any folder left empty."""
-        target = self.path(key)
+        target = self.path(checked_key(key))
         target.unlink(missing_ok=True)
         parent = target.parent
         root = self.root.resolve()
@@ -179,16 +194,18 @@ class S3Store:
             ErrorCode.UPLOAD, f"S3 {action} of s3://{self.bucket}/{key} failed: {type(error).__name__}: {error}"
         )
 
-    def put(self, key: str, path: Path) -> int:
+    def put(self, key: str, path: Path, *, within: str = "") -> int:
         """Upload with an explicit Content-Type."""
+        checked_key(key, within)
         try:
             self.client.upload_file(str(path), self.bucket, key, ExtraArgs={"ContentType": content_type(key)})
         except Exception as error:  # boto3 raises many unrelated types; all mean the upload failed
             raise self._fail("upload", key, error) from error
         return path.stat().st_size
 
-    def put_bytes(self, key: str, data: bytes) -> int:
+    def put_bytes(self, key: str, data: bytes, *, within: str = "") -> int:
         """Upload bytes with an explicit Content-Type."""
+        checked_key(key, within)
         try:
             self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type(key))
         except Exception as error:
@@ -231,6 +248,7 @@ class S3Store:
 
     def delete(self, key: str) -> None:
         """Delete the object."""
+        checked_key(key)
         try:
             self.client.delete_object(Bucket=self.bucket, Key=key)
         except Exception as error:
