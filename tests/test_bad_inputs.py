@@ -51,7 +51,7 @@ def png_header(width: int, height: int) -> bytes:
         (job(cond_audio=None), "cond_audio", "exactly one of cond_audio"),
         (job(colour="red"), "colour", "not part of the job schema"),
         (job(sample_steps=0), "sample_steps", "greater than or equal to 1"),
-        (job(quant="fp8"), "quant_dir", "set quant_dir"),
+        (job(quant="fp16"), "quant", "'int8' or 'fp8'"),
         (
             job(tts_audio={"text": "hi", "human1_voice": "en; rm -rf /"}, cond_audio=None),
             "tts_audio.human1_voice",

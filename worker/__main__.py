@@ -1,4 +1,4 @@
-"""`python -m worker run|serve|endpoint|studio|submit|schema`: the worker's command line."""
+"""`python -m worker run|serve|endpoint|studio|submit|selftest|schema`: the worker's command line."""
 
 from __future__ import annotations
 
@@ -71,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         from worker.submit import main as submit_main
 
         return submit_main(argv[1:])
+    if argv[:1] == ["selftest"]:
+        from worker.selftest import main as selftest_main
+
+        return selftest_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m worker", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run one job here and print its result JSON")
@@ -88,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     studio.add_argument("--port", type=int, default=8501, help="the dashboard's port")
     studio.set_defaults(func=_studio)
     commands.add_parser("submit", help="submit a payload to the endpoint (see `submit --help`)")
+    commands.add_parser("selftest", help="run InfiniteTalk's real code on tiny random weights (see `selftest --help`)")
     schema = commands.add_parser("schema", help="print the job input JSON Schema")
     schema.add_argument("--metadata", action="store_true", help="print metadata.json's schema instead")
     schema.set_defaults(func=_schema)

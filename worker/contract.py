@@ -386,7 +386,11 @@ class JobParams(_Strict):
     num_persistent_param_in_dit: int | None = Field(default=None, ge=0)
     offload_model: bool = True
     quant: Literal["int8", "fp8"] | None = None
-    quant_dir: str | None = Field(default=None, max_length=1024)
+    quant_dir: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="The quantised weights' folder, relative to the worker's QUANT_DIR (the default) or inside it.",
+    )
     lora: bool = Field(default=False, description="Use the lightx2v 4-step LoRA (set sample_steps to 4).")
     lora_scale: float = Field(default=Defaults.LORA_SCALE, ge=0.0, le=4.0)
     output_config: OutputConfig = Field(default_factory=OutputConfig)
@@ -419,8 +423,6 @@ class JobParams(_Strict):
             raise ValueError(
                 "cond_audio: give exactly one of cond_audio (recorded speech) or tts_audio (text to speak)"
             )
-        if self.quant and not self.quant_dir:
-            raise ValueError("quant_dir: set quant_dir to the folder of the quantised weights when quant is set")
         if self.mode == "streaming" and self.max_frame_num < self.frame_num:
             raise ValueError("max_frame_num: must be at least frame_num in streaming mode")
         if self.bbox and self.bbox.person2 and self.speakers < 2:

@@ -52,6 +52,9 @@ if TYPE_CHECKING:
 
 ENGINE_VERSION = "1.0.0"
 log = logs.get_logger("engine.infinitetalk")
+CPU_RUNTIME = False
+"""Set only by the selftest's CPU runtime (worker/selftest/cpu.py), under which InfiniteTalk's code runs on the CPU
+with tiny weights. A worker never sets it: without a GPU the engine refuses to load."""
 
 
 def cuda_available() -> bool:
@@ -105,8 +108,22 @@ class InfiniteTalkModules:
     """wan.multitalk, whose module-level `tqdm` wraps each clip's sampling loop."""
 
 
+def restore_inspect_argspec() -> None:
+    """Give `inspect` back the ArgSpec that Python 3.11 removed, which wan/multitalk.py imports (and never uses).
+
+    InfiniteTalk at the pinned commit does `from inspect import ArgSpec` at module level, so on Python 3.11+ (the
+    GPU image's) importing its pipeline fails before any weight is read. The namedtuple is the one Python 3.10 had.
+    """
+    import inspect
+    from collections import namedtuple
+
+    if not hasattr(inspect, "ArgSpec"):
+        inspect.ArgSpec = namedtuple("ArgSpec", "args varargs keywords defaults")  # type: ignore[attr-defined]
+
+
 def import_infinitetalk(src_dir: Path) -> InfiniteTalkModules:
-    """Import InfiniteTalk's `wan` package from its source checkout."""
+    """Import InfiniteTalk's `wan` package from its source checkout (on Python 3.11+ too)."""
+    restore_inspect_argspec()
     if str(src_dir) not in sys.path:
         sys.path.insert(0, str(src_dir))
     try:
@@ -242,7 +259,7 @@ class InfiniteTalkEngine:
                 "(Dockerfile.worker) or pip install -r requirements-worker.txt",
                 at_stage=Stage.PIPELINE_WARM_STARTED,
             ) from None
-        if not cuda_available():
+        if not cuda_available() and not CPU_RUNTIME:
             raise JobError(
                 ErrorCode.PIPELINE_LOAD,
                 "no CUDA GPU is visible (torch.cuda.is_available() is False): the infinitetalk engine needs an "
