@@ -30,6 +30,34 @@ python_packages() {
   "$VENV/bin/python" -m pip install -q -r "$1"
 }
 
+# InfiniteTalk's source for the tests that run its real code: INFINITETALK_SRC, else ../shared/infinitetalk-src,
+# else a clone of the pinned commit in a cache when the network allows; without it those tests skip, saying how.
+infinitetalk_source() {
+  [[ -n "${INFINITETALK_SRC:-}" ]] && return
+  local commit shared cache
+  commit=$(sed -n 's/^INFINITETALK_COMMIT = "\(.*\)"$/\1/p' worker/engines/infinitetalk_args.py)
+  shared="../shared/infinitetalk-src"
+  cache="${XDG_CACHE_HOME:-$HOME/.cache}/infinitetalk-studio/InfiniteTalk-$commit"
+  if [[ -f "$shared/wan/multitalk.py" ]]; then
+    INFINITETALK_SRC="$(cd "$shared" && pwd)"
+  elif [[ -f "$cache/wan/multitalk.py" ]]; then
+    INFINITETALK_SRC="$cache"
+  else
+    rm -rf "$cache.partial" && mkdir -p "$(dirname "$cache")"
+    if GIT_TERMINAL_PROMPT=0 timeout 300 git clone -q --filter=blob:none --no-checkout \
+        https://github.com/MeiGen-AI/InfiniteTalk.git "$cache.partial" 2>/dev/null \
+        && git -C "$cache.partial" checkout -q "$commit" 2>/dev/null; then
+      mv "$cache.partial" "$cache" && INFINITETALK_SRC="$cache"
+    else
+      rm -rf "$cache.partial"
+      echo "InfiniteTalk's source is not here and could not be cloned: its real-code tests will skip" \
+        "(set INFINITETALK_SRC to a checkout of MeiGen-AI/InfiniteTalk at $commit)" >&2
+      return
+    fi
+  fi
+  export INFINITETALK_SRC
+}
+
 case "${1:-run}" in
   run)
     system_packages
@@ -40,6 +68,8 @@ case "${1:-run}" in
     system_packages test
     python_packages requirements-dev.txt
     python_packages requirements-ml-tests.txt
+    "$VENV/bin/python" -m pip install -q --no-deps torchvision==0.28.0
+    infinitetalk_source
     exec "$VENV/bin/python" -m pytest -p no:cacheprovider "${@:2}"
     ;;
   example)

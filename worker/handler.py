@@ -9,16 +9,24 @@ from worker import logs
 from worker.contract import JobError
 from worker.engines import load_engine
 from worker.pipeline import run_job
+from worker.selftest import is_selftest_request, run_selftest_job
 from worker.settings import Settings
 
 log = logs.get_logger("handler")
 
 
 def make_handler(settings: Settings) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """A RunPod handler bound to settings; progress goes to runpod.serverless.progress_update."""
+    """A RunPod handler bound to settings; progress goes to runpod.serverless.progress_update.
+
+    An input of exactly `{"selftest": {"cases": [...]}}` runs `python -m worker selftest` instead of a job: RunPod
+    Hub's test run (.runpod/tests.json) proves a fresh image that way, before any weights are on its volume.
+    """
     from runpod.serverless import progress_update
 
     def handler(job: dict[str, Any]) -> dict[str, Any]:
+        if is_selftest_request(job.get("input")):
+            return run_selftest_job(job["input"])
+
         def sink(payload: dict[str, Any]) -> None:
             progress_update(job, payload)
 

@@ -1,5 +1,5 @@
 """A fake InfiniteTalk install for the engine tests: this folder as INFINITETALK_SRC, an empty-file weights tree
-laid out as InfiniteTalk's README downloads it, and a tiny randomly initialised wav2vec2 where one is needed."""
+laid out as InfiniteTalk's README downloads it (the tiny wav2vec2 comes from worker.selftest.tiny)."""
 
 from __future__ import annotations
 
@@ -48,27 +48,3 @@ def weights_tree(root: Path, *, wav2vec: bool = True, lora: bool = True, quant: 
         "LORA_DIR": str(root / "lightx2v"),
         "INFINITETALK_SRC": str(FAKE_SRC),
     }
-
-
-def save_tiny_wav2vec2(folder: Path, *, layers: int = 3, hidden: int = 24) -> Path:
-    """A randomly initialised wav2vec2 with a real config and feature extractor, as from_pretrained reads it."""
-    import torch
-    import transformers
-
-    torch.manual_seed(0)
-    config = transformers.Wav2Vec2Config(
-        hidden_size=hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=2,
-        intermediate_size=48,
-        conv_dim=(16, 16, 16),
-        conv_stride=(5, 4, 4),
-        conv_kernel=(10, 4, 4),
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=2,
-    )
-    transformers.Wav2Vec2Model(config).save_pretrained(folder)
-    transformers.Wav2Vec2FeatureExtractor(
-        feature_size=1, sampling_rate=16_000, padding_value=0.0, do_normalize=True
-    ).save_pretrained(folder)
-    return folder

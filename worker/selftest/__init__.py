@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from worker.contract import ErrorCode, JobError, Stage
 from worker.engines.infinitetalk_args import DEFAULT_SRC, ENV_VARS, INFINITETALK_COMMIT
 
 SOURCE_HINT = (
@@ -171,6 +172,36 @@ def _cases(bench: Any, chosen: list[str], device: str, kernels: dict[str, str], 
         result["gpu"] = torch.cuda.get_device_name(0)
         result["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
     return result
+
+
+def is_selftest_request(job_input: Any) -> bool:
+    """A RunPod job whose input is `{"selftest": {...}}` (RunPod Hub's test run, .runpod/tests.json)."""
+    return isinstance(job_input, dict) and set(job_input) == {"selftest"} and isinstance(job_input["selftest"], dict)
+
+
+def run_selftest_job(job_input: dict[str, Any], timeout_s: float = 900.0) -> dict[str, Any]:
+    """Run the selftest for a RunPod job in a child process, so the tiny sizes it patches into InfiniteTalk's
+    modules never touch the worker's own pipeline. The result carries the summary; a failure also sets `error`,
+    which RunPod reports as a FAILED job."""
+    import subprocess
+
+    cases = job_input["selftest"].get("cases")
+    args = [sys.executable, "-m", "worker", "selftest"]
+    if isinstance(cases, list) and all(isinstance(name, str) for name in cases):
+        args += ["--cases", ",".join(cases)]
+    try:
+        done = subprocess.run(args, capture_output=True, text=True, timeout=timeout_s, check=False)
+        summary = json.loads(done.stdout.strip().splitlines()[-1])
+    except (subprocess.TimeoutExpired, IndexError, json.JSONDecodeError) as error:
+        summary = {"status": "failed", "error": f"the selftest did not report: {type(error).__name__}: {error}"}
+    if summary.get("status") == "ok":
+        return {"status": "success", "selftest": summary}
+    failed = [case["name"] for case in summary.get("cases", []) if case.get("status") != "passed"]
+    message = summary.get("error") or f"selftest cases failed: {', '.join(failed)}"
+    error = JobError(
+        ErrorCode.PIPELINE_LOAD, f"InfiniteTalk's selftest failed: {message}", at_stage=Stage.PIPELINE_WARM_STARTED
+    )
+    return {"status": "error", "error": error.to_dict(), "selftest": summary}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,10 +26,10 @@ import importlib.machinery
 import importlib.util
 import sys
 import types
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-import torch.nn.functional as F
+if TYPE_CHECKING:
+    import torch
 
 _installed = False
 
@@ -65,6 +65,8 @@ class BlockDiagonalMask:
         return cls(q_seqlen, kv_seqlen if kv_seqlen is not None else q_seqlen)
 
     def materialize(self, device: torch.device) -> torch.Tensor:
+        import torch
+
         mask = torch.zeros(sum(self.q_seqlen), sum(self.kv_seqlen), dtype=torch.bool, device=device)
         q_start = k_start = 0
         for q_len, k_len in zip(self.q_seqlen, self.kv_seqlen, strict=True):
@@ -77,6 +79,8 @@ def memory_efficient_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_bias: Any = None, op: Any = None, **_: Any
 ) -> torch.Tensor:
     """xformers.ops.memory_efficient_attention on (batch, tokens, heads, dim) tensors, as SDPA."""
+    import torch.nn.functional as F
+
     mask = attn_bias.materialize(q.device) if isinstance(attn_bias, BlockDiagonalMask) else attn_bias
     out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask)
     return out.transpose(1, 2)
@@ -101,11 +105,14 @@ def attention_standin(
     causal: bool = False,
     window_size: tuple[int, int] = (-1, -1),
     deterministic: bool = False,
-    dtype: torch.dtype = torch.bfloat16,
+    dtype: torch.dtype | None = None,
     version: int | None = None,
 ) -> torch.Tensor:
     """wan.modules.attention.flash_attention's contract on PyTorch's SDPA: (batch, tokens, heads, dim) in and
     out, keys past k_lens[b] masked, queries past q_lens[b] zeroed (flash-attn's varlen output leaves them out)."""
+    import torch
+    import torch.nn.functional as F
+
     out_dtype = q.dtype
     if q_scale is not None:
         q = q * q_scale
@@ -134,6 +141,8 @@ def has_module(name: str) -> bool:
 
 def install_kernel_standins() -> list[str]:
     """Stand-ins for xfuser and xformers where they are not installed; returns what was stood in for."""
+    import torch
+
     stood_in = []
     if "xfuser" not in sys.modules and (not torch.cuda.is_available() or not has_module("xfuser")):
         _xfuser_standin()
@@ -144,13 +153,17 @@ def install_kernel_standins() -> list[str]:
     return stood_in
 
 
-def _torchvision_without_compiled_ops() -> None:
-    """Skip torchvision's fake-kernel registrations for compiled ops that a CUDA build cannot load on CPU."""
+def torchvision_without_compiled_ops() -> None:
+    """Skip torchvision's fake-kernel registrations for compiled ops that a CUDA build cannot load on CPU (they
+    only serve torch.compile on detection ops). Without this, importing torchvision, or transformers' wav2vec2
+    where torchvision is installed, fails with "operator torchvision::nms does not exist". Needs no torch."""
     for name in ("torchvision._meta_registrations", "torchvision._autograd_registrations"):
         sys.modules.setdefault(name, types.ModuleType(name))
 
 
 def _cuda_calls_as_noops() -> None:
+    import torch
+
     torch.cuda.current_device = lambda: 0
     torch.cuda.ipc_collect = lambda: None
     torch.cuda.synchronize = lambda device=None: None
@@ -159,6 +172,8 @@ def _cuda_calls_as_noops() -> None:
 
 def install() -> None:
     """Prepare this process so InfiniteTalk's modules import and run on the CPU (before importing them)."""
+    import torch
+
     global _installed
     if _installed:
         return
@@ -166,7 +181,7 @@ def install() -> None:
         raise RuntimeError("the CPU runtime is for machines without CUDA; on a GPU InfiniteTalk runs as it is")
     install_kernel_standins()
     if "torchvision" not in sys.modules:
-        _torchvision_without_compiled_ops()
+        torchvision_without_compiled_ops()
     _cuda_calls_as_noops()
     from worker.engines import infinitetalk
 
@@ -181,17 +196,23 @@ class _CpuTorch(types.ModuleType):
         super().__init__("torch")
 
     def __getattr__(self, name: str) -> Any:
+        import torch
+
         return getattr(torch, name)
 
     @staticmethod
     def device(*_: Any, **__: Any) -> torch.device:
+        import torch
+
         return torch.device("cpu")
 
 
 def adapt(modules: Any) -> None:
     """After InfiniteTalk's import: its pipeline's device is the CPU, its attention SDPA, its dtypes float32."""
+    import torch
+
     multitalk_module = sys.modules["wan.multitalk"]
-    multitalk_module.torch = _CpuTorch()  # type: ignore[attr-defined]
+    setattr(multitalk_module, "torch", _CpuTorch())  # noqa: B010 (a module attribute, set from outside)
     use_attention_standin()
     for config in modules.configs.values():
         for key in ("param_dtype", "t5_dtype", "clip_dtype"):
@@ -204,4 +225,4 @@ def use_attention_standin() -> None:
     for name in ("wan.modules.attention", "wan.modules.clip", "wan.modules.model", "wan.modules.multitalk_model"):
         module = sys.modules.get(name)
         if module is not None and hasattr(module, "flash_attention"):
-            module.flash_attention = attention_standin  # type: ignore[attr-defined]
+            setattr(module, "flash_attention", attention_standin)  # noqa: B010
