@@ -89,13 +89,7 @@ def test_one_line_per_case_is_printed_before_the_summary(full_run: Any) -> None:
 
 def test_the_kept_tree_has_the_real_weights_layout_and_is_a_few_megabytes(full_run: Any) -> None:
     _, summary, tree = full_run
-    paths = WeightPaths(
-        ckpt_dir=tree / "Wan2.1-I2V-14B-480P",
-        infinitetalk_dir=tree / "InfiniteTalk",
-        wav2vec_dir=tree / "chinese-wav2vec2-base",
-        quant_dir=tree / "InfiniteTalk" / "quant_models",
-        lora_dir=tree / "lightx2v",
-    )
+    paths = WeightPaths.under(tree)
     variants = [
         Variant(speakers=speakers, quant=quant, quant_dir=paths.quant_dir if quant else None, lora=lora)
         for speakers in (1, 2)

@@ -118,7 +118,7 @@ def restore_inspect_argspec() -> None:
     from collections import namedtuple
 
     if not hasattr(inspect, "ArgSpec"):
-        inspect.ArgSpec = namedtuple("ArgSpec", "args varargs keywords defaults")  # type: ignore[attr-defined]
+        setattr(inspect, "ArgSpec", namedtuple("ArgSpec", "args varargs keywords defaults"))  # noqa: B010
 
 
 def import_infinitetalk(src_dir: Path) -> InfiniteTalkModules:

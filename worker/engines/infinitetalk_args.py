@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -60,6 +60,18 @@ class WeightPaths:
     quant_dir: Path = MODELS_ROOT / "InfiniteTalk" / "quant_models"
     lora_dir: Path = MODELS_ROOT / "lightx2v"
     src_dir: Path = DEFAULT_SRC
+
+    @classmethod
+    def under(cls, root: Path) -> WeightPaths:
+        """The default layout (what infinitetalk_weights.py downloads) under another models root."""
+        defaults = cls()
+        return cls(
+            **{
+                item.name: root / getattr(defaults, item.name).relative_to(MODELS_ROOT)
+                for item in fields(cls)
+                if getattr(defaults, item.name).is_relative_to(MODELS_ROOT)
+            }
+        )
 
     @classmethod
     def from_weights(cls, weights: Mapping[str, str]) -> WeightPaths:

@@ -83,6 +83,11 @@ class Bench:
             **overrides,
         }
 
+    def two_speakers(self, **overrides: Any) -> dict[str, Any]:
+        """The short job with two people in the picture, each speaking."""
+        speech = {"person1": str(self.media.speech_1), "person2": str(self.media.speech_2)}
+        return self.job(cond_video=str(self.media.two_people), cond_audio=speech, **overrides)
+
     def run(self, payload: dict[str, Any], cancel: CancelToken | None = None, *, expect_success: bool = True) -> Run:
         """Run a job through run_job; decode its video when it succeeded."""
         self.jobs += 1
@@ -266,27 +271,15 @@ def case_apg(bench: Bench) -> int:
 
 def case_two_speakers_add(bench: Bench) -> int:
     """Two speakers taking turns: the multi weights, InfiniteTalk's default left/right halves."""
-    run = bench.run(
-        bench.job(
-            cond_video=str(bench.media.two_people),
-            cond_audio={"person1": str(bench.media.speech_1), "person2": str(bench.media.speech_2)},
-            audio_type="add",
-        )
-    )
+    run = bench.run(bench.two_speakers(audio_type="add"))
     check(bench.engine.variant is not None and bench.engine.variant.people == "multi", "not the multi weights")
     return expect_frames(run, 9)
 
 
 def case_two_speakers_para(bench: Bench) -> int:
     """Two speakers at once, each with a box."""
-    run = bench.run(
-        bench.job(
-            cond_video=str(bench.media.two_people),
-            cond_audio={"person1": str(bench.media.speech_1), "person2": str(bench.media.speech_2)},
-            audio_type="para",
-            bbox={"person1": [100, 100, 340, 400], "person2": [460, 100, 700, 400]},
-        )
-    )
+    boxes = {"person1": [100, 100, 340, 400], "person2": [460, 100, 700, 400]}
+    run = bench.run(bench.two_speakers(audio_type="para", bbox=boxes))
     return expect_frames(run, 9)
 
 

@@ -204,13 +204,7 @@ def build_tree(root: Path, sizes: TinySizes = SIZES, *, quant: tuple[str, ...] =
         _module("wan.modules.t5"), _module("wan.modules.clip"), _module("wan.modules.vae"),
         _module("wan.modules.multitalk_model"),
     )  # fmt: skip
-    paths = WeightPaths(
-        ckpt_dir=root / "Wan2.1-I2V-14B-480P",
-        infinitetalk_dir=root / "InfiniteTalk",
-        wav2vec_dir=root / "chinese-wav2vec2-base",
-        quant_dir=root / "InfiniteTalk" / "quant_models",
-        lora_dir=root / "lightx2v",
-    )
+    paths = WeightPaths.under(root)
     ckpt = paths.ckpt_dir
     for folder in (ckpt, paths.infinitetalk_dir / "single", paths.infinitetalk_dir / "multi", paths.lora_dir):
         folder.mkdir(parents=True, exist_ok=True)
