@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 import altair as alt
@@ -19,6 +20,19 @@ STATUS_COLOURS = {
     JobStatus.CANCELLED: "orange",
     JobStatus.TIMED_OUT: "red",
 }
+
+
+MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
+def plain(text: str | None) -> str:
+    """User text (a prompt, a note, a message that quotes a field) as literal text inside Streamlit Markdown.
+
+    Streamlit renders Markdown: an image in a prompt would make every viewer's browser fetch its URL, and a link
+    could pose as the page's own Download button. Every Markdown punctuation mark is backslash-escaped, which
+    CommonMark shows as the mark itself.
+    """
+    return MARKDOWN_PUNCTUATION.sub(r"\\\1", text or "")
 
 
 def duration(seconds: float | None) -> str:
@@ -43,7 +57,7 @@ def status_badge(status: str) -> None:
 def failure(code: str | None, message: str | None) -> None:
     """A failed run: the friendly title for its code, the worker's message, and what to try."""
     info = friendly_error(code or "")
-    st.error(f"**{info['title']}** ({code or 'no code'})\n\n{message or ''}".strip())
+    st.error(f"**{info['title']}** ({plain(code) or 'no code'})\n\n{plain(message)}".strip())
     st.caption(f"What to try: {info['advice']}")
 
 
@@ -59,7 +73,7 @@ def video(store: Store, key: str | None) -> None:
     try:
         st.video(_media(store, key))
     except JobError as error:
-        st.warning(f"The video is not in the store any more ({error.message}).")
+        st.warning(f"The video is not in the store any more ({plain(error.message)}).")
 
 
 def image(store: Store, key: str | None, **kwargs: Any) -> bool:

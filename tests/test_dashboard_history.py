@@ -8,7 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from catalog import Catalog
-from dashboard import state
+from dashboard import state, views
 from tests.dashboard_support import EXAMPLES, dashboard_env, example_job, open_page, real_run, texts
 from worker.contract import JobStatus
 from worker.settings import Settings
@@ -166,3 +166,23 @@ def test_a_batch_is_listed_as_its_videos_and_opens_as_their_container(
     at.button(key=opened[1]).click().run()
     assert at.query_params["run"] == opened[1].removeprefix("history.batch-open.")
     assert not at.exception
+
+
+def test_a_prompt_is_shown_as_text_never_as_markdown(history: Catalog, made: Path) -> None:
+    """An image in a prompt would make every viewer's browser fetch it; a link could pose as Download."""
+    hostile = "![pixel](http://attacker.example/p.png) [Download](http://evil.example/x.mp4) :red[**loud**]"
+    history.record_submission(
+        "run-hostile", example_job(hostile), endpoint_id="local", created_at="2030-01-01T00:00:00Z"
+    )
+    at = open_page("history")
+    card = next(m.value for m in at.markdown if "pixel" in m.value)
+    assert card == views.plain(hostile[:90])
+    assert "![" not in card and "](" not in card and ":red[" not in card
+    at.button(key="history.open.run-hostile").click().run()
+    assert at.subheader[0].value == views.plain(hostile)
+    history.delete("run-hostile")
+
+
+def test_plain_escapes_every_markdown_mark_and_keeps_the_words() -> None:
+    assert views.plain("a_b *c* `d` #e $f$ <g> 1. x") == r"a\_b \*c\* \`d\` \#e \$f\$ \<g\> 1\. x"
+    assert views.plain(None) == ""

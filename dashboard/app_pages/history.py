@@ -94,7 +94,7 @@ def _card(run: dict[str, Any], store: Any, key: str = K + "open.") -> None:
         if not views.image(store, run.get("thumb_key"), width="stretch"):
             st.container(height=120, border=False).caption("no thumbnail")
         views.status_badge(run["status"])
-        st.markdown(f"{'★ ' if run.get('favourite') else ''}{(run.get('prompt') or '(no prompt)')[:90]}")
+        st.markdown(f"{'★ ' if run.get('favourite') else ''}{views.plain((run.get('prompt') or '(no prompt)')[:90])}")
         made = (run.get("created_at") or "")[:16].replace("T", " ")
         length = f" · {run['video_duration_s']:.1f} s" if run.get("video_duration_s") else ""
         st.caption(f"{made}{length} · {run.get('size') or ''} · {run.get('sample_steps') or '?'} steps")
@@ -184,7 +184,7 @@ def _detail(run_id: str) -> None:
         head, close = st.columns([6, 1])
         with head:
             views.status_badge(run["status"])
-            st.subheader(run.get("prompt") or "(no prompt)")
+            st.subheader(views.plain(run.get("prompt") or "(no prompt)"))
             st.caption(f"job `{run['job_id']}` · made {(run.get('created_at') or '')[:19].replace('T', ' ')} UTC")
         close.button("Close", on_click=_close, icon=":material/close:", key=K + "close")
         if run.get("batch_items"):
@@ -204,7 +204,7 @@ def _detail(run_id: str) -> None:
             if run["status"] not in (JobStatus.COMPLETED, JobStatus.IN_QUEUE, JobStatus.IN_PROGRESS):
                 views.failure(run.get("error_code"), run.get("error_message"))
             for warning in run.get("warnings") or []:
-                st.caption(f"⚠ {warning}")
+                st.caption(f"⚠ {views.plain(warning)}")
         with facts:
             a, b = st.columns(2)
             a.metric("Video", views.duration(run.get("video_duration_s")))

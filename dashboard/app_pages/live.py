@@ -44,7 +44,7 @@ def _card(view: LiveView) -> None:
         top, actions = st.columns([5, 1], vertical_alignment="center")
         with top:
             views.status_badge(view.status)
-            st.markdown(f"**{view.prompt[:140]}**")
+            st.markdown(f"**{views.plain(view.prompt[:140])}**")
             st.caption(f"job `{view.job_id}`" + (f" · item {view.item[0]} of {view.item[1]}" if view.item else ""))
         with actions:
             if st.button("Cancel", key=f"live.cancel.{view.run_id}", icon=":material/cancel:"):
@@ -79,7 +79,7 @@ def _finished(run_ids: list[str]) -> None:
             watch, about = st.columns([2, 3], gap="large")
             with about:
                 views.status_badge(run["status"])
-                st.markdown(f"**{(run.get('prompt') or '')[:140]}**")
+                st.markdown(f"**{views.plain((run.get('prompt') or '')[:140])}**")
                 if run["status"] != JobStatus.COMPLETED:
                     views.failure(run.get("error_code"), run.get("error_message"))
             with watch:

@@ -7,7 +7,7 @@ from typing import Any
 import streamlit as st
 
 from catalog.records import INLINE_NOTE
-from dashboard import navigation, state
+from dashboard import navigation, state, views
 from dashboard.batch import BatchFileError, read_batch
 from dashboard.forms import (
     ADVANCED_PARAMS,
@@ -351,7 +351,10 @@ def _send(job: dict[str, Any], uploads: list[Planned]) -> str | None:
             commit(planned, store)
         job_id = submit(state.client(patient=True), state.catalog(), job, state.settings().endpoint_id)
     except (EndpointError, JobError) as error:
-        st.error(f"Could not submit: {getattr(error, 'message', None) or error}", icon=":material/cloud_off:")
+        st.error(
+            f"Could not submit: {views.plain(getattr(error, 'message', None) or str(error))}",
+            icon=":material/cloud_off:",
+        )
         return None
     st.session_state.setdefault(state.SUBMITTED, []).append(job_id)
     return job_id
