@@ -1,7 +1,8 @@
 """ffmpeg at the edge: probing, decoding, encoding and thumbnails.
 
 Every call goes through `run_ffmpeg`/`probe`, which turn ffmpeg's failures into E_FFMPEG errors carrying the
-tail of its stderr, so a broken file never surfaces as a traceback.
+tail of its stderr, so a broken file never surfaces as a traceback. Every read of a job's media is limited to
+the demuxers in DEMUXERS and to local files (INPUT_GUARD).
 """
 
 from __future__ import annotations
@@ -22,6 +23,35 @@ from worker.contract import AUDIO_SAMPLE_RATE, FPS, ErrorCode, JobError, Stage
 FFMPEG = "ffmpeg"
 FFPROBE = "ffprobe"
 QUIET_FFMPEG = [FFMPEG, "-hide_banner", "-nostdin", "-loglevel", "error"]
+DEMUXERS = (
+    "mov",
+    "matroska",
+    "wav",
+    "mp3",
+    "ogg",
+    "flac",
+    "aac",
+    "jpeg_pipe",
+    "png_pipe",
+    "webp_pipe",
+    "bmp_pipe",
+    "gif",
+)
+"""The only containers a job's media may be read as: MP4/MOV/M4A, MKV/WebM, WAV/MP3/OGG/FLAC/AAC and the still
+images `inputs.sniff_image` accepts. Manifests and playlists (DASH, HLS, ffconcat, SDP, image sequences, ...) make
+ffmpeg open further files or the network: a base64 DASH manifest whose BaseURL was a `file://` path once made a
+video of a file outside the allowed roots. With this list ffmpeg refuses them before it reads their contents."""
+INPUT_GUARD = ["-protocol_whitelist", "file,pipe", "-format_whitelist", ",".join(DEMUXERS)]
+"""Options put before each `-i` of a job's media: only the DEMUXERS, reading only local files and pipes."""
+ACCEPTED = "send a JPEG/PNG/WebP image, an MP4/MOV/WebM/MKV video, or WAV/MP3/OGG/FLAC/AAC/M4A audio"
+
+
+def guarded(args: list[str]) -> list[str]:
+    """ffmpeg arguments with INPUT_GUARD before every input (`-i`): every input of these calls is a job's media."""
+    out: list[str] = []
+    for arg in args:
+        out.extend([*INPUT_GUARD, arg] if arg == "-i" else [arg])
+    return out
 
 
 def _tail(text: bytes | str, limit: int = 600, paths: tuple[str, ...] = (), name: str = "the file") -> str:
@@ -33,8 +63,12 @@ def _tail(text: bytes | str, limit: int = 600, paths: tuple[str, ...] = (), name
 
 
 def run_ffmpeg(args: list[str], *, at_stage: str, what: str, timeout: float = 600.0) -> bytes:
-    """Run ffmpeg quietly and return its stdout; raise E_FFMPEG naming `what` on failure."""
-    command = [*QUIET_FFMPEG, "-y", *args]
+    """Run ffmpeg quietly on a job's media and return its stdout; raise E_FFMPEG naming `what` on failure.
+
+    Every input is guarded (see `guarded`): callers that feed ffmpeg something else (a pipe of raw frames)
+    build their own command, as VideoEncoder does.
+    """
+    command = [*QUIET_FFMPEG, "-y", *guarded(args)]
     try:
         done = subprocess.run(command, capture_output=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
@@ -74,21 +108,29 @@ def _ratio(text: str | None) -> float | None:
 
 
 def probe(path: Path, *, field: str, at_stage: str = Stage.DOWNLOADS_STARTED) -> MediaInfo:
-    """Probe a media file without decoding it; E_INPUT_VALIDATION when ffprobe cannot read it."""
-    command = [FFPROBE, "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path)]
+    """Probe a media file without decoding it; E_INPUT_VALIDATION when ffprobe cannot read it, or when it is not
+    in one of the DEMUXERS (ffprobe is told the list, and its answer is checked against it too)."""
+    command = [FFPROBE, "-v", "error", *INPUT_GUARD, "-print_format", "json", "-show_format", "-show_streams"]
     try:
-        done = subprocess.run(command, capture_output=True, timeout=60, check=False)
+        done = subprocess.run([*command, str(path)], capture_output=True, timeout=60, check=False)
     except subprocess.TimeoutExpired:
         raise JobError(ErrorCode.FFMPEG, f"{field}: probing the file took too long", at_stage=at_stage) from None
+    data = json.loads(done.stdout or b"{}") if done.returncode == 0 else {}
+    format_name = str(data.get("format", {}).get("format_name", ""))
+    if b"not on whitelist" in done.stderr or (data and not set(format_name.split(",")) & set(DEMUXERS)):
+        raise JobError(
+            ErrorCode.INPUT_VALIDATION,
+            f"{field}: playlists, manifests and containers other than the supported ones are not read "
+            f"(they can point at other files); {ACCEPTED}",
+            at_stage=at_stage,
+        )
     if done.returncode != 0:
         reason = _tail(done.stderr, 200, (str(path),), field) or "unknown format"
         raise JobError(
             ErrorCode.INPUT_VALIDATION,
-            f"{field}: the file is not readable media ({reason}); "
-            "send a JPEG/PNG image, an MP4/WebM video, or WAV/MP3/OGG/WebM audio",
+            f"{field}: the file is not readable media ({reason}); {ACCEPTED}",
             at_stage=at_stage,
         )
-    data = json.loads(done.stdout or b"{}")
     streams = data.get("streams", [])
     video = next((s for s in streams if s.get("codec_type") == "video"), None)
     audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
@@ -96,7 +138,7 @@ def probe(path: Path, *, field: str, at_stage: str = Stage.DOWNLOADS_STARTED) ->
     duration = fmt.get("duration") or (video or {}).get("duration") or (audio or {}).get("duration")
     frames = (video or {}).get("nb_frames")
     return MediaInfo(
-        format=str(fmt.get("format_name", "")),
+        format=format_name,
         duration_s=float(duration) if duration not in (None, "N/A") else None,
         width=int(video["width"]) if video and video.get("width") else None,
         height=int(video["height"]) if video and video.get("height") else None,
@@ -166,6 +208,7 @@ def read_video_frames(path: Path, width: int, height: int, *, field: str) -> Ite
     vf = f"fps={FPS},scale={width}:{height}:force_original_aspect_ratio=increase,crop={width}:{height},setsar=1"
     command = [
         *QUIET_FFMPEG,
+        *INPUT_GUARD,
         "-i",
         str(path),
         "-an",
