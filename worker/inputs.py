@@ -16,7 +16,16 @@ import socket
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urljoin, urlsplit
+
+import certifi
+from urllib3 import HTTPConnectionPool, HTTPSConnectionPool, Timeout
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.exceptions import HTTPError, NewConnectionError
+from urllib3.response import BaseHTTPResponse
+from urllib3.util import parse_url
+from urllib3.util.connection import create_connection
 
 from worker.contract import ErrorCode, InputDescriptor, JobError, Limits, Stage
 from worker.media import MediaInfo, probe
@@ -26,6 +35,9 @@ AT = Stage.DOWNLOADS_STARTED
 _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w-]+=[\w.-]+)*)(?P<b64>;base64)?,", re.I)
 _BASE64_CHARS = re.compile(r"^[A-Za-z0-9+/=_\-\s]+$")
 _MAX_REDIRECTS = 5
+_URL_TRAPS = re.compile(r"[\x00-\x20\x7f\\]")
+_NOT_PUBLIC_V6 = tuple(ipaddress.IPv6Network(n) for n in ("fec0::/10", "64:ff9b:1::/48"))
+_V4_INSIDE_V6 = tuple(ipaddress.IPv6Network(n) for n in ("::/96", "::ffff:0:0/96", "::ffff:0:0:0/96", "64:ff9b::/96"))
 _IMAGE_MAGIC = (
     (b"\xff\xd8\xff", "jpeg"),
     (b"\x89PNG\r\n\x1a\n", "png"),
@@ -117,62 +129,174 @@ def _decode_base64(ref: str, field: str, dest: Path, max_bytes: int) -> None:
     dest.write_bytes(data)
 
 
-def _check_host(host: str, field: str, settings: Settings) -> None:
-    """Refuse hosts that resolve to loopback, private, link-local or other internal addresses."""
-    if settings.allow_private_urls or host.lower() in settings.trusted_hosts:
-        return
+def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether an address is on the public internet, looking inside the IPv6 forms that carry an IPv4 address.
+
+    `is_global` alone lets `::127.0.0.1`, `::ffff:0:10.0.0.1`, `64:ff9b::a9fe:a9fe` (NAT64) and `2002:7f00:1::`
+    (6to4) through, and site-local `fec0::/10`; a translator or the OS may deliver them to the private address.
+    """
+    if isinstance(address, ipaddress.IPv6Address):
+        if any(address in network for network in _NOT_PUBLIC_V6):
+            return False
+        inner = address.sixtofour or next(
+            (ipaddress.IPv4Address(address.packed[12:]) for network in _V4_INSIDE_V6 if address in network), None
+        )
+        if inner is not None and not _is_public(inner):
+            return False
+    return address.is_global and not address.is_multicast
+
+
+def _parse_url(url: str, field: str) -> tuple[str, str, int, str]:
+    """(scheme, host, port, path and query) of an http(s) URL, which urllib and urllib3 must read alike.
+
+    The address check and the fetcher once read `http://127.0.0.1:PORT\\@1.1.1.1/` differently: a public host to
+    one, loopback to the other. So what parsers disagree on is refused outright (backslashes, whitespace,
+    control and non-ASCII characters, user info), and what is left must give both the same host and port.
+    """
+    if not url.isascii() or _URL_TRAPS.search(url):
+        raise _invalid(
+            field,
+            "the URL holds a backslash, a space, a control or a non-ASCII character; percent-encode it "
+            "(an international host name goes in its xn-- form)",
+        )
     try:
-        infos = socket.getaddrinfo(host, None)
-    except OSError:
+        ours = urlsplit(url)
+        port = ours.port
+        theirs = parse_url(url)
+    except ValueError:
+        raise _invalid(field, "the URL is malformed: its host or port cannot be read") from None
+    if ours.scheme not in ("http", "https"):
+        raise _invalid(field, "only http and https URLs are accepted")
+    if "@" in ours.netloc:
+        raise _invalid(field, "the URL holds a user name or password (user@host); use a URL without them")
+    host = ours.hostname or ""
+    port = port or (443 if ours.scheme == "https" else 80)
+    agreed = (theirs.scheme, (theirs.host or "").strip("[]").lower(), theirs.port or port) == (ours.scheme, host, port)
+    plain = re.fullmatch(r"[a-z0-9_.-]+", host) or (":" in host and "%" not in host)
+    if not host or not agreed or not plain:
+        raise _invalid(field, "the URL's host is ambiguous (parsers read it differently); write it plainly")
+    target = ours.path or "/"
+    return ours.scheme, host, port, f"{target}?{ours.query}" if ours.query else target
+
+
+def _addresses(host: str, port: int, field: str, settings: Settings) -> tuple[str, ...]:
+    """The addresses this hop may connect to: the host resolved once, every answer checked unless it is trusted.
+
+    The connection goes to exactly these (see _Pinned), so a DNS server that answers differently the second
+    time (rebinding) is never asked a second time. A private target is refused before anything connects to
+    it, so the error is the same whether a port there is open, closed or filtered: no port scanning.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
         raise JobError(
             ErrorCode.DOWNLOAD_FAILED, f"{field}: the host {host!r} could not be resolved", at_stage=AT
         ) from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global or address.is_multicast:
-            raise _invalid(field, f"the URL's host {host!r} points at a private or internal address; use a public URL")
+    addresses = tuple(dict.fromkeys(str(info[4][0]) for info in infos))
+    trusted = settings.allow_private_urls or host in settings.trusted_hosts
+    if not trusted and not (addresses and all(_is_public(ipaddress.ip_address(a)) for a in addresses)):
+        raise _invalid(field, f"the URL's host {host!r} points at a private or internal address; use a public URL")
+    return addresses
+
+
+class _Pinned:
+    """A urllib3 connection that connects to the addresses checked for its hop, not to a new lookup of the name.
+
+    TLS still sends the URL's host name (SNI) and checks the certificate against it, and the Host header is the
+    URL's, because urllib3 only ever sees the name: this replaces the one step where it would resolve it.
+    """
+
+    def __init__(self, *args: Any, addresses: tuple[str, ...] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.addresses = addresses
+
+    def _new_conn(self) -> socket.socket:
+        failure: OSError | None = None
+        for address in self.addresses:  # type: ignore[attr-defined]
+            try:
+                return create_connection(
+                    (address, self.port),  # type: ignore[attr-defined]
+                    self.timeout,  # type: ignore[attr-defined]
+                    source_address=self.source_address,  # type: ignore[attr-defined]
+                    socket_options=self.socket_options,  # type: ignore[attr-defined]
+                )
+            except OSError as error:
+                failure = error
+        raise NewConnectionError(self, f"Failed to establish a new connection: {failure}")  # type: ignore[arg-type]
+
+
+class _PinnedHTTP(_Pinned, HTTPConnection):
+    pass
+
+
+class _PinnedHTTPS(_Pinned, HTTPSConnection):
+    pass
+
+
+def _open(scheme: str, host: str, port: int, addresses: tuple[str, ...], settings: Settings) -> HTTPConnectionPool:
+    timeout = Timeout(connect=min(10.0, settings.download_timeout_s), read=settings.download_timeout_s)
+    if scheme == "https":
+        secure = HTTPSConnectionPool(
+            host,
+            port,
+            timeout=timeout,
+            retries=False,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=certifi.where(),
+            addresses=addresses,
+        )
+        secure.ConnectionCls = _PinnedHTTPS
+        return secure
+    plain = HTTPConnectionPool(host, port, timeout=timeout, retries=False, addresses=addresses)
+    plain.ConnectionCls = _PinnedHTTP
+    return plain
 
 
 def _download(url: str, field: str, dest: Path, settings: Settings, max_bytes: int) -> None:
-    import requests
-
+    """Fetch a URL hop by hop: each hop (the first and every redirect) is parsed, resolved, checked and pinned."""
     for _ in range(_MAX_REDIRECTS + 1):
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise _invalid(field, "only http and https URLs are accepted")
-        _check_host(parts.hostname, field, settings)
+        scheme, host, port, target = _parse_url(url, field)
+        pool = _open(scheme, host, port, _addresses(host, port, field, settings), settings)
         try:
-            response = requests.get(url, stream=True, timeout=(10, settings.download_timeout_s), allow_redirects=False)
-        except requests.RequestException as error:
+            response = pool.urlopen(
+                "GET", target, redirect=False, preload_content=False, headers={"Accept-Encoding": "identity"}
+            )
+            with response:
+                if response.status in (301, 302, 303, 307, 308) and response.headers.get("location"):
+                    url = urljoin(url, response.headers["location"])
+                    continue
+                _save(response, field, dest, max_bytes)
+                return
+        except (HTTPError, OSError) as error:
             raise JobError(
                 ErrorCode.DOWNLOAD_FAILED, f"{field}: could not fetch the URL: {type(error).__name__}", at_stage=AT
             ) from None
-        with response:
-            if response.is_redirect:
-                url = urljoin(url, response.headers.get("location", ""))
-                continue
-            if response.status_code >= 400:
-                retryable = response.status_code >= 500 or response.status_code == 429
-                raise JobError(
-                    ErrorCode.DOWNLOAD_FAILED,
-                    f"{field}: the server answered HTTP {response.status_code}",
-                    at_stage=AT,
-                    retryable=retryable,
-                )
-            declared = response.headers.get("content-length")
-            if declared and declared.isdigit() and int(declared) > max_bytes:
-                raise _invalid(field, f"the file is larger than the {max_bytes // (1024 * 1024)} MB limit")
-            received = 0
-            with dest.open("wb") as out:
-                for chunk in response.iter_content(chunk_size=1 << 16):
-                    received += len(chunk)
-                    if received > max_bytes:
-                        raise _invalid(field, f"the file is larger than the {max_bytes // (1024 * 1024)} MB limit")
-                    out.write(chunk)
-            if received == 0:
-                raise _invalid(field, "the URL returned an empty file")
-            return
+        finally:
+            pool.close()
     raise JobError(ErrorCode.DOWNLOAD_FAILED, f"{field}: too many redirects", at_stage=AT, retryable=False)
+
+
+def _save(response: BaseHTTPResponse, field: str, dest: Path, max_bytes: int) -> None:
+    if response.status >= 400:
+        retryable = response.status >= 500 or response.status == 429
+        raise JobError(
+            ErrorCode.DOWNLOAD_FAILED,
+            f"{field}: the server answered HTTP {response.status}",
+            at_stage=AT,
+            retryable=retryable,
+        )
+    declared = response.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise _invalid(field, f"the file is larger than the {max_bytes // (1024 * 1024)} MB limit")
+    received = 0
+    with dest.open("wb") as out:
+        for chunk in response.stream(1 << 16, decode_content=True):
+            received += len(chunk)
+            if received > max_bytes:
+                raise _invalid(field, f"the file is larger than the {max_bytes // (1024 * 1024)} MB limit")
+            out.write(chunk)
+    if received == 0:
+        raise _invalid(field, "the URL returned an empty file")
 
 
 def _copy_allowed_path(ref: str, field: str, dest: Path, roots: tuple[Path, ...], max_bytes: int) -> None:
