@@ -11,6 +11,7 @@ from worker.engines import load_engine
 from worker.pipeline import run_job
 from worker.selftest import is_selftest_request, run_selftest_job
 from worker.settings import Settings
+from worker.workdirs import sweep
 
 log = logs.get_logger("handler")
 
@@ -47,6 +48,7 @@ def serve(settings: Settings) -> None:
 
     logs.configure()
     logs.register_secrets(settings.secrets())
+    sweep(settings.work_root)  # job folders of a worker killed mid-job on this volume or disk
     try:
         engine = load_engine(settings)
         log.info("engine loaded", extra={"engine": engine.name, "version": engine.version})

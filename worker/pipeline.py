@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import base64
 import random
-import re
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,6 +47,7 @@ from worker.prepared import PreparedJob
 from worker.progress import CancelToken, ProgressSink, Reporter
 from worker.settings import Settings
 from worker.store import Store, artifact_key, checked_key, content_type, open_store
+from worker.workdirs import job_dir
 
 log = logs.get_logger("pipeline")
 UPLOAD_ATTEMPTS = 3
@@ -302,12 +301,15 @@ class _Publisher:
 
 
 def _run_item(run: Run, params: JobParams, engine: Engine | None, work_root: Path) -> dict[str, Any]:
-    """Run one item's stages; return its JobResult dict, or raise JobError."""
+    """Run one item's stages in its own job folder (locked while it runs, removed after); return its JobResult
+    dict, or raise JobError."""
+    with job_dir(work_root, run.key_id) as work_dir:
+        return _run_item_in(run, params, engine, work_dir)
+
+
+def _run_item_in(run: Run, params: JobParams, engine: Engine | None, work_dir: Path) -> dict[str, Any]:
     seed = resolve_seed(params)
     resolved = resolved_params(params, seed)
-    work_root.mkdir(parents=True, exist_ok=True)
-    safe = re.sub(r"[^A-Za-z0-9_-]", "_", run.key_id)[:64]
-    work_dir = Path(tempfile.mkdtemp(prefix=f"job-{safe}-", dir=work_root))
     publisher: _Publisher | None = None
     try:
         publisher = _Publisher(run, params)
@@ -365,8 +367,6 @@ def _run_item(run: Run, params: JobParams, engine: Engine | None, work_root: Pat
             error.message += f"; the finished video is kept at {kept} until a retry publishes it"
         _publish_error_metadata(run, params, resolved, publisher, work_dir, error)
         raise
-    finally:
-        shutil.rmtree(work_dir, ignore_errors=True)
 
 
 def _keep_unpublished(run: Run, work_dir: Path) -> Path | None:

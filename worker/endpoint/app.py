@@ -31,6 +31,7 @@ from worker.endpoint.runner import CANCEL_GRACE_S, JobRunner, WorkerPool
 from worker.endpoint.webhooks import WebhookSender, webhook_problem
 from worker.settings import Settings
 from worker.store import LocalStore
+from worker.workdirs import sweep
 
 RUNSYNC_WAIT_MS = 90_000
 RUNSYNC_WAIT_RANGE_MS = (1_000, 300_000)
@@ -133,6 +134,7 @@ def create_app(
     lock.acquire()
     queue = JobQueue(folder / "queue.db")
     queue.recover_lost()
+    sweep(settings.work_root)  # the job folders of workers that died with the last endpoint
     queue.forget_finished_before(now_ms() - RESULT_RETENTION_S * 1000)
     pool = WorkerPool(
         settings,

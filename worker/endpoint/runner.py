@@ -105,7 +105,9 @@ def pipeline_runner(settings: Settings) -> tuple[JobRunner, bool]:
     """
     from worker.engines import load_engine
     from worker.pipeline import run_job
+    from worker.workdirs import sweep
 
+    sweep(settings.work_root)  # job folders a killed worker left behind
     try:
         engine = load_engine(settings)
     except JobError as error:
