@@ -46,7 +46,26 @@ REFS = [
     "data:audio/wav;base64,UklGRg==",
     "data:;base64,@@@",
     "A" * 100,
+    # URLs that parsers read differently, and IPv6 spellings of private addresses (tests/test_hostile_urls.py)
+    "http://127.0.0.1:1\\@1.1.1.1/../face.jpg",
+    "http://1.1.1.1@127.0.0.1:1/face.jpg",
+    "http://127.0.0.1:1\t@1.1.1.1/face.jpg",
+    "http://[::127.0.0.1]:1/face.jpg",
+    "http://[64:ff9b::a9fe:a9fe]/latest/meta-data",
+    "http://[2002:7f00:1::]:1/face.jpg",
+    "http://[fec0::1]/face.jpg",
+    # manifests that point at a file outside the roots (tests/test_hostile_manifests.py)
+    "data:video/mp4;base64,"
+    + base64.b64encode(
+        b'<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static" mediaPresentationDuration="PT2S"><Period>'
+        b'<AdaptationSet mimeType="video/mp4"><Representation id="1" bandwidth="1"><BaseURL>file:///etc/passwd'
+        b"</BaseURL></Representation></AdaptationSet></Period></MPD>"
+    ).decode(),
+    "data:audio/wav;base64,"
+    + base64.b64encode(b"#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:2,\nfile:///etc/passwd\n#EXT-X-ENDLIST\n").decode(),
 ]
+# Ids and prefixes that would climb out of their folder (tests/test_hostile_ids.py)
+IDS = ["../x", "../../x", "../fuzz", "a\x00b", "/abs", "a/b", "\uff0e\uff0e", "..", "a" * 129, "take-1"]
 
 scalars = st.one_of(
     st.none(),
@@ -90,10 +109,11 @@ item = st.fixed_dictionaries(
                 {},
                 optional={
                     "store": st.sampled_from(["volume", "inline", "s3", "ftp"]),
-                    "prefix": st.sampled_from(["ok", "../up", "a/b", ""]),
+                    "prefix": st.sampled_from(["ok", "../up", "a/b", "", "a/../b", "a\x00", "\uff0e\uff0e"]),
                 },
             ),
         ),
+        "id": st.one_of(st.sampled_from(IDS), st.text(max_size=20), scalars),
         "extra": scalars,
     },
 )
@@ -101,8 +121,10 @@ VALID = {"prompt": "p", "cond_video": REFS[0], "cond_audio": {"person1": REFS[3]
 # One field of a good job swapped for something odd: these get past validation and exercise the later stages.
 near_valid = st.builds(
     lambda key, value: {**VALID, key: value},
-    st.sampled_from(["cond_video", "cond_audio", "bbox", "size", "base_seed", "output_config", "frame_num", "prompt"]),
-    st.one_of(refs, audio, st.fixed_dictionaries({"person1": box})),
+    st.sampled_from(
+        ["cond_video", "cond_audio", "bbox", "size", "base_seed", "output_config", "frame_num", "prompt", "id"]
+    ),
+    st.one_of(refs, audio, st.fixed_dictionaries({"person1": box}), st.sampled_from(IDS)),
 )
 payloads = st.one_of(
     near_valid,
@@ -139,6 +161,9 @@ def test_any_payload_ends_in_a_result_or_a_structured_error_and_leaves_no_files(
     work = settings.work_root
     assert not work.exists() or list(work.iterdir()) == []
     assert not (Path(root) / "data" / "unpublished").exists()
+    for path in Path(root).rglob("*"):  # every file written is the job's own, in its own folder
+        if path.is_file():
+            assert path.is_relative_to(settings.artifact_dir) and "fuzz" in path.parts, path
 
 
 def test_the_fuzzer_reaches_both_outcomes() -> None:
