@@ -58,6 +58,10 @@ def png_header(width: int, height: int) -> bytes:
             "voice name",
         ),
         ({"batch": []}, "batch", "at least 1"),
+        # Each turn is an espeak-ng and an ffmpeg run: 1000 turns used to run 2000 processes before any check.
+        (job(cond_audio=None, tts_audio={"text": "(s1)a(s2)b" * 500}), "tts_audio.text", "at most 100 turns"),
+        (job(cond_audio=None, tts_audio={"text": "(S1) a ( s2 )b" * 51}), "tts_audio.text", "102 times"),
+        (job(cond_audio=None, tts_audio={"text": "(s1) (s2)"}), "tts_audio.text", "no text to speak"),
     ],
 )
 def test_an_invalid_payload_names_the_field_and_the_fix(
@@ -157,3 +161,14 @@ def test_urls_to_other_schemes_or_internal_hosts_are_refused(settings: Settings,
 def test_an_unknown_tts_voice_names_the_voice_field(settings: Settings) -> None:
     error = fail(settings, job(cond_audio=None, tts_audio={"text": "hello there", "human1_voice": "xx-nosuchvoice"}))
     assert error["code"] == ErrorCode.INPUT_VALIDATION and "tts_audio.human1_voice" in error["message"]
+
+
+def test_tts_turns_merge_a_speakers_consecutive_lines_and_tags_read_alike_everywhere() -> None:
+    from worker.contract import TTSAudio, tts_turns
+
+    assert tts_turns("(s1)a(s1)b (S2) c ( s2 ) d") == [(1, "a b"), (2, "c d")]
+    assert tts_turns("(s1)a(s2)b" * 50) == [(1, "a"), (2, "b")] * 50
+    assert TTSAudio(text="(s1)a(s2)b" * 50).speakers == 2, "100 turns are allowed"
+    # The speaker count follows the same tags the voices follow: spaced or upper-case tags count, empty ones not.
+    assert TTSAudio(text="hello ( S2 ) there").speakers == 2
+    assert TTSAudio(text="hello (s2)").speakers == 1

@@ -6,7 +6,6 @@ soundtrack with silence where that person does not speak, so an engine can anima
 
 from __future__ import annotations
 
-import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,6 @@ SILENCE_FLOOR_DB = -60.0
 """Speech quieter than this overall is treated as silence and left unamplified."""
 MAX_GAIN_DB = 30.0
 ESPEAK = "espeak-ng"
-_TTS_TAG = re.compile(r"\(\s*s([12])\s*\)", re.IGNORECASE)
 
 
 @dataclass
@@ -120,23 +118,6 @@ def layout_speakers(tracks: list[np.ndarray], audio_type: str) -> tuple[np.ndarr
     return mix.astype(np.float32), aligned
 
 
-def split_tts_text(text: str) -> list[tuple[int, str]]:
-    """Split TTS text into (speaker, line) turns; `(s1)` / `(s2)` hand the following words to a person."""
-    turns: list[tuple[int, str]] = []
-    speaker = 1
-    position = 0
-    for match in _TTS_TAG.finditer(text):
-        words = text[position : match.start()].strip()
-        if words:
-            turns.append((speaker, words))
-        speaker = int(match.group(1))
-        position = match.end()
-    tail = text[position:].strip()
-    if tail:
-        turns.append((speaker, tail))
-    return turns
-
-
 def synthesise(text: str, voice: str, out_path: Path, field_name: str) -> np.ndarray:
     """Speak text with espeak-ng into a WAV and return it decoded at 16 kHz."""
     try:
@@ -165,14 +146,12 @@ def tts_tracks(params: JobParams, work_dir: Path) -> list[np.ndarray]:
     """Synthesise the TTS text turn by turn; each person's track is silent during the other's turns."""
     assert params.tts_audio is not None
     tts = params.tts_audio
-    turns = split_tts_text(tts.text)
-    if not turns:
-        raise _invalid("tts_audio.text", "there is no text to speak outside the (s1)/(s2) tags")
+    turns = tts.turns()  # non-empty and at most Limits.MAX_TTS_TURNS: checked at validation
     voices = {
         1: (tts.human1_voice, "tts_audio.human1_voice"),
         2: (tts.human2_voice or Defaults.TTS_VOICE_2, "tts_audio.human2_voice"),
     }
-    people = 2 if any(speaker == 2 for speaker, _ in turns) else 1
+    people = tts.speakers
     tracks: list[list[np.ndarray]] = [[] for _ in range(people)]
     pause = np.zeros(AUDIO_SAMPLE_RATE // 5, np.float32)
     for index, (speaker, words) in enumerate(turns):

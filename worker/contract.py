@@ -40,6 +40,7 @@ class Limits:
     MAX_IMAGE_SIDE = 8192
     MAX_PROMPT_CHARS = 2000
     MAX_TTS_CHARS = 5000
+    MAX_TTS_TURNS = 100
     MIN_FRAME_NUM = 5
     MAX_FRAME_NUM = 1001
     MAX_STREAMING_FRAMES = 15_000
@@ -299,12 +300,45 @@ class CondAudio(_Strict):
     person2: MediaRef | None = None
 
 
+TTS_TAG = re.compile(r"\(\s*s([12])\s*\)", re.IGNORECASE)
+"""`(s1)` / `(s2)` in TTS text (any case, spaces inside allowed): the following words are that person's."""
+
+
+def tts_turns(text: str) -> list[tuple[int, str]]:
+    """TTS text as (speaker, words) turns; consecutive lines of one speaker make one turn (one voice run)."""
+    turns: list[tuple[int, str]] = []
+    speaker, position = 1, 0
+    for match in [*TTS_TAG.finditer(text), None]:
+        words = text[position : match.start() if match else len(text)].strip()
+        if words and turns and turns[-1][0] == speaker:
+            turns[-1] = (speaker, f"{turns[-1][1]} {words}")
+        elif words:
+            turns.append((speaker, words))
+        if match:
+            speaker, position = int(match.group(1)), match.end()
+    return turns
+
+
 class TTSAudio(_Strict):
     """Text to speak instead of recorded audio; `(s1)` / `(s2)` tags hand lines to person 1 or 2."""
 
     text: str = Field(min_length=1, max_length=Limits.MAX_TTS_CHARS)
     human1_voice: str = Field(default=Defaults.TTS_VOICE_1, min_length=1, max_length=64)
     human2_voice: str | None = Field(default=None, max_length=64)
+
+    @field_validator("text")
+    @classmethod
+    def _turns(cls, text: str) -> str:
+        """Every turn is a separate espeak-ng and ffmpeg run: bound them before anything is synthesised."""
+        turns = tts_turns(text)
+        if not turns:
+            raise ValueError("there is no text to speak outside the (s1)/(s2) tags")
+        if len(turns) > Limits.MAX_TTS_TURNS:
+            raise ValueError(
+                f"the text hands the voice between the speakers {len(turns)} times; at most "
+                f"{Limits.MAX_TTS_TURNS} turns are spoken: merge lines or split the dialogue into several jobs"
+            )
+        return text
 
     @field_validator("human1_voice", "human2_voice")
     @classmethod
@@ -313,10 +347,14 @@ class TTSAudio(_Strict):
             raise ValueError("use a voice name such as en-us+f3 (letters, digits, '-', '_' and '+')")
         return value
 
+    def turns(self) -> list[tuple[int, str]]:
+        """The (speaker, words) turns to speak."""
+        return tts_turns(self.text)
+
     @property
     def speakers(self) -> int:
-        """How many people speak: two when the text hands a line to (s2)."""
-        return 2 if "(s2)" in self.text.lower() else 1
+        """How many people speak: two when a turn belongs to (s2)."""
+        return 2 if any(speaker == 2 for speaker, _ in self.turns()) else 1
 
 
 class BBoxes(_Strict):
