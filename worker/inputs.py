@@ -252,11 +252,20 @@ def _open(scheme: str, host: str, port: int, addresses: tuple[str, ...], setting
     return plain
 
 
+def open_checked(url: str, field: str, settings: Settings) -> tuple[HTTPConnectionPool, str]:
+    """A connection pool for one URL that may only reach the addresses checked for it, and the request target.
+
+    The one way out for any URL a job's sender chose (media here, the local endpoint's webhooks), so every such
+    call gets the same parsing, the same private-address rule and the same pinning. Raises JobError naming field.
+    """
+    scheme, host, port, target = _parse_url(url, field)
+    return _open(scheme, host, port, _addresses(host, port, field, settings), settings), target
+
+
 def _download(url: str, field: str, dest: Path, settings: Settings, max_bytes: int) -> None:
     """Fetch a URL hop by hop: each hop (the first and every redirect) is parsed, resolved, checked and pinned."""
     for _ in range(_MAX_REDIRECTS + 1):
-        scheme, host, port, target = _parse_url(url, field)
-        pool = _open(scheme, host, port, _addresses(host, port, field, settings), settings)
+        pool, target = open_checked(url, field, settings)
         try:
             response = pool.urlopen(
                 "GET", target, redirect=False, preload_content=False, headers={"Accept-Encoding": "identity"}
