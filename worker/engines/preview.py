@@ -29,8 +29,9 @@ ATTACK = 0.75
 RELEASE = 0.4
 REPORT_EVERY = FPS
 """Frames between progress reports and cancel checks inside a chunk."""
-VIDEO_CACHE_FRAMES = 750
-"""A looping input video up to this long is kept in memory and played back and forth; longer ones restart."""
+VIDEO_CACHE_BYTES = 256 * 1024 * 1024
+"""A looping input video whose frames fit in this many bytes is kept in memory and played back and forth; a
+longer one restarts from disk. Bytes, not frames: 750 frames at 720p held 2 GB."""
 REDETECT_EVERY = 12
 
 
@@ -232,7 +233,7 @@ def _looped_video(path: Path, width: int, height: int) -> Iterator[np.ndarray]:
     for frame in read_video_frames(path, width, height, field="cond_video"):
         if cache is not None:
             cache.append(frame)
-            if len(cache) > VIDEO_CACHE_FRAMES:
+            if len(cache) * frame.nbytes > VIDEO_CACHE_BYTES:
                 cache = None
         yield frame
     if cache is None:
