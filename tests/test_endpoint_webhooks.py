@@ -1,7 +1,9 @@
 """Webhooks and the queue's ttl, as RunPod documents them: a job's end is POSTed to its webhook (what /status
 says; 2 more tries 10 s apart if the receiver fails), and a job queued past `policy.ttl` never runs.
 
-The receiver is a real HTTP server on loopback; the endpoint is the real one, in its own process.
+The receiver is a real HTTP server on loopback; the endpoint is the real one, in its own process. A loopback
+receiver is a private address, so these endpoints run with STUDIO_ALLOW_PRIVATE_URLS=1 (what is refused without
+it: tests/test_endpoint_webhook_addresses.py).
 """
 
 from __future__ import annotations
@@ -20,8 +22,15 @@ from worker.contract import ErrorCode, JobStatus
 from worker.endpoint import queue as queue_module
 from worker.endpoint.queue import JobQueue, job_view
 from worker.endpoint.webhooks import ATTEMPTS, RETRY_DELAY_MS, deliver, post_json
+from worker.settings import Settings
 
 PACED = "tests.endpoint_runners:paced"
+PRIVATE_OK = {"STUDIO_ALLOW_PRIVATE_URLS": "1"}
+
+
+def trusting_post(url: str, body: dict) -> int:
+    """post_json for a receiver on loopback, which an operator trusts with STUDIO_ALLOW_PRIVATE_URLS."""
+    return post_json(url, body, Settings(allow_private_urls=True))
 
 
 class Clock:
@@ -42,7 +51,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 
 
 def test_a_finished_job_posts_what_status_says_to_its_webhook_once(tmp_path: Path, receiver: Receiver) -> None:
-    with running_endpoint({"STUDIO_DATA_DIR": str(tmp_path)}, PACED) as base:
+    with running_endpoint({"STUDIO_DATA_DIR": str(tmp_path), **PRIVATE_OK}, PACED) as base:
         job_id = requests.post(
             f"{base}/local/run", json={"input": {"chunks": 2, "chunk_s": 0.1}, "webhook": receiver.url}, timeout=10
         ).json()["id"]
@@ -58,7 +67,7 @@ def test_a_finished_job_posts_what_status_says_to_its_webhook_once(tmp_path: Pat
 
 
 def test_a_cancelled_or_failed_job_is_posted_too_with_its_error(tmp_path: Path, receiver: Receiver) -> None:
-    with running_endpoint({"STUDIO_DATA_DIR": str(tmp_path)}, PACED) as base:
+    with running_endpoint({"STUDIO_DATA_DIR": str(tmp_path), **PRIVATE_OK}, PACED) as base:
 
         def run(job_input: dict[str, Any]) -> str:
             body = {"input": job_input, "webhook": receiver.url}
@@ -84,7 +93,7 @@ def test_a_webhook_owed_when_the_endpoint_stopped_is_sent_after_it_starts_again(
     queue.claim_next(worker_pid=1)
     queue.finish("ended-while-down", JobStatus.COMPLETED, output={"status": "success"})
 
-    with running_endpoint({"STUDIO_DATA_DIR": str(tmp_path)}, PACED):
+    with running_endpoint({"STUDIO_DATA_DIR": str(tmp_path), **PRIVATE_OK}, PACED):
         calls = receiver.wait(1)
 
     assert calls[0]["id"] == "ended-while-down" and calls[0]["output"] == {"status": "success"}
@@ -101,7 +110,7 @@ def test_a_failing_receiver_is_tried_twice_more_ten_seconds_apart_then_given_up(
 
     attempts = 0
     while due := queue.take_due_webhooks(lease_ms=15_000):
-        assert not deliver(queue, due[0], post_json)
+        assert not deliver(queue, due[0], trusting_post)
         attempts += 1
         assert queue.take_due_webhooks(lease_ms=15_000) == [], "not again before the delay"
         clock.now += RETRY_DELAY_MS
@@ -119,9 +128,9 @@ def test_a_receiver_that_recovers_gets_the_call_on_a_later_try(
     queue.claim_next(worker_pid=1)
     queue.finish("job", JobStatus.COMPLETED, output={"status": "success"})
 
-    assert not deliver(queue, queue.take_due_webhooks(lease_ms=15_000)[0], post_json)
+    assert not deliver(queue, queue.take_due_webhooks(lease_ms=15_000)[0], trusting_post)
     clock.now += RETRY_DELAY_MS
-    assert deliver(queue, queue.take_due_webhooks(lease_ms=15_000)[0], post_json)
+    assert deliver(queue, queue.take_due_webhooks(lease_ms=15_000)[0], trusting_post)
     clock.now += RETRY_DELAY_MS
 
     assert queue.take_due_webhooks(lease_ms=15_000) == [] and len(receiver.calls) == 2
@@ -146,7 +155,7 @@ def test_a_job_queued_past_its_ttl_times_out_without_running(tmp_path: Path, clo
 
 
 def test_the_supervisor_expires_a_queued_job_while_the_worker_is_busy(tmp_path: Path) -> None:
-    with running_endpoint({"STUDIO_DATA_DIR": str(tmp_path)}, PACED) as base:
+    with running_endpoint({"STUDIO_DATA_DIR": str(tmp_path), **PRIVATE_OK}, PACED) as base:
         requests.post(f"{base}/local/run", json={"input": {"chunks": 60, "chunk_s": 0.25}}, timeout=10)
         waiting = requests.post(
             f"{base}/local/run", json={"input": {"chunks": 1}, "policy": {"ttl": 10_000}}, timeout=10

@@ -145,7 +145,7 @@ def create_app(
         cancel_grace_s=cancel_grace_s,
     )
 
-    webhooks = WebhookSender(queue)
+    webhooks = WebhookSender(queue, settings=settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -205,7 +205,7 @@ def create_app(
             raise Refused(400, 'send {"input": {...}} as the request body')
         webhook = payload.get("webhook")
         if webhook is not None:
-            problem = webhook_problem(webhook)
+            problem = await run_in_threadpool(webhook_problem, webhook, settings)
             if problem:
                 raise Refused(400, problem)
             webhook = webhook.strip()
