@@ -2,19 +2,39 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
-from typing import Any
+import math
+from typing import Annotated, Any
 
+from pydantic import AfterValidator, ConfigDict, Field, ValidationError, create_model
+
+from catalog.schema import RUN_COLUMNS
 from worker.contract import INLINE_MEDIA_NOTE as INLINE_NOTE
-from worker.contract import ErrorCode, JobStatus, storable_params, utc_now
+from worker.contract import KEY_PART_RULE, ErrorCode, JobStatus, is_key_part, storable_params, utc_now
 
 STATUS_RANK = {JobStatus.IN_QUEUE: 0, JobStatus.IN_PROGRESS: 1} | {status: 2 for status in JobStatus.FINAL}
 FINAL_RANK = 2
+INT64 = (-(2**63), 2**63 - 1)
+"""What an SQLite INTEGER holds: a larger Python int (`total_ms` 10**30) makes the insert raise OverflowError."""
+
+
+class InvalidRecord(ValueError):
+    """A metadata file that cannot become a run; the message names the field in the file and what is wrong."""
+
+
+def _escaped(part: str) -> str:
+    return part.replace("%", "%25").replace(":", "%3A")
 
 
 def run_id_for(job_id: str, item_id: str | None = None) -> str:
-    """The catalogue's id for a run: the job id, or `job_id:item_id` for an item of a batch."""
-    return f"{job_id}:{item_id}" if item_id else job_id
+    """The catalogue's id for a run: the job id, or `job_id:item_id` for an item of a batch.
+
+    A ':' or '%' inside either id is percent-escaped, so the id names one run only: job `a:b` is `a%3Ab`, item `b`
+    of job `a` is `a:b` (once both were `a:b`, and the second run silently replaced or lost to the first). Ids the
+    worker makes (letters, digits, '_', '-', '.') read as before.
+    """
+    return f"{_escaped(job_id)}:{_escaped(item_id)}" if item_id else _escaped(job_id)
 
 
 def known_status(status: str) -> str:
@@ -41,7 +61,10 @@ def outcome_status(output: dict[str, Any]) -> str:
     """
     if output.get("status") != "error":
         return JobStatus.COMPLETED
-    code = (output.get("error") or {}).get("code")
+    error = output.get("error")
+    code = error.get("code") if isinstance(error, dict) else None
+    if not isinstance(code, str):
+        return JobStatus.FAILED
     return {ErrorCode.CANCELLED: JobStatus.CANCELLED, ErrorCode.TIMEOUT: JobStatus.TIMED_OUT}.get(
         code, JobStatus.FAILED
     )
@@ -74,11 +97,15 @@ def _input_kind(params: dict[str, Any], inputs: list[dict[str, Any]] | None = No
 
 
 def _typed(value: Any, kind: type) -> Any:
-    """The value when it has the column's type, else None: a foreign file's odd params never reach a facet."""
+    """The value when it has the column's type and fits it, else None: a foreign file's odd params (a list, a
+    string, a seed of 10**30, an infinite scale) never reach a facet or break an insert; the full params keep it."""
     if isinstance(value, bool):
         return None
-    if kind is float and isinstance(value, int):
-        return float(value)
+    if kind is float and isinstance(value, int | float):
+        value = float(value) if -1e308 < value < 1e308 else math.nan
+        return value if math.isfinite(value) else None
+    if kind is int and isinstance(value, int) and not INT64[0] <= value <= INT64[1]:
+        return None
     return value if isinstance(value, kind) else None
 
 
@@ -129,12 +156,126 @@ def result_columns(result: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in columns.items() if value is not None}
 
 
+def _utf8(value: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError(f"holds {value[error.start]!r} at {error.start}, a lone surrogate that is not text") from None
+    return value
+
+
+def _iso_time(value: str) -> str:
+    try:
+        dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("must be an ISO 8601 time such as 2026-11-20T10:00:00.000Z") from None
+    return value
+
+
+def _text(max_length: int, *checks: Any) -> Any:
+    return Annotated[str, Field(strict=True, max_length=max_length), AfterValidator(_utf8), *checks]
+
+
+SHORT_TEXT = 256
+KEY_TEXT = 1024
+LONG_TEXT = 20_000
+JSON_TEXT = 256 * 1024
+TEXT_LIMITS = {
+    "prompt": LONG_TEXT,
+    "error_message": LONG_TEXT,
+    "note": LONG_TEXT,
+    "params": JSON_TEXT,
+    "timings": JSON_TEXT,
+    "warnings": JSON_TEXT,
+    "video_key": KEY_TEXT,
+    "thumb_key": KEY_TEXT,
+    "metadata_key": KEY_TEXT,
+    "run_id": KEY_TEXT,
+}
+TIMES = {"created_at", "started_at", "finished_at", "updated_at"}
+
+
+def _column_type(name: str, kind: type) -> Any:
+    if kind is int:
+        return Annotated[int, Field(strict=True, ge=INT64[0], le=INT64[1])]
+    if kind is float:
+        return Annotated[float, Field(strict=True, allow_inf_nan=False)]
+    checks = [AfterValidator(_iso_time)] if name in TIMES else []
+    return _text(TEXT_LIMITS.get(name, SHORT_TEXT), *checks)
+
+
+RunRecord = create_model(
+    "RunRecord",
+    __config__=ConfigDict(extra="forbid"),
+    **{name: (_column_type(name, kind) | None, None) for name, kind in RUN_COLUMNS.items()},
+)
+"""A row of `runs` as SQLite and every page can take it: the one check a record from a metadata.json passes
+before it is written. Each column has its type, strictly (a string is not a number, a bool not an int); integers
+fit 64 bits, reals are finite, text is valid UTF-8 of a bounded length, times are ISO 8601. A row that passed
+cannot make an insert raise, nor History's formatting of a duration."""
+
+FILE_FIELDS = {
+    "engine": "engine.name",
+    "engine_version": "engine.version",
+    "video_key": "outputs.video.key",
+    "video_duration_s": "outputs.video.duration_s",
+    "width": "outputs.video.width",
+    "height": "outputs.video.height",
+    "frames": "outputs.video.frames",
+    "thumb_key": "outputs.thumbnail.key",
+    "total_ms": "timings.total_ms",
+    "error_code": "error.code",
+    "error_message": "error.message",
+    "audio_duration_s": "inputs.duration_s",
+}
+"""Where in metadata.json each derived column comes from, so a refusal names the field to fix in the file."""
+
+
+def checked_record(row: dict[str, Any]) -> dict[str, Any]:
+    """The row as RunRecord validates it, or InvalidRecord naming the first bad field (as the file spells it)."""
+    try:
+        return RunRecord.model_validate(row).model_dump(exclude_unset=True)
+    except ValidationError as error:
+        first = error.errors()[0]
+        column = str(first["loc"][0])
+        value = repr(first.get("input"))
+        shown = value if len(value) <= 60 else value[:57] + "..."
+        message = first["msg"].removeprefix("Value error, ")
+        raise InvalidRecord(f"{FILE_FIELDS.get(column, column)}: {message} (got {shown})") from None
+
+
+def _check_location(metadata: dict[str, Any], metadata_key: str) -> None:
+    """A file describes the run whose folder holds it, and its artifacts lie beside it.
+
+    The worker writes `<prefix>/<job_id>[/<item_id>]/{video.mp4,thumb.jpg,metadata.json}`. A file elsewhere, or
+    one pointing at another folder's video, would let one bucket object stand in for another run: deleting it
+    "with its files" would delete someone else's video.
+    """
+    for name in ("job_id", "item_id"):
+        value = metadata.get(name)
+        if value is not None and not is_key_part(value):
+            raise InvalidRecord(f"{name}: {KEY_PART_RULE} (got {value[:60]!r})")
+    folder = "/".join(part for part in (metadata["job_id"], metadata.get("item_id")) if part)
+    if metadata_key != f"{folder}/metadata.json" and not metadata_key.endswith(f"/{folder}/metadata.json"):
+        raise InvalidRecord(f"job_id: the file of run {folder!r} must be {folder}/metadata.json under a prefix")
+    home = metadata_key.rsplit("/", 1)[0]
+    for name, artifact in (metadata.get("outputs") or {}).items():
+        key = artifact.get("key")
+        if key is not None and (not isinstance(key, str) or key.rsplit("/", 1)[0] != home):
+            raise InvalidRecord(f"outputs.{name}.key: must lie beside the file, in {home}/ (got {str(key)[:60]!r})")
+
+
 def metadata_row(metadata: dict[str, Any], metadata_key: str) -> dict[str, Any]:
-    """A complete run row from a metadata.json (already validated against JobMetadata)."""
+    """A complete run row from a metadata.json (already validated against JobMetadata), checked as RunRecord.
+
+    Raises InvalidRecord, before anything is written, when the file is not in its run's folder or a value does
+    not fit its column: a hostile file is skipped, and the runs beside it are synced as usual.
+    """
+    _check_location(metadata, metadata_key)
     outputs = metadata.get("outputs") or {}
     video = outputs.get("video") or {}
     error = metadata.get("error") or {}
-    return {
+    row = {
         "run_id": run_id_for(metadata["job_id"], metadata.get("item_id")),
         "job_id": metadata["job_id"],
         "item_id": metadata.get("item_id"),
@@ -163,3 +304,4 @@ def metadata_row(metadata: dict[str, Any], metadata_key: str) -> dict[str, Any]:
         "progress_pct": 100.0 if metadata["status"] == "success" else None,
         "source": "sync",
     }
+    return checked_record(row)

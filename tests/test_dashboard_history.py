@@ -10,8 +10,11 @@ from streamlit.testing.v1 import AppTest
 from catalog import Catalog
 from dashboard import state, views
 from tests.dashboard_support import EXAMPLES, dashboard_env, example_job, open_page, real_run, texts
+from tests.test_catalog_hostile import HOSTILE
+from tests.test_catalog_sync import metadata, publish
 from worker.contract import JobStatus
 from worker.settings import Settings
+from worker.store import LocalStore
 
 
 @pytest.fixture(scope="module")
@@ -186,3 +189,26 @@ def test_a_prompt_is_shown_as_text_never_as_markdown(history: Catalog, made: Pat
 def test_plain_escapes_every_markdown_mark_and_keeps_the_words() -> None:
     assert views.plain("a_b *c* `d` #e $f$ <g> 1. x") == r"a\_b \*c\* \`d\` \#e \$f\$ \<g\> 1\. x"
     assert views.plain(None) == ""
+
+
+def test_sync_skips_hostile_files_with_their_reasons_and_the_page_shows_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(data_dir=tmp_path, input_roots=(EXAMPLES,))
+    store = LocalStore(settings.artifact_dir)
+    publish(store, metadata("good-run"))
+    for name in ("duration-string", "total-ms-1e30", "deep-params"):
+        content, _ = HOSTILE[name]
+        store.put_bytes(f"jobs/{name}/metadata.json", content(name))
+    dashboard_env(monkeypatch, tmp_path)
+
+    at = open_page("history")
+    at.button(key="history.sync").click().run()
+
+    assert not at.exception, [e.value for e in at.exception]
+    warnings = [w.value for w in at.warning]
+    assert any("duration-string" in w and "outputs.video.duration_s" in w for w in warnings), warnings
+    assert any("total-ms-1e30" in w and "timings.total_ms" in w for w in warnings), warnings
+    assert _cards(at) == ["good-run"]
+    at.button(key="history.open.good-run").click().run()
+    assert not at.exception and at.subheader[0].value == views.plain(metadata("good-run").prompt)
