@@ -107,8 +107,10 @@ def _clauses(filters: Filters, *, facet: bool) -> tuple[list[str], list[Any]]:
                 # The full-text index holds the tags: it finds the few candidates, the LIKE keeps exact tags only.
                 clauses.append(_fts_clause())
                 args.append('tags : "{}"'.format(filters.tag.replace('"', '""')))
-            clauses.append("(',' || tags || ',') LIKE ?")
-            args.append(f"%,{filters.tag},%")
+            # instr, not LIKE: a tag is matched as written, so `%` or `_` finds only a tag spelled so. Tags are
+            # stored lower-cased (set_tags), so the filter is too, as LIKE's case-blindness did before.
+            clauses.append("instr(',' || tags || ',', ?) > 0")
+            args.append(f",{filters.tag.lower()},")
     return clauses, args
 
 

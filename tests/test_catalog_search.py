@@ -71,6 +71,18 @@ def test_a_tag_filter_matches_whole_tags_only(catalog: Catalog) -> None:
     assert catalog.search("astronaut", tag="talking").total == 0
 
 
+def test_a_tag_filter_treats_like_wildcards_as_the_characters_they_are(catalog: Catalog) -> None:
+    catalog.set_tags("job-01", ["a_c"])
+    catalog.set_tags("job-02", ["abc", "100%"])
+    catalog.set_tags("job-03", ["1000"])
+
+    for wildcard in ("%", "_", "%%", "___", "a%", "a_c%", "\\", "%,%"):
+        assert catalog.search("", tag=wildcard).total == 0, f"{wildcard!r} is no wildcard"
+    assert [r["run_id"] for r in catalog.search("", tag="a_c").rows] == ["job-01"], "`_` is not any character"
+    assert [r["run_id"] for r in catalog.search("", tag="100%").rows] == ["job-02"], "`%` is not any characters"
+    assert [r["run_id"] for r in catalog.search("", tag="ABC").rows] == ["job-02"], "tags match in any case"
+
+
 def test_facets_count_every_match_not_just_the_page(catalog: Catalog) -> None:
     found = catalog.search("", per_page=1)
     assert len(found.rows) == 1 and found.total == 30
