@@ -66,3 +66,29 @@ def test_a_missing_bucket_setting_is_a_clear_upload_error(settings: Settings) ->
 
     assert output["error"]["code"] == "E_UPLOAD"
     assert "S3_BUCKET" in output["error"]["message"]
+
+
+def test_a_job_may_name_only_the_buckets_the_worker_is_configured_for(s3_settings: Settings) -> None:
+    """The worker's S3 keys may reach other buckets; a job cannot aim them there (issue 14, item 9)."""
+    store = open_store(s3_settings)
+    store.ensure_bucket()  # type: ignore[attr-defined]
+    other = s3_settings.s3_bucket + "-other"
+    elsewhere = {**JOB, "output_config": {"store": "s3", "bucket": other}}
+
+    refused = run_job(elsewhere, "bucket-hop", settings=s3_settings, sink=lambda _: None)
+    assert refused["status"] == "error"
+    assert refused["error"]["code"] == "E_INPUT_VALIDATION" and refused["error"]["retryable"] is False
+    assert "output_config.bucket" in refused["error"]["message"] and "STUDIO_S3_BUCKETS" in refused["error"]["message"]
+    own = {**JOB, "output_config": {"store": "s3", "bucket": s3_settings.s3_bucket, "prefix": "renders"}}
+    assert run_job(own, "own-bucket", settings=s3_settings, sink=lambda _: None)["status"] == "success"
+
+    allowed = s3_settings.with_(s3_extra_buckets=(other,))
+    open_store(allowed, bucket=other).ensure_bucket()  # type: ignore[attr-defined]
+    output = run_job(elsewhere, "bucket-allowed", settings=allowed, sink=lambda _: None)
+    assert output["status"] == "success", output
+    assert list(open_store(allowed, bucket=other).list("jobs/bucket-allowed/"))
+
+
+def test_studio_s3_buckets_is_read_from_the_environment() -> None:
+    settings = Settings.from_env({"S3_BUCKET": "main", "STUDIO_S3_BUCKETS": " a-one , b-two,"})
+    assert settings.s3_buckets == {"main", "a-one", "b-two"}

@@ -60,6 +60,8 @@ class Settings:
     tmp_dir: Path | None = None
     extra_trusted_hosts: tuple[str, ...] = ()
     weights: Mapping[str, str] = field(default_factory=dict)
+    s3_extra_buckets: tuple[str, ...] = ()
+    """Buckets besides S3_BUCKET that a job's output_config.bucket may name (STUDIO_S3_BUCKETS)."""
 
     @property
     def artifact_dir(self) -> Path:
@@ -70,6 +72,11 @@ class Settings:
     def work_root(self) -> Path:
         """Where per-job temp dirs are made (each is removed when its job ends)."""
         return self.tmp_dir or self.data_dir / "tmp"
+
+    @property
+    def s3_buckets(self) -> frozenset[str]:
+        """Every bucket this worker writes to with its keys: S3_BUCKET and STUDIO_S3_BUCKETS."""
+        return frozenset(name for name in (self.s3_bucket, *self.s3_extra_buckets) if name)
 
     @property
     def trusted_hosts(self) -> frozenset[str]:
@@ -143,6 +150,7 @@ class Settings:
                 h.strip() for h in (env.get("STUDIO_TRUSTED_HOSTS") or "").split(",") if h.strip()
             ),
             weights={name: env[name] for name in weight_vars if env.get(name)},
+            s3_extra_buckets=tuple(b.strip() for b in (env.get("STUDIO_S3_BUCKETS") or "").split(",") if b.strip()),
         )
 
     def secrets(self) -> list[str]:

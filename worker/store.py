@@ -46,6 +46,16 @@ def checked_key(key: str, within: str = "") -> str:
     return key
 
 
+def deletable_key(key: str) -> str:
+    """A key that may be deleted: any of the store's own objects, including those written before KEY_PART (an
+    item id with a space was accepted then, and its run must stay deletable), but never one that climbs folders.
+    """
+    parts = key.split("/")
+    if any(part in ("", ".", "..") or "\x00" in part or "\\" in part for part in parts):
+        raise JobError(ErrorCode.INPUT_VALIDATION, f"store key {key!r}: not the key of an object in this store")
+    return key
+
+
 class Store(Protocol):
     """Put, fetch, list and delete artifacts by key, and mint URLs for them."""
 
@@ -139,7 +149,7 @@ class LocalStore:
 
     def delete(self, key: str) -> None:
         """Remove the file and any folder left empty."""
-        target = self.path(checked_key(key))
+        target = self.path(deletable_key(key))
         target.unlink(missing_ok=True)
         parent = target.parent
         root = self.root.resolve()
@@ -248,7 +258,7 @@ class S3Store:
 
     def delete(self, key: str) -> None:
         """Delete the object."""
-        checked_key(key)
+        deletable_key(key)
         try:
             self.client.delete_object(Bucket=self.bucket, Key=key)
         except Exception as error:
@@ -274,6 +284,14 @@ def open_store(settings: Settings, kind: str | None = None, bucket: str | None =
     """The store a job or the dashboard should use: `s3` or `volume` (inline jobs stage in the volume)."""
     kind = kind or settings.store
     if kind == "s3":
+        if bucket and bucket not in settings.s3_buckets:
+            # The worker's keys can often write more buckets than the owner meant jobs to fill.
+            raise JobError(
+                ErrorCode.INPUT_VALIDATION,
+                f"output_config.bucket: {bucket!r} is not a bucket this worker publishes to; leave it out to use "
+                "the worker's S3_BUCKET, or list it in STUDIO_S3_BUCKETS on the worker",
+                at_stage=Stage.VALIDATION_OK,
+            )
         name = bucket or settings.s3_bucket
         if not name:
             raise JobError(
