@@ -131,3 +131,24 @@ def test_a_store_write_inside_its_jobs_folder_works(settings: Settings, s3_setti
     for store in _stores(settings, s3_settings):
         assert store.put_bytes("jobs/a/item-1/video.mp4", b"abc", within="jobs/a") == 3
         assert store.get("jobs/a/item-1/video.mp4") == b"abc"
+
+
+def test_a_run_stored_before_the_key_rule_stays_deletable_but_no_delete_climbs_folders(
+    settings: Settings, s3_settings: Settings
+) -> None:
+    """An item id with a space was accepted before KEY_PART: its files must still be deletable from History."""
+    legacy = "jobs/old job/my item/video.mp4"
+    local, s3 = _stores(settings, s3_settings)
+    (settings.artifact_dir / "jobs" / "old job" / "my item").mkdir(parents=True)
+    (settings.artifact_dir / legacy).write_bytes(b"v")
+    s3.client.put_object(Bucket=s3.bucket, Key=legacy, Body=b"v")  # type: ignore[attr-defined]
+    outside = settings.data_dir / "keep.txt"
+    outside.write_text("mine")
+    for store in (local, s3):
+        store.delete(legacy)
+        assert not store.exists(legacy), store.kind
+        for key in ("jobs/../../keep.txt", "../keep.txt", "jobs//x", "jobs/a\x00b", "jobs\\..\\x"):
+            with pytest.raises(JobError) as refused:
+                store.delete(key)
+            assert refused.value.code == ErrorCode.INPUT_VALIDATION
+    assert outside.read_text() == "mine"
