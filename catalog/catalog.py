@@ -197,11 +197,12 @@ class Catalog:
         The batch itself stays as their container: it carries the job's status and queue and execution times,
         for the Live page and latency figures, but search, facets and totals count its items instead.
         """
+        container = run_id_for(job_id)
         items = output.get("items") if isinstance(output.get("items"), list) else None
         if items is None:
-            self.apply_status(job_id, outcome_status(output), output=output, error=output.get("error"))
-            return [job_id]
-        parent = self.get(job_id) or {}
+            self.apply_status(container, outcome_status(output), output=output, error=output.get("error"))
+            return [container]
+        parent = self.get(container) or {}
         ids = []
         for item in items:
             item_id = item.get("item_id") or f"item-{len(ids):03d}"
@@ -216,9 +217,9 @@ class Catalog:
             self.apply_status(run_id, outcome_status(item), output=item, error=item.get("error"))
             ids.append(run_id)
         summary = {key: value for key, value in output.items() if key != "items"}
-        self.apply_status(job_id, outcome_status(summary), output=summary, error=output.get("error"))
+        self.apply_status(container, outcome_status(summary), output=summary, error=output.get("error"))
         with self._write() as conn:
-            self._update(conn, job_id, {"batch_items": len(ids)})
+            self._update(conn, container, {"batch_items": len(ids)})
         return ids
 
     @staticmethod

@@ -18,7 +18,7 @@ import sqlite_utils
 
 from worker.contract import storable_params
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 7
 BUSY_TIMEOUT_MS = 30_000
 
 _V1_RUN_COLUMNS: dict[str, type] = {
@@ -161,6 +161,45 @@ def _v5(db: sqlite_utils.Database) -> None:
     db.execute(f"UPDATE runs SET batch_items = ({items}) WHERE item_id IS NULL AND ({items}) > 0")
 
 
+NUMBER_COLUMNS = [name for name, kind in RUN_COLUMNS.items() if kind in (int, float) and name != "favourite"]
+
+
+def _v6(db: sqlite_utils.Database) -> None:
+    """Number columns hold numbers: what older syncs let in (a duration of "long") becomes NULL.
+
+    Sync now checks every row against RunRecord before writing it; this clears what it took in before, which
+    made History's cards and detail raise for everyone. The full file is still in the bucket.
+    """
+    for name in NUMBER_COLUMNS:
+        db.execute(
+            f"UPDATE runs SET {name} = NULL WHERE {name} IS NOT NULL "
+            f"AND (typeof({name}) NOT IN ('integer', 'real') OR {name} IN (9e999, -9e999))"
+        )
+
+
+def _escaped_sql(column: str) -> str:
+    return f"replace(replace({column}, '%', '%25'), ':', '%3A')"
+
+
+def _v7(db: sqlite_utils.Database) -> None:
+    """Run ids percent-escape ':' and '%' in the job and item ids (records.run_id_for), so they are unambiguous.
+
+    Job `a:b` and item `b` of job `a` were both `a:b`. Only ids holding ':' or '%' in a part change; their
+    progress events follow. Rows are renamed in two passes, through a name of their rowid, so that a new id never
+    meets an old one that is about to be renamed (job `a%3Ab` and job `a:b`).
+    """
+    item = "CASE WHEN item_id IS NOT NULL AND item_id != '' THEN ':' || " + _escaped_sql("item_id") + " ELSE '' END"
+    new = f"({_escaped_sql('job_id')} || {item})"
+    moved = f"job_id IS NOT NULL AND run_id IS NOT {new}"
+    db.execute(
+        f"UPDATE progress_events SET run_id = (SELECT {new} FROM runs WHERE runs.run_id = progress_events.run_id) "
+        f"WHERE run_id IN (SELECT run_id FROM runs WHERE {moved})"
+    )
+    rowids = [(rowid,) for (rowid,) in db.execute(f"SELECT rowid FROM runs WHERE {moved}").fetchall()]
+    db.conn.executemany("UPDATE runs SET run_id = 'v7 renaming ' || rowid WHERE rowid = ?", rowids)
+    db.conn.executemany(f"UPDATE runs SET run_id = {new} WHERE rowid = ?", rowids)
+
+
 def _fill_combos(db: sqlite_utils.Database) -> None:
     names = ", ".join(FACET_COLUMNS)
     same = " AND ".join(f"facet_combos.{c} IS runs.{c}" for c in FACET_COLUMNS)
@@ -209,7 +248,7 @@ def _combo_triggers(*, containers: bool = True) -> str:
         END;"""
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
 
 
 def connect(path: Path) -> sqlite_utils.Database:

@@ -271,3 +271,16 @@ def test_one_catalogue_shared_by_threads_loses_no_update(catalog: Catalog) -> No
     assert catalog.search("", status=JobStatus.COMPLETED).total == 4
     assert all(len(catalog.progress_events(f"t-{index}", limit=100)) == 40 for index in range(4))
     assert catalog.get("t-0")["note"].startswith("note from ")
+
+
+def test_job_a_colon_b_and_item_b_of_job_a_are_two_runs(catalog: Catalog) -> None:
+    job = catalog.record_submission("a:b", {**PARAMS, "prompt": "the job a:b"}, endpoint_id="local")
+    item = catalog.record_submission("a", {**PARAMS, "prompt": "item b of job a"}, endpoint_id="local", item_id="b")
+
+    assert job != item
+    assert catalog.get(job)["prompt"] == "the job a:b" and catalog.get(item)["prompt"] == "item b of job a"
+    catalog.attach_result("a:b", result("a:b"))
+    assert catalog.get(job)["status"] == JobStatus.COMPLETED and catalog.get(item)["status"] == JobStatus.IN_QUEUE
+    for job_id, item_id in [("a%3Ab", None), ("a", "b:c"), ("a:b", "c"), ("a%", "b"), ("a", "%b")]:
+        assert catalog.record_submission(job_id, PARAMS, endpoint_id="local", item_id=item_id) not in (job, item)
+    assert catalog.stats()["runs"] == 7, "every (job, item) pair is a run of its own"

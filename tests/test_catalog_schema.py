@@ -116,3 +116,57 @@ def test_a_version_4_file_stops_counting_batches_twice(tmp_path: Path) -> None:
     assert catalog.get("batch-1")["batch_items"] == 2
     assert catalog.search("").total == 3 and catalog.stats()["runs"] == 3
     assert sorted(row["run_id"] for row in catalog.search("").rows) == ["batch-1:a", "batch-1:b", "solo"]
+
+
+def test_a_version_5_file_clears_text_from_number_columns_so_history_can_format_them(tmp_path: Path) -> None:
+    """An older sync took in a file with `duration_s: "long"`; History's cards then raised for everyone."""
+    path = tmp_path / "v5.db"
+    old = file_at_version(path, 5)
+    base = {"status": "COMPLETED", "created_at": "2026-01-01T00:00:00Z", "favourite": 0, "tags": ""}
+    odd = {"video_duration_s": "long", "total_ms": "slow", "width": "wide", "sample_steps": "forty"}
+    old["runs"].insert_all(
+        [
+            {**base, "run_id": "odd", "job_id": "odd", **odd},
+            {**base, "run_id": "fine", "job_id": "fine", "video_duration_s": 4.0, "total_ms": 65_000, "width": 640},
+        ]
+    )
+    old.conn.close()
+
+    catalog = Catalog(path)
+
+    assert {name: catalog.get("odd")[name] for name in odd} == dict.fromkeys(odd)
+    fine = catalog.get("fine")
+    assert (fine["video_duration_s"], fine["total_ms"], fine["width"]) == (4.0, 65_000, 640), "numbers are kept"
+    assert catalog.search("", sort="longest").total == 2
+
+
+def test_a_version_6_file_gives_every_run_an_unambiguous_id(tmp_path: Path) -> None:
+    """Job `a:b` and item `b` of job `a` were both `a:b`; ids holding ':' or '%' are escaped, the others kept."""
+    path = tmp_path / "v6.db"
+    old = file_at_version(path, 6)
+    base = {"status": "COMPLETED", "created_at": "2026-01-01T00:00:00Z", "favourite": 0, "tags": ""}
+    old["runs"].insert_all(
+        [
+            {**base, "run_id": "a:b", "job_id": "a:b", "prompt": "the job called a:b"},
+            {**base, "run_id": "a%3Ab", "job_id": "a%3Ab", "prompt": "a job whose id looks escaped"},
+            {**base, "run_id": "batch-1:item-000", "job_id": "batch-1", "item_id": "item-000"},
+            {**base, "run_id": "100%", "job_id": "100%"},
+        ]
+    )
+    old["progress_events"].insert(
+        {"run_id": "a:b", "at": "2026-01-01T00:00:01Z", "stage": "x", "pct": 1.0, "payload": '{"stage": "x"}'}
+    )
+    old.conn.close()
+
+    catalog = Catalog(path)
+
+    ids = sorted(row["run_id"] for row in catalog.search("").rows)
+    assert ids == sorted(["a%3Ab", "a%253Ab", "batch-1:item-000", "100%25"])
+    assert catalog.get("a%3Ab")["prompt"] == "the job called a:b"
+    assert catalog.get("a%253Ab")["prompt"] == "a job whose id looks escaped"
+    assert [event["stage"] for event in catalog.progress_events("a%3Ab")] == ["x"], "its progress events follow"
+    assert catalog.search("called").rows[0]["run_id"] == "a%3Ab", "search follows the renamed rows"
+
+    item = catalog.record_submission("a", {"prompt": "item b of job a"}, endpoint_id="local", item_id="b")
+    assert item == "a:b" and catalog.get("a:b")["prompt"] == "item b of job a"
+    assert catalog.get("a%3Ab")["prompt"] == "the job called a:b", "the job of that name is another run"
