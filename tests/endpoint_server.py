@@ -38,14 +38,26 @@ def running_endpoint(
 
 
 def start_endpoint(
-    env: dict[str, str], runner: str, port: int, *, cancel_grace_s: float | None = None
+    env: dict[str, str],
+    runner: str,
+    port: int,
+    *,
+    cancel_grace_s: float | None = None,
+    new_session: bool = False,
+    stderr: int | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start the endpoint process and wait until it accepts connections."""
+    """Start the endpoint process and wait until it accepts connections.
+
+    `new_session` puts it (and so its workers) in a process group of its own, as a service manager does, so a
+    test can signal the whole group.
+    """
     grace = [] if cancel_grace_s is None else [str(cancel_grace_s)]
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.endpoint_server", str(port), runner, *grace],
         cwd=ROOT,
         env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+        start_new_session=new_session,
+        stderr=stderr,
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -85,8 +97,7 @@ def wait_for(url: str, predicate: Callable[[dict], bool], timeout_s: float = 30.
 def main() -> None:
     import importlib
 
-    import uvicorn
-
+    from worker.endpoint import run_server
     from worker.endpoint.app import create_app
     from worker.endpoint.runner import CANCEL_GRACE_S
     from worker.settings import Settings
@@ -98,7 +109,7 @@ def main() -> None:
         runner = getattr(importlib.import_module(module_name), function_name)
     grace = float(sys.argv[3]) if len(sys.argv) > 3 else CANCEL_GRACE_S
     app = create_app(Settings.from_env(), runner=runner, cancel_grace_s=grace)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+    run_server(app, host="127.0.0.1", port=port)
 
 
 if __name__ == "__main__":

@@ -262,7 +262,7 @@ def create_app(
     @app.get("/v2/{endpoint_id}/health")
     def health(endpoint_id: str) -> dict[str, Any]:
         known(endpoint_id)
-        counts = queue.counts()
+        counts, busy = queue.snapshot()  # one read for both halves, so they describe the same instant
         return {
             "jobs": {
                 "completed": counts[JobStatus.COMPLETED],
@@ -271,7 +271,7 @@ def create_app(
                 "inQueue": counts[JobStatus.IN_QUEUE],
                 "retried": counts["retried"],
             },
-            "workers": pool.states(),
+            "workers": pool.states(busy),
         }
 
     @app.post("/v2/{endpoint_id}/purge-queue")

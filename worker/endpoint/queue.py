@@ -363,13 +363,28 @@ class JobQueue:
 
     def counts(self) -> dict[str, int]:
         """How many jobs are in each status, and how many retries were asked for."""
+        return self.snapshot()[0]
+
+    def snapshot(self) -> tuple[dict[str, int], set[int]]:
+        """The counts by status and the worker pids of the running jobs, read in one transaction.
+
+        /health shows both: read apart, a job could start or end in between and the answer say 2 workers
+        running and 1 job in progress. One WAL read transaction sees one state of the file.
+        """
         with self._connect() as db:
-            rows = db.execute("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status").fetchall()
-            retried = db.execute("SELECT COALESCE(SUM(retried), 0) FROM jobs").fetchone()[0]
+            db.execute("BEGIN")
+            try:
+                rows = db.execute("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status").fetchall()
+                retried = db.execute("SELECT COALESCE(SUM(retried), 0) FROM jobs").fetchone()[0]
+                pids = db.execute(
+                    "SELECT worker_pid FROM jobs WHERE status = ? AND worker_pid IS NOT NULL", (JobStatus.IN_PROGRESS,)
+                ).fetchall()
+            finally:
+                db.execute("COMMIT")
         counts = dict.fromkeys(JobStatus.ALL, 0)
         counts.update({row["status"]: row["n"] for row in rows})
         counts["retried"] = int(retried)
-        return counts
+        return counts, {int(row["worker_pid"]) for row in pids}
 
     def recover_lost(self) -> list[str]:
         """At start-up: jobs left IN_PROGRESS by an endpoint that died become FAILED with a retryable error."""

@@ -5,6 +5,12 @@ queued past its ttl ends TIMED_OUT without running; a job past its execution tim
 worker is killed and replaced; a worker that dies mid-job fails that job with the retryable E_WORKER_LOST. Beyond
 RunPod, a running job that ignores a cancel for CANCEL_GRACE_S is stopped the same way, so cancel always ends a
 job.
+
+Nothing the API process shares with a worker takes a lock the worker could die holding. multiprocessing's
+Event is a Condition underneath: set() waits for every sleeper to acknowledge, and a worker killed while asleep
+in wait() never does, so one SIGTERM to the endpoint's process group (or an idle worker killed by the OOM
+killer) left the API blocked for ever in the next set(). The stop flag is a plain shared byte and each worker
+is woken through its own semaphore, whose post never waits for anyone.
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
-from multiprocessing.synchronize import Event as ProcessEvent
+from multiprocessing.sharedctypes import Synchronized
+from multiprocessing.synchronize import Semaphore
 from pathlib import Path
 from typing import Any
 
@@ -121,18 +128,30 @@ def worker_main(
     queue_path: str,
     settings: Settings,
     runner: JobRunner | None,
-    stop: ProcessEvent,
-    wake: ProcessEvent,
+    stop: Synchronized,
+    wake: Semaphore,
     state: ctypes.c_int,
     parent_pid: int,
 ) -> None:
     """A worker process: warm up, then claim, run and record jobs until told to stop or orphaned.
 
-    An idle worker sleeps on `wake`, which the API sets on every submission, so a job starts within milliseconds;
-    the wait's timeout is how an idle worker notices a stop or its endpoint's death.
+    An idle worker sleeps on `wake`, which the API posts on every submission, so a job starts within
+    milliseconds; the wait's timeout is how an idle worker notices a stop or its endpoint's death.
     """
+    asked_to_leave = False
+
+    def leave(signum: int, _: object) -> None:
+        # SIGTERM or SIGHUP, to the worker alone or to the whole group: stop like a graceful endpoint stop (the
+        # job ends at its next boundary and is recorded as lost), and exit for sure soon after even if it does
+        # not (the alarm's default action ends the process).
+        nonlocal asked_to_leave
+        asked_to_leave = True
+        signal.alarm(int(STOP_TIMEOUT_S) + 2)
+
     # Ctrl-C reaches the whole process group; the API process decides when and how its workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, leave)
+    signal.signal(signal.SIGHUP, leave)
     logs.configure()
     logs.register_secrets(settings.secrets())
     queue = JobQueue(Path(queue_path))
@@ -144,14 +163,15 @@ def worker_main(
 
     def leaving() -> bool:
         # An endpoint killed with SIGKILL cannot stop its workers: they notice they were orphaned instead.
-        return stop.is_set() or os.getppid() != parent_pid
+        return bool(stop.value) or asked_to_leave or os.getppid() != parent_pid
 
     while not leaving():
-        # Cleared before looking, so a submission that lands after the look still wakes the wait below.
-        wake.clear()
+        # Drained before looking, so a submission that lands after the look still wakes the wait below.
+        while wake.acquire(block=False):
+            pass
         job = queue.claim_next(os.getpid())
         if job is None:
-            wake.wait(IDLE_WAIT_S)
+            wake.acquire(timeout=IDLE_WAIT_S)
             continue
         output = run_claimed(queue, job, runner, settings, leaving)
         failed_to_load = (output.get("error") or {}).get("code") == ErrorCode.PIPELINE_LOAD
@@ -162,6 +182,15 @@ def worker_main(
 class _Worker:
     process: BaseProcess
     state: ctypes.c_int
+    wake: Semaphore
+
+    def notify(self) -> None:
+        # Posted only when not already pending, so a busy worker's count stays at 1 however many jobs arrive.
+        try:
+            if self.wake.get_value() == 0:
+                self.wake.release()
+        except (OSError, ValueError):  # a semaphore at its maximum is awake enough
+            pass
 
 
 class WorkerPool:
@@ -184,8 +213,7 @@ class WorkerPool:
         self.retention_s = retention_s
         self.cancel_grace_s = cancel_grace_s
         self._context = multiprocessing.get_context("spawn")
-        self._stop = self._context.Event()
-        self._wake = self._context.Event()
+        self._stop = self._context.Value("b", 0, lock=False)
         self._workers: list[_Worker] = []
         self._lock = threading.Lock()
         self._closing = threading.Event()
@@ -194,14 +222,15 @@ class WorkerPool:
 
     def _spawn(self) -> _Worker:
         state = self._context.Value("i", INITIALIZING, lock=False)
+        wake = self._context.Semaphore(0)
         process = self._context.Process(
             target=worker_main,
-            args=(str(self.queue.path), self.settings, self.runner, self._stop, self._wake, state, os.getpid()),
+            args=(str(self.queue.path), self.settings, self.runner, self._stop, wake, state, os.getpid()),
             name="studio-endpoint-worker",
             daemon=True,
         )
         process.start()
-        return _Worker(process, state)
+        return _Worker(process, state, wake)
 
     def start(self) -> None:
         """Start the processes and the supervisor."""
@@ -211,12 +240,17 @@ class WorkerPool:
         self._thread.start()
 
     def notify(self) -> None:
-        """Wake idle workers: a job was queued."""
-        self._wake.set()
+        """Wake idle workers: a job was queued. Never blocks (it runs on the API's event loop)."""
+        for worker in list(self._workers):  # no lock: the supervisor holds it while it spawns a worker
+            worker.notify()
 
-    def states(self) -> dict[str, int]:
-        """Workers by state, in RunPod's /health terms: a ready worker is idle until it takes a job."""
-        busy = {job.worker_pid for job in self.queue.running()}
+    def states(self, busy: set[int] | None = None) -> dict[str, int]:
+        """Workers by state, in RunPod's /health terms: a ready worker is idle until it takes a job.
+
+        `busy` is the worker pids of the running jobs, from the same snapshot as /health's job counts.
+        """
+        if busy is None:
+            busy = self.queue.snapshot()[1]
         with self._lock:
             workers = list(self._workers)
         alive = [w for w in workers if w.process.is_alive()]
@@ -284,11 +318,19 @@ class WorkerPool:
                         self.queue.mark_lost(job.id, "the worker process stopped while running this job; retry it")
                 self._workers[index] = self._spawn()
 
+    def begin_stop(self) -> None:
+        """Tell the workers to take no more jobs and stop the running ones at their next boundary, at once.
+
+        Safe in a signal handler: it only sets flags and posts semaphores, none of which waits. Called when the
+        endpoint is signalled, before it stops serving, so no worker replaced meanwhile takes a queued job.
+        """
+        self._closing.set()
+        self._stop.value = 1
+        self.notify()
+
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
         """Stop the workers: running jobs are asked to stop at their next boundary and recorded as lost."""
-        self._closing.set()
-        self._stop.set()
-        self._wake.set()
+        self.begin_stop()
         if self._thread is not None:
             self._thread.join()
         with self._lock:
