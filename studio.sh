@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # InfiniteTalk Studio in one command.
-#   ./studio.sh          install (first run) and start the local endpoint + the dashboard (embedded default)
+#   ./studio.sh [run --port N --endpoint-port M]
+#                        install (first run) and start the local endpoint + the dashboard (embedded default)
 #   ./studio.sh test     install the test tools and run the whole test suite
 #   ./studio.sh example  run examples/single_image.json through the worker and print the result
 # Set RUNPOD_ENDPOINT_ID and RUNPOD_API_KEY (and S3_* for the bucket) to use RunPod instead of the local endpoint.
@@ -62,7 +63,7 @@ case "${1:-run}" in
   run)
     system_packages
     python_packages requirements.txt
-    exec "$VENV/bin/python" -m worker studio
+    exec "$VENV/bin/python" -m worker studio "${@:2}"
     ;;
   test)
     system_packages test

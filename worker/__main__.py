@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -61,6 +62,8 @@ def _endpoint(args: argparse.Namespace, settings: Settings) -> int:
 def _studio(args: argparse.Namespace, settings: Settings) -> int:
     from worker.studio import main as studio_main
 
+    if args.endpoint_port:
+        settings = Settings.from_env({**os.environ, "STUDIO_LOCAL_PORT": str(args.endpoint_port)})
     return studio_main(settings, dashboard_port=args.port)
 
 
@@ -89,7 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     endpoint.add_argument("--port", type=int, default=None)
     endpoint.set_defaults(func=_endpoint)
     studio = commands.add_parser("studio", help="start the local endpoint and the dashboard together")
-    studio.add_argument("--port", type=int, default=8501, help="the dashboard's port")
+    studio.add_argument("--port", type=int, help="the dashboard's port (default STUDIO_DASHBOARD_PORT or 8501)")
+    studio.add_argument(
+        "--endpoint-port", type=int, help="the local endpoint's port (default STUDIO_LOCAL_PORT or 8799)"
+    )
     studio.set_defaults(func=_studio)
     commands.add_parser("submit", help="submit a payload to the endpoint (see `submit --help`)")
     commands.add_parser("selftest", help="run InfiniteTalk's real code on tiny random weights (see `selftest --help`)")

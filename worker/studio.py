@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ from worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT_S = 60.0
+DEFAULT_DASHBOARD_PORT = 8501
 
 
 def _wait_healthy(settings: Settings, endpoint: subprocess.Popen[bytes]) -> None:
@@ -36,6 +38,33 @@ def _wait_healthy(settings: Settings, endpoint: subprocess.Popen[bytes]) -> None
     raise SystemExit(f"the local endpoint did not answer {url} within {READY_TIMEOUT_S:.0f} s")
 
 
+def port_taken(port: int, host: str) -> bool:
+    """Whether another program listens on host:port (a port in TIME_WAIT counts as free, as for the servers)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def check_ports(settings: Settings, dashboard_port: int) -> None:
+    """Refuse, in one line naming the port and how to choose another, before anything starts: a taken endpoint
+    port used to be mistaken for our own endpoint being ready, and a taken dashboard port failed after it."""
+    wanted = [(dashboard_port, "", "the dashboard", "--port N or STUDIO_DASHBOARD_PORT=N")]
+    if settings.is_local_endpoint:
+        wanted.insert(
+            0, (settings.local_port, "127.0.0.1", "the local endpoint", "--endpoint-port N or STUDIO_LOCAL_PORT=N")
+        )
+    for port, host, what, how in wanted:
+        if port_taken(port, host):
+            raise SystemExit(
+                f"port {port} for {what} is already in use by another program: stop it, or choose another port "
+                f"with {how}"
+            )
+
+
 def _stop(process: subprocess.Popen[bytes] | None) -> None:
     if process is None or process.poll() is not None:
         return
@@ -47,11 +76,13 @@ def _stop(process: subprocess.Popen[bytes] | None) -> None:
         process.wait()
 
 
-def main(settings: Settings, *, dashboard_port: int = 8501) -> int:
+def main(settings: Settings, *, dashboard_port: int | None = None) -> int:
     """Start the endpoint (when local) and the dashboard; stop both when either ends or on Ctrl-C."""
+    dashboard_port = dashboard_port or int(os.environ.get("STUDIO_DASHBOARD_PORT") or DEFAULT_DASHBOARD_PORT)
+    check_ports(settings, dashboard_port)
     # A service manager stops us with SIGTERM: turn it into an exit, so both children are stopped too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    env = {**os.environ, "STUDIO_DATA_DIR": str(settings.data_dir)}
+    env = {**os.environ, "STUDIO_DATA_DIR": str(settings.data_dir), "STUDIO_LOCAL_PORT": str(settings.local_port)}
     endpoint: subprocess.Popen[bytes] | None = None
     dashboard: subprocess.Popen[bytes] | None = None
     try:
