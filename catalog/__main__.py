@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sqlite3
 import sys
 from typing import Any
 
 from catalog.catalog import Catalog
+from catalog.schema import CatalogError, explain
 from catalog.search import SORTS, SearchResult
 from catalog.sync import sync
 from worker.contract import JobError, JobStatus
@@ -147,12 +149,20 @@ def run(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one catalogue command; bad input or an unreachable store is one line on stderr and exit status 2."""
+    """Run one catalogue command; bad input, an unreachable store or a damaged or read-only catalogue is one line
+    on stderr and exit status 2."""
     args = parser().parse_args(argv)
     # Skipped metadata files are logged by sync; show them as plain lines.
     logging.basicConfig(format="%(message)s", level=logging.WARNING)
     try:
-        run(args, Settings.from_env())
+        settings = Settings.from_env()
+        run(args, settings)
+    except CatalogError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except sqlite3.DatabaseError as error:  # damage found past the pages that opening reads
+        print(f"error: {explain(error, settings.catalog_file)}", file=sys.stderr)
+        return 2
     except JobError as error:
         print(f"error: {error.message}", file=sys.stderr)
         return 2

@@ -251,15 +251,54 @@ def _combo_triggers(*, containers: bool = True) -> str:
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
 
 
+class CatalogError(Exception):
+    """The catalogue file cannot be used. The message is one line naming the file and the fix, for the command
+    line's `error:` and History's banner; a traceback would tell a user neither."""
+
+
+DAMAGED = ("SQLITE_NOTADB", "SQLITE_CORRUPT")
+UNWRITABLE = ("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_IOERR", "SQLITE_FULL")
+
+
+def explain(error: BaseException, path: Path) -> CatalogError:
+    """One line for an error from opening or using the catalogue at path: what is wrong and what to do.
+
+    Garbage bytes are SQLITE_NOTADB, a truncated file SQLITE_CORRUPT: the file is only an index of the bucket,
+    so the fix is to move it aside and sync. A read-only data dir fails creating the folder (an OSError), the
+    file (SQLITE_CANTOPEN) or its WAL beside it (SQLITE_READONLY_DIRECTORY).
+    """
+    if isinstance(error, CatalogError):
+        return error
+    name = getattr(error, "sqlite_errorname", "") or ""
+    if name.startswith(DAMAGED):
+        return CatalogError(
+            f"the catalogue {path} is damaged ({error}): move it aside (mv {path} {path}.broken), "
+            "then run `python -m catalog sync` (or History's Sync from bucket) to rebuild it from the bucket"
+        )
+    if isinstance(error, OSError) or name.startswith(UNWRITABLE):
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        return CatalogError(
+            f"cannot write the catalogue {path} ({reason}): make {path.parent} writable by this user, "
+            "or set STUDIO_CATALOG (or STUDIO_DATA_DIR) to a place that is"
+        )
+    return CatalogError(f"cannot use the catalogue {path}: {error}")
+
+
 def connect(path: Path) -> sqlite_utils.Database:
-    """Open (creating and migrating) the catalogue at path: WAL mode, a busy timeout for concurrent writers."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    db = sqlite_utils.Database(conn)
-    migrate(db)
+    """Open (creating and migrating) the catalogue at path: WAL mode, a busy timeout for concurrent writers.
+
+    A file that is not a catalogue or cannot be written is a CatalogError naming the fix (see `explain`).
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        db = sqlite_utils.Database(conn)
+        migrate(db)
+    except (sqlite3.Error, OSError) as error:
+        raise explain(error, path) from error
     return db
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import subprocess
@@ -102,3 +103,73 @@ def test_the_catalogue_loads_without_the_worker_pipeline_or_torch() -> None:
         "worker.settings",
         "worker.store",
     ]
+
+
+def damaged_files(good: Path) -> dict[str, bytes]:
+    """What a crash, a full disk or a bad copy leaves: garbage, a torn header, a file cut off half way."""
+    whole = good.read_bytes()
+    return {"garbage": os.urandom(8192), "torn header": whole[:50], "cut in half": whole[: len(whole) // 2]}
+
+
+def filled_catalogue(path: Path, runs: int = 400) -> Path:
+    catalog = Catalog(path)
+    for index in range(runs):
+        catalog.record_submission(f"job-{index}", {"prompt": f"an astronaut, take {index} " * 4}, endpoint_id="x")
+    catalog.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    catalog.close()
+    return path
+
+
+@pytest.mark.parametrize("damage", ["garbage", "torn header", "cut in half"])
+def test_a_damaged_catalogue_is_one_line_naming_the_fix(env: dict[str, str], tmp_path: Path, damage: str) -> None:
+    catalog_file = Settings.from_env(env).catalog_file
+    catalog_file.parent.mkdir(parents=True, exist_ok=True)
+    catalog_file.write_bytes(damaged_files(filled_catalogue(tmp_path / "good.db"))[damage])
+
+    for command in (["search", "astronaut"], ["sync"], ["stats"]):
+        answer = cli(env, *command)
+        assert answer.returncode == 2, answer
+        assert answer.stderr.startswith(f"error: the catalogue {catalog_file} is damaged"), answer.stderr
+        assert "move it aside" in answer.stderr and "python -m catalog sync" in answer.stderr
+        assert "Traceback" not in answer.stderr and len(answer.stderr.strip().splitlines()) == 1
+
+    catalog_file.rename(catalog_file.with_name("catalog.db.broken"))
+    assert cli(env, "sync").stdout.strip() == "3 added, 0 updated, 0 unchanged, 0 skipped", "the fix works"
+
+
+def cannot_override_permissions() -> None:
+    """Run the child as root without CAP_DAC_OVERRIDE / CAP_DAC_READ_SEARCH, so a mode of 0555 binds it too."""
+    if os.geteuid() == 0:
+        libc = ctypes.CDLL(None, use_errno=True)
+        for capability in (1, 2):  # PR_CAPBSET_DROP: dropped from the bounding set, absent after exec
+            if libc.prctl(24, capability, 0, 0, 0) != 0:
+                raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+@pytest.mark.parametrize("layout", ["data dir read-only", "catalogue in a read-only dir", "parent read-only"])
+def test_a_read_only_data_dir_is_one_line_naming_the_fix(tmp_path: Path, layout: str) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    if layout == "catalogue in a read-only dir":
+        filled_catalogue(data / "catalog.db", runs=3)
+    locked = tmp_path if layout == "parent read-only" else data
+    data_dir = tmp_path / "new" if layout == "parent read-only" else data
+    locked.chmod(0o555)
+    env = {"STUDIO_DATA_DIR": str(data_dir), "S3_BUCKET": "", "BUCKET_NAME": "", "STUDIO_STORE": ""}
+    try:
+        answer = subprocess.run(
+            [sys.executable, "-m", "catalog", "stats"],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            preexec_fn=cannot_override_permissions,
+        )
+    finally:
+        locked.chmod(0o755)
+    assert answer.returncode == 2, answer
+    assert answer.stderr.startswith(f"error: cannot write the catalogue {data_dir / 'catalog.db'}"), answer.stderr
+    assert "writable" in answer.stderr and "STUDIO_CATALOG" in answer.stderr
+    assert "Traceback" not in answer.stderr and len(answer.stderr.strip().splitlines()) == 1

@@ -9,12 +9,15 @@ from streamlit.testing.v1 import AppTest
 
 from catalog import Catalog
 from dashboard import state, views
-from tests.dashboard_support import EXAMPLES, dashboard_env, example_job, open_page, real_run, texts
+from tests.dashboard_support import APP, EXAMPLES, dashboard_env, example_job, open_page, real_run, texts
+from tests.test_catalog_cli import damaged_files, filled_catalogue
 from tests.test_catalog_hostile import HOSTILE
 from tests.test_catalog_sync import metadata, publish
 from worker.contract import JobStatus
 from worker.settings import Settings
 from worker.store import LocalStore
+
+PAGES = APP.parent / "app_pages"
 
 
 @pytest.fixture(scope="module")
@@ -212,3 +215,23 @@ def test_sync_skips_hostile_files_with_their_reasons_and_the_page_shows_the_rest
     assert _cards(at) == ["good-run"]
     at.button(key="history.open.good-run").click().run()
     assert not at.exception and at.subheader[0].value == views.plain(metadata("good-run").prompt)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "torn header", "cut in half"])
+def test_a_damaged_catalogue_is_one_line_on_the_page_naming_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: str
+) -> None:
+    """The History page alone: the sidebar opens the catalogue too, before any page, and is not this page's."""
+    dashboard_env(monkeypatch, tmp_path)
+    (tmp_path / "catalog.db").write_bytes(damaged_files(filled_catalogue(tmp_path / "good.db"))[damage])
+
+    at = AppTest.from_file(str(PAGES / "history.py"), default_timeout=90).run()
+
+    assert not at.exception, [e.value for e in at.exception]
+    [banner] = [e.value for e in at.error]
+    assert banner.startswith(f"the catalogue {tmp_path / 'catalog.db'} is damaged") and "move it aside" in banner
+    assert "\n" not in banner
+
+    (tmp_path / "catalog.db").rename(tmp_path / "catalog.db.broken")
+    at.run()
+    assert not at.exception and not at.error, "once it is moved aside the page works again"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from catalog import SearchResult, sync
+from catalog import CatalogError, SearchResult, sync
+from catalog.schema import explain
 from catalog.search import MAX_PER_PAGE
 from dashboard import navigation, state, views
 from dashboard.history import (
@@ -237,8 +239,17 @@ def _detail(run_id: str) -> None:
 
 
 def main() -> None:
-    """Draw the History page."""
+    """Draw the History page; a damaged or read-only catalogue is one line saying what to do, not a traceback."""
     st.title("History")
+    try:
+        _page()
+    except CatalogError as error:
+        st.error(str(error), icon=":material/database:")
+    except sqlite3.DatabaseError as error:  # damage found past the pages that opening reads
+        st.error(str(explain(error, state.settings().catalog_file)), icon=":material/database:")
+
+
+def _page() -> None:
     _search_bar()
     query = _query()
     result = search(state.catalog(), query)
