@@ -53,6 +53,16 @@ def default_params() -> dict[str, Any]:
     return {name: _field(name).get_default(call_default_factory=True) for name in PARAM_NAMES}
 
 
+FORM_DEFAULTS: dict[str, Any] = {"mode": "streaming"}
+"""Where a new form starts other than the contract's defaults: streaming renders the whole speech, as
+InfiniteTalk's own app does; the contract's clip mode stops at 81 frames and cut an 11.5 s speech to 3.2 s."""
+
+
+def form_defaults() -> dict[str, Any]:
+    """The values a new form starts with: the contract's defaults, with FORM_DEFAULTS on top."""
+    return {**default_params(), **FORM_DEFAULTS}
+
+
 def bounds(name: str) -> tuple[float | None, float | None]:
     """The inclusive (low, high) the contract allows for a numeric parameter; None where it sets no bound.
 

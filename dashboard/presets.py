@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from dashboard.forms import default_params
+from dashboard.forms import form_defaults
 
 
 @dataclass(frozen=True)
@@ -20,8 +20,8 @@ class Preset:
     changes: dict[str, Any]
 
     def params(self) -> dict[str, Any]:
-        """Every form parameter: the contract's defaults with this preset's changes applied."""
-        return {**default_params(), **self.changes}
+        """Every form parameter: a new form's values with this preset's changes applied."""
+        return {**form_defaults(), **self.changes}
 
 
 PRESETS: dict[str, Preset] = {

@@ -35,6 +35,12 @@ def plain(text: str | None) -> str:
     return MARKDOWN_PUNCTUATION.sub(r"\\\1", text or "")
 
 
+def warnings(run: dict[str, Any]) -> None:
+    """The worker's warnings about a run (speech cut short, no face found, a default used), as text."""
+    for warning in run.get("warnings") or []:
+        st.caption(f"⚠ {plain(warning)}")
+
+
 def duration(seconds: float | None) -> str:
     """`42 s`, `3 min 05 s`, `1 h 02 min`; an em dash when unknown."""
     if seconds is None:

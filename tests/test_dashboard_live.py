@@ -79,6 +79,14 @@ def test_a_job_is_followed_from_progress_to_its_video(live: tuple[StudioClient, 
     assert job_id in link.proto.query_string
 
 
+def test_the_workers_warnings_show_on_the_just_finished_card(live: tuple[StudioClient, Catalog]) -> None:
+    """Speech longer than a clip is cut: the user sees why on the card, not only in History's detail."""
+    job_id = _send(live, {**example_job("cut short"), "mode": "clip", "frame_num": 25})
+    at = _live_page(job_id)
+    rerun_until(at, lambda a: "Just finished" in texts(a))
+    assert any("clip mode renders at most 25 frames" in c.value for c in at.caption), texts(at)
+
+
 def test_cancel_stops_a_running_job(live: tuple[StudioClient, Catalog]) -> None:
     long_job = {**example_job("cancel from live"), "cond_audio": None, "tts_audio": {"text": LONG_SPEECH}}
     job_id = _send(live, {**long_job, "mode": "streaming"})

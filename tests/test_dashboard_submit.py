@@ -72,12 +72,14 @@ def test_a_preset_sets_every_parameter(data_dir: Path) -> None:
 
 
 def test_a_recording_shows_its_length_and_the_frames_it_will_make(data_dir: Path) -> None:
+    """A new form renders the whole speech (streaming, as InfiniteTalk's app); clip mode says what it cuts."""
     at = _photo_and_recording(open_page("submit"), "length check")
-    assert "Speech: **8.3 s** → **81 frames** (3.2 s of video at 25 fps), 640×640" in texts(at)
-    assert "longer than this job renders" in texts(at)
-    at.selectbox(key="submit.param.mode").set_value("streaming").run()
+    assert at.selectbox(key="submit.param.mode").value == "streaming"
     assert "→ **207 frames** (8.3 s of video at 25 fps)" in texts(at)
     assert "longer than this job renders" not in texts(at)
+    at.selectbox(key="submit.param.mode").set_value("clip").run()
+    assert "Speech: **8.3 s** → **81 frames** (3.2 s of video at 25 fps), 640×640" in texts(at)
+    assert "longer than this job renders" in texts(at)
 
 
 def test_missing_and_invalid_fields_are_shown_next_to_them_and_nothing_is_sent(data_dir: Path) -> None:

@@ -82,6 +82,7 @@ def _finished(run_ids: list[str]) -> None:
                 st.markdown(f"**{views.plain((run.get('prompt') or '')[:140])}**")
                 if run["status"] != JobStatus.COMPLETED:
                     views.failure(run.get("error_code"), run.get("error_message"))
+                views.warnings(run)
             with watch:
                 views.video(store, run.get("video_key"))
             about.page_link(

@@ -20,6 +20,7 @@ from dashboard.forms import (
     default_params,
     describe,
     errors_for,
+    form_defaults,
     plan_frames,
     prefill_from,
     speech_seconds,
@@ -87,7 +88,7 @@ def _init_defaults() -> None:
         "tts_text": "",
         "voice1": Defaults.TTS_VOICE_1,
         "voice2": "",
-        **{f"param.{name}": value for name, value in default_params().items()},
+        **{f"param.{name}": value for name, value in form_defaults().items()},
     }
     for name, value in starting.items():
         st.session_state.setdefault(K + name, value)
