@@ -218,7 +218,8 @@ def test_the_catalogue_rebuilds_from_the_bucket_skipping_corrupt_and_foreign_fil
 def test_a_store_that_cannot_be_reached_is_a_clear_error_and_changes_nothing(
     s3_settings: Settings, catalog: Catalog
 ) -> None:
-    missing = open_store(s3_settings, bucket="no-such-bucket")
+    # A bucket the settings allow (STUDIO_S3_BUCKETS) that the server does not have.
+    missing = open_store(s3_settings.with_(s3_extra_buckets=("no-such-bucket",)), bucket="no-such-bucket")
     with pytest.raises(JobError, match="could not list s3://no-such-bucket/jobs/") as listing:
         sync(catalog, missing, prefix="jobs")
     assert listing.value.code == ErrorCode.DOWNLOAD_FAILED
