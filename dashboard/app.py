@@ -1,7 +1,8 @@
 """InfiniteTalk Studio's dashboard: `streamlit run dashboard/app.py`.
 
 Opens against the local endpoint by default; RUNPOD_ENDPOINT_ID and RUNPOD_API_KEY (environment or st.secrets,
-or typed into the sidebar) switch it to a RunPod endpoint.
+or typed into the sidebar) switch it to a RunPod endpoint. With sign-in configured (an [auth] section or a
+shared password, see dashboard/signin.py) nothing below the gate runs for a visitor who is not let in.
 """
 
 import sys
@@ -14,9 +15,12 @@ if ROOT not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from dashboard import navigation, sidebar  # noqa: E402
+from dashboard import navigation, sidebar, signin  # noqa: E402
 
 st.set_page_config(page_title="InfiniteTalk Studio", page_icon=":material/record_voice_over:", layout="wide")
-current = st.navigation(navigation.all_pages())
-sidebar.render()
-current.run()
+visitor = signin.gate(navigation.all_pages())
+if visitor.admitted:
+    current = st.navigation(navigation.all_pages())
+    sidebar.render(visitor)
+    signin.warn_if_open(visitor)
+    current.run()

@@ -4,14 +4,20 @@ Later sources win. Values keep the environment variables' names everywhere (`RUN
 `RUNPOD_API_KEY`, `S3_BUCKET`, ...), so `.streamlit/secrets.toml`, the shell and the saved file read alike, and
 `Settings.from_env` does the parsing. Keys typed into the sidebar live in the session only, unless the user saves
 them: then they go to a file only its owner can read (mode 0600).
+
+Who may use the dashboard (`Access`) comes from st.secrets and the environment only: a visitor can neither type
+nor save it, so nobody lets themselves in from the sidebar.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -96,3 +102,203 @@ def describe_endpoint(settings: Settings) -> str:
         name = "" if settings.endpoint_id == LOCAL_ENDPOINT_ID else f" `{settings.endpoint_id}`"
         return f"Local endpoint{name} at {where}"
     return f"RunPod endpoint `{settings.endpoint_id}`"
+
+
+ALLOWED_USERS = "STUDIO_ALLOWED_USERS"
+"""Email addresses let in after an OIDC sign-in: comma-separated, or a TOML list in secrets."""
+ALLOWED_DOMAINS = "STUDIO_ALLOWED_DOMAINS"
+"""Email domains let in after an OIDC sign-in (`example.com` admits `anyone@example.com`, not subdomains)."""
+PASSWORD_HASH = "STUDIO_PASSWORD_HASH"
+"""The shared password's scrypt hash, for when OIDC is not wanted (`python -m dashboard.signin` makes one)."""
+ACCESS_KEYS = (ALLOWED_USERS, ALLOWED_DOMAINS, PASSWORD_HASH)
+"""The access settings, read from st.secrets first, then the environment; never typed, saved or shown."""
+AUTH_SECTION = "auth"
+"""Streamlit's own secrets section for st.login: redirect_uri, cookie_secret and a provider (see `Access`)."""
+AUTH_SHARED_KEYS = ("redirect_uri", "cookie_secret")
+AUTH_PROVIDER_KEYS = ("client_id", "client_secret", "server_metadata_url")
+"""What st.login needs in [auth] (shared) and for each provider, as Streamlit's `validate_auth_credentials` checks."""
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who may open the dashboard, as the settings say; `problems` lists what makes them unusable.
+
+    `providers` are the names to pass to st.login: `None` for the provider written straight into `[auth]`, or each
+    `[auth.NAME]` table. A dashboard with problems lets nobody in (it fails closed), so every problem is one line
+    naming the setting and the fix, and never a setting's value.
+    """
+
+    providers: tuple[str | None, ...] = ()
+    allowed_users: frozenset[str] = frozenset()
+    allowed_domains: frozenset[str] = frozenset()
+    password_hash: PasswordHash | None = field(default=None, repr=False)
+    problems: tuple[str, ...] = ()
+
+    @property
+    def uses_oidc(self) -> bool:
+        """True when an [auth] section asks for sign-in through an identity provider (st.login)."""
+        return bool(self.providers)
+
+    @property
+    def uses_password(self) -> bool:
+        """True when the shared password is the way in: a hash is set and no [auth] section takes precedence."""
+        return not self.uses_oidc and self.password_hash is not None
+
+    @property
+    def is_open(self) -> bool:
+        """True when nothing restricts who opens the dashboard (fine on localhost, not on a public address)."""
+        return not self.uses_oidc and not self.uses_password and not self.problems
+
+    def admits(self, email: str) -> bool:
+        """Whether a signed-in address is listed, itself or by its domain (both compared case-insensitively)."""
+        address = email.strip().lower()
+        return address in self.allowed_users or address.rpartition("@")[2] in self.allowed_domains
+
+
+HASH_SCHEME = "scrypt"
+HASH_COMMAND = "python -m dashboard.signin"
+"""Prints a new STUDIO_PASSWORD_HASH line for a password typed at its prompt."""
+SCRYPT_LIMITS = {"n": 2**20, "r": 32, "p": 16}
+"""Bounds on scrypt's cost: a hash past them would take minutes and gigabytes to check at every sign-in."""
+
+
+@dataclass(frozen=True)
+class PasswordHash:
+    """A parsed STUDIO_PASSWORD_HASH: `scrypt$N$r$p$SALT$HASH`, salt and hash in base64.
+
+    scrypt (hashlib's, no extra package) rather than a plain digest: a leaked secrets box then costs an
+    attacker about 16 MiB and tens of milliseconds per guess instead of nanoseconds.
+    """
+
+    n: int
+    r: int
+    p: int
+    salt: bytes = field(repr=False)
+    digest: bytes = field(repr=False)
+
+
+def parse_password_hash(text: str, problems: list[str]) -> PasswordHash | None:
+    """The hash in `text`, or None with a problem naming STUDIO_PASSWORD_HASH and how to make a good one."""
+    fix = f"make one with `{HASH_COMMAND}` and paste the line it prints"
+    parts = text.strip().split("$")
+    if len(parts) != 6 or parts[0] != HASH_SCHEME:
+        problems.append(f"{PASSWORD_HASH} is not a {HASH_SCHEME} hash (put the hash there, never the password): {fix}")
+        return None
+    try:
+        n, r, p = (int(part) for part in parts[1:4])
+        salt, digest = (base64.b64decode(part, validate=True) for part in parts[4:6])
+    except (ValueError, binascii.Error):
+        problems.append(f"{PASSWORD_HASH} is damaged (cost, salt or hash unreadable): {fix}")
+        return None
+    costs = {"n": n, "r": r, "p": p}
+    if n < 2 or n & (n - 1) or any(not 1 <= costs[k] <= limit for k, limit in SCRYPT_LIMITS.items()):
+        problems.append(
+            f"{PASSWORD_HASH} has unusable scrypt costs (N a power of 2 up to 2**20, r <= 32, p <= 16): {fix}"
+        )
+        return None
+    if len(salt) < 16 or len(digest) < 32:
+        problems.append(f"{PASSWORD_HASH} has a salt or hash too short to be safe: {fix}")
+        return None
+    return PasswordHash(n=n, r=r, p=p, salt=salt, digest=digest)
+
+
+def _entries(value: Any) -> tuple[str, ...]:
+    """A list setting's entries: a TOML list, or a string split on commas and whitespace."""
+    items = value if isinstance(value, list | tuple) else str(value or "").replace(",", " ").split()
+    return tuple(str(item).strip().lower() for item in items if str(item).strip())
+
+
+def _allowed_users(value: Any, problems: list[str]) -> frozenset[str]:
+    entries = _entries(value)
+    for number, entry in enumerate(entries, start=1):
+        local, at, domain = entry.partition("@")
+        if not (local and at and domain and "." in domain and "@" not in domain):
+            problems.append(
+                f"{ALLOWED_USERS}: entry {number} is not an email address; list addresses such as "
+                'ada@example.com, comma-separated or as a TOML list (["ada@example.com", "bob@example.org"])'
+            )
+    return frozenset(entries)
+
+
+def _allowed_domains(value: Any, problems: list[str]) -> frozenset[str]:
+    entries = tuple(entry.removeprefix("@") for entry in _entries(value))
+    for number, entry in enumerate(entries, start=1):
+        if "@" in entry or "." not in entry or "/" in entry:
+            problems.append(
+                f"{ALLOWED_DOMAINS}: entry {number} is not a domain; list domains such as example.com "
+                f"(people's addresses go in {ALLOWED_USERS})"
+            )
+    return frozenset(entries)
+
+
+def _providers(auth: Any, problems: list[str]) -> tuple[str | None, ...]:
+    """The st.login providers an [auth] section configures, with what is missing for each."""
+    if not isinstance(auth, Mapping):
+        problems.append(f"[{AUTH_SECTION}] must be a table: write it as a [{AUTH_SECTION}] section in secrets")
+        return ()
+    for key in AUTH_SHARED_KEYS:
+        if not auth.get(key):
+            fix = (
+                "your app's address followed by /oauth2callback, e.g. https://your-app.streamlit.app/oauth2callback"
+                if key == "redirect_uri"
+                else 'a long random string: python -c "import secrets; print(secrets.token_hex(32))"'
+            )
+            problems.append(f"[{AUTH_SECTION}] {key} is missing: set it to {fix}")
+    redirect = str(auth.get("redirect_uri") or "")
+    if redirect and not (redirect.startswith(("http://", "https://")) and redirect.endswith("/oauth2callback")):
+        problems.append(
+            f"[{AUTH_SECTION}] redirect_uri must be an absolute URL ending in /oauth2callback "
+            "(https://your-app.streamlit.app/oauth2callback)"
+        )
+    named = [str(name) for name, table in auth.items() if isinstance(table, Mapping)]
+    if named:
+        providers: tuple[str | None, ...] = tuple(named)
+        sections = [(f"[{AUTH_SECTION}.{name}]", auth[name]) for name in named]
+        for name in named:
+            if "_" in name:
+                problems.append(f"[{AUTH_SECTION}.{name}]: st.login takes no underscore in a provider name; rename it")
+    else:
+        providers = (None,)
+        sections = [(f"[{AUTH_SECTION}]", auth)]
+    for where, table in sections:
+        missing = [key for key in AUTH_PROVIDER_KEYS if not table.get(key)]
+        if missing:
+            problems.append(
+                f"{where} is missing {', '.join(missing)}: copy them from your identity provider's OAuth client "
+                "(docs/dashboard.md, Sign-in)"
+            )
+    return providers
+
+
+def load_access(env: Mapping[str, str], secrets: Mapping[str, Any]) -> Access:
+    """Who may use the dashboard, from st.secrets (winning) and the environment, with every problem found.
+
+    Allowed users and domains mean something only after an OIDC sign-in; listing them without an [auth] section
+    is a problem rather than silently letting everyone in, since whoever wrote the list expected it to be enforced.
+    """
+
+    def value(name: str) -> Any:
+        return secrets[name] if name in secrets else env.get(name)
+
+    problems: list[str] = []
+    users = _allowed_users(value(ALLOWED_USERS), problems)
+    domains = _allowed_domains(value(ALLOWED_DOMAINS), problems)
+    auth = secrets.get(AUTH_SECTION)
+    providers = _providers(auth, problems) if auth is not None else ()
+    raw_hash = value(PASSWORD_HASH)
+    password_hash = None
+    if raw_hash not in (None, "") and not providers:
+        password_hash = parse_password_hash(str(raw_hash), problems)
+    if (users or domains) and not providers:
+        problems.append(
+            f"{ALLOWED_USERS} / {ALLOWED_DOMAINS} are set but there is no [{AUTH_SECTION}] section, so nobody "
+            f"signs in and the list cannot be checked: add an [{AUTH_SECTION}] section (docs/dashboard.md, Sign-in) "
+            "or remove the list"
+        )
+    return Access(
+        providers=providers,
+        allowed_users=users,
+        allowed_domains=domains,
+        password_hash=password_hash,
+        problems=tuple(problems),
+    )

@@ -1,4 +1,4 @@
-"""The sidebar: which endpoint is connected, its health at a glance, and the connection form."""
+"""The sidebar: which endpoint is connected, its health at a glance, the connection form, and who is signed in."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import time
 
 import streamlit as st
 
-from dashboard import state
+from dashboard import signin, state
 from dashboard.config import describe_endpoint, forget_saved_connection, save_connection, saved_connection_path
 from dashboard.health import HealthReading, sample
 
@@ -79,11 +79,13 @@ def _connection_form() -> None:
             st.rerun()
 
 
-def render() -> None:
-    """Draw the sidebar for the current session."""
+def render(visitor: signin.Visitor | None = None) -> None:
+    """Draw the sidebar for the current session; who is signed in comes last, so the endpoint stays on top."""
     settings = state.settings()
     with st.sidebar:
         st.caption("Connected to")
         st.markdown(f"**{describe_endpoint(settings)}**")
         _health_line(glance())
         _connection_form()
+        if visitor is not None:
+            signin.render_who(visitor)

@@ -15,7 +15,7 @@ import streamlit as st
 from streamlit.errors import StreamlitSecretNotFoundError
 
 from catalog import Catalog
-from dashboard.config import load_settings
+from dashboard.config import Access, load_access, load_settings
 from worker.client import StudioClient
 from worker.settings import Settings
 from worker.store import Store, open_store
@@ -29,7 +29,8 @@ SUBMITTED = "live.submitted"
 T = TypeVar("T")
 
 
-def _secrets() -> dict[str, Any]:
+def secret_values() -> dict[str, Any]:
+    """Everything in st.secrets as plain data (tables as dicts); none when there is no secrets file."""
     try:
         return st.secrets.to_dict() if st.secrets.load_if_toml_exists() else {}
     except (FileNotFoundError, StreamlitSecretNotFoundError):
@@ -38,7 +39,7 @@ def _secrets() -> dict[str, Any]:
 
 def settings() -> Settings:
     """This session's settings: environment, st.secrets, saved keys, then keys typed into the sidebar."""
-    return load_settings(os.environ, _secrets(), st.session_state.get(TYPED_CONNECTION))
+    return load_settings(os.environ, secret_values(), st.session_state.get(TYPED_CONNECTION))
 
 
 def _fingerprint(*parts: Any) -> str:
@@ -53,6 +54,11 @@ def _cached(name: str, fingerprint: str, build: Callable[[], T]) -> T:
         held = (fingerprint, build())
         st.session_state[slot] = held
     return held[1]
+
+
+def access() -> Access:
+    """Who may use the dashboard: st.secrets and the environment only, never typed or saved keys."""
+    return load_access(os.environ, secret_values())
 
 
 def catalog() -> Catalog:

@@ -58,11 +58,26 @@ def local_endpoint(data_dir: Path) -> Iterator[dict[str, str]]:
         yield env
 
 
-def open_page(page: str | None = None, *, secrets: dict[str, str] | None = None) -> AppTest:
-    """Run the whole app (navigation and sidebar) and switch to one page, as a browser opening its URL would."""
+def open_page(
+    page: str | None = None,
+    *,
+    secrets: dict[str, Any] | None = None,
+    user: dict[str, Any] | None = None,
+    url: str | None = None,
+) -> AppTest:
+    """Run the whole app (navigation and sidebar) and switch to one page, as a browser opening its URL would.
+
+    `secrets` may hold tables (an [auth] section as a dict); `user` is what st.user says (an identity provider's
+    claims, with is_logged_in); `url` is the address the browser shows (st.context.url), for the checks that
+    depend on where the dashboard is reached.
+    """
     at = AppTest.from_file(str(APP), default_timeout=90)
     for name, value in (secrets or {}).items():
         at.secrets[name] = value
+    if user is not None:
+        at.user = dict(user)
+    if url is not None:
+        at.context["url"] = url
     at.run()
     if page is not None:
         at.switch_page(f"app_pages/{page}.py").run()
