@@ -16,6 +16,7 @@ from typing import Any
 
 from dashboard.forms import validate
 from worker.contract import Limits
+from worker.settings import Settings
 
 MAX_JOBS = Limits.MAX_BATCH_ITEMS
 
@@ -93,8 +94,9 @@ def read_jsonl(text: str) -> list[tuple[int, dict[str, Any]]]:
     return jobs
 
 
-def read_batch(name: str, data: bytes) -> list[BatchLine]:
-    """Read and check a batch file (`.csv`, `.jsonl` or `.ndjson`); BatchFileError when it cannot be used."""
+def read_batch(name: str, data: bytes, settings: Settings | None = None) -> list[BatchLine]:
+    """Read and check a batch file (`.csv`, `.jsonl` or `.ndjson`) with the contract and, given the settings,
+    the worker's path rule; BatchFileError when it cannot be used."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -110,4 +112,4 @@ def read_batch(name: str, data: bytes) -> list[BatchLine]:
         raise BatchFileError(f"{name} holds no jobs")
     if len(jobs) > MAX_JOBS:
         raise BatchFileError(f"{name} holds {len(jobs)} jobs; send at most {MAX_JOBS} at a time")
-    return [BatchLine(line, job, validate(job)) for line, job in jobs]
+    return [BatchLine(line, job, validate(job, settings)) for line, job in jobs]

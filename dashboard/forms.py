@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 import types
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from annotated_types import Ge, Gt, Le
@@ -17,6 +19,8 @@ from pydantic.fields import FieldInfo
 
 from worker.audio import frames_for
 from worker.contract import FPS, Defaults, JobError, JobParams, Limits, parse_job_input
+from worker.inputs import classify, path_refusal
+from worker.settings import Settings
 
 BASIC_PARAMS = ("size", "mode", "frame_num", "max_frame_num", "sample_steps", "base_seed")
 ADVANCED_PARAMS = (
@@ -145,13 +149,54 @@ def field_errors(message: str) -> dict[str, str]:
     return errors
 
 
-def validate(job_input: dict[str, Any]) -> dict[str, str]:
-    """Check a job input with the worker's contract; {} when valid, else {field: what to do}."""
+def media_refs(job_input: dict[str, Any], within: str = "") -> Iterator[tuple[str, str]]:
+    """(field, reference) of every medium a job input names, batch items included (as `batch[i].field`)."""
+    items = job_input.get("batch")
+    if isinstance(items, list):
+        for index, item in enumerate(items):
+            if isinstance(item, dict):
+                yield from media_refs(item, f"{within}batch[{index}].")
+        return
+    audio = job_input.get("cond_audio")
+    refs = [("cond_video", job_input.get("cond_video"))]
+    if isinstance(audio, dict):
+        refs += [(f"cond_audio.{name}", audio.get(name)) for name in ("person1", "person2")]
+    for name, ref in refs:
+        if isinstance(ref, str) and ref:
+            yield f"{within}{name}", ref
+
+
+def _is_file_here(ref: str) -> bool:
+    try:
+        return Path(ref).is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def path_errors(job_input: dict[str, Any], settings: Settings, pending: frozenset[str] = frozenset()) -> dict[str, str]:
+    """The worker's path rule, applied before sending: a file on this machine is uploaded (the client does it),
+    any other path must be absolute and inside the worker's allowed folders, and a local worker reads this
+    machine's disk, so there the file must exist. `pending` are the form's own uploads, stored once it is sent."""
+    errors = {}
+    for name, ref in media_refs(job_input):
+        if classify(ref) != "path" or ref in pending or _is_file_here(ref):
+            continue
+        refusal = path_refusal(ref, settings.allowed_roots)
+        if refusal or settings.is_local_endpoint:
+            errors[name] = refusal or f"no file at {ref}"
+    return errors
+
+
+def validate(
+    job_input: dict[str, Any], settings: Settings | None = None, pending: frozenset[str] = frozenset()
+) -> dict[str, str]:
+    """Check a job input with the worker's contract and, given the settings, its path rule (see path_errors);
+    {} when valid, else {field: what to do}."""
     try:
         parse_job_input(job_input)
     except JobError as error:
         return field_errors(error.message)
-    return {}
+    return path_errors(job_input, settings, pending) if settings else {}
 
 
 def errors_for(errors: dict[str, str], *prefixes: str) -> list[str]:

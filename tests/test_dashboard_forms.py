@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +23,7 @@ from dashboard.forms import (
     validate,
 )
 from dashboard.presets import PRESETS
+from tests.conftest import EXAMPLES
 from worker.contract import Defaults, JobParams, Limits, parse_job_input
 
 
@@ -175,3 +177,35 @@ def test_a_jsonl_batch_takes_bare_inputs_and_payload_files_alike() -> None:
 def test_unusable_batch_files_are_refused_with_the_reason(name: str, data: bytes, message: str) -> None:
     with pytest.raises(BatchFileError, match=message):
         read_batch(name, data)
+
+
+def test_paths_are_checked_with_the_workers_rule_before_anything_is_sent(tmp_path: Path) -> None:
+    """A relative path or one outside the allowed folders used to pass, and every job then failed at once."""
+    from dashboard.forms import validate
+    from worker.settings import Settings
+
+    local = Settings(data_dir=tmp_path, input_roots=(Path("/runpod-volume"),))
+    job = {"prompt": "p", "cond_audio": {"person1": "https://example.com/a.wav"}}
+    relative = validate({**job, "cond_video": "media/portrait.jpg"}, local)
+    assert "paths must be absolute and inside an allowed folder" in relative["cond_video"]
+    outside = validate({**job, "cond_video": "/srv/elsewhere/portrait.jpg"}, local)
+    assert "/runpod-volume" in outside["cond_video"]
+    missing = validate({**job, "cond_video": "/runpod-volume/nobody.jpg"}, local)
+    assert missing == {"cond_video": "no file at /runpod-volume/nobody.jpg"}, "a local worker reads this disk"
+    assert validate({**job, "cond_video": str(EXAMPLES / "media" / "portrait.jpg")}, local) == {}, "uploaded"
+
+    # A RunPod worker reads its own volume: a path there is its business, one elsewhere is refused here.
+    cloud = local.with_(endpoint_id="abc123", endpoint_base_url="https://api.runpod.ai/v2")
+    assert validate({**job, "cond_video": "/runpod-volume/faces/a.jpg"}, cloud) == {}
+    assert "cond_video" in validate({**job, "cond_video": "/srv/a.jpg"}, cloud)
+    batch = {"batch": [{**job, "cond_video": "/runpod-volume/faces/a.jpg"}, {**job, "cond_video": "a.jpg"}]}
+    assert list(validate(batch, cloud)) == ["batch[1].cond_video"]
+
+
+def test_a_batch_line_with_a_path_the_worker_would_refuse_needs_fixing(tmp_path: Path) -> None:
+    from worker.settings import Settings
+
+    data = b"prompt,cond_video,tts_audio.text\nfine,https://x/p.jpg,hello\nrelative,faces/p.jpg,hello\n"
+    fine, relative = read_batch("jobs.csv", data, Settings(data_dir=tmp_path))
+    assert fine.errors == {}
+    assert "allowed folder" in relative.errors["cond_video"]

@@ -308,14 +308,25 @@ def _save(response: BaseHTTPResponse, field: str, dest: Path, max_bytes: int) ->
         raise _invalid(field, "the URL returned an empty file")
 
 
-def _copy_allowed_path(ref: str, field: str, dest: Path, roots: tuple[Path, ...], max_bytes: int) -> None:
+def path_refusal(ref: str, roots: tuple[Path, ...]) -> str | None:
+    """Why a media path is refused (not absolute, or outside every allowed folder), or None when it may be read.
+
+    The one rule for paths: the worker applies it before reading, and the dashboard before sending.
+    """
     candidate = Path(ref)
     # realpath follows symlinks, so a link inside a root that points outside it is refused too.
     resolved = Path(os.path.realpath(candidate))
     allowed = [Path(os.path.realpath(root)) for root in roots]
     if not candidate.is_absolute() or not any(resolved.is_relative_to(root) for root in allowed):
-        names = ", ".join(str(root) for root in roots)
-        raise _invalid(field, f"paths must be absolute and inside an allowed folder ({names})")
+        return f"paths must be absolute and inside an allowed folder ({', '.join(str(root) for root in roots)})"
+    return None
+
+
+def _copy_allowed_path(ref: str, field: str, dest: Path, roots: tuple[Path, ...], max_bytes: int) -> None:
+    refusal = path_refusal(ref, roots)
+    if refusal:
+        raise _invalid(field, refusal)
+    resolved = Path(os.path.realpath(ref))
     if not resolved.is_file():
         raise _invalid(field, f"no file at {ref}")
     size = resolved.stat().st_size

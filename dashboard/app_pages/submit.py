@@ -372,7 +372,7 @@ def _batch() -> None:
         if uploaded is None:
             return
         try:
-            lines = read_batch(uploaded.name, uploaded.getvalue())
+            lines = read_batch(uploaded.name, uploaded.getvalue(), state.settings())
         except BatchFileError as error:
             st.error(str(error))
             return
@@ -461,7 +461,8 @@ def main() -> None:
         ),
         params,
     )
-    errors = validate(job)
+    uploads = frozenset(item.ref for item in planned.values() if item is not None)
+    errors = validate(job, state.settings(), uploads)
     _show_problems(cond, errors, "cond_video", "bbox")
     _show_problems(p1, errors, "cond_audio.person1", "cond_audio", "tts_audio", "audio_type")
     if len(speech) > 1:
