@@ -205,8 +205,7 @@ def _detail(run_id: str) -> None:
             views.video(state.store(), run.get("video_key"))
             if run["status"] not in (JobStatus.COMPLETED, JobStatus.IN_QUEUE, JobStatus.IN_PROGRESS):
                 views.failure(run.get("error_code"), run.get("error_message"))
-            for warning in run.get("warnings") or []:
-                st.caption(f"⚠ {views.plain(warning)}")
+            views.warnings(run)
         with facts:
             a, b = st.columns(2)
             a.metric("Video", views.duration(run.get("video_duration_s")))
