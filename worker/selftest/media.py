@@ -3,7 +3,6 @@ side by side, a short video, and two speakers' speech-like sounds (different pit
 
 from __future__ import annotations
 
-import wave
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import cv2
 import numpy as np
 
 from worker.contract import AUDIO_SAMPLE_RATE, FPS, Stage
-from worker.media import run_ffmpeg
+from worker.media import run_ffmpeg, write_wav
 
 
 @dataclass(frozen=True)
@@ -51,14 +50,7 @@ def _speech(path: Path, seconds: float, pitch: float, syllables_per_s: float, se
     phase = 2 * np.pi * np.cumsum(f0) / AUDIO_SAMPLE_RATE
     voice = sum(np.sin(k * phase) / k for k in range(1, 8))
     envelope = np.clip(np.sin(np.pi * syllables_per_s * t) ** 2 - 0.1, 0, None)
-    signal = 0.3 * voice * envelope + 0.01 * rng.standard_normal(t.size)
-    pcm = (np.clip(signal, -1, 1) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(AUDIO_SAMPLE_RATE)
-        out.writeframes(pcm.tobytes())
-    return path
+    return write_wav(path, 0.3 * voice * envelope + 0.01 * rng.standard_normal(t.size))
 
 
 def make_media(folder: Path) -> Media:
