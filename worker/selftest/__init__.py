@@ -22,12 +22,16 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from worker.contract import ErrorCode, JobError, Stage
 from worker.engines.infinitetalk_args import DEFAULT_SRC, ENV_VARS, INFINITETALK_COMMIT
+
+if TYPE_CHECKING:
+    from worker.selftest.cases import Bench
 
 SOURCE_HINT = (
     "point INFINITETALK_SRC at InfiniteTalk's source (git clone https://github.com/MeiGen-AI/InfiniteTalk and "
@@ -81,14 +85,13 @@ def prepare_runtime(src: Path) -> tuple[str, dict[str, str]]:
         cpu.use_attention_standin()
         stood_in.append("flash_attention")
     tiny.use_tiny_sizes()
-    kernels = {
-        name: ("stand-in (SDPA)" if name in stood_in else "installed") for name in ("xformers", "flash_attention")
-    }
-    kernels["xfuser"] = "stand-in (one process)" if "xfuser" in stood_in else "installed"
-    return device, kernels
+    standins = {"xformers": "stand-in (SDPA)", "flash_attention": "stand-in (SDPA)", "xfuser": "stand-in (one process)"}
+    return device, {name: standin if name in stood_in else "installed" for name, standin in standins.items()}
 
 
-def run_selftest(cases: list[str] | None = None, keep: Path | None = None, out=print) -> dict[str, Any]:
+def run_selftest(
+    cases: list[str] | None = None, keep: Path | None = None, out: Callable[[str], None] = print
+) -> dict[str, Any]:
     """Build the tiny tree, run the cases, return the summary (printing a line per case through `out`)."""
     from worker.selftest.cases import CASES
 
@@ -121,7 +124,7 @@ def run_selftest(cases: list[str] | None = None, keep: Path | None = None, out=p
     return summary
 
 
-def _run(chosen: list[str], src: Path, tree: Path, work: Path, out: Any) -> dict[str, Any]:
+def _run(chosen: list[str], src: Path, tree: Path, work: Path, out: Callable[[str], None]) -> dict[str, Any]:
     import torch
 
     from worker.engines import load_engine
@@ -144,7 +147,9 @@ def _run(chosen: list[str], src: Path, tree: Path, work: Path, out: Any) -> dict
         return _cases(bench, chosen, device, kernels, tree, out)
 
 
-def _cases(bench: Any, chosen: list[str], device: str, kernels: dict[str, str], tree: Path, out: Any) -> dict[str, Any]:
+def _cases(
+    bench: Bench, chosen: list[str], device: str, kernels: dict[str, str], tree: Path, out: Callable[[str], None]
+) -> dict[str, Any]:
     import torch
 
     from worker.selftest import tiny
