@@ -158,6 +158,11 @@ def visitor(access: Access) -> Visitor:
     return Visitor(access, Standing.OPEN)
 
 
+def shown_address(email: str) -> str:
+    """An email address for Markdown: a code span, so it is shown as written and never turned into a mailto link."""
+    return f"`{email.replace('`', '')}`"
+
+
 def _provider_label(provider: str | None) -> str:
     return "Sign in" if provider is None else f"Sign in with {provider[:1].upper()}{provider[1:]}"
 
@@ -184,7 +189,7 @@ def _signed_out_page(current: Visitor) -> None:
 
 def _not_allowed_page(current: Visitor) -> None:
     st.title("Not allowed")
-    who = f"**{views.plain(current.email)}**" if current.email else "This account"
+    who = shown_address(current.email) if current.email else "This account"
     st.error(f"{who} is not allowed to use this dashboard{': ' + current.reason if current.reason else ''}.")
     st.markdown(
         f"The dashboard's owner lets people in by listing them in the app's secrets: an address in "
@@ -239,7 +244,7 @@ def render_who(current: Visitor) -> None:
     st.divider()
     if current.email:
         st.caption("Signed in as")
-        st.markdown(f"**{views.plain(current.email)}**")
+        st.markdown(shown_address(current.email))
         if st.button("Sign out", icon=":material/logout:", key="signin.logout"):
             st.logout()
         return
