@@ -110,7 +110,10 @@ ALLOWED_DOMAINS = "STUDIO_ALLOWED_DOMAINS"
 """Email domains let in after an OIDC sign-in (`example.com` admits `anyone@example.com`, not subdomains)."""
 PASSWORD_HASH = "STUDIO_PASSWORD_HASH"
 """The shared password's scrypt hash, for when OIDC is not wanted (`python -m dashboard.signin` makes one)."""
-ACCESS_KEYS = (ALLOWED_USERS, ALLOWED_DOMAINS, PASSWORD_HASH)
+PRIVATE_APP = "STUDIO_PRIVATE_APP"
+"""true when the host already limits who can open the app (Community Cloud's private app, a VPN, a signing-in
+proxy): the dashboard cannot see that, so this setting is how its owner says so and stops the open warning."""
+ACCESS_KEYS = (ALLOWED_USERS, ALLOWED_DOMAINS, PASSWORD_HASH, PRIVATE_APP)
 """The access settings, read from st.secrets first, then the environment; never typed, saved or shown."""
 AUTH_SECTION = "auth"
 """Streamlit's own secrets section for st.login: redirect_uri, cookie_secret and a provider (see `Access`)."""
@@ -133,6 +136,8 @@ class Access:
     allowed_domains: frozenset[str] = frozenset()
     password_hash: PasswordHash | None = field(default=None, repr=False)
     problems: tuple[str, ...] = ()
+    private_app: bool = False
+    """The owner says the host restricts viewers (STUDIO_PRIVATE_APP); it lets nobody in by itself."""
 
     @property
     def uses_oidc(self) -> bool:
@@ -289,6 +294,9 @@ def load_access(env: Mapping[str, str], secrets: Mapping[str, Any]) -> Access:
     password_hash = None
     if raw_hash not in (None, "") and not providers:
         password_hash = parse_password_hash(str(raw_hash), problems)
+    private_app = str(value(PRIVATE_APP) or "false").strip().lower()
+    if private_app not in ("true", "false", "1", "0", "yes", "no", "on", "off", ""):
+        problems.append(f"{PRIVATE_APP} must be true or false (true: the host already limits who can open the app)")
     if (users or domains) and not providers:
         problems.append(
             f"{ALLOWED_USERS} / {ALLOWED_DOMAINS} are set but there is no [{AUTH_SECTION}] section, so nobody "
@@ -301,4 +309,5 @@ def load_access(env: Mapping[str, str], secrets: Mapping[str, Any]) -> Access:
         allowed_domains=domains,
         password_hash=password_hash,
         problems=tuple(problems),
+        private_app=private_app in ("true", "1", "yes", "on"),
     )

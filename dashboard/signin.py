@@ -10,7 +10,7 @@ and nothing else. It fails closed: settings with a problem let nobody in.
 - Without one, STUDIO_PASSWORD_HASH (an scrypt hash: `python -m dashboard.signin` makes it) asks for a shared
   password, once per browser session.
 - With neither, the dashboard is open: fine on localhost; on any other address every page says that anyone with
-  the link can spend the endpoint's credit.
+  the link can spend the endpoint's credit, unless STUDIO_PRIVATE_APP says the host already limits viewers.
 
 Run as `python -m dashboard.signin` it prints a STUDIO_PASSWORD_HASH line for a password typed at its prompt
 (or piped on stdin).
@@ -39,6 +39,7 @@ from dashboard.config import (
     ALLOWED_USERS,
     HASH_SCHEME,
     PASSWORD_HASH,
+    PRIVATE_APP,
     Access,
     PasswordHash,
 )
@@ -227,12 +228,15 @@ def gate(pages: Sequence[st.Page]) -> Visitor:
 
 def warn_if_open(current: Visitor) -> None:
     """On a non-local address with no sign-in configured, say at the top of the page what that means."""
-    if current.standing is Standing.OPEN and not is_local_address(_browser_url()):
+    if current.standing is not Standing.OPEN or current.access.private_app:
+        return
+    if not is_local_address(_browser_url()):
         st.warning(
             "**This dashboard is open to anyone with its link**: they can submit jobs on this endpoint's RunPod "
             f"credit and see, download and delete every video. Set up sign-in in the app's secrets: an `[auth]` "
             f"section (Google, Microsoft, Auth0, Okta… with `{ALLOWED_USERS}` / `{ALLOWED_DOMAINS}`) or a shared "
-            f"password (`{PASSWORD_HASH}`); see {DOCS}.",
+            f"password (`{PASSWORD_HASH}`); or, when the host already limits who can open it (Community Cloud's "
+            f"private app), say so with `{PRIVATE_APP} = true`. See {DOCS}.",
             icon=":material/lock_open:",
         )
 

@@ -214,3 +214,13 @@ def test_the_hash_command_prints_a_secrets_line_that_lets_its_password_in(data_d
         [sys.executable, "-m", "dashboard.signin"], cwd=ROOT, input="short", capture_output=True, text=True, check=False
     )
     assert short.returncode == 1 and "at least 12 characters" in short.stderr and not short.stdout
+
+
+def test_an_owner_who_made_the_app_private_at_the_host_can_say_so_and_the_warning_goes(data_dir: Path) -> None:
+    at = open_page(secrets={"STUDIO_PRIVATE_APP": True}, url="https://studio.streamlit.app/")
+    assert at.title[0].value == "Submit a talking video"
+    assert not [w for w in at.warning if "open to anyone" in str(w.value)]
+
+    unclear = open_page(secrets={"STUDIO_PRIVATE_APP": "maybe"}, url="https://studio.streamlit.app/")
+    assert unclear.title[0].value == "Sign-in is not set up correctly"
+    assert "STUDIO\\_PRIVATE\\_APP must be true or false" in texts(unclear)
