@@ -60,6 +60,9 @@ class Settings:
     tmp_dir: Path | None = None
     extra_trusted_hosts: tuple[str, ...] = ()
     weights: Mapping[str, str] = field(default_factory=dict)
+    local_max_queued: int = 1000
+    local_max_queued_mb: int = 2048
+    local_body_timeout_s: float = 60.0
     s3_extra_buckets: tuple[str, ...] = ()
     """Buckets besides S3_BUCKET that a job's output_config.bucket may name (STUDIO_S3_BUCKETS)."""
 
@@ -150,6 +153,9 @@ class Settings:
                 h.strip() for h in (env.get("STUDIO_TRUSTED_HOSTS") or "").split(",") if h.strip()
             ),
             weights={name: env[name] for name in weight_vars if env.get(name)},
+            local_max_queued=int(env.get("STUDIO_LOCAL_MAX_QUEUED") or 1000),
+            local_max_queued_mb=int(env.get("STUDIO_LOCAL_MAX_QUEUED_MB") or 2048),
+            local_body_timeout_s=float(env.get("STUDIO_LOCAL_BODY_TIMEOUT_S") or 60),
             s3_extra_buckets=tuple(b.strip() for b in (env.get("STUDIO_S3_BUCKETS") or "").split(",") if b.strip()),
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import signal
 from collections.abc import Generator
 from contextlib import contextmanager
@@ -46,8 +47,20 @@ def run_server(app: Any, *, host: str, port: int) -> None:
     Server(config).run()
 
 
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def serve(settings: Settings, *, host: str = "127.0.0.1", port: int | None = None) -> None:
     """Run the local endpoint until interrupted; exit with a one-line reason when it cannot start."""
+    if not settings.api_key and not _loopback(host):
+        raise SystemExit(
+            f"cannot start the local endpoint on {host}: without RUNPOD_API_KEY anyone who can reach it could run "
+            "jobs and read every result; set RUNPOD_API_KEY, or listen on 127.0.0.1 (the default)"
+        )
     from worker.endpoint.app import create_app
     from worker.endpoint.lock import EndpointBusy
 

@@ -8,6 +8,7 @@ serves the local artifact store, for `STUDIO_FILES_BASE_URL`.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import hmac
 import json
 import time
@@ -26,7 +27,7 @@ from starlette.exceptions import HTTPException
 
 from worker.contract import JobError, JobStatus, Limits
 from worker.endpoint.lock import DataDirLock
-from worker.endpoint.queue import JobQueue, QueuedJob, job_view, now_ms
+from worker.endpoint.queue import RETRY_INPUT_S, JobQueue, QueuedJob, QueueFull, job_view, now_ms
 from worker.endpoint.runner import CANCEL_GRACE_S, JobRunner, WorkerPool
 from worker.endpoint.webhooks import WebhookSender, webhook_problem
 from worker.settings import Settings
@@ -41,15 +42,89 @@ DEFAULT_TTL_MS = 24 * 3600 * 1000
 RUNSYNC_POLL_S = 0.1
 RESULT_RETENTION_S = 7 * 24 * 3600
 """RunPod keeps /run results for 30 minutes; locally they stay a week (the catalogue keeps them for good)."""
+BODY_BUDGET_BYTES = 2 * Limits.RUNSYNC_PAYLOAD_BYTES
+"""Request bodies read, parsed and stored at once, all together. Each held body costs about three times its size
+while it is parsed and written; without a budget, 30 concurrent 19 MB /runsync calls took the API process from
+87 MB to 2 GB, which it never gave back. A request waits its turn for the budget (its bytes stay in the kernel
+meanwhile) up to the body timeout, then gets 429."""
 
 
 class Refused(Exception):
-    """A request the endpoint answers with an HTTP error and RunPod's `{"error": message}` body."""
+    """A request the endpoint answers with an HTTP error and RunPod's `{"error": message}` body.
 
-    def __init__(self, status: int, message: str) -> None:
+    `close` ends the connection after the answer: the request's body was not read to its end, so the connection
+    cannot carry another request.
+    """
+
+    def __init__(self, status: int, message: str, *, close: bool = False, retry_after_s: int | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.close = close
+        self.retry_after_s = retry_after_s
+
+
+def _libc() -> Any:
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:  # not glibc: nothing to tune
+        return None
+
+
+LIBC = _libc()
+M_MMAP_THRESHOLD = -3
+BIG_BODY_BYTES = 1024 * 1024
+
+
+def give_memory_back() -> None:
+    """Return freed heap memory to the system (glibc keeps it in per-thread arenas otherwise).
+
+    Big bodies are parsed and written on the thread pool's threads; the buffers and SQLite's pages freed after
+    each are scattered over many arenas, and glibc hands back only what sits at an arena's top. Called after a
+    big request, so the API's size follows what it holds now, not what it once held.
+    """
+    if LIBC is not None:
+        LIBC.malloc_trim(0)
+
+
+def tune_allocator() -> None:
+    """Allocations over 1 MB get their own mapping, returned the moment they are freed. glibc's default raises
+    this threshold to the largest block freed so far (up to 32 MB), after which 20 MB bodies come from arenas."""
+    if LIBC is not None:
+        LIBC.mallopt(M_MMAP_THRESHOLD, BIG_BODY_BYTES)
+
+
+class BodyBudget:
+    """Bytes of request bodies the API holds at once; a request reserves its Content-Length before reading."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.held = 0
+        self._freed = asyncio.Condition()
+
+    @asynccontextmanager
+    async def reserve(self, size: int, timeout_s: float) -> AsyncIterator[None]:
+        """Hold `size` bytes of the budget for the block, waiting up to timeout_s for them; 429 after that."""
+        size = min(size, self.capacity)
+        async with self._freed:
+            try:
+                await asyncio.wait_for(self._freed.wait_for(lambda: self.held + size <= self.capacity), timeout_s)
+            except TimeoutError:
+                raise Refused(
+                    429,
+                    f"the endpoint is busy reading {self.held / 1024 / 1024:.0f} MB of other requests; retry in a "
+                    "moment, or send media as URLs or paths instead of base64 (worker.client.prepare_input)",
+                    close=True,
+                    retry_after_s=1,
+                ) from None
+            self.held += size
+        try:
+            yield
+        finally:
+            async with self._freed:
+                self.held -= size
+                self._freed.notify_all()
 
 
 def authorised(header: str, api_key: str) -> bool:
@@ -98,26 +173,66 @@ def job_policy(payload: dict[str, Any], settings: Settings) -> Policy:
     )
 
 
-async def read_body(request: Request, limit: int, route: str) -> bytes:
-    """The request body, refused with RunPod's limit when it is larger.
+def _too_large(size: float, limit: int, route: str) -> Refused:
+    return Refused(
+        413,
+        f"the request body is {size / 1024 / 1024:.1f} MB; {route} takes at most {limit // (1024 * 1024)} MB. "
+        "Upload media to the artifact store and send its URL or path instead of base64 "
+        "(worker.client.prepare_input does this).",
+        close=True,
+    )
 
-    An oversized body is still read to its end (and dropped), so the client gets the 413 answer rather than a
-    connection reset halfway through its upload.
+
+def declared_length(request: Request) -> int | None:
+    """The request's Content-Length, None when it has none (chunked); 400 when it is not a number."""
+    header = request.headers.get("content-length")
+    if header is None:
+        return None
+    if not header.strip().isdigit() or len(header) > 20:
+        raise Refused(400, f"Content-Length must be a whole number of bytes; got {header[:40]!r}", close=True)
+    return int(header)
+
+
+async def read_body(request: Request, limit: int, route: str, timeout_s: float) -> bytes:
+    """The request body, refused with RunPod's limit when it is larger, or with 408 when it arrives too slowly.
+
+    A body whose Content-Length is over the limit is refused before a byte of it is read (the connection is then
+    closed); one without a length (chunked) is cut off as soon as it passes the limit. The whole body must arrive
+    within timeout_s, so a client that trickles (or stops sending) cannot hold a slot and its memory for ever.
     """
+    declared = declared_length(request)
+    if declared is not None and declared > limit:
+        raise _too_large(declared, limit, route)
     body = bytearray()
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size <= limit:
-            body.extend(chunk)
-    if size > limit:
-        raise Refused(
-            413,
-            f"the request body is {size / 1024 / 1024:.1f} MB; {route} takes at most {limit // (1024 * 1024)} MB. "
-            "Upload media to the artifact store and send its URL or path instead of base64 "
-            "(worker.client.prepare_input does this).",
-        )
+    stream = request.stream().__aiter__()
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        remaining = deadline - asyncio.get_running_loop().time()
+        try:
+            chunk = await asyncio.wait_for(stream.__anext__(), max(remaining, 0.001))
+        except StopAsyncIteration:
+            break
+        except TimeoutError:
+            raise Refused(
+                408,
+                f"the request body did not arrive within {timeout_s:g} s ({len(body)} bytes came); send it faster, "
+                "or raise STUDIO_LOCAL_BODY_TIMEOUT_S",
+                close=True,
+            ) from None
+        body.extend(chunk)
+        if len(body) > limit:
+            raise _too_large(len(body), limit, route)
     return bytes(body)
+
+
+def parse_body(body: bytes) -> Any:
+    """The JSON body; 400 naming the problem for text that is not JSON, nests too deep or holds a huge number."""
+    try:
+        return json.loads(body or b"null")
+    except RecursionError:
+        raise Refused(400, "the request body is not usable JSON: it nests too deep; send a flatter object") from None
+    except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError, and ints past Python's 4300 digits
+        raise Refused(400, f"the request body is not JSON: {str(error)[:200]}") from None
 
 
 def create_app(
@@ -129,6 +244,7 @@ def create_app(
     must be importable by name (a module-level function), since workers are spawned processes. Creating the app
     takes the data dir's lock, records jobs a dead endpoint left running, and forgets results past retention.
     """
+    tune_allocator()
     folder = settings.data_dir / "endpoint"
     lock = DataDirLock(folder / "endpoint.lock")
     lock.acquire()
@@ -146,6 +262,7 @@ def create_app(
     )
 
     webhooks = WebhookSender(queue, settings=settings)
+    budget = BodyBudget(BODY_BUDGET_BYTES)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -164,7 +281,15 @@ def create_app(
 
     @app.exception_handler(Refused)
     async def _refused(_: Request, error: Refused) -> JSONResponse:
-        return JSONResponse({"error": error.message}, status_code=error.status)
+        headers = {"Connection": "close"} if error.close else {}
+        if error.retry_after_s is not None:
+            headers["Retry-After"] = str(error.retry_after_s)
+        return JSONResponse({"error": error.message}, status_code=error.status, headers=headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, error: Exception) -> JSONResponse:
+        # Whatever slipped past the checks still answers in RunPod's shape, not as a plain-text 500.
+        return JSONResponse({"error": f"internal error ({type(error).__name__}); see the endpoint's log"}, 500)
 
     @app.exception_handler(HTTPException)
     async def _http_error(_: Request, error: HTTPException) -> JSONResponse:
@@ -177,7 +302,8 @@ def create_app(
 
     @app.middleware("http")
     async def _authorise(request: Request, call_next: Any) -> Any:
-        guarded = settings.api_key and request.url.path.startswith("/v2/")
+        # Every route, /docs, /openapi.json and /files/ included: with a key set, nothing is served without it.
+        guarded = bool(settings.api_key)
         if guarded and not authorised(request.headers.get("authorization", ""), settings.api_key or ""):
             return JSONResponse(
                 {"error": "Unauthorized: send the endpoint's API key as `Authorization: Bearer <key>`"},
@@ -196,11 +322,23 @@ def create_app(
 
     async def submit(endpoint_id: str, request: Request, limit: int, route: str, prefix: str) -> QueuedJob:
         known(endpoint_id)
-        body = await read_body(request, limit, route)
+        timeout_s = settings.local_body_timeout_s
+        declared = declared_length(request)
+        if declared is not None and declared > limit:
+            raise _too_large(declared, limit, route)
+        size = limit if declared is None else declared
         try:
-            payload = json.loads(body or b"null")
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise Refused(400, f"the request body is not JSON: {error}") from None
+            async with budget.reserve(size, timeout_s):
+                body = await read_body(request, limit, route, timeout_s)
+                payload = await run_in_threadpool(parse_body, body)
+                del body
+                return await enqueue(payload, prefix)
+        finally:
+            if size > BIG_BODY_BYTES:
+                payload = None
+                await run_in_threadpool(give_memory_back)
+
+    async def enqueue(payload: Any, prefix: str) -> QueuedJob:
         if not isinstance(payload, dict) or "input" not in payload:
             raise Refused(400, 'send {"input": {...}} as the request body')
         webhook = payload.get("webhook")
@@ -210,12 +348,24 @@ def create_app(
                 raise Refused(400, problem)
             webhook = webhook.strip()
         policy = job_policy(payload, settings)
-        job = await run_in_threadpool(
-            partial(queue.enqueue, webhook=webhook, ttl_ms=policy.ttl_ms),
-            f"{prefix}{uuid.uuid4()}",
-            payload["input"],
-            policy.execution_timeout_ms,
-        )
+        try:
+            job = await run_in_threadpool(
+                partial(
+                    queue.enqueue,
+                    webhook=webhook,
+                    ttl_ms=policy.ttl_ms,
+                    max_queued=settings.local_max_queued,
+                    max_queued_bytes=settings.local_max_queued_mb * 1024 * 1024,
+                ),
+                f"{prefix}{uuid.uuid4()}",
+                payload["input"],
+                policy.execution_timeout_ms,
+            )
+        except QueueFull as error:
+            raise Refused(429, str(error), retry_after_s=5) from None
+        except (RecursionError, ValueError) as error:  # nesting json.loads took but json.dumps does not
+            problem = f"the job input cannot be stored ({type(error).__name__}); send a flatter object"
+            raise Refused(400, problem) from None
         pool.notify()
         return job
 
@@ -254,6 +404,12 @@ def create_app(
         known(endpoint_id)
         requeued, retried = queue.retry(job_id)
         job = found(requeued, job_id)
+        if not retried and job.status in (JobStatus.FAILED, JobStatus.TIMED_OUT):
+            raise Refused(
+                400,
+                f"job {job_id!r} ended more than {RETRY_INPUT_S // 3600} h ago and its input is no longer kept; "
+                "submit it again",
+            )
         if not retried:
             raise Refused(400, f"only FAILED or TIMED_OUT jobs can be retried; job {job_id!r} is {job.status}")
         pool.notify()
@@ -281,9 +437,11 @@ def create_app(
 
     @app.get("/files/{key:path}")
     def files(key: str) -> FileResponse:
+        if "\x00" in key:
+            raise Refused(400, "a file key cannot hold a NUL byte")
         try:
             path = LocalStore(settings.artifact_dir).path(key)
-        except JobError:
+        except (JobError, ValueError, OSError):
             raise Refused(404, f"no file {key!r} in the local store") from None
         if not path.is_file() or path.name.endswith(".partial"):
             raise Refused(404, f"no file {key!r} in the local store")

@@ -42,6 +42,7 @@ ADDED_COLUMNS = {
     "webhook_due_ms": "INTEGER",
     "webhook_attempts": "INTEGER NOT NULL DEFAULT 0",
     "ttl_ms": "INTEGER",
+    "input_bytes": "INTEGER NOT NULL DEFAULT 0",
 }
 """Columns newer than the first queue files: added to an existing file when it is opened."""
 FINAL_SQL = ", ".join(f"'{status}'" for status in JobStatus.FINAL)
@@ -54,6 +55,29 @@ BEGIN
 END;
 """
 """However a job ends (its worker, a cancel, a timeout, the queue's ttl, a lost worker), its webhook falls due."""
+DROP_INPUT_SCHEMA = f"""
+CREATE TRIGGER IF NOT EXISTS jobs_drop_input AFTER UPDATE OF status ON jobs
+    WHEN new.status IN ('{JobStatus.COMPLETED}', '{JobStatus.CANCELLED}') AND old.status NOT IN ({FINAL_SQL})
+BEGIN
+    UPDATE jobs SET input = 'null', input_bytes = 0 WHERE id = new.id;
+END;
+"""
+"""A job that can never run again gives up its input when it ends: a /runsync input is up to 20 MB, and the
+result is what is kept. FAILED and TIMED_OUT jobs keep theirs for /retry until RETRY_INPUT_S after they end."""
+RETRY_INPUT_S = 24 * 3600
+JOURNAL_SIZE_LIMIT = 16 * 1024 * 1024
+"""The WAL is cut back to this after each checkpoint; without it, it keeps the size of its busiest moment."""
+COLUMNS = (
+    "id, status, output, error, progress, created_ms, started_ms, finished_ms, timeout_ms, cancel_requested, "
+    "worker_pid, retried, webhook, webhook_attempts, ttl_ms"
+)
+"""Every column but the input, which only a worker claiming the job reads: /status, /runsync's wait (every
+100 ms) and the supervisor (every 500 ms) would otherwise parse up to 20 MB each time."""
+
+
+class QueueFull(Exception):
+    """The queue is at its cap of jobs or of bytes held for queued inputs; the message names the cap and fix."""
+
 
 RETRYABLE_STATUSES = (JobStatus.FAILED, JobStatus.TIMED_OUT)
 
@@ -149,6 +173,7 @@ class JobQueue:
         self.path = path
         self._local = threading.local()
         with self._connect() as db:
+            db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # takes effect on a new file only: freed pages returned
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
             have = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
@@ -160,6 +185,7 @@ class JobQueue:
                         if "duplicate column" not in str(error):
                             raise
             db.executescript(WEBHOOK_SCHEMA)
+            db.executescript(DROP_INPUT_SCHEMA)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -169,6 +195,7 @@ class JobQueue:
         if db is None:
             db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             db.row_factory = sqlite3.Row
+            db.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
             self._local.db = db
         yield db
 
@@ -188,7 +215,7 @@ class JobQueue:
         return QueuedJob(
             id=row["id"],
             status=row["status"],
-            input=_load(row["input"]),
+            input=_load(row["input"]) if "input" in row.keys() else None,  # noqa: SIM118 (Row: `in` tests values)
             output=_load(row["output"]),
             error=_load(row["error"]),
             progress=_load(row["progress"]),
@@ -205,23 +232,50 @@ class JobQueue:
         )
 
     def enqueue(
-        self, job_id: str, job_input: Any, timeout_ms: int, *, webhook: str | None = None, ttl_ms: int | None = None
+        self,
+        job_id: str,
+        job_input: Any,
+        timeout_ms: int,
+        *,
+        webhook: str | None = None,
+        ttl_ms: int | None = None,
+        max_queued: int | None = None,
+        max_queued_bytes: int | None = None,
     ) -> QueuedJob:
         """Add a job at the back of the queue; it expires if still queued after ttl_ms, and its end is POSTed to
-        the webhook URL, if given."""
+        the webhook URL, if given. Raises QueueFull when it would take the queue past max_queued jobs or
+        max_queued_bytes of inputs (checked in the same transaction as the insert, so concurrent submissions
+        cannot overshoot)."""
+        text = json.dumps(job_input)
         with self._write() as db:
+            if max_queued is not None or max_queued_bytes is not None:
+                count, held = db.execute(
+                    "SELECT COUNT(*), COALESCE(SUM(input_bytes), 0) FROM jobs WHERE status = ?", (JobStatus.IN_QUEUE,)
+                ).fetchone()
+                if max_queued is not None and count >= max_queued:
+                    raise QueueFull(
+                        f"the queue already holds {count} jobs, its cap (STUDIO_LOCAL_MAX_QUEUED={max_queued}); "
+                        "retry when some have run, or raise the cap"
+                    )
+                if max_queued_bytes is not None and held + len(text) > max_queued_bytes:
+                    raise QueueFull(
+                        f"queued inputs already hold {held / 1024 / 1024:.0f} MB and this one is "
+                        f"{len(text) / 1024 / 1024:.1f} MB, past the cap (STUDIO_LOCAL_MAX_QUEUED_MB="
+                        f"{max_queued_bytes // (1024 * 1024)}); retry when some have run, send media as URLs or "
+                        "paths instead of base64, or raise the cap"
+                    )
             db.execute(
-                "INSERT INTO jobs (id, status, input, created_ms, timeout_ms, webhook, ttl_ms) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (job_id, JobStatus.IN_QUEUE, json.dumps(job_input), now_ms(), timeout_ms, webhook, ttl_ms),
+                "INSERT INTO jobs (id, status, input, input_bytes, created_ms, timeout_ms, webhook, ttl_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (job_id, JobStatus.IN_QUEUE, text, len(text), now_ms(), timeout_ms, webhook, ttl_ms),
             )
-            row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            row = db.execute(f"SELECT {COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return self._row(row)
 
     def get(self, job_id: str) -> QueuedJob | None:
         """One job, or None."""
         with self._connect() as db:
-            row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            row = db.execute(f"SELECT {COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return self._row(row) if row else None
 
     def expire_queued(self) -> list[str]:
@@ -313,7 +367,7 @@ class JobQueue:
             db.execute(
                 "UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND status = ?", (job_id, JobStatus.IN_PROGRESS)
             )
-            row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            row = db.execute(f"SELECT {COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return self._row(row) if row else None
 
     def cancel_requested(self, job_id: str) -> bool:
@@ -329,17 +383,18 @@ class JobQueue:
         """
         with self._write() as db:
             row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            if row is None or row["status"] not in RETRYABLE_STATUSES:
+            if row is None or row["status"] not in RETRYABLE_STATUSES or row["input"] == "null":
                 return (self._row(row) if row else None), False
             # Deleted and inserted anew rather than updated, so its rowid puts it behind every job queued so far.
             db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
             db.execute(
-                "INSERT INTO jobs (id, status, input, created_ms, timeout_ms, retried, webhook, ttl_ms) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO jobs (id, status, input, input_bytes, created_ms, timeout_ms, retried, webhook, ttl_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job_id,
                     JobStatus.IN_QUEUE,
                     row["input"],
+                    len(row["input"]),
                     now_ms(),
                     row["timeout_ms"],
                     row["retried"] + 1,
@@ -353,7 +408,7 @@ class JobQueue:
     def running(self) -> list[QueuedJob]:
         """Jobs in progress."""
         with self._connect() as db:
-            rows = db.execute("SELECT * FROM jobs WHERE status = ?", (JobStatus.IN_PROGRESS,)).fetchall()
+            rows = db.execute(f"SELECT {COLUMNS} FROM jobs WHERE status = ?", (JobStatus.IN_PROGRESS,)).fetchall()
         return [self._row(row) for row in rows]
 
     def purge_queue(self) -> int:
@@ -402,7 +457,7 @@ class JobQueue:
                 return []
         with self._write() as db:
             rows = db.execute(
-                "SELECT * FROM jobs WHERE webhook_due_ms <= ? ORDER BY webhook_due_ms LIMIT ?", (now, limit)
+                f"SELECT {COLUMNS} FROM jobs WHERE webhook_due_ms <= ? ORDER BY webhook_due_ms LIMIT ?", (now, limit)
             ).fetchall()
             db.executemany(
                 "UPDATE jobs SET webhook_due_ms = ? WHERE id = ?", [(now + lease_ms, row["id"]) for row in rows]
@@ -424,3 +479,20 @@ class JobQueue:
             return db.execute(
                 "DELETE FROM jobs WHERE finished_ms IS NOT NULL AND finished_ms < ?", (cutoff_ms,)
             ).rowcount
+
+    def drop_retry_inputs_before(self, cutoff_ms: int) -> int:
+        """FAILED and TIMED_OUT jobs that ended before cutoff_ms give up their input (no /retry after that)."""
+        retryable = ", ".join(f"'{status}'" for status in RETRYABLE_STATUSES)
+        with self._write() as db:
+            return db.execute(
+                f"UPDATE jobs SET input = 'null', input_bytes = 0 WHERE status IN ({retryable}) "
+                "AND finished_ms < ? AND input != 'null'",
+                (cutoff_ms,),
+            ).rowcount
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database and cut it back (TRUNCATE), then return freed pages to the file system
+        (on files made with auto_vacuum): a flood of 20 MB inputs must not leave a file of its size behind."""
+        with self._connect() as db:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            db.execute("PRAGMA incremental_vacuum")

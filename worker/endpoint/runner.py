@@ -32,7 +32,7 @@ from typing import Any
 
 from worker import logs
 from worker.contract import ErrorCode, JobError, JobStatus, Stage
-from worker.endpoint.queue import JobQueue, QueuedJob, now_ms, stopped_message
+from worker.endpoint.queue import RETRY_INPUT_S, JobQueue, QueuedJob, now_ms, stopped_message
 from worker.progress import CancelToken
 from worker.settings import Settings
 
@@ -43,6 +43,9 @@ IDLE_WAIT_S = 0.5
 SUPERVISE_S = 0.5
 CANCEL_GRACE_S = 30.0
 RETENTION_SWEEP_S = 600.0
+CHECKPOINT_S = 10.0
+CHECKPOINT_WAL_BYTES = 4 * 1024 * 1024
+"""The supervisor checkpoints the queue's WAL (and cuts it back) when it has grown past this."""
 STOP_TIMEOUT_S = 5.0
 
 INITIALIZING, READY, UNHEALTHY = 0, 1, 2
@@ -272,7 +275,8 @@ class WorkerPool:
             return [w.process.pid for w in self._workers if w.process.pid is not None]
 
     def _supervise(self) -> None:
-        last_sweep = 0.0
+        last_sweep = last_checkpoint = 0.0
+        wal = self.queue.path.with_name(self.queue.path.name + "-wal")
         while not self._closing.wait(SUPERVISE_S):
             try:
                 self.queue.expire_queued()
@@ -280,7 +284,12 @@ class WorkerPool:
                 self._replace_dead()
                 if time.monotonic() - last_sweep > RETENTION_SWEEP_S:
                     self.queue.forget_finished_before(now_ms() - int(self.retention_s * 1000))
+                    self.queue.drop_retry_inputs_before(now_ms() - RETRY_INPUT_S * 1000)
                     last_sweep = time.monotonic()
+                if time.monotonic() - last_checkpoint > CHECKPOINT_S:
+                    last_checkpoint = time.monotonic()
+                    if wal.exists() and wal.stat().st_size > CHECKPOINT_WAL_BYTES:
+                        self.queue.checkpoint()
             except Exception:  # a locked or full disk must not end supervision for good
                 log.exception("endpoint supervisor failed; trying again")
 
