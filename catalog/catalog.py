@@ -7,6 +7,7 @@ updating the same run never lose an update, and a finished run never moves back 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -16,6 +17,8 @@ from typing import Any
 
 import sqlite_utils
 
+from catalog import bucket
+from catalog.documents import MISSING
 from catalog.records import (
     FINAL_RANK,
     known_status,
@@ -32,6 +35,12 @@ from worker.contract import ErrorCode, JobError, JobStatus, utc_now
 from worker.store import Store
 
 PROGRESS_EVENTS_KEPT = 200
+log = logging.getLogger("studio.catalog")
+
+
+def clean_tags(tags: list[str]) -> list[str]:
+    """Tags trimmed, lower-cased and deduplicated, in order; a comma inside a tag becomes a space."""
+    return list(dict.fromkeys(t.strip().lower().replace(",", " ") for t in tags if t.strip()))
 
 
 def _scoped(sql: str, endpoint_id: str | None, since: str | None) -> tuple[str, list[Any]]:
@@ -114,8 +123,15 @@ class Catalog:
         created_at: str | None = None,
         item_id: str | None = None,
         engine: str | None = None,
+        submitted_by: str | None = None,
+        request_key: str | None = None,
+        source: str = "submit",
     ) -> str:
-        """Record a job just sent to an endpoint (idempotent: a second call changes nothing); return its run id."""
+        """Record a job just sent to an endpoint (idempotent: a second call changes nothing); return its run id.
+
+        `submitted_by` is the signed-in user who sent it; `request_key` the request file written to the bucket for
+        it (bucket.write_request); `source` is `request` for a run a sync restored from that file.
+        """
         run_id = run_id_for(job_id, item_id)
         row = {
             "run_id": run_id,
@@ -126,9 +142,11 @@ class Catalog:
             "created_at": created_at or utc_now(),
             "updated_at": utc_now(),
             "engine": engine,
-            "source": "submit",
+            "source": source,
             "progress_pct": 0.0,
             "favourite": 0,
+            "submitted_by": submitted_by,
+            "request_key": request_key,
             **param_columns(params),
         }
         with self._write() as conn:
@@ -288,46 +306,185 @@ class Catalog:
             args.append(endpoint_id)
         return [self._decoded(row) for row in self._rows(sql + " ORDER BY created_at", args)]
 
-    def set_tags(self, run_id: str, tags: list[str]) -> bool:
-        """Replace a run's tags (trimmed, lower-cased, deduplicated; a comma inside a tag becomes a space).
+    def curate(
+        self,
+        run_id: str,
+        *,
+        tags: list[str] | None = None,
+        favourite: bool | None = None,
+        note: str | None = None,
+        store: Store | None = None,
+    ) -> dict[str, Any] | None:
+        """Change a run's tags, favourite and/or note (None leaves one as it is); return the run, or None when it
+        no longer exists (another session may have deleted it).
+
+        Each field that changes gets the time of the change (`tags_at`…). With a store, the run's curation.json is
+        written through (push_curation), so a catalogue rebuilt from the bucket, or another dashboard's, gets it.
+        A field saved unchanged keeps its old time: saving a form must not make a stale value win over a newer
+        one another dashboard wrote.
+        """
+        now = utc_now()
+        wanted: dict[str, Any] = {}
+        if tags is not None:
+            wanted["tags"] = ",".join(clean_tags(tags))
+        if favourite is not None:
+            wanted["favourite"] = int(favourite)
+        if note is not None:
+            wanted["note"] = note.strip()
+        with self._write() as conn:
+            current = self._row(run_id)
+            if current is None:
+                return None
+            changed = [name for name, value in wanted.items() if (current.get(name) or type(value)()) != value]
+            if changed:
+                columns = {name: wanted[name] for name in changed} | {f"{name}_at": now for name in changed}
+                self._update(conn, run_id, {**columns, "updated_at": now})
+        if store is not None:
+            self.push_curation(run_id, store)
+        return self.get(run_id)
+
+    def push_curation(self, run_id: str, store: Store) -> str | None:
+        """Write the run's curation to `<run folder>/curation.json`, merged with what the file already holds.
+
+        Per field the newer change wins, on both sides: a field another dashboard changed later than this
+        catalogue is taken into the row rather than overwritten. Two dashboards writing the same file in the same
+        instant can still lose one change (a store has no compare-and-swap); a later save of either restores it.
+        A store that refuses the write is a JobError saying the change is kept here but not in the bucket.
+        Returns the key, or None when the run no longer exists.
+        """
+        run = self._row(run_id)
+        if run is None:
+            return None
+        key = f"{bucket.run_folder(run)}/{bucket.CURATION}"
+        existing = bucket.read(store, key)
+        theirs = bucket.file_stamps(existing) if isinstance(existing, bucket.CurationFile) else {}
+        if isinstance(existing, str) and existing != MISSING:
+            log.warning("replacing %s: %s", key, existing)
+        if self.apply_curation(run_id, theirs):
+            run = self._row(run_id) or run
+        try:
+            return bucket.write_curation(store, run, bucket.newest(bucket.stamped(run), theirs))
+        except JobError as error:
+            raise JobError(
+                error.code, f"saved in the catalogue but not in the bucket (save again to retry): {error.message}"
+            ) from error
+
+    def apply_curation(self, run_id: str, stamps: dict[str, tuple[Any, str]]) -> bool:
+        """Take each curated field `{name: (value, at)}` whose time is newer than the row's; returns whether any
+        was taken. A run with no time for a field (never curated, or curated before times were kept) takes it."""
+        with self._write() as conn:
+            current = self._row(run_id)
+            if current is None:
+                return False
+            columns: dict[str, Any] = {}
+            for name, (value, at) in stamps.items():
+                if (current.get(f"{name}_at") or "") >= at:
+                    continue
+                if name == "tags":
+                    value = ",".join(clean_tags(value))
+                elif name == "favourite":
+                    value = int(value)
+                columns.update({name: value, f"{name}_at": at})
+            if columns:
+                self._update(conn, run_id, {**columns, "updated_at": utc_now()})
+        return bool(columns)
+
+    def set_tags(self, run_id: str, tags: list[str], store: Store | None = None) -> bool:
+        """Replace a run's tags (see clean_tags); with a store, written through to the bucket (curate).
 
         Returns whether the run exists (another session may have deleted it).
         """
-        clean = list(dict.fromkeys(t.strip().lower().replace(",", " ") for t in tags if t.strip()))
-        with self._write() as conn:
-            return self._update(conn, run_id, {"tags": ",".join(clean), "updated_at": utc_now()})
+        return self.curate(run_id, tags=tags, store=store) is not None
 
-    def set_favourite(self, run_id: str, favourite: bool) -> bool:
+    def set_favourite(self, run_id: str, favourite: bool, store: Store | None = None) -> bool:
         """Mark or unmark a run as a favourite; returns whether the run exists."""
-        with self._write() as conn:
-            return self._update(conn, run_id, {"favourite": int(favourite), "updated_at": utc_now()})
+        return self.curate(run_id, favourite=favourite, store=store) is not None
 
-    def set_note(self, run_id: str, note: str) -> bool:
+    def set_note(self, run_id: str, note: str, store: Store | None = None) -> bool:
         """Set a run's free-text note (searchable); returns whether the run exists."""
-        with self._write() as conn:
-            return self._update(conn, run_id, {"note": note.strip(), "updated_at": utc_now()})
+        return self.curate(run_id, note=note, store=store) is not None
 
-    def delete(self, run_id: str, store: Store | None = None) -> None:
-        """Forget a run; with a store, also delete its video, thumbnail and metadata from it.
+    def delete(self, run_id: str, store: Store | None = None, *, deleted_by: str | None = None) -> None:
+        """Forget a run; with a store, also delete its files from it and leave a tombstone (`deleted.json`).
 
-        The metadata goes last and the row only after every file: if the store fails part way (JobError
-        E_UPLOAD), the run is still listed and a sync can still find it, so deleting again finishes the job.
+        The files are the video, thumbnail and metadata the row names, and everything else directly in the run's
+        folder (request, curation, and a metadata.json the row never learnt of: a failed run's). The metadata
+        goes last, then the tombstone, and the row only after both: if the store fails part way (JobError
+        E_UPLOAD), the run is still listed and deleting again finishes the job. The tombstone keeps every later
+        sync, here or in another catalogue on the bucket, from bringing the run back (a job still running may
+        write its metadata.json after this). Without a store only the row goes, and a sync finds it again.
         """
         run = self._row(run_id)
         if run is None:
             return
         if store is not None:
-            for key in (run["video_key"], run["thumb_key"], run["metadata_key"]):
-                if key:
-                    try:
+            folder = bucket.run_folder(run)
+            try:
+                for key in (run["video_key"], run["thumb_key"]):
+                    if key:
                         store.delete(key)
-                    except JobError:
-                        raise
-                    except Exception as error:
-                        raise JobError(ErrorCode.UPLOAD, f"could not delete {key} from the store: {error}") from error
+                listed = [key for key in store.list(folder + "/") if bucket.folder_of(key) == folder]
+                named = [*listed, run["metadata_key"], f"{folder}/metadata.json"]
+                gone = {run["video_key"], run["thumb_key"], f"{folder}/{bucket.TOMBSTONE}"}
+                keys = [key for key in dict.fromkeys(named) if key and key not in gone]
+                keys.sort(key=lambda key: key.endswith("/metadata.json"))  # metadata last: until then, sync finds it
+                for key in keys:
+                    store.delete(key)
+            except JobError:
+                raise
+            except Exception as error:
+                message = f"could not delete {run_id}'s files from the store: {error}"
+                raise JobError(ErrorCode.UPLOAD, message) from error
+            try:
+                bucket.write_tombstone(store, run, deleted_by)
+            except JobError as error:
+                # A folder the key rule refuses (an item id with a space, from before the rule) cannot hold a
+                # tombstone, and needs none: sync refuses that run's metadata.json for the same rule.
+                if error.code != ErrorCode.INPUT_VALIDATION:
+                    raise
+        self.forget(run_id)
+
+    def forget(self, run_id: str) -> bool:
+        """Remove a run's row and progress events, leaving the store alone; returns whether it was there."""
         with self._write() as conn:
             conn.execute("DELETE FROM progress_events WHERE run_id = ?", (run_id,))
-            conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+            return conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,)).rowcount > 0
+
+    def record_request(self, request: bucket.RequestFile, key: str, *, restore: bool) -> str:
+        """Take in a request file from the bucket; returns `restored`, `updated` or `unchanged`.
+
+        A run the catalogue lacks is recorded as queued when `restore` (its folder has no metadata.json yet: the
+        job may still be running, and Live will ask the endpoint). A run it has learns who submitted it, which
+        metadata.json does not say.
+        """
+        run_id = bucket.run_id_of(request)
+        current = self._row(run_id)
+        if current is None:
+            if not restore:
+                return "unchanged"
+            self.record_submission(
+                request.job_id,
+                request.params,
+                endpoint_id=request.endpoint_id,
+                created_at=request.submitted_at,
+                submitted_by=request.submitted_by,
+                request_key=key,
+                source="request",
+            )
+            return "restored"
+        columns: dict[str, Any] = {"request_key": key}
+        if current.get("submitted_by") is None and request.submitted_by:
+            columns["submitted_by"] = request.submitted_by
+        changes = {name: value for name, value in columns.items() if current.get(name) != value}
+        if not changes:
+            return "unchanged"
+        with self._write() as conn:
+            self._update(conn, run_id, changes)
+        return "updated"
+
+    def request_keys(self) -> set[str]:
+        """The request.json keys the catalogue already took in (at submit or by a sync)."""
+        return {key for (key,) in self.conn.execute("SELECT request_key FROM runs WHERE request_key IS NOT NULL")}
 
     def upsert_metadata(self, metadata: dict[str, Any], metadata_key: str) -> str:
         """Insert or refresh a run from its metadata.json; returns `added`, `updated` or `unchanged`.

@@ -191,8 +191,9 @@ TEXT_LIMITS = {
     "thumb_key": KEY_TEXT,
     "metadata_key": KEY_TEXT,
     "run_id": KEY_TEXT,
+    "request_key": KEY_TEXT,
 }
-TIMES = {"created_at", "started_at", "finished_at", "updated_at"}
+TIMES = {"created_at", "started_at", "finished_at", "updated_at", "tags_at", "favourite_at", "note_at"}
 
 
 def _column_type(name: str, kind: type) -> Any:
@@ -244,21 +245,29 @@ def checked_record(row: dict[str, Any]) -> dict[str, Any]:
         raise InvalidRecord(f"{FILE_FIELDS.get(column, column)}: {message} (got {shown})") from None
 
 
-def _check_location(metadata: dict[str, Any], metadata_key: str) -> None:
-    """A file describes the run whose folder holds it, and its artifacts lie beside it.
+def check_home(job_id: Any, item_id: Any, key: str) -> str:
+    """The run folder `…/<job_id>[/<item_id>]` that a file at `key` must lie directly in; InvalidRecord otherwise.
 
-    The worker writes `<prefix>/<job_id>[/<item_id>]/{video.mp4,thumb.jpg,metadata.json}`. A file elsewhere, or
-    one pointing at another folder's video, would let one bucket object stand in for another run: deleting it
-    "with its files" would delete someone else's video.
+    Every file the catalogue reads from the bucket (metadata.json, and its own curation, request and deletion
+    files) names the run it is about, and must lie in that run's folder: a file elsewhere would let one bucket
+    object stand in for another run, and deleting it "with its files" would delete someone else's video.
     """
-    for name in ("job_id", "item_id"):
-        value = metadata.get(name)
-        if value is not None and not is_key_part(value):
-            raise InvalidRecord(f"{name}: {KEY_PART_RULE} (got {value[:60]!r})")
-    folder = "/".join(part for part in (metadata["job_id"], metadata.get("item_id")) if part)
-    if metadata_key != f"{folder}/metadata.json" and not metadata_key.endswith(f"/{folder}/metadata.json"):
-        raise InvalidRecord(f"job_id: the file of run {folder!r} must be {folder}/metadata.json under a prefix")
-    home = metadata_key.rsplit("/", 1)[0]
+    for name, value in (("job_id", job_id), ("item_id", item_id)):
+        if value is not None and not (isinstance(value, str) and is_key_part(value)):
+            raise InvalidRecord(f"{name}: {KEY_PART_RULE} (got {str(value)[:60]!r})")
+    folder = "/".join(part for part in (job_id, item_id) if part)
+    file = key.rsplit("/", 1)[-1]
+    if key != f"{folder}/{file}" and not key.endswith(f"/{folder}/{file}"):
+        raise InvalidRecord(f"job_id: the file of run {folder!r} must be {folder}/{file} under a prefix")
+    return key.rsplit("/", 1)[0]
+
+
+def _check_location(metadata: dict[str, Any], metadata_key: str) -> None:
+    """A file describes the run whose folder holds it (check_home), and its artifacts lie beside it.
+
+    The worker writes `<prefix>/<job_id>[/<item_id>]/{video.mp4,thumb.jpg,metadata.json}`.
+    """
+    home = check_home(metadata["job_id"], metadata.get("item_id"), metadata_key)
     for name, artifact in (metadata.get("outputs") or {}).items():
         key = artifact.get("key")
         if key is not None and (not isinstance(key, str) or key.rsplit("/", 1)[0] != home):

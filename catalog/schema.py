@@ -18,7 +18,7 @@ import sqlite_utils
 
 from worker.contract import storable_params
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 BUSY_TIMEOUT_MS = 30_000
 
 _V1_RUN_COLUMNS: dict[str, type] = {
@@ -67,10 +67,19 @@ _V1_RUN_COLUMNS: dict[str, type] = {
     "note": str,
     "source": str,
 }
-RUN_COLUMNS: dict[str, type] = {**_V1_RUN_COLUMNS, "batch_items": int}
+_V8_RUN_COLUMNS: dict[str, type] = {
+    "submitted_by": str,
+    "request_key": str,
+    "tags_at": str,
+    "favourite_at": str,
+    "note_at": str,
+}
+RUN_COLUMNS: dict[str, type] = {**_V1_RUN_COLUMNS, "batch_items": int, **_V8_RUN_COLUMNS}
 """Every column of `runs`. `batch_items` is set on a batch job once its items are runs of their own: from then on
 the batch is only their container, left out of search, facets and totals so each video counts once (as it does
-in a catalogue rebuilt from the bucket, which holds the items alone)."""
+in a catalogue rebuilt from the bucket, which holds the items alone). `submitted_by` is the signed-in user who
+sent the job, `request_key` the request file a submit wrote or a sync took in, and `tags_at`, `favourite_at`,
+`note_at` when each was last changed: the bucket's curation file carries the same times, and the newer wins."""
 FTS_COLUMNS = ["prompt", "tags", "note", "error_message"]
 FACET_COLUMNS = ("status", "engine", "size", "mode", "sample_steps", "speakers", "input_kind")
 
@@ -200,6 +209,18 @@ def _v7(db: sqlite_utils.Database) -> None:
     db.conn.executemany(f"UPDATE runs SET run_id = {new} WHERE rowid = ?", rowids)
 
 
+def _v8(db: sqlite_utils.Database) -> None:
+    """Who submitted a run, its request file, and when each part of its curation changed (catalog/bucket.py).
+
+    Tags, favourite and note are written to the bucket beside the run, each with its time, so that a catalogue
+    rebuilt on a wiped disk gets them back and two dashboards on one bucket merge them, newest first.
+    """
+    for name, kind in _V8_RUN_COLUMNS.items():
+        db["runs"].add_column(name, kind)
+    db["runs"].create_index(["submitted_by", "created_at"])
+    db["runs"].create_index(["request_key"])
+
+
 def _fill_combos(db: sqlite_utils.Database) -> None:
     names = ", ".join(FACET_COLUMNS)
     same = " AND ".join(f"facet_combos.{c} IS runs.{c}" for c in FACET_COLUMNS)
@@ -248,7 +269,7 @@ def _combo_triggers(*, containers: bool = True) -> str:
         END;"""
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8]
 
 
 class CatalogError(Exception):

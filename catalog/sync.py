@@ -1,9 +1,10 @@
-"""Rebuilding the catalogue from the bucket: every `metadata.json` the workers published is a run."""
+"""Rebuilding the catalogue from the bucket: every `metadata.json` the workers published is a run, and the
+catalogue's own files beside them (catalog/bucket.py) bring back curation, unfinished jobs and deletions."""
 
 from __future__ import annotations
 
-import json
 import logging
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -11,7 +12,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from catalog import bucket
 from catalog.catalog import Catalog
+from catalog.documents import MAX_BYTES, MAX_DEPTH, MISSING, read_json, validation_reason  # noqa: F401
 from catalog.records import InvalidRecord
 from worker.contract import SCHEMA_VERSION, ErrorCode, JobError, JobMetadata
 from worker.store import Store
@@ -24,166 +27,232 @@ compete with the catalogue's writes for the interpreter (0.7× one reader), so i
 BATCH = 256
 """Files read ahead of the catalogue at most: reading outpaces writing, and a rebuild of 100 000 runs must not hold
 them all in memory."""
-MAX_BYTES = 1024 * 1024
-"""The largest metadata.json read: the worker's are a few KB (params are stored without inline media), so a
-bigger object is not one of them, and a JSON bomb of many MB is refused before it is parsed. From a local folder
-and from S3 at most this much (plus one byte) is read, whatever the object's size."""
-MAX_DEPTH = 32
-"""The deepest nesting of objects and lists a metadata file may have (the worker's reach 4). Deeper structures
-broke pydantic's serializer at 255 levels and json at about 1000, and would reach History's parameter table."""
 
 
 @dataclass
 class SyncReport:
-    """What a sync did: runs added and updated, metadata files skipped with the reason."""
+    """What a sync did: runs added and updated, metadata files skipped with the reason, and what the catalogue's
+    own files in the bucket restored: curation taken, unfinished runs found by their request, runs kept deleted."""
 
     added: int = 0
     updated: int = 0
     unchanged: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    curated: int = 0
+    restored: int = 0
+    deleted: int = 0
 
     def summary(self) -> str:
         """One line for people."""
-        return f"{self.added} added, {self.updated} updated, {self.unchanged} unchanged, {len(self.skipped)} skipped"
+        line = f"{self.added} added, {self.updated} updated, {self.unchanged} unchanged, {len(self.skipped)} skipped"
+        extras = [(self.curated, "curated"), (self.restored, "unfinished restored"), (self.deleted, "kept deleted")]
+        return line + "".join(f", {count} {what}" for count, what in extras if count)
 
-
-def _fetch(store: Store, key: str) -> bytes:
-    """The object's first MAX_BYTES + 1 bytes: enough to tell that it is too big without holding all of it."""
-    path = getattr(store, "path", None)
-    client = getattr(store, "client", None)
-    if callable(path):  # a local folder: read no further than the limit
-        with open(path(key), "rb") as file:
-            return file.read(MAX_BYTES + 1)
-    if client is not None and hasattr(client, "get_object"):  # S3: a ranged GET
-        answer = client.get_object(Bucket=store.bucket, Key=key, Range=f"bytes=0-{MAX_BYTES}")  # type: ignore[attr-defined]
-        return answer["Body"].read(MAX_BYTES + 1)
-    return store.get(key)
-
-
-def _path(parts: tuple[Any, ...]) -> str:
-    shown = ".".join(str(part) for part in parts[:6])
-    return (shown + ".…" if len(parts) > 6 else shown) or "the top level"
-
-
-def _shape_problem(data: Any) -> str | None:
-    """Why the parsed document cannot be catalogued as a whole, or None: nested deeper than MAX_DEPTH, or holding
-    a lone surrogate (JSON's `\\ud800` escape decodes to one; SQLite and browsers cannot take it). One walk,
-    without recursion, so a deep document cannot exhaust the stack."""
-    stack: list[tuple[tuple[Any, ...], Any]] = [((), data)]
-    while stack:
-        where, value = stack.pop()
-        if isinstance(value, dict | list):
-            if len(where) >= MAX_DEPTH:
-                return f"nested more than {MAX_DEPTH} levels deep (at {_path(where)})"
-            items = value.items() if isinstance(value, dict) else enumerate(value)
-            for name, inner in items:
-                if isinstance(name, str) and not _is_text(name):
-                    return f"a name in {_path(where)} is not text (a lone surrogate)"
-                stack.append(((*where, name), inner))
-        elif isinstance(value, str) and not _is_text(value):
-            return f"{_path(where)}: not text (a lone surrogate such as \\ud800)"
-    return None
-
-
-def _is_text(value: str) -> bool:
-    if value.isascii():
-        return True
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _not_json(name: str) -> None:
-    """Python's json reads NaN and Infinity, which JSON has not; pydantic would turn them into nulls silently."""
-    raise ValueError(f"{name} is not a JSON value")
+    def skip(self, key: str, reason: str) -> None:
+        """Note a file left out, and why."""
+        self.skipped.append((key, reason))
+        log.warning("skipped %s: %s", key, reason)
 
 
 def _read(store: Store, key: str) -> dict[str, Any] | str:
     """The metadata as a dict, or the reason it cannot be used.
 
     Every check that can refuse a file happens here or in RunRecord, never in the middle of a write: the bytes are
-    bounded, UTF-8, JSON, shallow, the contract's JobMetadata, of a schema this code knows.
+    bounded, UTF-8, JSON, shallow (documents.read_json), the contract's JobMetadata, of a schema this code knows.
     """
-    try:
-        raw = _fetch(store, key)
-    except Exception as error:
-        return f"unreadable: {type(error).__name__}: {error}"[:300]
-    if len(raw) > MAX_BYTES:
-        return f"larger than {MAX_BYTES // 1024} KiB: not a metadata file the worker wrote (those are a few KB)"
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        return f"not UTF-8 text (byte {error.start} is {raw[error.start : error.start + 1]!r})"
-    try:
-        data = json.loads(text, parse_constant=_not_json)
-    except RecursionError:
-        return f"nested more than {MAX_DEPTH} levels deep"
-    except ValueError as error:
-        return f"unreadable: {type(error).__name__}: {error}"[:300]
+    data = read_json(store, key)
+    if isinstance(data, str):
+        return data
     if not isinstance(data, dict) or "schema_version" not in data or "job_id" not in data:
         return "not an InfiniteTalk Studio metadata file (no schema_version / job_id)"
-    problem = _shape_problem(data)
-    if problem:
-        return problem
     if not isinstance(data["schema_version"], int) or data["schema_version"] > SCHEMA_VERSION:
         shown = repr(data["schema_version"])[:40]
         return f"schema_version {shown} is newer than this catalogue understands ({SCHEMA_VERSION})"
     try:
         return JobMetadata.model_validate(data).model_dump(mode="json")
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "the top level"
-        return f"does not match the metadata schema: {where}: {first['msg']}"
+        return validation_reason(error, "metadata")
 
 
-def _metadata_keys(store: Store, prefix: str) -> list[str]:
-    """Every metadata.json key under the prefix; a store that cannot be listed is a JobError naming it."""
+@dataclass
+class _Listing:
+    """The store's keys that a sync reads, by kind, and the folders that hold each kind."""
+
+    metadata: list[str] = field(default_factory=list)
+    files: dict[str, list[str]] = field(default_factory=lambda: {name: [] for name in bucket.FILES})
+
+    def folders(self, kind: str) -> set[str]:
+        keys = self.metadata if kind == "metadata.json" else self.files[kind]
+        return {bucket.folder_of(key) for key in keys}
+
+
+def _list(store: Store, prefix: str) -> _Listing:
+    """Every metadata, curation, request and tombstone key under the prefix, in one listing; a store that cannot be
+    listed is a JobError naming it."""
     scope = prefix.strip("/") + "/" if prefix.strip("/") else ""
+    listing = _Listing()
     try:
-        return [key for key in store.list(scope) if key.endswith("/metadata.json")]
+        for key in store.list(scope):
+            name = key.rsplit("/", 1)[-1]
+            if name == "metadata.json" and "/" in key:
+                listing.metadata.append(key)
+            elif name in listing.files and "/" in key:
+                listing.files[name].append(key)
     except JobError:
         raise
     except Exception as error:
         where = f"under {scope!r}" if scope else "at all"
         raise JobError(ErrorCode.DOWNLOAD_FAILED, f"could not list the store {where}: {error}") from error
+    return listing
+
+
+def _documents(pool: ThreadPoolExecutor, store: Store, keys: list[str]) -> Iterator[tuple[str, Any]]:
+    """(key, model or reason) for each of the catalogue's own files, read by the pool, BATCH at a time."""
+    for start in range(0, len(keys), BATCH):
+        batch = keys[start : start + BATCH]
+        yield from zip(batch, pool.map(partial(bucket.read, store), batch), strict=True)
+
+
+def _tombstones(
+    catalog: Catalog, pool: ThreadPoolExecutor, store: Store, listing: _Listing, report: SyncReport
+) -> set[str]:
+    """The folders of deleted runs; each such run still in the catalogue is removed from it.
+
+    A run is removed only when the tombstone lies in the folder the catalogue knows for it, so a file elsewhere
+    naming its ids cannot make it disappear.
+    """
+    deleted: set[str] = set()
+    for key, document in _documents(pool, store, listing.files[bucket.TOMBSTONE]):
+        if isinstance(document, str):
+            report.skip(key, document)
+            continue
+        folder = bucket.folder_of(key)
+        deleted.add(folder)
+        report.deleted += 1
+        run = catalog.get(bucket.run_id_of(document))
+        if run is not None and bucket.run_folder(run) == folder:
+            catalog.forget(run["run_id"])
+    return deleted
+
+
+def _requests(
+    catalog: Catalog,
+    pool: ThreadPoolExecutor,
+    store: Store,
+    listing: _Listing,
+    report: SyncReport,
+    deleted: set[str],
+    full: bool,
+) -> None:
+    """Take in request files not seen before: a job with no metadata.json yet becomes a queued run (Live asks the
+    endpoint about it), and every run learns who submitted it."""
+    known = set() if full else catalog.request_keys()
+    finished = listing.folders("metadata.json")
+    keys = [k for k in listing.files[bucket.REQUEST] if k not in known and bucket.folder_of(k) not in deleted]
+    for key, document in _documents(pool, store, keys):
+        if isinstance(document, str):
+            report.skip(key, document)
+            continue
+        if catalog.record_request(document, key, restore=bucket.folder_of(key) not in finished) == "restored":
+            report.restored += 1
+
+
+def _curations(
+    catalog: Catalog, pool: ThreadPoolExecutor, store: Store, listing: _Listing, report: SyncReport, deleted: set[str]
+) -> None:
+    """Take each curated field whose time in the bucket is newer than the catalogue's.
+
+    Curation files change, so each is read at every sync (only curated runs have one). A file for a run the
+    catalogue does not hold yet waits for the sync that brings the run.
+    """
+    keys = [k for k in listing.files[bucket.CURATION] if bucket.folder_of(k) not in deleted]
+    for key, document in _documents(pool, store, keys):
+        if isinstance(document, str):
+            report.skip(key, document)
+            continue
+        run = catalog.get(bucket.run_id_of(document))
+        if run is None or bucket.run_folder(run) != bucket.folder_of(key):
+            continue
+        if catalog.apply_curation(run["run_id"], bucket.file_stamps(document)):
+            report.curated += 1
+
+
+def _readers(store: Store, readers: int | None) -> int:
+    return readers or (READERS if store.kind == "s3" else 1)
+
+
+def restore_unfinished(catalog: Catalog, store: Store, prefix: str = "") -> SyncReport:
+    """Only what Live needs after a start on an empty disk: jobs sent but not finished, found by their request
+    files (and deleted runs kept out). Cheaper than a sync: no metadata or curation file is read."""
+    report = SyncReport()
+    listing = _list(store, prefix)
+    with ThreadPoolExecutor(_readers(store, None)) as pool:
+        deleted = _tombstones(catalog, pool, store, listing, report)
+        _requests(catalog, pool, store, listing, report, deleted, full=False)
+    return report
 
 
 def sync(
     catalog: Catalog, store: Store, prefix: str = "", *, full: bool = False, readers: int | None = None
 ) -> SyncReport:
-    """Scan the store (or only `prefix`) for metadata.json files and upsert the runs that are missing or newer.
+    """Scan the store (or only `prefix`) for metadata.json files and upsert the runs that are missing or newer;
+    then the catalogue's own files beside them (catalog/bucket.py): tombstones first, so a deleted run is never
+    brought back and is removed here too, then request files (queued runs, who submitted), then curation.
 
     A store that cannot be listed raises JobError (E_DOWNLOAD_FAILED) before anything changes.
-    A file already taken in by an earlier sync is counted unchanged without being fetched again (the worker
-    writes each file once, when its job ends); `full=True` re-reads every file. A corrupt or foreign file is
-    skipped with its reason and logged, before anything of it is written (see `_read` and RunRecord); it never
-    stops the sync, and the runs beside it are synced. `readers` overrides how many files are fetched at
-    once (default: READERS for S3, one for a local folder).
+    A metadata file already taken in by an earlier sync is counted unchanged without being fetched again (the
+    worker writes each file once, when its job ends), and so is a request file; `full=True` re-reads every file.
+    A corrupt or foreign file is skipped with its reason and logged, before anything of it is written (see
+    `_read`, RunRecord and bucket.read); it never stops the sync, and the runs beside it are synced. `readers`
+    overrides how many files are fetched at once (default: READERS for S3, one for a local folder).
     """
     report = SyncReport()
-    known = set() if full else catalog.synced_metadata_keys()
-    keys = []
-    for key in _metadata_keys(store, prefix):
-        if key in known:
-            report.unchanged += 1
-        else:
-            keys.append(key)
-    readers = readers or (READERS if store.kind == "s3" else 1)
-    with ThreadPoolExecutor(readers) as pool:
+    listing = _list(store, prefix)
+    with ThreadPoolExecutor(_readers(store, readers)) as pool:
+        deleted = _tombstones(catalog, pool, store, listing, report)
+        known = set() if full else catalog.synced_metadata_keys()
+        keys = []
+        for key in listing.metadata:
+            if bucket.folder_of(key) in deleted:
+                continue
+            if key in known:
+                report.unchanged += 1
+            else:
+                keys.append(key)
         for start in range(0, len(keys), BATCH):
             batch = keys[start : start + BATCH]
             for key, metadata in zip(batch, pool.map(partial(_read, store), batch), strict=True):
                 if isinstance(metadata, str):
-                    report.skipped.append((key, metadata))
-                    log.warning("skipped %s: %s", key, metadata)
+                    report.skip(key, metadata)
                     continue
                 try:
                     outcome = catalog.upsert_metadata(metadata, key)
                 except InvalidRecord as error:
-                    report.skipped.append((key, str(error)))
-                    log.warning("skipped %s: %s", key, error)
+                    report.skip(key, str(error))
                     continue
                 setattr(report, outcome, getattr(report, outcome) + 1)
+        _requests(catalog, pool, store, listing, report, deleted, full)
+        _curations(catalog, pool, store, listing, report, deleted)
     return report
+
+
+def settle(catalog: Catalog, store: Store, run: dict[str, Any]) -> str | None:
+    """Close a run the endpoint no longer knows from its metadata.json, if the worker wrote one: RunPod keeps
+    /run results for 30 minutes, the bucket keeps the file. Returns the run's status then, or None when there is
+    no usable file (or the run was deleted meanwhile)."""
+    folder = bucket.run_folder(run)
+    if store.exists(f"{folder}/{bucket.TOMBSTONE}"):
+        return None
+    key = f"{folder}/metadata.json"
+    metadata = _read(store, key)
+    if isinstance(metadata, str):
+        if metadata != MISSING:
+            log.warning("cannot settle %s from %s: %s", run["run_id"], key, metadata)
+        return None
+    try:
+        catalog.upsert_metadata(metadata, key)
+    except InvalidRecord as error:
+        log.warning("cannot settle %s from %s: %s", run["run_id"], key, error)
+        return None
+    settled = catalog.get(run["run_id"])
+    return settled["status"] if settled else None

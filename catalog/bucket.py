@@ -1,0 +1,232 @@
+"""What the catalogue keeps in the bucket beside each run, so that nothing it knows lives only on one disk.
+
+Streamlit Community Cloud wipes the dashboard's disk on every restart, and the catalogue is only an index: the
+bucket must hold everything needed to rebuild it. Beside the worker's artifacts, in the run's own folder
+(`<prefix>/<job_id>[/<item_id>]/`), the catalogue writes three small JSON files through the store interface:
+
+- `curation.json`: tags, favourite and note, each with the time it was last changed. A sync takes each field
+  whose time is newer than the catalogue's, so two dashboards on one bucket see each other's curation.
+- `request.json`: what the dashboard sent at submit (params with media as keys or plain URLs, never inline media
+  or signed queries; the endpoint id; who submitted it; when). A dashboard started on an empty disk finds the
+  jobs that have no metadata.json yet, and follows them on Live again.
+- `deleted.json`: a tombstone. A sync never brings that run back, and removes it from other catalogues.
+
+Each is read back as hostile input (documents.read_json, then one model here), because anyone who can write to
+the bucket can put anything at those keys.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from catalog.documents import read_json, validation_reason
+from catalog.records import LONG_TEXT, SHORT_TEXT, InvalidRecord, _iso_time, _text, check_home, run_id_for
+from worker.contract import INLINE_MEDIA_NOTE, Defaults, storable_params, utc_now
+from worker.store import Store, artifact_key
+
+CURATION = "curation.json"
+REQUEST = "request.json"
+TOMBSTONE = "deleted.json"
+FILES = (CURATION, REQUEST, TOMBSTONE)
+CURATED = ("tags", "favourite", "note")
+"""The curated fields; each has a `<field>_at` column and its own time in curation.json."""
+MAX_TAGS = 100
+
+Time = _text(40, AfterValidator(_iso_time))
+Tag = _text(SHORT_TEXT)
+Email = _text(320)
+
+
+class _File(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    version: Literal[1] = 1
+    job_id: _text(128)  # type: ignore[valid-type]
+    item_id: _text(128) | None = None  # type: ignore[valid-type]
+
+
+class StampedTags(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    value: Annotated[list[Tag], Field(max_length=MAX_TAGS)]  # type: ignore[valid-type]
+    at: Time  # type: ignore[valid-type]
+
+
+class StampedFavourite(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    value: bool
+    at: Time  # type: ignore[valid-type]
+
+
+class StampedNote(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    value: _text(LONG_TEXT)  # type: ignore[valid-type]
+    at: Time  # type: ignore[valid-type]
+
+
+class CurationFile(_File):
+    """`curation.json`: each curated field with the time it was last changed (the newer change wins)."""
+
+    kind: Literal["studio.curation"] = "studio.curation"
+    tags: StampedTags | None = None
+    favourite: StampedFavourite | None = None
+    note: StampedNote | None = None
+
+
+class RequestFile(_File):
+    """`request.json`: the job as the dashboard sent it, for a catalogue rebuilt before the job finished."""
+
+    kind: Literal["studio.request"] = "studio.request"
+    endpoint_id: _text(SHORT_TEXT)  # type: ignore[valid-type]
+    submitted_by: Email | None = None  # type: ignore[valid-type]
+    submitted_at: Time  # type: ignore[valid-type]
+    params: dict[str, Any]
+    media: dict[_text(SHORT_TEXT), _text(1024)] = Field(default_factory=dict, max_length=16)  # type: ignore[valid-type]
+
+    @field_validator("params")
+    @classmethod
+    def _no_inline_media(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """Inline media (a data: URL, base64) never belongs in the bucket's copy: only keys and plain URLs."""
+        if json.dumps(storable_params(params), sort_keys=True) != json.dumps(params, sort_keys=True):
+            raise ValueError(f"holds inline media or a signed URL; store media as keys ({INLINE_MEDIA_NOTE!r} is fine)")
+        return params
+
+
+class TombstoneFile(_File):
+    """`deleted.json`: the run was deleted for good; a sync never brings it back."""
+
+    kind: Literal["studio.deleted"] = "studio.deleted"
+    deleted_at: Time  # type: ignore[valid-type]
+    deleted_by: Email | None = None  # type: ignore[valid-type]
+
+
+MODELS: dict[str, type[_File]] = {CURATION: CurationFile, REQUEST: RequestFile, TOMBSTONE: TombstoneFile}
+WHAT = {CURATION: "curation", REQUEST: "request", TOMBSTONE: "deletion"}
+
+
+def run_folder(run: dict[str, Any]) -> str:
+    """The folder of a run's artifacts: where its metadata.json is, or where the worker will write it.
+
+    The worker writes `<output_config.prefix>/<job_id>[/<item_id>]/`; until a result names metadata.json, the
+    prefix comes from the params the run was submitted with (the contract's default, `jobs`, when none).
+    """
+    if run.get("metadata_key") and "/" in run["metadata_key"]:
+        return run["metadata_key"].rsplit("/", 1)[0]
+    params = run.get("params")
+    if isinstance(params, str):
+        params = json.loads(params or "{}")
+    config = (params or {}).get("output_config") if isinstance(params, dict) else None
+    prefix = config.get("prefix") if isinstance(config, dict) and isinstance(config.get("prefix"), str) else None
+    job = "/".join(part for part in (run["job_id"], run.get("item_id")) if part)
+    return artifact_key(prefix or Defaults.STORE_PREFIX, job, "")
+
+
+def folder_of(key: str) -> str:
+    """The folder a key lies in."""
+    return key.rsplit("/", 1)[0] if "/" in key else ""
+
+
+def read(store: Store, key: str) -> _File | str:
+    """The file at key (curation, request or tombstone, by its name) as its model, or the reason it is refused:
+    too big, not JSON, not the model, or not in the folder of the run it names."""
+    name = key.rsplit("/", 1)[-1]
+    data = read_json(store, key)
+    if isinstance(data, str):
+        return data
+    try:
+        document = MODELS[name].model_validate(data)
+        check_home(document.job_id, document.item_id, key)
+    except ValidationError as error:
+        return validation_reason(error, WHAT[name])
+    except InvalidRecord as error:
+        return str(error)
+    return document
+
+
+def _dump(document: BaseModel) -> bytes:
+    return json.dumps(document.model_dump(mode="json"), indent=1, sort_keys=True).encode()
+
+
+def stamped(run: dict[str, Any]) -> dict[str, tuple[Any, str]]:
+    """A catalogue row's curated fields that have a time, as {field: (value, at)}."""
+    values = {
+        "tags": [t for t in (run.get("tags") or "").split(",") if t],
+        "favourite": bool(run.get("favourite")),
+        "note": run.get("note") or "",
+    }
+    return {name: (values[name], run[f"{name}_at"]) for name in CURATED if run.get(f"{name}_at")}
+
+
+def file_stamps(document: CurationFile) -> dict[str, tuple[Any, str]]:
+    """A curation file's fields as {field: (value, at)}."""
+    return {name: (field.value, field.at) for name in CURATED if (field := getattr(document, name)) is not None}
+
+
+def newest(*sides: dict[str, tuple[Any, str]]) -> dict[str, tuple[Any, str]]:
+    """Per field, the change with the latest time; on a tie the earlier side (the catalogue's) stays."""
+    merged: dict[str, tuple[Any, str]] = {}
+    for side in sides:
+        for name, (value, at) in side.items():
+            if name not in merged or at > merged[name][1]:
+                merged[name] = (value, at)
+    return merged
+
+
+def write_curation(store: Store, run: dict[str, Any], stamps: dict[str, tuple[Any, str]]) -> str:
+    """Write the run's curation.json (every field with its time); returns the key."""
+    folder = run_folder(run)
+    document = CurationFile(
+        job_id=run["job_id"],
+        item_id=run.get("item_id"),
+        **{name: {"value": value, "at": at} for name, (value, at) in stamps.items()},
+    )
+    key = f"{folder}/{CURATION}"
+    store.put_bytes(key, _dump(document), within=folder)
+    return key
+
+
+def request_document(
+    job_id: str,
+    job_input: dict[str, Any],
+    *,
+    endpoint_id: str,
+    submitted_by: str | None,
+    media: dict[str, str] | None = None,
+    submitted_at: str | None = None,
+) -> RequestFile:
+    """The request file for a job just sent: its params made storable (inline media become a note, signed URLs
+    lose their query), the keys of media uploaded to the store, the endpoint, who and when."""
+    return RequestFile(
+        job_id=job_id,
+        endpoint_id=endpoint_id,
+        submitted_by=submitted_by,
+        submitted_at=submitted_at or utc_now(),
+        params=storable_params(job_input),
+        media=dict(media or {}),
+    )
+
+
+def write_request(store: Store, document: RequestFile) -> str:
+    """Write request.json into the job's folder (the prefix its output_config names); returns the key."""
+    folder = run_folder({"job_id": document.job_id, "params": document.params})
+    key = f"{folder}/{REQUEST}"
+    store.put_bytes(key, _dump(document), within=folder)
+    return key
+
+
+def write_tombstone(store: Store, run: dict[str, Any], deleted_by: str | None = None) -> str:
+    """Write deleted.json into the run's folder; returns the key."""
+    folder = run_folder(run)
+    document = TombstoneFile(
+        job_id=run["job_id"], item_id=run.get("item_id"), deleted_at=utc_now(), deleted_by=deleted_by
+    )
+    key = f"{folder}/{TOMBSTONE}"
+    store.put_bytes(key, _dump(document), within=folder)
+    return key
+
+
+def run_id_of(document: _File) -> str:
+    """The catalogue id of the run a file is about."""
+    return run_id_for(document.job_id, document.item_id)
