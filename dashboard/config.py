@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import importlib.util
 import json
 import os
 import tempfile
@@ -254,6 +255,10 @@ def _providers(auth: Any, problems: list[str]) -> tuple[str | None, ...]:
         problems.append(
             f"[{AUTH_SECTION}] redirect_uri must be an absolute URL ending in /oauth2callback "
             "(https://your-app.streamlit.app/oauth2callback)"
+        )
+    if importlib.util.find_spec("authlib") is None:
+        problems.append(
+            f"[{AUTH_SECTION}] needs Authlib for st.login, and it is not installed: pip install -r requirements.txt"
         )
     named = [str(name) for name, table in auth.items() if isinstance(table, Mapping)]
     if named:

@@ -107,7 +107,8 @@ def is_local_address(url: str | None) -> bool:
     """Whether the browser reached the dashboard on this machine (localhost, 127.0.0.0/8, ::1).
 
     An unknown address counts as local: a real browser always sends its URL, so only a test harness without one
-    (AppTest) gets here, and it should see the dashboard as a developer does.
+    (AppTest) gets here, and it should see the dashboard as a developer does. The URL comes from the browser, so
+    a visitor could hide the warning from themselves, never let themselves in: it only decides the warning.
     """
     if not url:
         return True
@@ -129,10 +130,8 @@ def _browser_url() -> str | None:
 
 
 def _user() -> dict[str, object]:
-    try:
-        return st.user.to_dict()
-    except Exception:
-        return {}
+    """What the identity provider said about this session's user (Streamlit's signed cookie), or nothing."""
+    return st.user.to_dict()
 
 
 def visitor(access: Access) -> Visitor:
@@ -258,16 +257,8 @@ def render_who(current: Visitor) -> None:
         st.rerun()
 
 
-def signed_in_email() -> str | None:
-    """The address of the user signed in through OIDC in this session, if any (for recording who submitted)."""
-    user = _user()
-    email = user.get("email") if user.get("is_logged_in") else None
-    return str(email) if email else None
-
-
-def main(argv: Sequence[str] | None = None) -> int:
+def main() -> int:
     """Print a STUDIO_PASSWORD_HASH line: the password is read at a hidden prompt (twice), or from stdin."""
-    del argv
     if sys.stdin.isatty():
         password = getpass.getpass("Dashboard password: ")
         if getpass.getpass("Again: ") != password:

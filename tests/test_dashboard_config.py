@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import stat
 from pathlib import Path
+
+import pytest
 
 from dashboard.config import (
     describe_endpoint,
@@ -176,3 +179,18 @@ def test_only_loopback_addresses_count_as_local() -> None:
         assert is_local_address(url), url
     for url in ("https://studio.streamlit.app/", "http://192.168.1.20:8501/", "http://10.0.0.5/", "//example.org"):
         assert not is_local_address(url), url
+
+
+def test_an_auth_section_without_authlib_installed_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "authlib" else real(name, *a))
+    auth = {
+        "redirect_uri": "https://a.streamlit.app/oauth2callback",
+        "cookie_secret": "c",
+        "client_id": "i",
+        "client_secret": "s",
+        "server_metadata_url": "https://id.example/.well-known/openid-configuration",
+    }
+    assert load_access({}, {"auth": auth}).problems == (
+        "[auth] needs Authlib for st.login, and it is not installed: pip install -r requirements.txt",
+    )
