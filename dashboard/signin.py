@@ -257,6 +257,14 @@ def render_who(current: Visitor) -> None:
         st.rerun()
 
 
+def submitter() -> str | None:
+    """Who to record as having submitted a job from this session (catalogue's submitted_by): the address the
+    identity provider signed in and the allow-list let in; None on an open dashboard or behind the shared
+    password, which name nobody."""
+    current = visitor(state.access())
+    return current.email if current.standing is Standing.ADMITTED else None
+
+
 def main() -> int:
     """Print a STUDIO_PASSWORD_HASH line: the password is read at a hidden prompt (twice), or from stdin."""
     if sys.stdin.isatty():

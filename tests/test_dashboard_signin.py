@@ -224,3 +224,32 @@ def test_an_owner_who_made_the_app_private_at_the_host_can_say_so_and_the_warnin
     unclear = open_page(secrets={"STUDIO_PRIVATE_APP": "maybe"}, url="https://studio.streamlit.app/")
     assert unclear.title[0].value == "Sign-in is not set up correctly"
     assert "STUDIO\\_PRIVATE\\_APP must be true or false" in texts(unclear)
+
+
+def _show_submitter() -> None:
+    import streamlit as st
+
+    from dashboard import signin
+
+    st.text(f"submitter={signin.submitter()}")
+
+
+@pytest.mark.parametrize(
+    ("secrets", "user", "expected"),
+    [
+        ({"auth": AUTH, "STUDIO_ALLOWED_USERS": "ada@example.org"}, signed_in("ada@example.org"), "ada@example.org"),
+        ({"auth": AUTH, "STUDIO_ALLOWED_USERS": "ada@example.org"}, signed_in("eve@example.org"), "None"),
+        ({"STUDIO_PASSWORD_HASH": make_password_hash(PASSWORD, n=2**10)}, {}, "None"),
+        ({}, signed_in("ada@example.org"), "None"),
+    ],
+)
+def test_the_submitter_is_the_signed_in_address_that_was_let_in_and_nobody_else(
+    data_dir: Path, secrets: dict[str, Any], user: dict[str, Any], expected: str
+) -> None:
+    at = AppTest.from_function(_show_submitter, default_timeout=30)
+    for name, value in secrets.items():
+        at.secrets[name] = value
+    at.user = user
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.text[0].value == f"submitter={expected}"
