@@ -1,7 +1,8 @@
-"""`python -m catalog search|sync|stats|reindex`: the catalogue from the command line.
+"""`python -m catalog search|sync|stats|reindex|tag|untag|note|favourite`: the catalogue from the command line.
 
 The database is `Settings.catalog_file` (STUDIO_CATALOG, or catalog.db in STUDIO_DATA_DIR); `sync` reads the
-store the settings name (S3 when S3_BUCKET is set, else the local artifact folder).
+store the settings name (S3 when S3_BUCKET is set, else the local artifact folder). The curation commands write
+through to that store as the dashboard does (Catalog.curate), so a catalogue rebuilt by `sync` gets them back.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sqlite3
 import sys
 from typing import Any
 
-from catalog.catalog import Catalog
+from catalog.catalog import Catalog, clean_tags
 from catalog.schema import CatalogError, explain
 from catalog.search import SORTS, SearchResult
 from catalog.sync import sync
@@ -90,6 +91,40 @@ def _stats_text(stats: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+CURATION_COMMANDS = ("tag", "untag", "note", "favourite")
+
+
+def _curation_text(run: dict[str, Any]) -> str:
+    tags = ", ".join(run["tag_list"]) or "-"
+    note = (run.get("note") or "-").replace("\n", " ")
+    return f"{run['run_id']}: tags {tags} · favourite {'yes' if run.get('favourite') else 'no'} · note {note}"
+
+
+def curate(args: argparse.Namespace, catalog: Catalog, settings: Settings) -> str:
+    """Carry out one curation command and say what the run holds now; an unknown run is a ValueError naming
+    the fix (the catalogue may simply not have synced it yet)."""
+    run = catalog.get(args.run_id)
+    if run is None:
+        raise ValueError(
+            f"run_id: no run {args.run_id!r} in {settings.catalog_file}; find its id with `python -m catalog search`, "
+            "or run `python -m catalog sync` first if it was made elsewhere"
+        )
+    changes: dict[str, Any] = {}
+    if args.command == "tag":
+        changes["tags"] = run["tag_list"] + args.tags
+    elif args.command == "untag":
+        dropped = set(clean_tags(args.tags))
+        changes["tags"] = [tag for tag in run["tag_list"] if tag not in dropped]
+    elif args.command == "note":
+        changes["note"] = args.text
+    else:
+        changes["favourite"] = not args.off
+    updated = catalog.curate(args.run_id, store=open_store(settings, args.store), **changes)
+    if updated is None:
+        raise ValueError(f"run_id: run {args.run_id!r} was deleted meanwhile")
+    return _curation_text(updated)
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line's arguments."""
     root = argparse.ArgumentParser(prog="python -m catalog", description="Search, sync and count catalogued runs.")
@@ -118,6 +153,18 @@ def parser() -> argparse.ArgumentParser:
     count = commands.add_parser("stats", help="totals by status and engine")
     count.add_argument("--json", action="store_true")
     commands.add_parser("reindex", help="rebuild the search and facet indexes from the runs (after a VACUUM)")
+    for name, help_text in (("tag", "add tags to a run"), ("untag", "remove tags from a run")):
+        tagging = commands.add_parser(name, help=help_text + " (written through to the bucket)")
+        tagging.add_argument("run_id")
+        tagging.add_argument("tags", nargs="+", metavar="TAG")
+    noting = commands.add_parser("note", help="set a run's note; an empty TEXT clears it (written to the bucket)")
+    noting.add_argument("run_id")
+    noting.add_argument("text")
+    liking = commands.add_parser("favourite", help="mark a run as a favourite, or unmark it with --off")
+    liking.add_argument("run_id")
+    liking.add_argument("--off", action="store_true", help="unmark it")
+    for curating in (commands.choices[name] for name in CURATION_COMMANDS):
+        curating.add_argument("--store", choices=["s3", "volume"], help="default: the configured store")
     return root
 
 
@@ -140,6 +187,8 @@ def run(args: argparse.Namespace, settings: Settings) -> None:
     elif args.command == "sync":
         report = sync(catalog, open_store(settings, args.store), args.prefix, full=args.full)
         print(report.summary())
+    elif args.command in CURATION_COMMANDS:
+        print(curate(args, catalog, settings))
     elif args.command == "reindex":
         catalog.reindex()
         print(f"reindexed {catalog.stats()['runs']} runs")

@@ -16,7 +16,7 @@ SORTS = {
     "slowest": "total_ms DESC NULLS LAST, created_at DESC",
     "steps": "sample_steps DESC, created_at DESC",
 }
-FILTER_COLUMNS = {*FACET_COLUMNS, "endpoint_id", "favourite", "job_id"}
+FILTER_COLUMNS = {*FACET_COLUMNS, "endpoint_id", "favourite", "job_id", "submitted_by"}
 MAX_PER_PAGE = 200
 COUNTED = "batch_items IS NULL"
 """The runs that are videos (or attempts at one): everything but batch containers, whose items count instead."""
