@@ -40,6 +40,8 @@ class Query:
     tag: str = ""
     sort: str = "newest"
     page: int = 1
+    submitted_by: str | None = None
+    """Only runs this user submitted ("mine"); None is everyone's."""
 
     def signature(self) -> str:
         """Everything but the page, as a short digest: a new search starts again at page 1."""
@@ -51,6 +53,7 @@ class Query:
             self.favourites,
             self.tag.strip().lower(),
             self.sort,
+            self.submitted_by,
         )
         return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
@@ -70,6 +73,8 @@ def search(catalog: Catalog, query: Query, per_page: int = PER_PAGE) -> SearchRe
         filters["created_to"] = (query.date_to + dt.timedelta(days=1)).isoformat()
     if query.favourites:
         filters["favourite"] = 1
+    if query.submitted_by:
+        filters["submitted_by"] = query.submitted_by
     if query.tag.strip():
         filters["tag"] = query.tag.strip().lower()
     return catalog.search(query.text, sort=query.sort, page=query.page, per_page=per_page, **filters)

@@ -7,25 +7,74 @@ the same runs; the endpoint is asked only for runs still queued or running.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from catalog import Catalog
+from catalog import Catalog, bucket
+from catalog.sync import restore_unfinished, settle
+from dashboard.media import stored_key
 from worker.client import EndpointError, JobState, StudioClient
-from worker.contract import ErrorCode, JobStatus, Stage
+from worker.contract import ErrorCode, JobError, JobStatus, Stage
+from worker.settings import Settings
+from worker.store import Store
 
 LOG_LINES = 6
 POLL_CONCURRENCY = 8
 """Status requests in flight at once: enough to hide round trips, few enough to stay polite to RunPod's API."""
+log = logging.getLogger("studio.dashboard.jobs")
 
 
-def submit(client: StudioClient, catalog: Catalog, job_input: dict[str, Any], endpoint_id: str) -> str:
-    """Send a validated job input to the endpoint and record it as queued; return the job id."""
+def media_keys(job_input: dict[str, Any], store: Store, settings: Settings) -> dict[str, str]:
+    """The store keys of the media a job reads from earlier uploads (`cond_video`, `cond_audio.person1`…): the
+    request file keeps keys, which never expire, rather than presigned URLs, which do."""
+    refs = {"cond_video": job_input.get("cond_video")}
+    audio = job_input.get("cond_audio")
+    if isinstance(audio, dict):
+        refs |= {f"cond_audio.{person}": ref for person, ref in audio.items()}
+    keys = {name: stored_key(ref, store, settings) for name, ref in refs.items() if isinstance(ref, str)}
+    return {name: key for name, key in keys.items() if key}
+
+
+def submit(
+    client: StudioClient,
+    catalog: Catalog,
+    job_input: dict[str, Any],
+    endpoint_id: str,
+    *,
+    store: Store | None = None,
+    settings: Settings | None = None,
+    submitted_by: str | None = None,
+) -> str:
+    """Send a validated job input to the endpoint and record it as queued; return the job id.
+
+    With a store, the job's request (params without inline media, media keys, endpoint, who, when) is written
+    to the bucket beside where its artifacts will go, so a dashboard started on an empty disk finds the job
+    again (recover). The job is already on its way when that write happens: a store that refuses it is logged,
+    never a failed submission.
+    """
     job_id = client.submit(job_input)
-    catalog.record_submission(job_id, job_input, endpoint_id=endpoint_id)
+    catalog.record_submission(job_id, job_input, endpoint_id=endpoint_id, submitted_by=submitted_by)
+    if store is not None:
+        try:
+            media = media_keys(job_input, store, settings) if settings is not None else {}
+            document = bucket.request_document(
+                job_id, job_input, endpoint_id=endpoint_id, submitted_by=submitted_by, media=media
+            )
+            key = bucket.write_request(store, document)
+        except (JobError, ValueError) as error:
+            log.warning("job %s was sent, but its request is not in the bucket: %s", job_id, error)
+        else:
+            catalog.record_request(document, key, restore=False)
     return job_id
+
+
+def recover(catalog: Catalog, store: Store) -> int:
+    """Find jobs that were sent but have not finished, by their request files in the bucket: after a start on an
+    empty disk (Streamlit Community Cloud wipes it), Live follows them again. Returns how many were found."""
+    return restore_unfinished(catalog, store).restored
 
 
 @dataclass(frozen=True)
@@ -62,28 +111,38 @@ def _status(client: StudioClient, run: dict[str, Any]) -> JobState | EndpointErr
         return error
 
 
-def _record(catalog: Catalog, run: dict[str, Any], answer: JobState | EndpointError) -> PollResult:
+def _record(
+    catalog: Catalog, run: dict[str, Any], answer: JobState | EndpointError, store: Store | None = None
+) -> PollResult:
     if isinstance(answer, EndpointError):
+        if answer.status == 404 and store is not None:
+            # RunPod forgets /run results after 30 minutes; the worker's metadata.json in the bucket does not.
+            status = settle(catalog, store, run)
+            if status is not None:
+                return PollResult(run["run_id"], status, True)
         return PollResult(run["run_id"], run["status"], False, str(answer), lost=answer.status == 404)
     return PollResult(run["run_id"], answer.status, record_state(catalog, run["run_id"], answer))
 
 
-def poll(client: StudioClient, catalog: Catalog, run: dict[str, Any]) -> PollResult:
-    """Ask the endpoint about one unfinished run and record the answer."""
-    return _record(catalog, run, _status(client, run))
+def poll(client: StudioClient, catalog: Catalog, run: dict[str, Any], store: Store | None = None) -> PollResult:
+    """Ask the endpoint about one unfinished run and record the answer; with a store, a run the endpoint no
+    longer knows (404) is settled from its metadata.json when the worker wrote one."""
+    return _record(catalog, run, _status(client, run), store)
 
 
-def poll_all(client: StudioClient, catalog: Catalog, runs: list[dict[str, Any]]) -> list[PollResult]:
+def poll_all(
+    client: StudioClient, catalog: Catalog, runs: list[dict[str, Any]], store: Store | None = None
+) -> list[PollResult]:
     """Ask about many runs at once (the endpoint API has no batch status), then record the answers in order.
 
     The requests overlap, so 50 running jobs cost a few round trips rather than 50; the catalogue is written
-    from the calling thread only.
+    from the calling thread only. `store` as for poll.
     """
     if len(runs) <= 1:
-        return [poll(client, catalog, run) for run in runs]
+        return [poll(client, catalog, run, store) for run in runs]
     with ThreadPoolExecutor(max_workers=min(POLL_CONCURRENCY, len(runs))) as pool:
         answers = list(pool.map(lambda run: _status(client, run), runs))
-    return [_record(catalog, run, answer) for run, answer in zip(runs, answers, strict=True)]
+    return [_record(catalog, run, answer, store) for run, answer in zip(runs, answers, strict=True)]
 
 
 def mark_lost(catalog: Catalog, run_id: str) -> None:

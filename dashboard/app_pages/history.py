@@ -25,10 +25,18 @@ from dashboard.history import (
     search,
     timing_rows,
 )
+from dashboard.signin import signed_in_email
 from worker.contract import JobError, JobStatus
 
 K = "history."
 GRID_COLUMNS = 4
+MINE = "Mine"
+EVERYONE = "Everyone"
+
+
+def _me() -> str | None:
+    """The signed-in user's address, when sign-in says who it is (OIDC); None for a shared password or none."""
+    return signed_in_email()
 
 
 def _open(run_id: str) -> None:
@@ -49,6 +57,7 @@ def _query() -> Query:
         favourites=st.session_state.get(K + "favourites", False),
         tag=st.session_state.get(K + "tag", ""),
         sort=st.session_state.get(K + "sort", "newest"),
+        submitted_by=_me() if st.session_state.get(K + "whose") == MINE else None,
     )
     query.page = st.session_state.get(page_key(query), 1)
     return query
@@ -89,6 +98,10 @@ def _filters(result: SearchResult) -> None:
         dates[1].date_input("To", value=None, key=K + "to")
         dates[2].toggle("Favourites only", key=K + "favourites")
         dates[3].text_input("Tag", key=K + "tag", placeholder="one tag")
+        if _me():
+            st.segmented_control(
+                "Submitted by", [MINE, EVERYONE], default=EVERYONE, key=K + "whose", help="Runs you submitted"
+            )
 
 
 def _card(run: dict[str, Any], store: Any, key: str = K + "open.") -> None:
@@ -144,19 +157,28 @@ def _curation(run: dict[str, Any]) -> None:
         favourite = st.checkbox("Favourite", value=bool(run.get("favourite")))
         note = st.text_area("Note", value=run.get("note") or "", height=80)
         if st.form_submit_button("Save", icon=":material/save:"):
-            catalog = state.catalog()
-            catalog.set_tags(run["run_id"], parse_tags(tags))
-            catalog.set_favourite(run["run_id"], favourite)
-            catalog.set_note(run["run_id"], note)
+            # One write to the catalogue and one curation.json in the bucket, so a wiped disk gets them back.
+            try:
+                state.catalog().curate(
+                    run["run_id"], tags=parse_tags(tags), favourite=favourite, note=note, store=state.store()
+                )
+            except JobError as error:
+                st.error(views.plain(error.message), icon=":material/cloud_off:")
+                return
             st.toast("Saved", icon=":material/check:")
 
 
 def _delete(run: dict[str, Any]) -> None:
     with st.popover("Delete", icon=":material/delete:"):
-        with_files = st.checkbox("Also delete the video, thumbnail and metadata from the store", value=True)
+        with_files = st.checkbox(
+            "Also delete the video, thumbnail and metadata from the store, so that no sync brings it back",
+            value=True,
+        )
         if st.button("Delete for good", type="primary", key=K + "delete"):
             try:
-                state.catalog().delete(run["run_id"], state.store() if with_files else None)
+                state.catalog().delete(
+                    run["run_id"], state.store() if with_files else None, deleted_by=signed_in_email()
+                )
             except JobError as error:
                 st.error(f"Could not delete the files: {error.message}")
                 return

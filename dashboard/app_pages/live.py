@@ -8,13 +8,14 @@ from typing import Any
 import streamlit as st
 
 from dashboard import navigation, state, views
-from dashboard.jobs import Backoff, LiveView, cancel, live_view, mark_lost, poll_all
+from dashboard.jobs import Backoff, LiveView, cancel, live_view, mark_lost, poll_all, recover
 from worker.client import LOCAL_POLL_START_S, POLL_MAX_S, POLL_START_S, EndpointError
-from worker.contract import JobStatus
+from worker.contract import JobError, JobStatus
 
 BACKOFF = "live.backoff"
 SEEN = "live.seen"
 PROBLEMS = "live.problems"
+RECOVERED = "live.recovered"
 FINISHED_SHOWN = 5
 TICK_LOCAL_S = 1.0
 TICK_CLOUD_S = 2.0
@@ -34,7 +35,7 @@ def refresh(runs: list[dict[str, Any]], local: bool) -> None:
     if not runs or not backoff.due():
         return
     client, catalog = state.client(), state.catalog()
-    results = poll_all(client, catalog, runs)
+    results = poll_all(client, catalog, runs, state.store())
     st.session_state[PROBLEMS] = {r.run_id: (r.problem, r.lost) for r in results if r.problem}
     backoff.record(any(r.changed for r in results))
 
@@ -97,6 +98,13 @@ def board() -> None:
     """The refreshing part: unfinished runs, then the ones this session saw finish."""
     settings = state.settings()
     catalog = state.catalog()
+    if not st.session_state.get(RECOVERED):
+        # Once a session: jobs sent before a restart on an empty disk are found by their request files.
+        try:
+            recover(catalog, state.store())
+        except JobError as error:
+            st.warning(f"Could not look for unfinished jobs in the store: {views.plain(error.message)}")
+        st.session_state[RECOVERED] = True
     runs = catalog.unfinished(settings.endpoint_id)
     refresh(runs, settings.is_local_endpoint)
     runs = catalog.unfinished(settings.endpoint_id)

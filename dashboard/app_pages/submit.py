@@ -29,6 +29,7 @@ from dashboard.forms import (
 from dashboard.jobs import submit
 from dashboard.media import Media, MediaFacts, Planned, commit, inspect, plan, refresh_ref, stored_key
 from dashboard.presets import PRESETS
+from dashboard.signin import signed_in_email
 from worker.client import EndpointError
 from worker.contract import SIZES, Defaults, JobError, Limits
 from worker.geometry import output_size
@@ -350,7 +351,15 @@ def _send(job: dict[str, Any], uploads: list[Planned]) -> str | None:
     try:
         for planned in uploads:
             commit(planned, store)
-        job_id = submit(state.client(patient=True), state.catalog(), job, state.settings().endpoint_id)
+        job_id = submit(
+            state.client(patient=True),
+            state.catalog(),
+            job,
+            state.settings().endpoint_id,
+            store=store,
+            settings=state.settings(),
+            submitted_by=signed_in_email(),
+        )
     except (EndpointError, JobError) as error:
         st.error(
             f"Could not submit: {views.plain(getattr(error, 'message', None) or str(error))}",
