@@ -257,10 +257,10 @@ def render_who(current: Visitor) -> None:
         st.rerun()
 
 
-def submitter() -> str | None:
-    """Who to record as having submitted a job from this session (catalogue's submitted_by): the address the
-    identity provider signed in and the allow-list let in; None on an open dashboard or behind the shared
-    password, which name nobody."""
+def signed_in_email() -> str | None:
+    """This session's user, for what the catalogue records (who submitted, who deleted) and History's "mine": the
+    address the identity provider signed in and the allow-list let in; None on an open dashboard or behind the
+    shared password, which name nobody."""
     current = visitor(state.access())
     return current.email if current.standing is Standing.ADMITTED else None
 

@@ -226,12 +226,12 @@ def test_an_owner_who_made_the_app_private_at_the_host_can_say_so_and_the_warnin
     assert "STUDIO\\_PRIVATE\\_APP must be true or false" in texts(unclear)
 
 
-def _show_submitter() -> None:
+def _show_signed_in_email() -> None:
     import streamlit as st
 
     from dashboard import signin
 
-    st.text(f"submitter={signin.submitter()}")
+    st.text(f"signed in: {signin.signed_in_email()}")
 
 
 @pytest.mark.parametrize(
@@ -243,13 +243,13 @@ def _show_submitter() -> None:
         ({}, signed_in("ada@example.org"), "None"),
     ],
 )
-def test_the_submitter_is_the_signed_in_address_that_was_let_in_and_nobody_else(
+def test_the_recorded_user_is_the_signed_in_address_that_was_let_in_and_nobody_else(
     data_dir: Path, secrets: dict[str, Any], user: dict[str, Any], expected: str
 ) -> None:
-    at = AppTest.from_function(_show_submitter, default_timeout=30)
+    at = AppTest.from_function(_show_signed_in_email, default_timeout=30)
     for name, value in secrets.items():
         at.secrets[name] = value
     at.user = user
     at.run()
     assert not at.exception, [e.value for e in at.exception]
-    assert at.text[0].value == f"submitter={expected}"
+    assert at.text[0].value == f"signed in: {expected}"
