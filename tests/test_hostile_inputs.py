@@ -73,7 +73,7 @@ def test_a_trusted_host_serves_media_but_its_redirect_to_the_metadata_address_is
         "/face.jpg": (200, {"Content-Type": "image/jpeg"}, PORTRAIT),
         "/jump": (302, {"Location": "http://169.254.169.254/latest/meta-data/"}, b""),
     }
-    trusted = settings.with_(extra_trusted_hosts=("127.0.0.1",))
+    trusted = settings.with_(extra_trusted_hosts=(media_server.removeprefix("http://"),))
 
     fine = run_job(job(f"{media_server}/face.jpg"), "ok", settings=trusted, sink=lambda _: None)
     refused = error_of(trusted, job(f"{media_server}/jump"))
@@ -100,7 +100,7 @@ def test_a_dns_name_that_resolves_to_a_private_address_is_refused(
 
 def test_a_server_lying_about_size_is_cut_off_at_the_byte_cap(settings: Settings, media_server: str) -> None:
     _Handler.routes = {"/big.jpg": (200, {"Content-Type": "image/jpeg"}, PORTRAIT)}
-    capped = settings.with_(extra_trusted_hosts=("127.0.0.1",), max_download_bytes=10_000)
+    capped = settings.with_(extra_trusted_hosts=(media_server.removeprefix("http://"),), max_download_bytes=10_000)
 
     error = error_of(capped, job(f"{media_server}/big.jpg"))
     assert error["code"] == ErrorCode.INPUT_VALIDATION and "limit" in error["message"]
@@ -108,7 +108,9 @@ def test_a_server_lying_about_size_is_cut_off_at_the_byte_cap(settings: Settings
 
 def test_a_failing_download_is_retryable_and_names_the_status(settings: Settings, media_server: str) -> None:
     _Handler.routes = {"/busy.jpg": (503, {}, b"busy")}
-    error = error_of(settings.with_(extra_trusted_hosts=("127.0.0.1",)), job(f"{media_server}/busy.jpg"))
+    error = error_of(
+        settings.with_(extra_trusted_hosts=(media_server.removeprefix("http://"),)), job(f"{media_server}/busy.jpg")
+    )
     assert error["code"] == ErrorCode.DOWNLOAD_FAILED and error["retryable"] is True and "503" in error["message"]
 
 
@@ -131,3 +133,22 @@ def test_a_video_with_no_frames_is_refused(settings: Settings, tmp_path: Path) -
 
     error = error_of(settings, job(data_url))
     assert error["code"] == ErrorCode.INPUT_VALIDATION and "no picture" in error["message"]
+
+
+def test_a_trusted_host_is_trusted_on_its_own_port_only(settings: Settings, media_server: str) -> None:
+    """Trusting a LAN media server must not open the same machine's other services to jobs."""
+    _Handler.routes = {"/face.jpg": (200, {"Content-Type": "image/jpeg"}, PORTRAIT)}
+    port = int(media_server.rsplit(":", 1)[1])
+    other_port = settings.with_(extra_trusted_hosts=(f"127.0.0.1:{port + 1 if port < 65535 else port - 1}",))
+    web_ports = settings.with_(extra_trusted_hosts=("127.0.0.1",))  # a bare host: ports 80 and 443
+    for untrusting in (other_port, web_ports, settings.with_(s3_endpoint_url=f"http://127.0.0.1:{port + 1}")):
+        error = error_of(untrusting, job(f"{media_server}/face.jpg"))
+        assert error["code"] == ErrorCode.INPUT_VALIDATION and "private or internal" in error["message"]
+    for trusting in (
+        settings.with_(extra_trusted_hosts=(f"127.0.0.1:{port}",)),
+        settings.with_(s3_endpoint_url=media_server),
+    ):
+        assert (
+            run_job(job(f"{media_server}/face.jpg"), "trusted", settings=trusting, sink=lambda _: None)["status"]
+            == "success"
+        )

@@ -179,7 +179,8 @@ def test_the_same_urls_are_refused_at_a_redirect_hop(
     first.redirect_to = trick.format(port=target.port)
 
     error = error_of(
-        settings.with_(extra_trusted_hosts=("media.example.com",)), f"http://media.example.com:{first.port}/jump"
+        settings.with_(extra_trusted_hosts=(f"media.example.com:{first.port}",)),
+        f"http://media.example.com:{first.port}/jump",
     )
 
     assert error["code"] == ErrorCode.INPUT_VALIDATION and error["message"].startswith("cond_video: the URL")
@@ -192,7 +193,7 @@ def test_errors_for_private_targets_are_the_same_whether_a_port_is_open_or_close
     """No port scanning through error messages: a private target is refused before anything connects to it."""
     open_port, closed_port = servers[0].port, free_port()
     dns.answers["media.example.com"] = [["127.0.0.2"]]
-    trusted = settings.with_(extra_trusted_hosts=("media.example.com",))
+    trusted = settings.with_(extra_trusted_hosts=(f"media.example.com:{servers[1].port}",))
 
     def errors(port: int) -> list[dict[str, Any]]:
         found = []
@@ -298,7 +299,7 @@ def test_the_connection_goes_to_the_address_that_was_resolved_not_to_a_second_lo
     try:
         dns.answers["media.example.com"] = [["127.0.0.1"], ["127.0.0.2"]]
         allowed = (
-            settings.with_(extra_trusted_hosts=("media.example.com",))
+            settings.with_(extra_trusted_hosts=(f"media.example.com:{first.port}",))
             if how == "trusted host"
             else Settings.from_env(
                 {
@@ -361,7 +362,7 @@ def test_https_to_the_pinned_address_sends_the_host_name_and_checks_the_certific
     dns.answers["media.example.com"] = [["127.0.0.1"]]
     try:
         output = outcome(
-            settings.with_(extra_trusted_hosts=("media.example.com",)),
+            settings.with_(extra_trusted_hosts=(f"media.example.com:{server.port}",)),
             f"https://media.example.com:{server.port}/face.jpg",
         )
     finally:

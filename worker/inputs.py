@@ -193,7 +193,7 @@ def _addresses(host: str, port: int, field: str, settings: Settings) -> tuple[st
             ErrorCode.DOWNLOAD_FAILED, f"{field}: the host {host!r} could not be resolved", at_stage=AT
         ) from None
     addresses = tuple(dict.fromkeys(str(info[4][0]) for info in infos))
-    trusted = settings.allow_private_urls or host in settings.trusted_hosts
+    trusted = settings.allow_private_urls or (host.lower(), port) in settings.trusted_hosts
     if not trusted and not (addresses and all(_is_public(ipaddress.ip_address(a)) for a in addresses)):
         raise _invalid(field, f"the URL's host {host!r} points at a private or internal address; use a public URL")
     return addresses

@@ -21,6 +21,23 @@ def _default_data_dir() -> Path:
     return Path(base) / "infinitetalk-studio"
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def trusted_entry(entry: str) -> set[tuple[str, int]]:
+    """A STUDIO_TRUSTED_HOSTS entry as (host, port) pairs: `host:port` (`[v6]:port`) is that port, a bare host
+    its web ports 80 and 443."""
+    parts = urlsplit(f"//{entry.strip()}")
+    host = (parts.hostname or "").lower()
+    try:
+        port = parts.port
+    except ValueError:
+        return set()
+    if not host:
+        return set()
+    return {(host, port)} if port else {(host, 80), (host, 443)}
+
+
 def _flag(value: str | None, default: bool = False) -> bool:
     if value is None or value == "":
         return default
@@ -82,11 +99,20 @@ class Settings:
         return frozenset(name for name in (self.s3_bucket, *self.s3_extra_buckets) if name)
 
     @property
-    def trusted_hosts(self) -> frozenset[str]:
-        """Hosts a job may fetch from even on a private network: the configured S3 endpoint and file server
-        (a self-hosted MinIO or SeaweedFS on the LAN), plus STUDIO_TRUSTED_HOSTS."""
-        hosts = {urlsplit(url).hostname for url in (self.s3_endpoint_url, self.files_base_url) if url}
-        return frozenset(h.lower() for h in (*hosts, *self.extra_trusted_hosts) if h)
+    def trusted_hosts(self) -> frozenset[tuple[str, int]]:
+        """(host, port) pairs a job may fetch from even on a private network: the configured S3 endpoint and
+        file server (a self-hosted MinIO or SeaweedFS on the LAN), each on its own port, plus
+        STUDIO_TRUSTED_HOSTS. Trust is per port: trusting a LAN MinIO on 9000 must not open the same machine's
+        other services to jobs."""
+        pairs = set()
+        for url in (self.s3_endpoint_url, self.files_base_url):
+            if url:
+                parts = urlsplit(url)
+                if parts.hostname:
+                    pairs.add((parts.hostname.lower(), parts.port or DEFAULT_PORTS.get(parts.scheme, 443)))
+        for entry in self.extra_trusted_hosts:
+            pairs.update(trusted_entry(entry))
+        return frozenset(pairs)
 
     @property
     def catalog_file(self) -> Path:
