@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sqlite3
@@ -10,10 +11,11 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, SHORT_JOB
 from tests.endpoint_server import running_endpoint, wait_for
 from worker.client import StudioClient
 from worker.contract import ErrorCode
+from worker.pipeline import run_job
 from worker.settings import Settings
 from worker.workdirs import LOCK_NAME, UNLOCKED_GRACE_S, job_dir, sweep
 
@@ -109,3 +111,30 @@ def test_the_endpoints_next_worker_sweeps_what_a_killed_worker_left(tmp_path: Pa
         assert after.status == "COMPLETED"
     assert left and not any(folder.exists() for folder in left)
     assert list(work_root.glob("job-*")) == []
+
+
+def test_an_unwritable_data_dir_is_one_line_naming_the_setting(tmp_path: Path) -> None:
+    """The endpoint and a job each say which folder and which setting, instead of a traceback."""
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    env = {**os.environ, "STUDIO_DATA_DIR": str(not_a_dir / "data")}
+    endpoint = subprocess.run(
+        [sys.executable, "-m", "worker", "endpoint", "--port", "1"], cwd=ROOT, env=env, capture_output=True,
+        text=True, timeout=60,
+    )  # fmt: skip
+    assert endpoint.returncode != 0 and "Traceback" not in endpoint.stderr
+    assert endpoint.stderr.strip().splitlines() == [
+        f"cannot start the local endpoint: the worker cannot write {not_a_dir / 'data'} (Not a directory): free "
+        "space there or make it writable, or point STUDIO_TMP_DIR or STUDIO_DATA_DIR at a folder on a disk with room"
+    ]
+    output = run_job(SHORT_JOB, "job-1", settings=Settings(data_dir=not_a_dir / "data"), sink=lambda _: None)
+    assert output["error"]["code"] == ErrorCode.PIPELINE_LOAD
+    assert "STUDIO_DATA_DIR" in output["error"]["message"] and "Traceback" not in output["error"]["message"]
+
+
+def test_a_full_disk_mid_job_is_named_as_such(tmp_path: Path) -> None:
+    from worker.pipeline import _unexpected
+
+    error = _unexpected(OSError(errno.ENOSPC, "No space left on device"), "generation", tmp_path)
+    assert error.message.startswith(f"the worker cannot write {tmp_path} (the disk is full)")
+    assert "STUDIO_TMP_DIR" in error.message

@@ -136,8 +136,9 @@ ERROR_INFO: dict[str, dict[str, Any]] = {
     },
     ErrorCode.PIPELINE_LOAD: {
         "retryable": False,
-        "title": "The model could not be loaded",
-        "advice": "The worker's weights are missing or misplaced: check the path and env var in the message.",
+        "title": "The worker is not set up to run jobs",
+        "advice": "Something the worker needs is missing or not writable (weights, its source, a folder): fix the "
+        "path or setting the message names.",
     },
     ErrorCode.OOM: {
         "retryable": False,

@@ -8,6 +8,7 @@ the job's temp dir.
 from __future__ import annotations
 
 import base64
+import errno
 import random
 import shutil
 import time
@@ -47,7 +48,7 @@ from worker.prepared import PreparedJob
 from worker.progress import CancelToken, ProgressSink, Reporter
 from worker.settings import Settings
 from worker.store import Store, artifact_key, checked_key, content_type, open_store
-from worker.workdirs import job_dir
+from worker.workdirs import job_dir, unwritable
 
 log = logs.get_logger("pipeline")
 UPLOAD_ATTEMPTS = 3
@@ -122,9 +123,11 @@ def _error_dict(error: JobError, settings: Settings) -> dict[str, Any]:
     return detail
 
 
-def _unexpected(error: BaseException, at_stage: str) -> JobError:
+def _unexpected(error: BaseException, at_stage: str, work_root: Path) -> JobError:
     if isinstance(error, MemoryError):
         return JobError(ErrorCode.OOM, "the worker ran out of memory", at_stage=at_stage)
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT):
+        return JobError(ErrorCode.GENERATION_RUNTIME, unwritable(work_root, error), at_stage=at_stage)
     return JobError(ErrorCode.GENERATION_RUNTIME, f"{type(error).__name__}: {error}", at_stage=at_stage)
 
 
@@ -411,7 +414,7 @@ def _item_output(run: Run, params: JobParams, engine: Engine | None) -> dict[str
         failure = error
     except Exception as error:
         log.exception("unexpected failure")
-        failure = _unexpected(error, run.report.last.get("stage", at_stage))
+        failure = _unexpected(error, run.report.last.get("stage", at_stage), run.settings.work_root)
     reached = run.report.last.get("stage", at_stage)
     run.report.stage(Stage.ERROR, {"code": failure.code, "at_stage": failure.at_stage}, pct=Stage.PCT.get(reached, 0.0))
     log.warning("job failed", extra={"code": failure.code, "at_stage": failure.at_stage, "item_id": run.item_id})

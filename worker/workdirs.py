@@ -10,6 +10,7 @@ another live process is always locked, so it is never swept.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import re
 import shutil
@@ -20,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from worker import logs
+from worker.contract import ErrorCode, JobError, Stage
 
 LOCK_NAME = ".running"
 PREFIX = "job-"
@@ -28,12 +30,24 @@ UNLOCKED_GRACE_S = 60.0
 log = logs.get_logger("workdirs")
 
 
+def unwritable(folder: Path, error: OSError) -> str:
+    """One line naming a folder the worker cannot write, why, and the settings that move it."""
+    reason = "the disk is full" if error.errno == errno.ENOSPC else (error.strerror or type(error).__name__)
+    return (
+        f"the worker cannot write {folder} ({reason}): free space there or make it writable, or point "
+        "STUDIO_TMP_DIR or STUDIO_DATA_DIR at a folder on a disk with room"
+    )
+
+
 @contextmanager
 def job_dir(work_root: Path, key_id: str) -> Iterator[Path]:
     """A fresh folder for one job, locked while the job runs and removed afterwards, however it ends."""
-    work_root.mkdir(parents=True, exist_ok=True)
     safe = re.sub(r"[^A-Za-z0-9_-]", "_", key_id)[:64]
-    folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{safe}-", dir=work_root))
+    try:
+        work_root.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{safe}-", dir=work_root))
+    except OSError as error:
+        raise JobError(ErrorCode.PIPELINE_LOAD, unwritable(work_root, error), at_stage=Stage.VALIDATION_OK) from None
     try:
         with (folder / LOCK_NAME).open("w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)

@@ -68,4 +68,8 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int | None = Non
         app = create_app(settings)
     except EndpointBusy as error:
         raise SystemExit(f"cannot start the local endpoint: {error}") from None
+    except OSError as error:
+        from worker.workdirs import unwritable
+
+        raise SystemExit(f"cannot start the local endpoint: {unwritable(settings.data_dir, error)}") from None
     run_server(app, host=host, port=port or settings.local_port)
