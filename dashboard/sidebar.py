@@ -6,6 +6,7 @@ import time
 
 import streamlit as st
 
+from catalog import CatalogError
 from dashboard import signin, state
 from dashboard.config import describe_endpoint, forget_saved_connection, save_connection, saved_connection_path
 from dashboard.health import HealthReading, sample
@@ -85,7 +86,10 @@ def render(visitor: signin.Visitor | None = None) -> None:
     with st.sidebar:
         st.caption("Connected to")
         st.markdown(f"**{describe_endpoint(settings)}**")
-        _health_line(glance())
+        try:
+            _health_line(glance())
+        except CatalogError as error:  # a damaged catalogue: say so here, and let History say what to do
+            st.error(str(error), icon=":material/database:")
         _connection_form()
         if visitor is not None:
             signin.render_who(visitor)

@@ -235,3 +235,13 @@ def test_a_damaged_catalogue_is_one_line_on_the_page_naming_the_fix(
     (tmp_path / "catalog.db").rename(tmp_path / "catalog.db.broken")
     at.run()
     assert not at.exception and not at.error, "once it is moved aside the page works again"
+
+
+def test_a_damaged_catalogue_leaves_the_whole_app_usable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sidebar opens the catalogue before any page: it says so in one line, and History names the fix."""
+    dashboard_env(monkeypatch, tmp_path)
+    (tmp_path / "catalog.db").write_bytes(damaged_files(filled_catalogue(tmp_path / "good.db"))["garbage"])
+    at = open_page("history")
+    banners = [e.value for e in at.error]
+    assert banners and all(b.startswith(f"the catalogue {tmp_path / 'catalog.db'} is damaged") for b in banners)
+    assert at.title[0].value == "History"
