@@ -101,7 +101,7 @@ def describe_endpoint(settings: Settings) -> str:
     if settings.is_local_endpoint:
         where = settings.endpoint_base_url.removesuffix("/v2")
         name = "" if settings.endpoint_id == LOCAL_ENDPOINT_ID else f" `{settings.endpoint_id}`"
-        return f"Local endpoint{name} at {where}"
+        return f"Local endpoint{name} at `{where}`"  # code, not a link: its root answers only a JSON 404
     return f"RunPod endpoint `{settings.endpoint_id}`"
 
 

@@ -45,6 +45,16 @@ def _health_line(reading: HealthReading) -> None:
         st.warning(f"{line} (workers start on demand)", icon=":material/hourglass_top:")
 
 
+@st.fragment(run_every=GLANCE_EVERY_S)
+def _health() -> None:
+    """The health line, refreshed on its own: a page that refreshes only its own fragment (Live) would otherwise
+    leave it showing the jobs that were running when the page was opened."""
+    try:
+        _health_line(glance())
+    except CatalogError as error:  # a damaged catalogue: say so here, and let History say what to do
+        st.error(str(error), icon=":material/database:")
+
+
 def _connection_form() -> None:
     settings = state.settings()
     with st.expander("Connection", icon=":material/settings_ethernet:"):
@@ -86,10 +96,7 @@ def render(visitor: signin.Visitor | None = None) -> None:
     with st.sidebar:
         st.caption("Connected to")
         st.markdown(f"**{describe_endpoint(settings)}**")
-        try:
-            _health_line(glance())
-        except CatalogError as error:  # a damaged catalogue: say so here, and let History say what to do
-            st.error(str(error), icon=":material/database:")
+        _health()
         _connection_form()
         if visitor is not None:
             signin.render_who(visitor)

@@ -164,6 +164,9 @@ def test_record_submit_watch_find_play_and_reuse(studio: tuple[str, Path, int], 
     assert any(0 < value < 100 for value in seen), f"progress was shown on its way: {seen}"
     expect(p.get_by_role("heading", name="Just finished")).to_be_visible(timeout=120_000)
     _shot(p, "4-live-finished")
+    # The sidebar's health line refreshes by itself while Live refreshes only its own part (it used to keep
+    # saying "1 running" after everything had finished).
+    expect(p.locator("[data-testid='stSidebar']").get_by_text("0 running", exact=False)).to_be_visible(timeout=45_000)
 
     runs = Catalog(data_dir / "catalog.db").search("cheerful")
     assert runs.total == 1

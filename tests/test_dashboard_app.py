@@ -42,7 +42,7 @@ def test_the_app_opens_on_submit_and_every_page_renders(offline: Path) -> None:
 
 def test_the_sidebar_says_when_the_endpoint_cannot_be_reached(offline: Path) -> None:
     at = open_page()
-    assert at.sidebar.markdown[0].value.startswith("**Local endpoint at http://127.0.0.1:")
+    assert at.sidebar.markdown[0].value.startswith("**Local endpoint at `http://127.0.0.1:")
     assert "Unreachable: cannot reach the endpoint" in at.sidebar.error[0].value
 
 
@@ -65,7 +65,7 @@ def test_typed_keys_stay_in_the_session_unless_saved(offline: Path) -> None:
     at.text_input(key="connection.base_url").set_value("http://127.0.0.1:9/v2")
     at.sidebar.button[0].click().run()
 
-    assert at.sidebar.markdown[0].value == "**Local endpoint `typed-ep` at http://127.0.0.1:9**"
+    assert at.sidebar.markdown[0].value == "**Local endpoint `typed-ep` at `http://127.0.0.1:9`**"
     assert not saved_connection_path(offline).exists()
     assert "sk-typed-2" not in texts(at) + str(dict(at.query_params))
     catalogue = (offline / "catalog.db").read_bytes()

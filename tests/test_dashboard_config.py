@@ -25,7 +25,7 @@ def test_with_nothing_set_the_dashboard_talks_to_the_local_endpoint(tmp_path: Pa
     assert settings.is_local_endpoint
     assert settings.endpoint_id == "local"
     assert settings.catalog_file == tmp_path / "catalog.db"
-    assert describe_endpoint(settings) == "Local endpoint at http://127.0.0.1:8799"
+    assert describe_endpoint(settings) == "Local endpoint at `http://127.0.0.1:8799`"
 
 
 def test_secrets_override_the_environment_and_typed_keys_override_both(tmp_path: Path) -> None:
