@@ -9,6 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from catalog import Catalog
 from dashboard import state, views
+from dashboard.history import Query, search
 from tests.dashboard_support import APP, EXAMPLES, dashboard_env, example_job, open_page, real_run, texts
 from tests.test_catalog_cli import damaged_files, filled_catalogue
 from tests.test_catalog_hostile import HOSTILE
@@ -245,3 +246,15 @@ def test_a_damaged_catalogue_leaves_the_whole_app_usable(tmp_path: Path, monkeyp
     banners = [e.value for e in at.error]
     assert banners and all(b.startswith(f"the catalogue {tmp_path / 'catalog.db'} is damaged") for b in banners)
     assert at.title[0].value == "History"
+
+
+def test_mine_narrows_history_to_the_runs_the_signed_in_user_submitted(tmp_path: Path) -> None:
+    catalog = Catalog(tmp_path / "catalog.db")
+    catalog.record_submission("ann-1", {"prompt": "ann's"}, endpoint_id="local", submitted_by="ann@example.com")
+    catalog.record_submission("bob-1", {"prompt": "bob's"}, endpoint_id="local", submitted_by="bob@example.com")
+    catalog.record_submission("script-1", {"prompt": "a script's"}, endpoint_id="local")
+
+    mine = search(catalog, Query(submitted_by="ann@example.com"))
+    assert [row["run_id"] for row in mine.rows] == ["ann-1"]
+    assert search(catalog, Query()).total == 3, "everyone's, the default"
+    assert Query(submitted_by="ann@example.com").signature() != Query().signature(), "a new search starts at page 1"
