@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import base64
 import struct
+import tempfile
 import zlib
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from tests.conftest import EXAMPLES
-from worker.contract import ErrorCode
+from worker.audio import speech_level, voice_catalogue
+from worker.contract import AUDIO_SAMPLE_RATE, Defaults, ErrorCode
+from worker.media import decode_audio, write_wav
 from worker.pipeline import run_job
 from worker.settings import Settings
 
@@ -172,3 +176,72 @@ def test_tts_turns_merge_a_speakers_consecutive_lines_and_tags_read_alike_everyw
     # The speaker count follows the same tags the voices follow: spaced or upper-case tags count, empty ones not.
     assert TTSAudio(text="hello ( S2 ) there").speakers == 2
     assert TTSAudio(text="hello (s2)").speakers == 1
+
+
+def _wav_data_url(samples: np.ndarray) -> str:
+    """Samples as a 16 kHz 16-bit WAV data URL, written with the worker's own WAV writer."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = write_wav(Path(folder) / "speech.wav", samples.astype(np.float32))
+        return "data:audio/wav;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def _example_speech(level_db: float) -> np.ndarray:
+    """The example speech scaled so that its speech_level is level_db."""
+    speech = decode_audio(Path(SPEECH), field="speech", max_seconds=60)
+    return speech * 10 ** ((level_db - speech_level(speech)) / 20)
+
+
+@pytest.mark.parametrize(
+    ("samples", "person"),
+    [
+        (np.zeros(3 * AUDIO_SAMPLE_RATE), "person1"),  # a muted microphone: digital silence
+        (np.random.default_rng(1).standard_normal(3 * AUDIO_SAMPLE_RATE) * 10 ** (-70 / 20), "person1"),  # hiss
+        (_example_speech(-65.0), "person2"),  # speech far too quiet to hear once raised by 30 dB
+    ],
+    ids=["digital-silence", "noise-at-70dB", "speech-at-65dB"],
+)
+def test_silent_speech_is_refused_naming_the_person(settings: Settings, samples: np.ndarray, person: str) -> None:
+    """A recording with no audible speech animates nothing: the job stops before rendering, naming the person."""
+    audio = {"person1": SPEECH, person: _wav_data_url(samples)}
+    error = fail(settings, job(cond_audio=audio, cond_video=str(EXAMPLES / "media" / "two_people.jpg")))
+    assert error["code"] == ErrorCode.INPUT_VALIDATION
+    assert f"cond_audio.{person}: the speech is silent" in error["message"]
+    assert "closer to the microphone" in error["message"]
+
+
+def test_very_quiet_speech_is_rendered_with_a_warning(settings: Settings) -> None:
+    quiet = _wav_data_url(_example_speech(-40.0))
+    output = run_job(
+        job(cond_audio={"person1": quiet}, mode="clip", frame_num=25), "quiet-1", settings=settings, sink=lambda _: None
+    )
+    assert output["status"] == "success", output
+    assert any("cond_audio.person1: the speech is very quiet; it was raised by 17 dB" in w for w in output["warnings"])
+    loud = run_job(job(mode="clip", frame_num=25), "loud-1", settings=settings, sink=lambda _: None)
+    assert not any("quiet" in w for w in loud.get("warnings", [])), "a normal recording gets no warning"
+
+
+@pytest.mark.parametrize(
+    ("voices", "field", "advice"),
+    [
+        # espeak-ng quietly speaks these in another voice: a near language code, an unknown or mis-cased variant
+        ({"human1_voice": "en-ux"}, "tts_audio.human1_voice", "no voice 'en-ux'; did you mean en-us"),
+        ({"human1_voice": "en-us+nosuch"}, "tts_audio.human1_voice", "no voice variant 'nosuch'"),
+        ({"human2_voice": "en-us+M3"}, "tts_audio.human2_voice", "did you mean en-us+m3"),
+    ],
+)
+def test_an_unknown_voice_is_refused_with_the_closest_names(
+    settings: Settings, voices: dict[str, str], field: str, advice: str
+) -> None:
+    tts = {"text": "(s1) Hello there. (s2) Hi.", **voices}
+    error = fail(settings, job(cond_audio=None, tts_audio=tts, cond_video=str(EXAMPLES / "media" / "two_people.jpg")))
+    assert error["code"] == ErrorCode.INPUT_VALIDATION
+    assert error["message"].startswith(f"{field}: espeak-ng has no voice") and advice in error["message"]
+
+
+def test_voices_espeak_ng_lists_are_known_with_their_variants() -> None:
+    """Names that `-v` takes: language codes in any case, files, other-language codes, voice+variant."""
+    catalogue = voice_catalogue()
+    for name in ("en-us+f3", "en+m3", "en-US", "gmw/en", "zh", "af+Alex", Defaults.TTS_VOICE_2):
+        assert catalogue.refusal(name) is None, name
+    assert catalogue.describe("en-us+f3") == "en-us+f3 · English (America), variant female3"
+    assert catalogue.refusal("en+alex") is not None, "variant files are case-sensitive: +alex falls back to none"

@@ -6,7 +6,11 @@ soundtrack with silence where that person does not speak, so an engine can anima
 
 from __future__ import annotations
 
+import difflib
+import functools
+import re
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,9 +32,20 @@ from worker.prepared import Speaker
 
 SAMPLES_PER_FRAME = AUDIO_SAMPLE_RATE // FPS
 SILENCE_FLOOR_DB = -60.0
-"""Speech quieter than this overall is treated as silence and left unamplified."""
+"""Speech whose speech_level is below this is silence: left unamplified, and refused as a person's speech.
+
+Measured with speech_level (dBFS): examples/media/speech_1.wav -17.2, speech_2.wav -20.3, an espeak-ng sentence
+-17.8, the same speech scaled down to -40 dB -40.0; digital silence -inf, 1-LSB 16-bit dither -91.9, steady
+noise at -70 / -60 dB RMS -69.7 / -59.8. Nothing below -60 dB is speech anyone could hear once raised by at most
+MAX_GAIN_DB; a muted or unplugged microphone lands far below it. A level cannot tell steady room noise from
+speech: noise at -50 dB RMS (measured -49.7) passes as very quiet speech, with the QUIET_SPEECH_DB warning."""
+QUIET_SPEECH_DB = -35.0
+"""Speech whose speech_level is below this is accepted with a warning: it needs more than 12 dB of gain to reach
+TARGET_LOUDNESS_DB (-23), 15-18 dB below the example recordings, and the room's noise is raised with it. A
+-40 dB recording (measured -40.0) is warned about; a normal close-microphone recording (-17 to -20) is not."""
 MAX_GAIN_DB = 30.0
 ESPEAK = "espeak-ng"
+SILENT_SPEECH_FIX = "record again closer to the microphone, and check that it is not muted"
 
 
 @dataclass
@@ -56,20 +71,51 @@ def frame_levels_db(samples: np.ndarray, num_frames: int) -> np.ndarray:
     return 10.0 * np.log10(np.maximum(power, 1e-12))
 
 
-def normalise_loudness(samples: np.ndarray, target_db: float = TARGET_LOUDNESS_DB) -> np.ndarray:
-    """Scale speech so its voiced part sits at target_db, without clipping and without boosting silence.
+def speech_level(samples: np.ndarray) -> float:
+    """The level of speech in dBFS: the mean power of the louder half of its 20 ms windows (-inf for silence).
 
-    The level is measured over the louder half of 20 ms windows, so pauses do not drag the estimate down
-    (a cheap stand-in for the gated loudness InfiniteTalk's pyloudnorm call measures).
+    Pauses do not drag it down (a cheap stand-in for the gated loudness InfiniteTalk's pyloudnorm call measures).
+    It is the one measure behind loudness normalisation, the silent-speech refusal and the too-quiet warning, in
+    the worker and on the dashboard alike.
     """
     if samples.size == 0:
-        return samples
+        return float("-inf")
     window = AUDIO_SAMPLE_RATE // 50
     usable = samples[: samples.size - samples.size % window] if samples.size >= window else samples
     frames = usable.reshape(-1, window) if usable.size >= window else usable.reshape(1, -1)
     levels = np.mean(np.square(frames, dtype=np.float64), axis=1)
-    voiced = np.sort(levels)[len(levels) // 2 :]
-    level = 10.0 * np.log10(float(np.mean(voiced))) if float(np.mean(voiced)) > 0 else float("-inf")
+    power = float(np.mean(np.sort(levels)[len(levels) // 2 :]))
+    return 10.0 * np.log10(power) if power > 0 else float("-inf")
+
+
+def describe_level(level_db: float) -> str:
+    """A level for a message: "-42 dB", or "no sound at all" for digital silence."""
+    return "no sound at all" if level_db == float("-inf") else f"{level_db:.0f} dB"
+
+
+def check_audible(samples: np.ndarray, field_name: str) -> float:
+    """A person's speech level; silent speech is refused (see SILENCE_FLOOR_DB), since it animates nothing."""
+    level = speech_level(samples)
+    if level < SILENCE_FLOOR_DB:
+        raise _invalid(
+            field_name,
+            f"the speech is silent ({describe_level(level)}, below {SILENCE_FLOOR_DB:.0f} dB): {SILENT_SPEECH_FIX}",
+        )
+    return level
+
+
+def quiet_gain_db(level_db: float) -> float | None:
+    """How much normalisation will raise speech this quiet (see QUIET_SPEECH_DB); None when it is loud enough."""
+    if level_db >= QUIET_SPEECH_DB or level_db < SILENCE_FLOOR_DB:
+        return None
+    return min(TARGET_LOUDNESS_DB - level_db, MAX_GAIN_DB)
+
+
+def normalise_loudness(samples: np.ndarray, target_db: float = TARGET_LOUDNESS_DB) -> np.ndarray:
+    """Scale speech so its voiced part (speech_level) sits at target_db, without clipping or boosting silence."""
+    if samples.size == 0:
+        return samples
+    level = speech_level(samples)
     if level < SILENCE_FLOOR_DB:
         return samples.astype(np.float32)
     gain = 10.0 ** (min(target_db - level, MAX_GAIN_DB) / 20.0)
@@ -118,6 +164,121 @@ def layout_speakers(tracks: list[np.ndarray], audio_type: str) -> tuple[np.ndarr
     return mix.astype(np.float32), aligned
 
 
+@dataclass(frozen=True)
+class Voice:
+    """One espeak-ng voice or variant, as `espeak-ng --voices` lists it."""
+
+    name: str
+    """What `-v` takes: a language code (`en-us`) for a voice, the variant file's name (`f3`) for a variant."""
+    description: str
+    gender: str
+    aliases: tuple[str, ...] = ()
+    """Other names `-v` resolves to this voice: its file (`gmw/en-US`) and its other languages (`en`)."""
+    ranks: tuple[int, ...] = ()
+    """Each alias's priority (lower wins), as espeak-ng picks among voices sharing a language (`en`: en-gb)."""
+
+
+@dataclass(frozen=True)
+class VoiceCatalogue:
+    """The voices and variants this machine's espeak-ng has; `voice+variant` names one of each."""
+
+    voices: tuple[Voice, ...]
+    variants: tuple[Voice, ...]
+
+    def base_names(self) -> dict[str, str]:
+        """Every name a base voice answers to, lower-cased (espeak-ng matches languages case-blind), to its code."""
+        ranked = sorted(
+            (rank, alias.lower(), voice.name)
+            for voice in self.voices
+            for alias, rank in zip(voice.aliases, voice.ranks, strict=True)
+        )
+        names: dict[str, str] = {}
+        for _, alias, code in ranked:
+            names.setdefault(alias, code)
+        names.update({voice.name.lower(): voice.name for voice in self.voices})
+        return names
+
+    def refusal(self, name: str) -> str | None:
+        """Why espeak-ng would not speak with `name` as asked (None when it would), with the closest names.
+
+        espeak-ng refuses an unknown base voice only when nothing resembles it: `en-ux` quietly becomes `en`,
+        and an unknown (or wrongly cased) variant quietly becomes none, so the job would speak in a voice
+        nobody chose. Variant files are case-sensitive (`+f3`, `+Alex`); languages are not (`en-US`).
+        """
+        base, plus, variant = name.partition("+")
+        bases = self.base_names()
+        if base.lower() not in bases:
+            close = difflib.get_close_matches(base.lower(), list(bases), n=3, cutoff=0.6)
+            hint = f"did you mean {' or '.join(close)}? " if close else ""
+            return f"espeak-ng has no voice {base!r}; {hint}list voices with `espeak-ng --voices`"
+        known = [v.name for v in self.variants]
+        if plus and variant not in known:
+            close = difflib.get_close_matches(variant, known, n=3, cutoff=0.5)
+            hint = f"did you mean {' or '.join(f'{base}+{c}' for c in close)}? " if close else ""
+            return f"espeak-ng has no voice variant {variant!r}; {hint}list variants with `espeak-ng --voices=variant`"
+        return None
+
+    def offered(self) -> list[str]:
+        """The names a form offers: the contract's defaults, each base voice, then each English variant."""
+        names = [Defaults.TTS_VOICE_1, Defaults.TTS_VOICE_2]
+        names += [v.name for v in self.voices]
+        names += [f"en-us+{v.name}" for v in self.variants]
+        return list(dict.fromkeys(names))
+
+    def describe(self, name: str) -> str:
+        """A voice name in words for a list: `en-us+f3 · English (America), variant f3 (female)`."""
+        base, plus, variant = name.partition("+")
+        voice = next((v for v in self.voices if v.name == self.base_names().get(base.lower())), None)
+        words = voice.description if voice else base
+        if plus:
+            found = next((v for v in self.variants if v.name == variant), None)
+            words += f", variant {found.description if found else variant}"
+            gender = {"F": "female", "M": "male"}.get(found.gender if found else "", "")
+            words += f" ({gender})" if gender and gender not in words else ""
+        return f"{name} · {words}"
+
+
+def _parse_voices(listing: str, variant: bool) -> tuple[Voice, ...]:
+    """Rows of `espeak-ng --voices[=variant]`: Pty, Language, Age/Gender, VoiceName, File, Other Languages."""
+    voices = []
+    for line in listing.splitlines()[1:]:
+        parts = line.split(maxsplit=5)
+        if len(parts) < 5 or not parts[0].isdigit():
+            continue
+        rank, language, gender, title, path = int(parts[0]), parts[1], parts[2].rpartition("/")[2], parts[3], parts[4]
+        description = title.replace("_", " ")
+        if variant:
+            voices.append(Voice(path.rpartition("/")[2], description, gender))
+            continue
+        others = re.findall(r"\((\S+) (\d+)\)", parts[5] if len(parts) > 5 else "")
+        aliases = (path, *(alias for alias, _ in others))
+        voices.append(Voice(language, description, gender, aliases, (rank, *(int(r) for _, r in others))))
+    return tuple(voices)
+
+
+@functools.cache
+def voice_catalogue() -> VoiceCatalogue:
+    """This machine's espeak-ng voices, listed once per process (the list changes only with the package).
+
+    The dashboard offers the same list: locally it shares the worker's machine, and the RunPod worker image installs
+    the same espeak-ng package, so the list is a fair offer there too. MBROLA voices (`mb-*`) are left out: they
+    need MBROLA's own voice files, which neither installs. Raises JobError(E_PIPELINE_LOAD) without espeak-ng.
+    """
+    listings = []
+    for flag in ("--voices", "--voices=variant"):
+        try:
+            done = subprocess.run([ESPEAK, flag], capture_output=True, timeout=30, check=True)
+        except (FileNotFoundError, subprocess.SubprocessError):
+            raise JobError(
+                ErrorCode.PIPELINE_LOAD,
+                "tts_audio: espeak-ng is not installed on this worker (apt-get install espeak-ng)",
+                at_stage=Stage.AUDIO_STARTED,
+            ) from None
+        listings.append(done.stdout.decode("utf-8", "replace"))
+    voices = tuple(v for v in _parse_voices(listings[0], variant=False) if not v.name.startswith("mb-"))
+    return VoiceCatalogue(voices, _parse_voices(listings[1], variant=True))
+
+
 def synthesise(text: str, voice: str, out_path: Path, field_name: str) -> np.ndarray:
     """Speak text with espeak-ng into a WAV and return it decoded at 16 kHz."""
     try:
@@ -142,8 +303,28 @@ def synthesise(text: str, voice: str, out_path: Path, field_name: str) -> np.nda
     return decode_audio(out_path, field=field_name, max_seconds=Limits.MAX_AUDIO_SECONDS)
 
 
+VOICE_SAMPLE_TEXT = "Hello! This is how I sound."
+
+
+def voice_sample(voice: str, field_name: str = "tts_audio.human1_voice") -> bytes:
+    """A short sentence spoken by `voice`, as WAV bytes, to hear a voice before choosing it (the form's preview).
+
+    The voice is checked as a job's is, so a preview never plays espeak-ng's fallback under the asked-for name.
+    """
+    if (refusal := voice_catalogue().refusal(voice)) is not None:
+        raise _invalid(field_name, refusal)
+    with tempfile.TemporaryDirectory(prefix="studio-voice-") as folder:
+        out = Path(folder) / "sample.wav"
+        synthesise(VOICE_SAMPLE_TEXT, voice, out, field_name)
+        return out.read_bytes()
+
+
 def tts_tracks(params: JobParams, work_dir: Path) -> list[np.ndarray]:
-    """Synthesise the TTS text turn by turn; each person's track is silent during the other's turns."""
+    """Synthesise the TTS text turn by turn; each person's track is silent during the other's turns.
+
+    Every voice that speaks is checked against voice_catalogue() first, so an unknown name is refused with the
+    closest names instead of espeak-ng's quiet fallback to another voice.
+    """
     assert params.tts_audio is not None
     tts = params.tts_audio
     turns = tts.turns()  # non-empty and at most Limits.MAX_TTS_TURNS: checked at validation
@@ -152,6 +333,11 @@ def tts_tracks(params: JobParams, work_dir: Path) -> list[np.ndarray]:
         2: (tts.human2_voice or Defaults.TTS_VOICE_2, "tts_audio.human2_voice"),
     }
     people = tts.speakers
+    catalogue = voice_catalogue()
+    for speaker in sorted({speaker for speaker, _ in turns}):
+        voice, field_name = voices[speaker]
+        if (refusal := catalogue.refusal(voice)) is not None:
+            raise _invalid(field_name, refusal)
     tracks: list[list[np.ndarray]] = [[] for _ in range(people)]
     pause = np.zeros(AUDIO_SAMPLE_RATE // 5, np.float32)
     for index, (speaker, words) in enumerate(turns):
@@ -169,7 +355,11 @@ def frames_for(duration_s: float, frame_cap: int) -> int:
 
 
 def prepare_audio(params: JobParams, speech: list[Path], work_dir: Path) -> PreparedAudio:
-    """Build the soundtrack and per-speaker tracks from fetched speech files, or from tts_audio."""
+    """Build the soundtrack and per-speaker tracks from fetched speech files, or from tts_audio.
+
+    A person's recorded speech that is silent is refused (check_audible), and very quiet speech is warned about.
+    """
+    quiet: list[str] = []
     if params.tts_audio is not None:
         tracks = [normalise_loudness(track) for track in tts_tracks(params, work_dir)]
         mix, aligned = (tracks[0], tracks) if len(tracks) == 1 else (np.sum(tracks, axis=0), tracks)
@@ -177,7 +367,15 @@ def prepare_audio(params: JobParams, speech: list[Path], work_dir: Path) -> Prep
             mix = mix * (0.99 / float(np.max(np.abs(mix))))
     else:
         names = ("cond_audio.person1", "cond_audio.person2")
-        tracks = [normalise_loudness(decode_speech(path, name)) for path, name in zip(speech, names, strict=False)]
+        tracks = []
+        for path, name in zip(speech, names, strict=False):
+            decoded = decode_speech(path, name)
+            gain = quiet_gain_db(check_audible(decoded, name))
+            if gain is not None:
+                quiet.append(
+                    f"{name}: the speech is very quiet; it was raised by {gain:.0f} dB, with any background noise"
+                )
+            tracks.append(normalise_loudness(decoded))
         mix, aligned = layout_speakers(tracks, params.audio_type)
 
     duration = mix.size / AUDIO_SAMPLE_RATE
@@ -190,7 +388,7 @@ def prepare_audio(params: JobParams, speech: list[Path], work_dir: Path) -> Prep
     num_frames = frames_for(duration, cap)
     if num_frames < Limits.MIN_FRAME_NUM:
         raise _invalid("cond_audio", f"the speech is {duration:.2f} s long; send at least 0.2 s")
-    warnings = []
+    warnings = quiet
     if round(duration * FPS) > cap:
         hint = "set mode=streaming for the whole audio" if params.mode == "clip" else "raise max_frame_num"
         warnings.append(
