@@ -13,12 +13,23 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from worker.audio import (
+    QUIET_SPEECH_DB,
+    SILENCE_FLOOR_DB,
+    SILENT_SPEECH_FIX,
+    decode_speech,
+    describe_level,
+    quiet_gain_db,
+    speech_level,
+)
 from worker.contract import ErrorCode, JobError, Limits, safe_file_name
 from worker.inputs import fetch_audio, fetch_visual
 from worker.settings import Settings
 from worker.store import Store, content_type
 
 UPLOADS_PREFIX = "uploads"
+SPEECH_LABELS = {"cond_audio.person1": "Person 1's speech", "cond_audio.person2": "Person 2's speech"}
+"""How the form names each speech slot in its messages."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +53,19 @@ class MediaFacts:
     duration_s: float | None = None
     width: int | None = None
     height: int | None = None
+    level_db: float | None = None
+    """Speech only: worker.audio.speech_level, the measure the worker normalises and refuses silence by."""
+
+    def quiet_note(self, field: str) -> str | None:
+        """A warning for speech the worker will have to raise a lot (below QUIET_SPEECH_DB); None otherwise."""
+        gain = quiet_gain_db(self.level_db) if self.level_db is not None else None
+        if gain is None:
+            return None
+        return (
+            f"{SPEECH_LABELS.get(field, field)} is very quiet ({describe_level(self.level_db or 0.0)}, below "
+            f"{QUIET_SPEECH_DB:.0f} dB): the worker will raise it by {gain:.0f} dB, with any background noise. "
+            "Record again closer to the microphone if you can."
+        )
 
 
 def _invalid(field: str, message: str) -> JobError:
@@ -53,6 +77,8 @@ def inspect(media: Media, field: str, expect: str) -> MediaFacts:
 
     The worker's own fetch-and-check runs on a private temporary copy, so the page refuses exactly what the worker
     would refuse (no picture, too many pixels, no sound, a WAV header that lies, too long), with its words.
+    Speech is decoded as the worker decodes it and measured with its speech_level: silence (below
+    SILENCE_FLOOR_DB) is refused here in the form's words, so a muted microphone never becomes a job.
     Raises JobError(E_INPUT_VALIDATION) naming the field.
     """
     if not media.data:
@@ -66,6 +92,8 @@ def inspect(media: Media, field: str, expect: str) -> MediaFacts:
         checker = fetch_visual if expect == "visual" else fetch_audio
         try:
             fetched = checker(str(source), field, work, Settings(data_dir=root, input_roots=()), extra_roots=(root,))
+            audible = fetched.kind == "audio" and (fetched.info.duration_s or 0.0) >= Limits.MIN_AUDIO_SECONDS
+            level = speech_level(decode_speech(fetched.path, field)) if audible else None
         except JobError as error:
             # The worker's words name its working copy; the user knows the file by its own name.
             message = re.sub(rf"{re.escape(folder)}/\S*?(?=[:;)\s]|$)", media.name, error.message)
@@ -75,8 +103,13 @@ def inspect(media: Media, field: str, expect: str) -> MediaFacts:
         raise _invalid(
             field, f"{media.name} lasts {info.duration_s or 0:.2f} s; record at least {Limits.MIN_AUDIO_SECONDS} s"
         )
+    if level is not None and level < SILENCE_FLOOR_DB:
+        raise JobError(
+            ErrorCode.INPUT_VALIDATION,
+            f"{SPEECH_LABELS.get(field, field)} is silent ({describe_level(level)}): {SILENT_SPEECH_FIX}",
+        )
     duration = None if fetched.kind == "image" else info.duration_s
-    return MediaFacts(fetched.kind, duration, info.width, info.height)
+    return MediaFacts(fetched.kind, duration, info.width, info.height, level)
 
 
 def safe_name(name: str) -> str:

@@ -14,6 +14,7 @@ import requests
 
 from dashboard.media import Media, commit, inspect, plan, refresh_ref, stored_key, upload_key
 from tests.s3server import S3Server
+from worker.audio import speech_level
 from worker.contract import ErrorCode, JobError, Limits
 from worker.inputs import fetch_audio, fetch_visual
 from worker.settings import Settings
@@ -160,3 +161,51 @@ def test_a_presigned_url_for_an_object_gone_from_the_bucket_is_kept_as_it_was(
     store.ensure_bucket()  # type: ignore[attr-defined]
     planned = plan(_media("speech_1.wav"), store, s3_settings)
     assert refresh_ref(planned.ref, store, s3_settings) == planned.ref
+
+
+def _wav_of(samples: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(16000)
+        wav.writeframes((np.clip(samples, -1, 1) * 32767).astype(np.int16).tobytes())
+    return out.getvalue()
+
+
+def _scaled_speech(level_db: float) -> bytes:
+    """examples/media/speech_1.wav scaled to a given speech_level, as a recording made far from the microphone."""
+    with wave.open(str(MEDIA / "speech_1.wav")) as wav:
+        speech = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16).astype(np.float32) / 32768
+    return _wav_of(speech * 10 ** ((level_db - speech_level(speech)) / 20))
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "said"),
+    [
+        (_wav(3.0), "cond_audio.person1", "Person 1's speech is silent (no sound at all)"),
+        (
+            _wav_of(np.random.default_rng(2).standard_normal(48000) * 10 ** (-70 / 20)),
+            "cond_audio.person2",
+            "Person 2's speech is silent (-70 dB)",
+        ),
+    ],
+)
+def test_a_silent_recording_is_refused_in_the_forms_words(
+    data: bytes, field: str, said: str, private_tmp: Path
+) -> None:
+    with pytest.raises(JobError) as caught:
+        inspect(Media("recording.wav", data), field, "audio")
+    assert caught.value.code == ErrorCode.INPUT_VALIDATION
+    assert caught.value.message.startswith(said) and "record again closer to the microphone" in caught.value.message
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_quiet_speech_is_measured_and_warned_about_and_normal_speech_is_not() -> None:
+    normal = inspect(_media("speech_1.wav"), "cond_audio.person1", "audio")
+    assert normal.level_db is not None and -21 < normal.level_db < -15
+    assert normal.quiet_note("cond_audio.person1") is None
+    quiet = inspect(Media("far.wav", _scaled_speech(-40.0)), "cond_audio.person1", "audio")
+    assert quiet.level_db is not None and round(quiet.level_db) == -40
+    note = quiet.quiet_note("cond_audio.person1") or ""
+    assert note.startswith("Person 1's speech is very quiet (-40 dB") and "raise it by 17 dB" in note
