@@ -86,9 +86,11 @@ def facet_options(result: SearchResult, name: str, selected: list[Any]) -> list[
     return values + [value for value in selected if value not in values]
 
 
-def facet_label(result: SearchResult, name: str, value: Any) -> str:
-    """`value (count)` for a facet choice."""
-    return f"{value} ({result.facets.get(name, {}).get(value, 0):,})"
+def facet_counts(result: SearchResult, name: str, shown: int = 4) -> str:
+    """How many matches each of a facet's most common values has, e.g. `COMPLETED 6 · FAILED 2`."""
+    counts = [(value, n) for value, n in result.facets.get(name, {}).items() if value is not None]
+    text = " · ".join(f"{value} {n:,}" for value, n in counts[:shown])
+    return text + (f" · {len(counts) - shown} more" if len(counts) > shown else "")
 
 
 def params_rows(params: dict[str, Any]) -> list[dict[str, str]]:

@@ -17,7 +17,7 @@ from dashboard.history import (
     FACETS,
     SORT_LABELS,
     Query,
-    facet_label,
+    facet_counts,
     facet_options,
     page_key,
     params_rows,
@@ -87,12 +87,11 @@ def _filters(result: SearchResult) -> None:
         for column, (name, label) in zip(columns, FACETS.items(), strict=True):
             key = K + f"facet.{name}"
             selected = st.session_state.get(key, [])
-            column.multiselect(
-                label,
-                facet_options(result, name, selected),
-                key=key,
-                format_func=lambda value, name=name: facet_label(result, name, value),
-            )
+            # The choices' labels must not change from one search to the next: Streamlit keeps a selection by its
+            # label, so a count inside the label turned the selected value into a stale label (0 runs). The
+            # counts go underneath instead.
+            column.multiselect(label, facet_options(result, name, selected), key=key)
+            column.caption(facet_counts(result, name))
         dates = st.columns([1, 1, 1, 2], vertical_alignment="bottom")
         dates[0].date_input("From", value=None, key=K + "from")
         dates[1].date_input("To", value=None, key=K + "to")
