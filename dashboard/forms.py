@@ -17,7 +17,7 @@ from typing import Any
 from annotated_types import Ge, Gt, Le
 from pydantic.fields import FieldInfo
 
-from worker.audio import frames_for
+from worker.audio import frames_for, voice_catalogue
 from worker.contract import FPS, Defaults, JobError, JobParams, Limits, parse_job_input
 from worker.inputs import classify, path_refusal
 from worker.settings import Settings
@@ -187,16 +187,44 @@ def path_errors(job_input: dict[str, Any], settings: Settings, pending: frozense
     return errors
 
 
+def voice_errors(job_input: dict[str, Any]) -> dict[str, str]:
+    """The worker's voice rule, applied before sending: each TTS voice must be one espeak-ng has (see
+    worker.audio.VoiceCatalogue.refusal). The list is this machine's: locally the worker's own; the RunPod worker
+    image installs the same espeak-ng package. Without espeak-ng here the worker is left to judge."""
+    items = job_input.get("batch")
+    if isinstance(items, list):
+        return {
+            f"batch[{index}].{name}": text
+            for index, item in enumerate(items)
+            if isinstance(item, dict)
+            for name, text in voice_errors(item).items()
+        }
+    tts = job_input.get("tts_audio")
+    if not isinstance(tts, dict):
+        return {}
+    try:
+        catalogue = voice_catalogue()
+    except JobError:
+        return {}
+    errors = {}
+    for name in ("human1_voice", "human2_voice"):
+        voice = tts.get(name)
+        if isinstance(voice, str) and voice and (refusal := catalogue.refusal(voice)) is not None:
+            errors[f"tts_audio.{name}"] = refusal
+    return errors
+
+
 def validate(
     job_input: dict[str, Any], settings: Settings | None = None, pending: frozenset[str] = frozenset()
 ) -> dict[str, str]:
-    """Check a job input with the worker's contract and, given the settings, its path rule (see path_errors);
-    {} when valid, else {field: what to do}."""
+    """Check a job input with the worker's contract, its voice rule (see voice_errors) and, given the settings,
+    its path rule (see path_errors); {} when valid, else {field: what to do}."""
     try:
         parse_job_input(job_input)
     except JobError as error:
         return field_errors(error.message)
-    return path_errors(job_input, settings, pending) if settings else {}
+    errors = voice_errors(job_input)
+    return errors | (path_errors(job_input, settings, pending) if settings else {})
 
 
 def errors_for(errors: dict[str, str], *prefixes: str) -> list[str]:

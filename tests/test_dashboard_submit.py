@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -14,6 +17,7 @@ from catalog.records import INLINE_NOTE
 from dashboard import state
 from dashboard.forms import bounds
 from tests.dashboard_support import MEDIA, dashboard_env, local_endpoint, open_page, texts
+from worker.audio import speech_level
 from worker.contract import Defaults, JobStatus, Limits
 
 
@@ -256,3 +260,67 @@ def test_a_camera_photo_can_be_the_portrait(data_dir: Path) -> None:
     run = _catalog(data_dir).get(at.session_state[state.SUBMITTED][-1])
     assert run is not None
     assert Path(run["params"]["cond_video"]).read_bytes() == (MEDIA / "portrait.jpg").read_bytes()
+
+
+def _recording(samples: np.ndarray) -> bytes:
+    """A 16 kHz 16-bit WAV of samples, as st.audio_input hands the page a recording."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(16000)
+        wav.writeframes((np.clip(samples, -1, 1) * 32767).astype(np.int16).tobytes())
+    return out.getvalue()
+
+
+def _example_speech_at(level_db: float) -> np.ndarray:
+    with wave.open(str(MEDIA / "speech_1.wav")) as wav:
+        speech = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16).astype(np.float32) / 32768
+    return speech * 10 ** ((level_db - speech_level(speech)) / 20)
+
+
+def test_a_silent_recording_is_refused_before_sending_and_a_quiet_one_is_warned_about(data_dir: Path) -> None:
+    """A muted microphone used to make a job that completed with a still face; now the form names the slot."""
+    at = open_page("submit")
+    at.file_uploader(key="submit.cond_upload").upload(
+        "portrait.jpg", (MEDIA / "portrait.jpg").read_bytes(), "image/jpeg"
+    )
+    at.audio_input(key="submit.p1_record").upload("recording.wav", _recording(np.zeros(3 * 16000)))
+    at.text_area(key="submit.prompt").set_value("silent check")
+    at.run()
+    assert any(e.value.startswith("Person 1's speech is silent (no sound at all): record again") for e in at.error)
+    at.button(key="submit.go").click().run()
+    assert at.title[0].value == "Submit a talking video", "nothing was sent"
+    assert not at.session_state[state.SUBMITTED] if state.SUBMITTED in at.session_state else True
+
+    at.audio_input(key="submit.p1_record").upload("recording.wav", _recording(_example_speech_at(-40.0)))
+    at.run()
+    assert not at.error
+    assert any(w.value.startswith("Person 1's speech is very quiet (-40 dB") for w in at.warning)
+
+
+def test_the_tts_voices_are_offered_with_a_preview_and_an_unknown_voice_is_refused(data_dir: Path) -> None:
+    """espeak-ng quietly speaks `en-us+nosuch` as plain en-us: the form offers the worker's voices and refuses it."""
+    at = open_page("submit")
+    at.radio(key="submit.p1_source").set_value("Text to speech").run()
+    voices = at.selectbox(key="submit.voice1")
+    assert voices.value == Defaults.TTS_VOICE_1
+    assert "en-us+f3 · English (America), variant female3" in voices.options
+    assert "en-gb · English (Great Britain)" in voices.options
+    at.button(key="submit.voice1_hear").click().run()
+    sample = at.get("audio")[0].proto
+    assert sample.url or sample.data, "a short sentence in that voice is played"
+
+    at = open_page("submit")
+    at.session_state["submit.voice1"] = "en-us+nosuch"  # as typed into the box (accept_new_options)
+    at.radio(key="submit.p1_source").set_value("Text to speech").run()
+    at.file_uploader(key="submit.cond_upload").upload(
+        "portrait.jpg", (MEDIA / "portrait.jpg").read_bytes(), "image/jpeg"
+    )
+    at.text_area(key="submit.tts_text").set_value("Hello there.")
+    at.text_area(key="submit.prompt").set_value("voice check")
+    at.run()
+    at.button(key="submit.go").click().run()
+    assert at.title[0].value == "Submit a talking video", "nothing was sent"
+    messages = "\n".join(e.value for e in at.error)
+    assert "tts_audio.human1_voice: espeak-ng has no voice variant 'nosuch'" in messages

@@ -30,6 +30,7 @@ from dashboard.jobs import submit
 from dashboard.media import Media, MediaFacts, Planned, commit, inspect, plan, refresh_ref, stored_key
 from dashboard.presets import PRESETS
 from dashboard.signin import signed_in_email
+from worker.audio import voice_catalogue, voice_sample
 from worker.client import EndpointError
 from worker.contract import SIZES, Defaults, JobError, Limits
 from worker.geometry import output_size
@@ -140,6 +141,11 @@ def _inspect(name: str, data: bytes, field: str, expect: str) -> MediaFacts:
     return inspect(Media(name, data), field, expect)
 
 
+@st.cache_data(max_entries=64, show_spinner="Speaking…")
+def _voice_sample(voice: str, field: str) -> bytes:
+    return voice_sample(voice, field)
+
+
 class Slot:
     """One media input of the form: what the user gave, what it is, and where its errors go."""
 
@@ -223,6 +229,8 @@ def _speech_input(person: int, sources: list[str]) -> Slot:
         slot.link(
             st.text_input("URL or stored path", key=K + f"{prefix}_url", placeholder="https://…/speech.wav"), "audio"
         )
+    if slot.facts is not None and (note := slot.facts.quiet_note(slot.field)):
+        st.warning(note, icon=":material/volume_down:")
     return slot
 
 
@@ -233,9 +241,36 @@ def _tts_input() -> None:
         max_chars=Limits.MAX_TTS_CHARS,
         placeholder="Hello! (s2) Hi there. — tag lines with (s1) / (s2) for two people",
     )
-    left, right = st.columns(2)
-    left.text_input("Voice of person 1", key=K + "voice1", help="An espeak-ng voice, e.g. en-us+f3")
-    right.text_input("Voice of person 2", key=K + "voice2", placeholder=Defaults.TTS_VOICE_2)
+    try:
+        catalogue = voice_catalogue()
+    except JobError as error:  # no espeak-ng beside the dashboard: the worker judges the names
+        st.caption(views.plain(error.message))
+        left, right = st.columns(2)
+        left.text_input("Voice of person 1", key=K + "voice1", help="An espeak-ng voice, e.g. en-us+f3")
+        right.text_input("Voice of person 2", key=K + "voice2", placeholder=Defaults.TTS_VOICE_2)
+        return
+    # The worker's espeak-ng voices (the RunPod image installs the same package); any voice+variant may be typed.
+    help_text = "espeak-ng voices on the worker; type voice+variant (e.g. en-gb+m3) for other combinations"
+    for column, person in zip(st.columns(2), (1, 2), strict=True):
+        key, field = K + f"voice{person}", f"tts_audio.human{person}_voice"
+        default = f"default ({Defaults.TTS_VOICE_2})"
+        offered = catalogue.offered() if person == 1 else ["", *catalogue.offered()]
+        # A typed or reused name stays in the list, so the form shows it (and refuses it if espeak-ng lacks it).
+        typed = st.session_state.get(key)
+        column.selectbox(
+            f"Voice of person {person}",
+            offered if typed in (None, *offered) else [*offered, typed],
+            key=key,
+            help=help_text,
+            accept_new_options=True,
+            format_func=lambda name, default=default: catalogue.describe(name) if name else default,
+        )
+        voice = (st.session_state[key] or "").strip() or (Defaults.TTS_VOICE_1 if person == 1 else Defaults.TTS_VOICE_2)
+        if column.button("Hear it", key=key + "_hear", icon=":material/play_arrow:"):
+            try:
+                column.audio(_voice_sample(voice, field), format="audio/wav")
+            except JobError as error:
+                column.error(views.plain(error.message), icon=":material/error:")
 
 
 def _choice_label(value: Any) -> str:
@@ -465,8 +500,8 @@ def main() -> None:
             person2=_ref(speech[1], planned["cond_audio.person2"]) if len(speech) > 1 else None,
             audio_type=audio_type,
             tts_text=st.session_state[K + "tts_text"] if tts else None,
-            voice1=st.session_state[K + "voice1"].strip() or Defaults.TTS_VOICE_1,
-            voice2=st.session_state[K + "voice2"].strip() or None,
+            voice1=(st.session_state[K + "voice1"] or "").strip() or Defaults.TTS_VOICE_1,
+            voice2=(st.session_state[K + "voice2"] or "").strip() or None,
         ),
         params,
     )
