@@ -583,9 +583,13 @@ class Catalog:
         }
 
     def failure_counts_by_code(self, endpoint_id: str | None = None, since: str | None = None) -> dict[str, int]:
-        """How many finished runs failed with each error code."""
+        """How many finished runs failed with each error code (a cancel is the user's stop, not a failure)."""
+        failures = ", ".join(f"'{status}'" for status in sorted(JobStatus.FAILURES))
         sql, args = _scoped(
-            f"SELECT error_code, COUNT(*) FROM runs WHERE error_code IS NOT NULL AND {COUNTED}", endpoint_id, since
+            f"SELECT error_code, COUNT(*) FROM runs WHERE error_code IS NOT NULL AND status IN ({failures}) "
+            f"AND {COUNTED}",
+            endpoint_id,
+            since,
         )
         return dict(self.conn.execute(sql + " GROUP BY error_code ORDER BY 2 DESC", args).fetchall())
 

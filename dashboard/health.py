@@ -107,10 +107,10 @@ def latency_percentiles(runs: pd.DataFrame, bucket: str) -> pd.DataFrame:
 
 
 def failure_rates(runs: pd.DataFrame, bucket: str) -> pd.DataFrame:
-    """Per bucket, the share of finished runs that failed with each error code (0–1)."""
+    """Per bucket, the share of finished runs that failed with each error code (0–1); a cancel is not a failure."""
     if runs.empty:
         return pd.DataFrame()
-    failed = runs[runs["status"] != JobStatus.COMPLETED].assign(code=lambda f: f["error_code"].fillna(f["status"]))
+    failed = runs[runs["status"].isin(JobStatus.FAILURES)].assign(code=lambda f: f["error_code"].fillna(f["status"]))
     totals = runs.set_index("finished_at").resample(bucket).size()
     if failed.empty:
         return pd.DataFrame(index=totals.index)

@@ -60,6 +60,16 @@ def status_badge(status: str) -> None:
     st.badge(status.replace("_", " ").title(), color=STATUS_COLOURS.get(status, "gray"))  # type: ignore[arg-type]
 
 
+def outcome(run: dict[str, Any]) -> None:
+    """How an unsuccessful run ended: a cancel is the user's own stop, said plainly; a failure gets its title,
+    message and what to try. Nothing for a run still going or one that made its video."""
+    status = run.get("status")
+    if status == JobStatus.CANCELLED:
+        st.info("Cancelled: it was stopped before it finished, so nothing was published.", icon=":material/block:")
+    elif status in JobStatus.FAILURES:
+        failure(run.get("error_code"), run.get("error_message"))
+
+
 def failure(code: str | None, message: str | None) -> None:
     """A failed run: the friendly title for its code, the worker's message, and what to try."""
     info = friendly_error(code or "")

@@ -14,7 +14,7 @@ from dashboard import state, views
 from dashboard.jobs import submit
 from tests.dashboard_support import MEDIA, dashboard_env, example_job, local_endpoint, open_page, rerun_until, texts
 from worker.client import StudioClient
-from worker.contract import JobStatus
+from worker.contract import ErrorCode, JobStatus
 from worker.settings import Settings
 
 LONG_SPEECH = "This sentence is here to make the speech last for a good while. " * 12
@@ -94,10 +94,15 @@ def test_cancel_stops_a_running_job(live: tuple[StudioClient, Catalog]) -> None:
     rerun_until(at, lambda a: live[1].get(job_id)["status"] == JobStatus.IN_PROGRESS)  # type: ignore[index]
 
     at.button(key=f"live.cancel.{job_id}").click().run()
+    assert "Stop it? The work so far is lost." in texts(at), "a running job's cancel is confirmed once"
+    assert live[1].get(job_id)["status"] == JobStatus.IN_PROGRESS  # type: ignore[index]
+    at.button(key=f"live.cancel.yes.{job_id}").click().run()
     rerun_until(at, lambda a: live[1].get(job_id)["status"] in JobStatus.FINAL)  # type: ignore[index]
 
     assert live[1].get(job_id)["status"] == JobStatus.CANCELLED  # type: ignore[index]
-    rerun_until(at, lambda a: "The job was cancelled" in texts(a))
+    # The user's own cancel is neutral: no red failure, no "see the message" without a message.
+    rerun_until(at, lambda a: any(i.value.startswith("Cancelled: it was stopped") for i in a.info))
+    assert not [e.value for e in at.error]
 
 
 def test_a_failed_job_shows_what_went_wrong_and_what_to_try(live: tuple[StudioClient, Catalog]) -> None:
@@ -121,3 +126,28 @@ def test_a_job_the_endpoint_does_not_know_can_be_marked_lost(live: tuple[StudioC
     run = live[1].get("local-never-sent")
     assert run is not None and run["status"] == JobStatus.FAILED
     assert "The worker stopped while running the job" in texts(at)
+
+
+def test_a_queued_job_is_cancelled_at_once_and_health_does_not_count_cancels_as_failures(
+    live: tuple[StudioClient, Catalog],
+) -> None:
+    """Two cancels (one recorded with E_CANCELLED by the endpoint, one with no code) are neither failures nor
+    two kinds of thing on the Health page."""
+    from dashboard.health import failure_rates, recent_finished
+
+    _, catalog = live
+    long_job = {**example_job("busy"), "cond_audio": None, "tts_audio": {"text": LONG_SPEECH}, "mode": "streaming"}
+    busy, queued = _send(live, long_job), _send(live, {**example_job("waiting"), "mode": "clip"})
+    at = _live_page(busy, queued)
+    rerun_until(at, lambda a: catalog.get(busy)["status"] == JobStatus.IN_PROGRESS)  # type: ignore[index]
+    at.button(key=f"live.cancel.{queued}").click().run()
+    assert catalog.get(queued)["status"] == JobStatus.CANCELLED, "a queued job needs no confirmation"  # type: ignore[index]
+    at.button(key=f"live.cancel.{busy}").click().run()
+    at.button(key=f"live.cancel.yes.{busy}").click().run()
+    rerun_until(at, lambda a: catalog.get(busy)["status"] == JobStatus.CANCELLED)  # type: ignore[index]
+
+    assert not {code for code in catalog.failure_counts_by_code() if code == ErrorCode.CANCELLED}
+    runs = recent_finished(catalog, "local")
+    assert set(runs["status"]) >= {JobStatus.CANCELLED}
+    rates = failure_rates(runs, "5min")
+    assert ErrorCode.CANCELLED not in rates.columns and JobStatus.CANCELLED not in rates.columns

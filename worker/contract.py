@@ -190,6 +190,9 @@ class JobStatus:
     TIMED_OUT = "TIMED_OUT"
 
     FINAL = frozenset({COMPLETED, FAILED, CANCELLED, TIMED_OUT})
+    FAILURES = frozenset({FAILED, TIMED_OUT})
+    """Ended without a video through no choice of the user's. CANCELLED is the user's own stop: not a failure,
+    whether the endpoint recorded E_CANCELLED with it (a running job) or nothing (a queued one)."""
     ALL = (IN_QUEUE, IN_PROGRESS, COMPLETED, FAILED, CANCELLED, TIMED_OUT)
 
 

@@ -26,7 +26,7 @@ from dashboard.history import (
     timing_rows,
 )
 from dashboard.signin import signed_in_email
-from worker.contract import JobError, JobStatus
+from worker.contract import JobError
 
 K = "history."
 GRID_COLUMNS = 4
@@ -192,8 +192,7 @@ def _batch_items(run: dict[str, Any]) -> None:
     seconds = (run.get("execution_ms") or 0) / 1000
     made_in = f" in {views.duration(seconds)}" if seconds else ""
     st.markdown(f"A batch of **{run['batch_items']}** jobs, run one after another{made_in}.")
-    if run["status"] != JobStatus.COMPLETED:
-        views.failure(run.get("error_code"), run.get("error_message"))
+    views.outcome(run)
     _grid(items, key=K + "batch-open.")
 
 
@@ -224,8 +223,7 @@ def _detail(run_id: str) -> None:
         watch, facts = st.columns([3, 2], gap="large")
         with watch:
             views.video(state.store(), run.get("video_key"))
-            if run["status"] not in (JobStatus.COMPLETED, JobStatus.IN_QUEUE, JobStatus.IN_PROGRESS):
-                views.failure(run.get("error_code"), run.get("error_message"))
+            views.outcome(run)
             views.warnings(run)
         with facts:
             a, b = st.columns(2)

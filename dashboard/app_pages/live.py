@@ -40,6 +40,32 @@ def refresh(runs: list[dict[str, Any]], local: bool) -> None:
     backoff.record(any(r.changed for r in results))
 
 
+def _cancel_button(view: LiveView) -> None:
+    """Cancel a queued job at once; a running one after one confirmation (its work so far is lost)."""
+    asking = f"live.cancel.asking.{view.run_id}"
+    running = view.status == JobStatus.IN_PROGRESS
+    if not st.session_state.get(asking):
+        if not st.button("Cancel", key=f"live.cancel.{view.run_id}", icon=":material/cancel:"):
+            return
+        if running:
+            st.session_state[asking] = True
+    if st.session_state.get(asking):
+        st.caption("Stop it? The work so far is lost.")
+        yes, no = st.columns(2)
+        stop = yes.button("Stop", key=f"live.cancel.yes.{view.run_id}", type="primary")
+        if no.button("Keep", key=f"live.cancel.no.{view.run_id}"):
+            st.session_state[asking] = False
+            return
+        if not stop:
+            return
+    st.session_state[asking] = False
+    try:
+        status = cancel(state.client(), state.catalog(), {"run_id": view.run_id, "job_id": view.job_id})
+        st.toast(f"Cancel asked for {view.job_id}: now {status}")
+    except EndpointError as error:
+        st.toast(f"Could not cancel: {error}", icon=":material/error:")
+
+
 def _card(view: LiveView) -> None:
     with st.container(border=True):
         top, actions = st.columns([5, 1], vertical_alignment="center")
@@ -48,12 +74,7 @@ def _card(view: LiveView) -> None:
             st.markdown(f"**{views.plain(view.prompt[:140])}**")
             st.caption(f"job `{view.job_id}`" + (f" · item {view.item[0]} of {view.item[1]}" if view.item else ""))
         with actions:
-            if st.button("Cancel", key=f"live.cancel.{view.run_id}", icon=":material/cancel:"):
-                try:
-                    status = cancel(state.client(), state.catalog(), {"run_id": view.run_id, "job_id": view.job_id})
-                    st.toast(f"Cancel asked for {view.job_id}: now {status}")
-                except EndpointError as error:
-                    st.toast(f"Could not cancel: {error}", icon=":material/error:")
+            _cancel_button(view)
         st.progress(min(1.0, view.pct / 100.0), text=f"{view.stage} · {view.pct:.0f}%")
         cols = st.columns(4)
         cols[0].metric("Elapsed", views.duration(view.elapsed_s))
@@ -81,8 +102,7 @@ def _finished(run_ids: list[str]) -> None:
             with about:
                 views.status_badge(run["status"])
                 st.markdown(f"**{views.plain((run.get('prompt') or '')[:140])}**")
-                if run["status"] != JobStatus.COMPLETED:
-                    views.failure(run.get("error_code"), run.get("error_message"))
+                views.outcome(run)
                 views.warnings(run)
             with watch:
                 views.video(store, run.get("video_key"))
