@@ -196,6 +196,20 @@ class Catalog:
                 self._update(conn, run_id, {**changes, "updated_at": utc_now()})
         return bool(changes)
 
+    def reopen(self, run_id: str) -> bool:
+        """Put a failed or timed-out run back in the queue under its own id, as the local endpoint's /retry
+        does with the job: its outcome is cleared, its params and curation stay. False when it did not fail."""
+        failures = tuple(sorted(JobStatus.FAILURES))
+        with self._write() as conn:
+            current = self._row(run_id)
+            if current is None or current["status"] not in failures:
+                return False
+            cleared = dict.fromkeys(("error_code", "error_message", "finished_at", "started_at", "progress_stage"))
+            self._update(
+                conn, run_id, {**cleared, "status": JobStatus.IN_QUEUE, "progress_pct": 0.0, "updated_at": utc_now()}
+            )
+        return True
+
     @staticmethod
     def _final_columns(status: str, output: Any, error: Any) -> dict[str, Any]:
         columns: dict[str, Any] = {"finished_at": utc_now()}

@@ -7,6 +7,7 @@ the same runs; the endpoint is asked only for runs still queued or running.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +18,7 @@ from catalog import Catalog, bucket
 from catalog.sync import restore_unfinished, settle
 from dashboard.media import stored_key
 from worker.client import EndpointError, JobState, StudioClient
-from worker.contract import ErrorCode, JobError, JobStatus, Stage
+from worker.contract import INLINE_MEDIA_NOTE, ErrorCode, JobError, JobStatus, Stage
 from worker.settings import Settings
 from worker.store import Store
 
@@ -163,6 +164,34 @@ def cancel(client: StudioClient, catalog: Catalog, run: dict[str, Any]) -> str:
     if state.status in JobStatus.FINAL:
         catalog.apply_status(run["run_id"], state.status)
     return state.status
+
+
+def retry(
+    client: StudioClient,
+    catalog: Catalog,
+    run: dict[str, Any],
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    submitted_by: str | None = None,
+) -> str:
+    """Run a failed run again; return the job id to follow. The local endpoint runs the same job again under its
+    id (/retry); RunPod gets the same request as a new job. Media that went inline were not kept: JobError says
+    to add them again."""
+    if settings.is_local_endpoint:
+        client.retry(run["job_id"])
+        catalog.reopen(run["run_id"])
+        return str(run["job_id"])
+    params = dict(run.get("params") or {})
+    if INLINE_MEDIA_NOTE in json.dumps(params):
+        raise JobError(
+            ErrorCode.INPUT_VALIDATION,
+            "this run's media were sent inline and not kept: open it in History, Reuse these params and add them",
+            at_stage=Stage.VALIDATION_STARTED,
+        )
+    return submit(
+        client, catalog, params, settings.endpoint_id, store=store, settings=settings, submitted_by=submitted_by
+    )
 
 
 def parse_time(text: str | None) -> dt.datetime | None:

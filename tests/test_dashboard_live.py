@@ -151,3 +151,29 @@ def test_a_queued_job_is_cancelled_at_once_and_health_does_not_count_cancels_as_
     assert set(runs["status"]) >= {JobStatus.CANCELLED}
     rates = failure_rates(runs, "5min")
     assert ErrorCode.CANCELLED not in rates.columns and JobStatus.CANCELLED not in rates.columns
+
+
+def test_a_job_that_failed_for_a_passing_reason_can_be_retried_from_its_card(
+    live: tuple[StudioClient, Catalog],
+) -> None:
+    """A download that failed (retryable) offers Retry; the local endpoint runs the same job again (/retry)."""
+    _, catalog = live
+    job_id = _send(live, {**example_job("unreachable photo"), "cond_video": "https://photos.invalid/face.jpg"})
+    at = _live_page(job_id)
+    rerun_until(at, lambda a: "Just finished" in texts(a))
+    first = catalog.get(job_id)
+    assert first is not None and first["status"] == JobStatus.FAILED
+    assert first["error_code"] == ErrorCode.DOWNLOAD_FAILED
+    at.button(key=f"live.retry.{job_id}").click().run()
+    assert catalog.get(job_id)["status"] != JobStatus.FAILED, "the run is back in the queue"  # type: ignore[index]
+    rerun_until(at, lambda a: catalog.get(job_id)["status"] == JobStatus.FAILED)  # type: ignore[index]
+    assert job_id in at.session_state[state.SUBMITTED]
+
+
+def test_a_cancelled_job_offers_no_retry(live: tuple[StudioClient, Catalog]) -> None:
+    job_id = _send(live, {**example_job("cancel me"), "mode": "clip"})
+    live[0].cancel(job_id)
+    live[1].apply_status(job_id, JobStatus.CANCELLED)
+    at = _live_page(job_id)
+    rerun_until(at, lambda a: "Just finished" in texts(a))
+    assert f"live.retry.{job_id}" not in [b.key for b in at.button]

@@ -7,10 +7,10 @@ from typing import Any
 
 import streamlit as st
 
-from dashboard import navigation, state, views
-from dashboard.jobs import Backoff, LiveView, cancel, live_view, mark_lost, poll_all, recover
+from dashboard import navigation, signin, state, views
+from dashboard.jobs import Backoff, LiveView, cancel, live_view, mark_lost, poll_all, recover, retry
 from worker.client import LOCAL_POLL_START_S, POLL_MAX_S, POLL_START_S, EndpointError
-from worker.contract import JobError, JobStatus
+from worker.contract import ERROR_INFO, JobError, JobStatus
 
 BACKOFF = "live.backoff"
 SEEN = "live.seen"
@@ -90,6 +90,24 @@ def _card(view: LiveView) -> None:
                 mark_lost(state.catalog(), view.run_id)
 
 
+def _retry_button(run: dict[str, Any]) -> None:
+    """Run a job that failed for a reason worth retrying (a lost worker, a download, the store) again."""
+    if not st.button("Retry", key=f"live.retry.{run['run_id']}", icon=":material/replay:"):
+        return
+    try:
+        job_id = retry(
+            state.client(), state.catalog(), run, state.settings(), store=state.store(),
+            submitted_by=signin.signed_in_email(),
+        )  # fmt: skip
+    except (EndpointError, JobError) as error:
+        st.toast(f"Could not retry: {getattr(error, 'message', None) or error}", icon=":material/error:")
+        return
+    submitted = st.session_state.setdefault(state.SUBMITTED, [])
+    if job_id not in submitted:
+        submitted.append(job_id)
+    st.toast(f"Retrying as job {job_id}", icon=":material/replay:")
+
+
 def _finished(run_ids: list[str]) -> None:
     catalog, store = state.catalog(), state.store()
     runs = [run for run in (catalog.get(run_id) for run_id in run_ids) if run and run["status"] in JobStatus.FINAL]
@@ -103,6 +121,10 @@ def _finished(run_ids: list[str]) -> None:
                 views.status_badge(run["status"])
                 st.markdown(f"**{views.plain((run.get('prompt') or '')[:140])}**")
                 views.outcome(run)
+                if run["status"] in JobStatus.FAILURES and ERROR_INFO.get(run.get("error_code") or "", {}).get(
+                    "retryable"
+                ):
+                    _retry_button(run)
                 views.warnings(run)
             with watch:
                 views.video(store, run.get("video_key"))
