@@ -40,3 +40,17 @@ def speech_then_silence(source: Path, out: Path, speech_s: float, silence_s: flo
     speech = decode_audio(source, field="test", max_seconds=speech_s)[: int(speech_s * AUDIO_SAMPLE_RATE)]
     silence = np.zeros(int(silence_s * AUDIO_SAMPLE_RATE), np.float32)
     return write_wav(out, np.concatenate([speech, silence]))
+
+
+def wav_bytes(samples: np.ndarray, sample_rate: int = AUDIO_SAMPLE_RATE) -> bytes:
+    """Float samples in [-1, 1] as the bytes of a 16-bit mono WAV (what an upload or st.audio_input hands over)."""
+    import io
+    import wave
+
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(sample_rate)
+        wav.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    return out.getvalue()

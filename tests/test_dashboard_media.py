@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import tempfile
 import wave
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 import requests
 
 from dashboard.media import Media, commit, inspect, plan, refresh_ref, stored_key, upload_key
+from tests.media_tools import wav_bytes
 from tests.s3server import S3Server
 from worker.audio import speech_level
 from worker.contract import ErrorCode, JobError, Limits
@@ -28,13 +28,7 @@ def _media(name: str) -> Media:
 
 
 def _wav(seconds: float) -> bytes:
-    out = io.BytesIO()
-    with wave.open(out, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(16000)
-        wav.writeframes(np.zeros(int(seconds * 16000), dtype=np.int16).tobytes())
-    return out.getvalue()
+    return wav_bytes(np.zeros(int(seconds * 16000)))
 
 
 @pytest.fixture
@@ -164,13 +158,7 @@ def test_a_presigned_url_for_an_object_gone_from_the_bucket_is_kept_as_it_was(
 
 
 def _wav_of(samples: np.ndarray) -> bytes:
-    out = io.BytesIO()
-    with wave.open(out, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(16000)
-        wav.writeframes((np.clip(samples, -1, 1) * 32767).astype(np.int16).tobytes())
-    return out.getvalue()
+    return wav_bytes(samples)
 
 
 def _scaled_speech(level_db: float) -> bytes:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import wave
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from catalog.records import INLINE_NOTE
 from dashboard import state
 from dashboard.forms import bounds
 from tests.dashboard_support import MEDIA, dashboard_env, local_endpoint, open_page, texts
+from tests.media_tools import wav_bytes
 from worker.audio import speech_level
 from worker.contract import Defaults, JobStatus, Limits
 
@@ -264,13 +264,7 @@ def test_a_camera_photo_can_be_the_portrait(data_dir: Path) -> None:
 
 def _recording(samples: np.ndarray) -> bytes:
     """A 16 kHz 16-bit WAV of samples, as st.audio_input hands the page a recording."""
-    out = io.BytesIO()
-    with wave.open(out, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(16000)
-        wav.writeframes((np.clip(samples, -1, 1) * 32767).astype(np.int16).tobytes())
-    return out.getvalue()
+    return wav_bytes(samples)
 
 
 def _example_speech_at(level_db: float) -> np.ndarray:
