@@ -25,7 +25,8 @@ def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
     """A local endpoint running the real pipeline (preview engine); yields the environment that points at it."""
     data_dir = tmp_path_factory.mktemp("submit-endpoint")
     port = free_port()
-    env = {"STUDIO_DATA_DIR": str(data_dir), "STUDIO_LOCAL_PORT": str(port)}
+    # The webhook receiver is on loopback, which an endpoint refuses unless its operator allows private URLs.
+    env = {"STUDIO_DATA_DIR": str(data_dir), "STUDIO_LOCAL_PORT": str(port), "STUDIO_ALLOW_PRIVATE_URLS": "1"}
     with running_endpoint(env, port=port):
         yield env
 
