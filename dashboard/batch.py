@@ -1,6 +1,8 @@
 """Reading a batch of jobs from a CSV or JSONL file, each line checked with the worker's contract.
 
 JSONL: one job input per line, bare or wrapped as `{"input": {...}}` (the payload files' shape).
+JSON: one batch input, bare (`{"batch": [...]}`) or a payload file as it is (`{"input": {"batch": [...]}}`, like
+`examples/batch.json`); the batch's shared fields (`output_config`) go to every item that does not set its own.
 CSV: one job per row; a column is a job field, dotted for nested ones (`cond_audio.person1`,
 `tts_audio.text`); a cell holding JSON (`[10, 20, 300, 400]`) is read as JSON; empty cells are left out.
 Media are given as URLs or paths the worker may read; the worker checks them again when it runs.
@@ -12,10 +14,12 @@ import csv
 import io
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from dashboard.forms import validate
+from dashboard.forms import media_refs, validate
 from worker.contract import Limits
+from worker.inputs import classify
 from worker.settings import Settings
 
 MAX_JOBS = Limits.MAX_BATCH_ITEMS
@@ -94,9 +98,47 @@ def read_jsonl(text: str) -> list[tuple[int, dict[str, Any]]]:
     return jobs
 
 
+def read_json(text: str) -> list[tuple[int, dict[str, Any]]]:
+    """Jobs from one batch input or payload file, numbered by their place in its `batch` list (1 first)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise BatchFileError(f"the file is not JSON ({error.msg} at line {error.lineno})") from None
+    if isinstance(value, dict) and isinstance(value.get("input"), dict):
+        value = value["input"]
+    items = value.get("batch") if isinstance(value, dict) else None
+    if not isinstance(items, list):
+        raise BatchFileError('a .json batch holds {"batch": [...]} or a payload {"input": {"batch": [...]}}')
+    shared = {key: item for key, item in value.items() if key != "batch"}
+    jobs = []
+    for number, item in enumerate(items, start=1):
+        if not isinstance(item, dict):
+            raise BatchFileError(f"batch item {number} must be a JSON object (one job input)")
+        jobs.append((number, {**shared, **item}))
+    return jobs
+
+
+RELATIVE_NOTE = (
+    "{ref} is relative to the batch file, and an uploaded file's folder is not known here; give an absolute "
+    "path inside an allowed folder, a URL, or a stored path"
+)
+"""Why a relative media path cannot be used: a payload file's paths are relative to where it lies, which the
+browser does not send with an upload (examples/batch.json names media/portrait.jpg beside it)."""
+
+
+def relative_errors(job: dict[str, Any]) -> dict[str, str]:
+    """{field: RELATIVE_NOTE} for each medium a job names by a relative path."""
+    return {
+        name: RELATIVE_NOTE.format(ref=ref)
+        for name, ref in media_refs(job)
+        if classify(ref) == "path" and not Path(ref).is_absolute()
+    }
+
+
 def read_batch(name: str, data: bytes, settings: Settings | None = None) -> list[BatchLine]:
-    """Read and check a batch file (`.csv`, `.jsonl` or `.ndjson`) with the contract and, given the settings,
-    the worker's path rule; BatchFileError when it cannot be used."""
+    """Read and check a batch file (`.csv`, `.jsonl`, `.ndjson` or `.json`) with the contract and, given the
+    settings, the worker's path rule; a relative media path is named as such (see RELATIVE_NOTE) rather than
+    looked up beside the dashboard. BatchFileError when the file cannot be used."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -106,10 +148,12 @@ def read_batch(name: str, data: bytes, settings: Settings | None = None) -> list
         jobs = read_csv(text)
     elif lowered.endswith((".jsonl", ".ndjson")):
         jobs = read_jsonl(text)
+    elif lowered.endswith(".json"):
+        jobs = read_json(text)
     else:
-        raise BatchFileError(f"{name}: upload a .csv or .jsonl file")
+        raise BatchFileError(f"{name}: upload a .csv, .jsonl or .json file")
     if not jobs:
         raise BatchFileError(f"{name} holds no jobs")
     if len(jobs) > MAX_JOBS:
         raise BatchFileError(f"{name} holds {len(jobs)} jobs; send at most {MAX_JOBS} at a time")
-    return [BatchLine(line, job, validate(job, settings)) for line, job in jobs]
+    return [BatchLine(line, job, validate(job, settings) | relative_errors(job)) for line, job in jobs]

@@ -161,10 +161,34 @@ def test_a_jsonl_batch_takes_bare_inputs_and_payload_files_alike() -> None:
     assert bad.line == 3 and "sample_steps" in bad.errors
 
 
+def test_a_payload_file_loads_as_it_is_and_its_relative_paths_are_named_per_line(tmp_path: Path) -> None:
+    """examples/batch.json used to be refused (".csv or .jsonl"); its media paths are relative to it, which an
+    upload does not tell, so each line says so instead of a generic path rule or a lookup beside the dashboard."""
+    from worker.settings import Settings
+
+    payload = (EXAMPLES / "batch.json").read_bytes()
+    greeting, short = read_batch("batch.json", payload, Settings(data_dir=tmp_path))
+    assert (greeting.line, short.line) == (1, 2) and greeting.job["id"] == "greeting"
+    assert greeting.job["output_config"] == {"prefix": "batches"}, "the batch's shared output_config goes along"
+    assert set(greeting.errors) == {"cond_video", "cond_audio.person1"}
+    assert "media/portrait.jpg is relative to the batch file" in greeting.errors["cond_video"]
+
+    # The same items with absolute paths (or a bare {"batch": [...]}) are ready to send.
+    items = json.loads(payload)["input"]["batch"]
+    for item in items:
+        item["cond_video"] = str(EXAMPLES / item["cond_video"])
+        item["cond_audio"] = {"person1": str(EXAMPLES / item["cond_audio"]["person1"])}
+    roots = Settings(data_dir=tmp_path, input_roots=(EXAMPLES,))
+    assert all(line.ok for line in read_batch("b.json", json.dumps({"batch": items}).encode(), roots))
+
+
 @pytest.mark.parametrize(
     ("name", "data", "message"),
     [
-        ("jobs.txt", b"prompt\n", "upload a .csv or .jsonl"),
+        ("jobs.txt", b"prompt\n", "upload a .csv, .jsonl or .json"),
+        ("jobs.json", b"{broken", "not JSON"),
+        ("jobs.json", b'{"prompt": "one job"}', "a .json batch holds"),
+        ("jobs.json", b'{"batch": [1]}', "batch item 1 must be a JSON object"),
         ("jobs.jsonl", b"{broken\n", "line 1 is not JSON"),
         ("jobs.jsonl", b"[1, 2]\n", "must be a JSON object"),
         ("jobs.csv", b"", "no header row"),

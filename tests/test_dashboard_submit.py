@@ -220,6 +220,22 @@ def test_a_batch_file_sends_one_job_per_line(data_dir: Path) -> None:
     assert prompts == {"batch line 0", "batch line 1", "batch line 2"}
 
 
+def test_the_example_batch_payload_loads_as_it_is_and_says_why_its_paths_cannot_be_followed(data_dir: Path) -> None:
+    """examples/batch.json was refused as "not .csv or .jsonl"; its paths are relative to where it lies, which an
+    upload does not say: each line names the path and what to give instead, and nothing is sent."""
+    before = len(_catalog(data_dir).search().rows)
+    at = open_page("submit")
+    payload = (MEDIA.parent / "batch.json").read_bytes()
+    at.file_uploader(key="submit.batch_file").upload("batch.json", payload, "application/json").run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert list(table["line"]) == [1, 2]
+    assert all("media/portrait.jpg is relative to the batch file" in problem for problem in table["problems"])
+    assert "2 of 2 jobs need fixing" in texts(at)
+    assert "submit.batch_submit" not in [b.key for b in at.button]
+    assert len(_catalog(data_dir).search().rows) == before
+
+
 def test_an_unreachable_endpoint_is_reported_and_nothing_is_recorded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

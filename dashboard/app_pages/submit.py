@@ -406,13 +406,15 @@ def _send(job: dict[str, Any], uploads: list[Planned]) -> str | None:
 
 
 def _batch() -> None:
-    with st.expander("Batch: many jobs from a CSV or JSONL file", icon=":material/table_rows:"):
+    with st.expander("Batch: many jobs from a CSV, JSONL or JSON file", icon=":material/table_rows:"):
         st.caption(
             "One job per row (CSV, columns named like the job's fields: `prompt`, `cond_video`, "
-            "`cond_audio.person1`, `tts_audio.text`, `sample_steps`, …) or per line (JSONL). Media are URLs or "
-            f"stored paths. At most {Limits.MAX_BATCH_ITEMS} jobs per file."
+            "`cond_audio.person1`, `tts_audio.text`, `sample_steps`, …), per line (JSONL), or a batch payload "
+            'file as it is (JSON, `{"input": {"batch": [...]}}` like `examples/batch.json`). Media are URLs, '
+            "stored paths or absolute paths in the allowed folders: a path relative to the file cannot be followed "
+            f"from an upload. At most {Limits.MAX_BATCH_ITEMS} jobs per file."
         )
-        uploaded = st.file_uploader("Batch file", type=["csv", "jsonl", "ndjson"], key=K + "batch_file")
+        uploaded = st.file_uploader("Batch file", type=["csv", "jsonl", "ndjson", "json"], key=K + "batch_file")
         if uploaded is None:
             return
         try:
