@@ -63,6 +63,16 @@ def test_the_form_starts_at_the_contracts_defaults_and_limits(data_dir: Path) ->
     assert at.number_input(key="submit.param.sample_shift").value is None
 
 
+def test_the_prompt_and_speech_placeholders_read_as_hints_not_as_filled_in_text(data_dir: Path) -> None:
+    """A bare sample sentence ("A woman speaks warmly…") in an empty field looked like a prompt already given."""
+    at = open_page("submit")
+    prompt = at.text_area(key="submit.prompt")
+    assert prompt.value == "" and prompt.placeholder.startswith("For example: ")
+    at.radio(key="submit.p1_source").set_value("Text to speech").run()
+    speech = at.text_area(key="submit.tts_text")
+    assert speech.value == "" and speech.placeholder.startswith("For example: ")
+
+
 def test_a_preset_sets_every_parameter(data_dir: Path) -> None:
     at = open_page("submit")
     at.number_input(key="submit.param.base_seed").set_value(7).run()

@@ -67,6 +67,10 @@ LABELS = {
     "lora": "lightx2v LoRA",
     "lora_scale": "LoRA scale",
 }
+PROMPT_HINT = "For example: a woman speaks warmly to the camera in a bright studio"
+TTS_HINT = "For example: Hello! (s2) Hi there. Tag what each person says with (s1) / (s2)"
+"""Placeholders that read as hints, not as text already typed: a bare sample sentence in a new form looked filled
+in, so a new user thought the prompt was set (issue 16). Each starts with "For example:"."""
 HELP = {
     "mode": "clip renders one clip of `Frames per clip`; streaming renders the whole speech, clip after clip.",
     "frame_num": "Must be 4n+1 (81 = 3.2 s at 25 fps).",
@@ -239,7 +243,7 @@ def _tts_input() -> None:
         "Text to speak",
         key=K + "tts_text",
         max_chars=Limits.MAX_TTS_CHARS,
-        placeholder="Hello! (s2) Hi there. — tag lines with (s1) / (s2) for two people",
+        placeholder=TTS_HINT,
     )
     try:
         catalogue = voice_catalogue()
@@ -475,7 +479,7 @@ def main() -> None:
             "Describe the scene",
             key=K + "prompt",
             max_chars=Limits.MAX_PROMPT_CHARS,
-            placeholder="A woman speaks warmly to the camera in a bright studio",
+            placeholder=PROMPT_HINT,
         )
         prompt_errors = st.empty()
         params = _parameters()
