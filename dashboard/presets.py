@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from dashboard.forms import form_defaults
+from dashboard.forms import PARAM_NAMES, form_defaults
 
 
 @dataclass(frozen=True)
@@ -54,3 +54,29 @@ PRESETS: dict[str, Preset] = {
         ),
     )
 }
+
+
+def _same(left: Any, right: Any) -> bool:
+    if isinstance(left, bool) or isinstance(right, bool) or left is None or right is None:
+        return left is right or left == right
+    if isinstance(left, int | float) and isinstance(right, int | float):
+        return abs(float(left) - float(right)) < 1e-9  # a number widget hands 2 back as 2.0
+    return bool(left == right)
+
+
+def matching(params: dict[str, Any]) -> str | None:
+    """The name of the preset the form's parameters are exactly, or None once any parameter differs from each.
+
+    The Submit page shows it, so a user knows whether the parameters are still a preset's after editing one.
+    """
+    for preset in PRESETS.values():
+        wanted = preset.params()
+        if all(_same(params.get(name), wanted[name]) for name in PARAM_NAMES):
+            return preset.name
+    return None
+
+
+def is_default(params: dict[str, Any]) -> bool:
+    """Whether the parameters are still a new form's."""
+    defaults = form_defaults()
+    return all(_same(params.get(name), defaults[name]) for name in PARAM_NAMES)

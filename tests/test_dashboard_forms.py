@@ -17,6 +17,7 @@ from dashboard.forms import (
     default_params,
     errors_for,
     field_errors,
+    form_defaults,
     plan_frames,
     prefill_from,
     speech_seconds,
@@ -110,6 +111,16 @@ def test_every_preset_is_a_valid_job_and_sets_every_parameter(name: str) -> None
     assert set(params) == set(PARAM_NAMES)
     job = build_job_input("p", "https://x/p.jpg", Speech(person1="https://x/a.wav"), params)
     assert validate(job) == {}
+
+
+def test_the_matching_preset_is_named_and_any_difference_makes_it_custom() -> None:
+    from dashboard.presets import is_default, matching
+
+    for name, preset in PRESETS.items():
+        assert matching(preset.params()) == name
+        assert matching({**preset.params(), "base_seed": 7}) is None
+    assert matching(form_defaults()) is None and is_default(form_defaults())
+    assert matching({**PRESETS["4-step LoRA"].params(), "sample_steps": 4.0, "num_persistent_param_in_dit": 0})
 
 
 def test_presets_differ_where_they_promise_to() -> None:

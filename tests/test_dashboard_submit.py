@@ -85,6 +85,20 @@ def test_a_preset_sets_every_parameter(data_dir: Path) -> None:
     assert at.toggle(key="submit.param.lora").value is False
 
 
+def test_the_active_preset_is_shown_until_a_parameter_differs(data_dir: Path) -> None:
+    """Nothing said which preset the form held, so an edited preset still looked like the one last clicked."""
+    at = open_page("submit")
+    assert "Active preset: none (the form's defaults)" in texts(at)
+    at.button(key="submit.preset.Fast preview").click().run()
+    assert "Active preset: **Fast preview**" in texts(at)
+    at.number_input(key="submit.param.sample_steps").set_value(9).run()
+    assert "Active preset: **custom**" in texts(at)
+    at.number_input(key="submit.param.sample_steps").set_value(8).run()
+    assert "Active preset: **Fast preview**" in texts(at), "back to the preset's value is the preset again"
+    at.button(key="submit.preset.4-step LoRA").click().run()
+    assert "Active preset: **4-step LoRA**" in texts(at), "its float fields match though widgets hand floats back"
+
+
 def test_a_recording_shows_its_length_and_the_frames_it_will_make(data_dir: Path) -> None:
     """A new form renders the whole speech (streaming, as InfiniteTalk's app); clip mode says what it cuts."""
     at = _photo_and_recording(open_page("submit"), "length check")

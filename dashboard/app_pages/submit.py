@@ -28,7 +28,7 @@ from dashboard.forms import (
 )
 from dashboard.jobs import submit
 from dashboard.media import Media, MediaFacts, Planned, commit, inspect, plan, refresh_ref, stored_key
-from dashboard.presets import PRESETS
+from dashboard.presets import PRESETS, is_default, matching
 from dashboard.signin import signed_in_email
 from worker.audio import voice_catalogue, voice_sample
 from worker.client import EndpointError
@@ -327,8 +327,18 @@ def _parameters() -> dict[str, Any]:
     return {name: st.session_state[K + f"param.{name}"] for name in BASIC_PARAMS + ADVANCED_PARAMS}
 
 
+def _active_preset() -> str:
+    """Which preset the parameters are now ("custom" once one differs from every preset): a changed field deep in
+    Advanced no longer passes for the preset last clicked."""
+    params = {name: st.session_state.get(K + f"param.{name}") for name in BASIC_PARAMS + ADVANCED_PARAMS}
+    name = matching(params)
+    if name:
+        return f"Active preset: **{name}**"
+    return "Active preset: none (the form's defaults)" if is_default(params) else "Active preset: **custom**"
+
+
 def _presets() -> None:
-    st.caption("Presets set every parameter at once")
+    st.caption(f"Presets set every parameter at once · {_active_preset()}")
     cols = st.columns(len(PRESETS))
     for col, preset in zip(cols, PRESETS.values(), strict=True):
         col.button(
