@@ -45,6 +45,23 @@ PARAM_NAMES = BASIC_PARAMS + ADVANCED_PARAMS
 OPTIONAL_PARAMS = frozenset({"sample_shift", "num_persistent_param_in_dit", "quant", "quant_dir"})
 """Parameters whose absence means "the worker decides" (a size's default shift, the GPU's memory, no quant)."""
 
+GPU_ONLY_PARAMS = (
+    "use_teacache",
+    "teacache_thresh",
+    "use_apg",
+    "apg_momentum",
+    "apg_norm_threshold",
+    "num_persistent_param_in_dit",
+    "offload_model",
+    "quant",
+    "quant_dir",
+    "lora",
+    "lora_scale",
+)
+"""Parameters only the InfiniteTalk (GPU) engine reads: speed-ups, guidance, memory and weights. The preview
+engine never looks at them (tests check its source), so on it they change nothing in the video."""
+PREVIEW_NOTE = "Does nothing on the preview engine this local endpoint runs; the GPU worker uses it."
+
 _FIELD_LINE = re.compile(r"^(?P<field>[A-Za-z_][\w.\[\]]*): (?P<message>.+)$", re.DOTALL)
 
 
@@ -98,6 +115,13 @@ def choices(name: str) -> list[Any]:
 def describe(name: str) -> str | None:
     """The contract's own description of a parameter, for a widget's help text."""
     return _field(name).description
+
+
+def engine_note(name: str, settings: Settings) -> str | None:
+    """PREVIEW_NOTE for a GPU-only parameter when the dashboard's endpoint is the local one on the preview engine
+    (the launcher starts both with the same STUDIO_ENGINE), so nobody waits for TeaCache to speed up a preview."""
+    preview = settings.is_local_endpoint and settings.engine == "preview"
+    return PREVIEW_NOTE if preview and name in GPU_ONLY_PARAMS else None
 
 
 def clean_params(values: dict[str, Any]) -> dict[str, Any]:

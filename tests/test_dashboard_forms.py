@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -121,6 +122,23 @@ def test_the_matching_preset_is_named_and_any_difference_makes_it_custom() -> No
         assert matching({**preset.params(), "base_seed": 7}) is None
     assert matching(form_defaults()) is None and is_default(form_defaults())
     assert matching({**PRESETS["4-step LoRA"].params(), "sample_steps": 4.0, "num_persistent_param_in_dit": 0})
+
+
+def test_the_gpu_only_parameters_are_ones_the_preview_engine_never_reads(tmp_path: Path) -> None:
+    """engine_note says "does nothing on the preview engine": true only while the preview never reads them."""
+    from dashboard.forms import GPU_ONLY_PARAMS, PREVIEW_NOTE, engine_note
+    from worker.settings import Settings
+
+    root = Path(__file__).resolve().parent.parent / "worker"
+    preview = "".join((root / name).read_text() for name in ("engines/preview.py", "engines/preview_face.py"))
+    preview += (root / "pipeline.py").read_text()
+    assert set(GPU_ONLY_PARAMS) <= set(PARAM_NAMES)
+    assert [name for name in GPU_ONLY_PARAMS if re.search(rf"\b{name}\b", preview)] == []
+    local = Settings(data_dir=tmp_path)
+    assert engine_note("use_teacache", local) == PREVIEW_NOTE and engine_note("sample_steps", local) is None
+    assert engine_note("use_teacache", local.with_(engine="infinitetalk")) is None
+    cloud = local.with_(endpoint_id="abc123", endpoint_base_url="https://api.runpod.ai/v2")
+    assert engine_note("use_teacache", cloud) is None, "a RunPod worker runs InfiniteTalk"
 
 
 def test_presets_differ_where_they_promise_to() -> None:

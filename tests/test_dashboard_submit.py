@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 from catalog import Catalog
 from catalog.records import INLINE_NOTE
 from dashboard import state
-from dashboard.forms import bounds
+from dashboard.forms import GPU_ONLY_PARAMS, PREVIEW_NOTE, bounds
 from tests.dashboard_support import MEDIA, dashboard_env, local_endpoint, open_page, texts
 from tests.media_tools import wav_bytes
 from worker.audio import speech_level
@@ -97,6 +97,31 @@ def test_the_active_preset_is_shown_until_a_parameter_differs(data_dir: Path) ->
     assert "Active preset: **Fast preview**" in texts(at), "back to the preset's value is the preset again"
     at.button(key="submit.preset.4-step LoRA").click().run()
     assert "Active preset: **4-step LoRA**" in texts(at), "its float fields match though widgets hand floats back"
+
+
+def test_gpu_only_settings_say_they_do_nothing_on_the_local_preview_engine(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TeaCache, LoRA, quant and offload looked as if they changed a preview; only the GPU engine reads them."""
+    at = open_page("submit")
+    helps = {name: _widget_help(at, name) for name in (*GPU_ONLY_PARAMS, "sample_steps", "motion_frame")}
+    assert all(PREVIEW_NOTE in helps[name] for name in GPU_ONLY_PARAMS), helps
+    assert PREVIEW_NOTE not in helps["sample_steps"] + helps["motion_frame"]
+    assert "On the preview engine this local endpoint runs, these do nothing" in texts(at)
+
+    monkeypatch.setenv("STUDIO_ENGINE", "infinitetalk")  # the same local endpoint, started on the GPU engine
+    at = open_page("submit")
+    assert not any(PREVIEW_NOTE in _widget_help(at, name) for name in GPU_ONLY_PARAMS)
+    assert "these do nothing" not in texts(at)
+
+
+def _widget_help(at: AppTest, name: str) -> str:
+    key = f"submit.param.{name}"
+    for kind in ("toggle", "number_input", "selectbox", "text_input"):
+        found = [w for w in at.get(kind) if getattr(w, "key", None) == key]
+        if found:
+            return found[0].help or ""
+    raise AssertionError(f"no widget for {name}")
 
 
 def test_a_recording_shows_its_length_and_the_frames_it_will_make(data_dir: Path) -> None:

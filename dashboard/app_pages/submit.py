@@ -12,6 +12,7 @@ from dashboard.batch import BatchFileError, read_batch
 from dashboard.forms import (
     ADVANCED_PARAMS,
     BASIC_PARAMS,
+    GPU_ONLY_PARAMS,
     OPTIONAL_PARAMS,
     Speech,
     bounds,
@@ -19,6 +20,7 @@ from dashboard.forms import (
     choices,
     default_params,
     describe,
+    engine_note,
     errors_for,
     form_defaults,
     plan_frames,
@@ -287,6 +289,8 @@ def _param_widget(name: str) -> None:
     key = K + f"param.{name}"
     label = LABELS[name]
     help_text = HELP.get(name) or describe(name)
+    if note := engine_note(name, state.settings()):
+        help_text = f"{note}\n\n{help_text}" if help_text else note
     options = choices(name)
     current = st.session_state[key]
     if options:
@@ -320,6 +324,11 @@ def _parameters() -> dict[str, Any]:
         with columns[index % 3]:
             _param_widget(name)
     with st.expander("Advanced parameters"):
+        if any(engine_note(name, state.settings()) for name in ADVANCED_PARAMS):
+            st.caption(
+                "On the preview engine this local endpoint runs, these do nothing (the GPU worker uses them): "
+                + ", ".join(LABELS[name] for name in GPU_ONLY_PARAMS)
+            )
         columns = st.columns(3)
         for index, name in enumerate(ADVANCED_PARAMS):
             with columns[index % 3]:
