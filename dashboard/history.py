@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,10 +87,24 @@ def facet_options(result: SearchResult, name: str, selected: list[Any]) -> list[
     return values + [value for value in selected if value not in values]
 
 
+def facet_word(name: str, value: Any) -> str:
+    """A facet value as a person reads it: `In queue`, `480p`, `2 people`, `8 steps` (the values stay the
+    catalogue's; only what is shown changes, and always the same way, so a selection keeps its label)."""
+    if name == "status":
+        return str(value).replace("_", " ").capitalize()
+    if name == "size":
+        return str(value).removeprefix("infinitetalk-") + "p"
+    if name == "speakers":
+        return "1 person" if value == 1 else f"{value} people"
+    if name == "sample_steps":
+        return f"{value} steps"
+    return str(value)
+
+
 def facet_counts(result: SearchResult, name: str, shown: int = 4) -> str:
-    """How many matches each of a facet's most common values has, e.g. `COMPLETED 6 · FAILED 2`."""
+    """How many matches each of a facet's most common values has, e.g. `Completed 6 · Failed 2`."""
     counts = [(value, n) for value, n in result.facets.get(name, {}).items() if value is not None]
-    text = " · ".join(f"{value} {n:,}" for value, n in counts[:shown])
+    text = " · ".join(f"{facet_word(name, value)} {n:,}" for value, n in counts[:shown])
     return text + (f" · {len(counts) - shown} more" if len(counts) > shown else "")
 
 
@@ -122,3 +137,12 @@ def timing_rows(timings: dict[str, Any]) -> list[dict[str, Any]]:
 def parse_tags(text: str) -> list[str]:
     """Tags typed as a comma-separated list."""
     return [tag.strip() for tag in text.split(",") if tag.strip()]
+
+
+def download_name(run: dict[str, Any], what: str, extension: str) -> str:
+    """A download's file name from the run's date and prompt (`2026-12-01-a-pilot-explains-the-video.mp4`),
+    so a folder of downloads reads as what they are; the run id where there is no prompt."""
+    words = re.findall(r"[a-z0-9]+", (run.get("prompt") or "").lower())[:6]
+    stem = "-".join(words)[:48].rstrip("-") or re.sub(r"[^A-Za-z0-9_-]", "_", run["run_id"])
+    day = (run.get("created_at") or "")[:10]
+    return f"{day + '-' if day else ''}{stem}-{what}.{extension}"

@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from catalog import Catalog
 from dashboard import state, views
-from dashboard.history import Query, search
+from dashboard.history import Query, download_name, search
 from tests.dashboard_support import APP, EXAMPLES, dashboard_env, example_job, open_page, real_run, texts
 from tests.test_catalog_cli import damaged_files, filled_catalogue
 from tests.test_catalog_hostile import HOSTILE
@@ -83,7 +83,7 @@ def test_filters_show_counts_and_narrow_the_grid(history: Catalog) -> None:
     at = open_page("history")
     status = at.multiselect(key="history.facet.status")
     assert status.options == [JobStatus.IN_QUEUE, JobStatus.COMPLETED]
-    assert f"{JobStatus.IN_QUEUE} 30 · {JobStatus.COMPLETED} 2" in texts(at)
+    assert "In queue 30 · Completed 2" in texts(at), "the counts read in words"
     status.select(JobStatus.COMPLETED).run()
     assert sorted(_cards(at)) == ["run-astronaut", "run-pilot"]
     at.multiselect(key="history.facet.size").select("infinitetalk-720").run()
@@ -272,4 +272,12 @@ def test_a_filter_holds_through_one_search_after_another(history: Catalog, facet
         at.text_input(key="history.text").set_value(word).run()
         answer = [row["run_id"] for row in history.search(word, **{facet: [value]}).rows][:24]
         assert _cards(at) == answer, f"after searching {word!r}"
-        assert at.multiselect(key=f"history.facet.{facet}").value == [value]
+        assert at.multiselect(key=f"history.facet.{facet}").value == [value], (word, answer)
+
+
+def test_downloads_are_named_from_the_prompt_and_the_date() -> None:
+    """A folder of downloads reads as what they are, not as UUIDs."""
+    run = {"run_id": "3f9c…", "prompt": "An astronaut waves hello!", "created_at": "2026-11-30T10:00:00Z"}
+    assert download_name(run, "video", "mp4") == "2026-11-30-an-astronaut-waves-hello-video.mp4"
+    assert download_name(run, "metadata", "json") == "2026-11-30-an-astronaut-waves-hello-metadata.json"
+    assert download_name({"run_id": "job:item 1", "prompt": "  !!  "}, "params", "json") == "job_item_1-params.json"

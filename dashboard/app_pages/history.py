@@ -17,6 +17,7 @@ from dashboard.history import (
     FACETS,
     SORT_LABELS,
     Query,
+    download_name,
     facet_counts,
     facet_options,
     page_key,
@@ -134,7 +135,7 @@ def _downloads(run: dict[str, Any]) -> None:
             left.download_button(
                 "Download MP4",
                 data=lambda: store.get(run["video_key"]),
-                file_name=f"{run['run_id'].replace(':', '_')}.mp4",
+                file_name=download_name(run, "video", "mp4"),
                 mime="video/mp4",
                 on_click="ignore",
                 icon=":material/download:",
@@ -143,7 +144,7 @@ def _downloads(run: dict[str, Any]) -> None:
         right.download_button(
             "Download metadata JSON",
             data=lambda: store.get(run["metadata_key"]),
-            file_name=f"{run['run_id'].replace(':', '_')}.json",
+            file_name=download_name(run, "metadata", "json"),
             mime="application/json",
             on_click="ignore",
             icon=":material/data_object:",
@@ -248,7 +249,7 @@ def _detail(run_id: str) -> None:
             st.download_button(
                 "Parameters as JSON",
                 data=json.dumps(run.get("params") or {}, indent=2),
-                file_name="params.json",
+                file_name=download_name(run, "params", "json"),
                 mime="application/json",
                 on_click="ignore",
             )
