@@ -226,11 +226,64 @@ def eta_seconds(elapsed_s: float | None, pct: float) -> float | None:
     return elapsed_s * (100.0 - pct) / pct
 
 
+STAGE_WORDS: dict[str, str] = {
+    Stage.VALIDATION_STARTED: "Checking the input",
+    Stage.VALIDATION_OK: "Input checked",
+    Stage.DOWNLOADS_STARTED: "Fetching the media",
+    Stage.DOWNLOADS_OK: "Media fetched",
+    Stage.AUDIO_STARTED: "Preparing the speech",
+    Stage.AUDIO_OK: "Speech ready",
+    Stage.EMBEDDINGS_STARTED: "Listening to the speech",
+    Stage.EMBEDDINGS_OK: "Speech understood",
+    Stage.PIPELINE_WARM_STARTED: "Loading the model",
+    Stage.PIPELINE_WARM_OK: "Model loaded",
+    Stage.GENERATION_STARTED: "Starting to generate",
+    Stage.GENERATION: "Generating",
+    Stage.GENERATION_OK: "All frames generated",
+    Stage.MUXING_STARTED: "Encoding the video",
+    Stage.MUXING_OK: "Video encoded",
+    Stage.THUMBNAIL_OK: "Thumbnail made",
+    Stage.UPLOAD_STARTED: "Uploading the video",
+    Stage.UPLOAD_OK: "Video uploaded",
+    Stage.COMPLETED: "Done",
+    Stage.ERROR: "Stopped by an error",
+}
+"""The contract's stage names in words, for the Live log: `generation done=25 total=81` told a new user nothing."""
+
+
+def _counted(details: dict[str, Any], *pairs: tuple[str, str, str]) -> list[str]:
+    return [
+        f"{word} {int(details[at])} of {int(details[of])}"
+        for at, of, word in pairs
+        if isinstance(details.get(at), int | float) and isinstance(details.get(of), int | float)
+    ]
+
+
+def stage_words(stage: str, details: dict[str, Any]) -> str:
+    """One progress event in words: "Generating: clip 2 of 3, step 4 of 8", "Encoding the video"; a stage the
+    table does not know yet keeps its name."""
+    words = STAGE_WORDS.get(stage, stage)
+    if stage == Stage.GENERATION:
+        if details.get("reloading"):
+            return f"Loading other weights ({details['reloading']})"
+        # InfiniteTalk counts sampling steps per clip, the preview engine frames; `done of total` is the fallback.
+        parts = _counted(details, ("chunk", "chunks", "clip"), ("step", "steps", "step"), ("frame", "frames", "frame"))
+        if len(parts) < 2:
+            parts += _counted(details, ("done", "total", "progress"))
+        return f"{words}: {', '.join(parts)}" if parts else words
+    if stage == Stage.ERROR and details.get("code") == ErrorCode.CANCELLED:
+        return "Cancelled"  # a user's own cancel is neutral, not an error
+    if stage == Stage.ERROR and details.get("code"):
+        return f"{words} ({details['code']})"
+    if stage == Stage.GENERATION_STARTED and isinstance(details.get("frames"), int):
+        return f"{words} {details['frames']} frames"
+    return words
+
+
 def _log_line(event: dict[str, Any]) -> str:
     at = (parse_time(event.get("at")) or dt.datetime.now(dt.UTC)).strftime("%H:%M:%S")
-    details = event.get("details") or {}
-    extras = [f"{k}={v}" for k, v in details.items() if isinstance(v, int | float | str) and k not in ("frame",)]
-    return f"{at}  {event.get('stage', '?'):<22} {float(event.get('pct') or 0):5.1f}%  {' '.join(extras)}".rstrip()
+    words = stage_words(str(event.get("stage") or "?"), event.get("details") or {})
+    return f"{at}  {float(event.get('pct') or 0):5.1f}%  {words}"
 
 
 def live_view(run: dict[str, Any], events: list[dict[str, Any]], now: dt.datetime) -> LiveView:

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from catalog import Catalog
 from dashboard import state, views
-from dashboard.jobs import submit
+from dashboard.jobs import STAGE_WORDS, submit
 from tests.dashboard_support import MEDIA, dashboard_env, example_job, local_endpoint, open_page, rerun_until, texts
 from worker.client import StudioClient
 from worker.contract import ErrorCode, JobStatus
@@ -69,6 +69,9 @@ def test_a_job_is_followed_from_progress_to_its_video(live: tuple[StudioClient, 
     assert "followed live" in card and f"job `{job_id}`" in card
     assert [m.label for m in at.metric][:4] == ["Elapsed", "ETA", "Chunk", "Frames"]
     assert at.code and "%" in at.code[0].value, "the latest progress payloads are shown as log lines"
+    words = tuple(STAGE_WORDS.values())
+    for line in at.code[0].value.splitlines():
+        assert line.split("%  ", 1)[1].startswith(words) and "=" not in line, f"stages in words: {line}"
 
     rerun_until(at, lambda a: "Just finished" in texts(a))
     assert not _progress(at)
