@@ -1,4 +1,4 @@
-"""Reading a batch of jobs from a CSV or JSONL file, each line checked with the worker's contract.
+"""Reading a batch of jobs from a CSV, JSONL or JSON file, each line checked with the worker's contract.
 
 JSONL: one job input per line, bare or wrapped as `{"input": {...}}` (the payload files' shape).
 JSON: one batch input, bare (`{"batch": [...]}`) or a payload file as it is (`{"input": {"batch": [...]}}`, like
@@ -142,7 +142,7 @@ def read_batch(name: str, data: bytes, settings: Settings | None = None) -> list
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise BatchFileError(f"{name} is not UTF-8 text; save it as UTF-8 CSV or JSONL") from None
+        raise BatchFileError(f"{name} is not UTF-8 text; save it as UTF-8 CSV, JSONL or JSON") from None
     lowered = name.lower()
     if lowered.endswith(".csv"):
         jobs = read_csv(text)
