@@ -304,7 +304,9 @@ def live_view(run: dict[str, Any], events: list[dict[str, Any]], now: dt.datetim
         status=run["status"],
         prompt=run.get("prompt") or "(batch)",
         pct=pct,
-        stage=run.get("progress_stage") or ("in queue" if run["status"] == JobStatus.IN_QUEUE else "starting"),
+        stage=stage_words(run["progress_stage"], details)
+        if run.get("progress_stage")
+        else ("In queue" if run["status"] == JobStatus.IN_QUEUE else "Starting"),
         elapsed_s=elapsed,
         eta_s=eta_seconds(elapsed, pct) if run["status"] == JobStatus.IN_PROGRESS else None,
         chunk=chunk,
