@@ -23,28 +23,6 @@ from worker.inputs import classify, path_refusal
 from worker.settings import Settings
 
 BASIC_PARAMS = ("size", "mode", "frame_num", "max_frame_num", "sample_steps", "base_seed")
-ADVANCED_PARAMS = (
-    "sample_shift",
-    "sample_text_guide_scale",
-    "sample_audio_guide_scale",
-    "motion_frame",
-    "color_correction_strength",
-    "use_teacache",
-    "teacache_thresh",
-    "use_apg",
-    "apg_momentum",
-    "apg_norm_threshold",
-    "num_persistent_param_in_dit",
-    "offload_model",
-    "quant",
-    "quant_dir",
-    "lora",
-    "lora_scale",
-)
-PARAM_NAMES = BASIC_PARAMS + ADVANCED_PARAMS
-OPTIONAL_PARAMS = frozenset({"sample_shift", "num_persistent_param_in_dit", "quant", "quant_dir"})
-"""Parameters whose absence means "the worker decides" (a size's default shift, the GPU's memory, no quant)."""
-
 GPU_ONLY_PARAMS = (
     "use_teacache",
     "teacache_thresh",
@@ -60,6 +38,18 @@ GPU_ONLY_PARAMS = (
 )
 """Parameters only the InfiniteTalk (GPU) engine reads: speed-ups, guidance, memory and weights. The preview
 engine never looks at them (tests check its source), so on it they change nothing in the video."""
+ADVANCED_PARAMS = (
+    "sample_shift",
+    "sample_text_guide_scale",
+    "sample_audio_guide_scale",
+    "motion_frame",
+    "color_correction_strength",
+    *GPU_ONLY_PARAMS,
+)
+PARAM_NAMES = BASIC_PARAMS + ADVANCED_PARAMS
+OPTIONAL_PARAMS = frozenset({"sample_shift", "num_persistent_param_in_dit", "quant", "quant_dir"})
+"""Parameters whose absence means "the worker decides" (a size's default shift, the GPU's memory, no quant)."""
+
 PREVIEW_NOTE = "Does nothing on the preview engine this local endpoint runs; the GPU worker uses it."
 
 _FIELD_LINE = re.compile(r"^(?P<field>[A-Za-z_][\w.\[\]]*): (?P<message>.+)$", re.DOTALL)
