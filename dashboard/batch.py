@@ -80,6 +80,11 @@ def read_csv(text: str) -> list[tuple[int, dict[str, Any]]]:
     return jobs
 
 
+def _job_input(value: Any) -> Any:
+    """A job input given bare or as a payload (`{"input": {...}}`, what RunPod's /run takes)."""
+    return value["input"] if isinstance(value, dict) and isinstance(value.get("input"), dict) else value
+
+
 def read_jsonl(text: str) -> list[tuple[int, dict[str, Any]]]:
     """Jobs from JSON lines, with their line numbers; blank lines are skipped."""
     jobs = []
@@ -90,8 +95,7 @@ def read_jsonl(text: str) -> list[tuple[int, dict[str, Any]]]:
             value = json.loads(line)
         except json.JSONDecodeError as error:
             raise BatchFileError(f"line {number} is not JSON ({error.msg}); put one job object per line") from None
-        if isinstance(value, dict) and isinstance(value.get("input"), dict):
-            value = value["input"]
+        value = _job_input(value)
         if not isinstance(value, dict):
             raise BatchFileError(f"line {number}: each line must be a JSON object (one job input)")
         jobs.append((number, value))
@@ -104,8 +108,7 @@ def read_json(text: str) -> list[tuple[int, dict[str, Any]]]:
         value = json.loads(text)
     except json.JSONDecodeError as error:
         raise BatchFileError(f"the file is not JSON ({error.msg} at line {error.lineno})") from None
-    if isinstance(value, dict) and isinstance(value.get("input"), dict):
-        value = value["input"]
+    value = _job_input(value)
     items = value.get("batch") if isinstance(value, dict) else None
     if not isinstance(items, list):
         raise BatchFileError('a .json batch holds {"batch": [...]} or a payload {"input": {"batch": [...]}}')
