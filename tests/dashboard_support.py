@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "dashboard" / "app.py"
 EXAMPLES = ROOT / "examples"
 MEDIA = EXAMPLES / "media"
+LONG_SPEECH = "This sentence is here to make the speech last for a good while. " * 12
+"""Text to speech that lasts about a minute: a job on it is still running when a test looks at it."""
 OUTSIDE_SETTINGS = (
     "RUNPOD_ENDPOINT_ID",
     "RUNPOD_API_KEY",

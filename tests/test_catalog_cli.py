@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,7 @@ from worker.store import LocalStore
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def cli(env: dict[str, str], *args: str, **popen: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "catalog", *args],
         cwd=ROOT,
@@ -28,6 +29,7 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=60,
         check=False,
+        **popen,
     )
 
 
@@ -157,16 +159,7 @@ def test_a_read_only_data_dir_is_one_line_naming_the_fix(tmp_path: Path, layout:
     locked.chmod(0o555)
     env = {"STUDIO_DATA_DIR": str(data_dir), "S3_BUCKET": "", "BUCKET_NAME": "", "STUDIO_STORE": ""}
     try:
-        answer = subprocess.run(
-            [sys.executable, "-m", "catalog", "stats"],
-            cwd=ROOT,
-            env={**os.environ, **env},
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            preexec_fn=cannot_override_permissions,
-        )
+        answer = cli(env, "stats", preexec_fn=cannot_override_permissions)
     finally:
         locked.chmod(0o755)
     assert answer.returncode == 2, answer

@@ -19,6 +19,15 @@ from dashboard.config import (
 from dashboard.signin import is_local_address, make_password_hash, password_matches
 from worker.settings import RUNPOD_API_BASE
 
+AUTH = {
+    "redirect_uri": "https://a.streamlit.app/oauth2callback",
+    "cookie_secret": "c",
+    "client_id": "i",
+    "client_secret": "s",
+    "server_metadata_url": "https://id.example/.well-known/openid-configuration",
+}
+"""A complete [auth] section, as Streamlit's own check requires it."""
+
 
 def test_with_nothing_set_the_dashboard_talks_to_the_local_endpoint(tmp_path: Path) -> None:
     settings = load_settings({"STUDIO_DATA_DIR": str(tmp_path)}, {})
@@ -163,13 +172,7 @@ def test_a_password_is_checked_against_its_hash_and_nothing_else() -> None:
 
 
 def test_with_an_auth_section_the_password_is_not_used() -> None:
-    auth = {
-        "redirect_uri": "https://a.streamlit.app/oauth2callback",
-        "cookie_secret": "c",
-        "client_id": "i",
-        "client_secret": "s",
-        "server_metadata_url": "https://id.example/.well-known/openid-configuration",
-    }
+    auth = dict(AUTH)
     access = load_access({}, {"auth": auth, "STUDIO_PASSWORD_HASH": "not even a hash"})
     assert access.uses_oidc and not access.uses_password and not access.problems
 
@@ -184,13 +187,7 @@ def test_only_loopback_addresses_count_as_local() -> None:
 def test_an_auth_section_without_authlib_installed_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "authlib" else real(name, *a))
-    auth = {
-        "redirect_uri": "https://a.streamlit.app/oauth2callback",
-        "cookie_secret": "c",
-        "client_id": "i",
-        "client_secret": "s",
-        "server_metadata_url": "https://id.example/.well-known/openid-configuration",
-    }
+    auth = dict(AUTH)
     assert load_access({}, {"auth": auth}).problems == (
         "[auth] needs Authlib for st.login, and it is not installed: pip install -r requirements.txt",
     )

@@ -12,12 +12,19 @@ from streamlit.testing.v1 import AppTest
 from catalog import Catalog
 from dashboard import state, views
 from dashboard.jobs import STAGE_WORDS, submit
-from tests.dashboard_support import MEDIA, dashboard_env, example_job, local_endpoint, open_page, rerun_until, texts
+from tests.dashboard_support import (
+    LONG_SPEECH,
+    MEDIA,
+    dashboard_env,
+    example_job,
+    local_endpoint,
+    open_page,
+    rerun_until,
+    texts,
+)
 from worker.client import StudioClient
 from worker.contract import ErrorCode, JobStatus
 from worker.settings import Settings
-
-LONG_SPEECH = "This sentence is here to make the speech last for a good while. " * 12
 
 
 @pytest.fixture(scope="module")

@@ -13,16 +13,21 @@ import pytest
 
 from catalog import Catalog, sync
 from dashboard.jobs import poll, submit
-from tests.dashboard_support import dashboard_env, example_job, local_endpoint, open_page, rerun_until, texts
+from tests.dashboard_support import (
+    LONG_SPEECH,
+    dashboard_env,
+    example_job,
+    local_endpoint,
+    open_page,
+    rerun_until,
+    texts,
+)
 from tests.test_catalog_bucket import wipe
 from worker.client import StudioClient
 from worker.contract import JobStatus
 from worker.pipeline import run_job
 from worker.settings import Settings
 from worker.store import open_store
-
-SPEECH = "This sentence is here to make the speech last for a good while. " * 12
-"""Long enough (about a minute of speech) that the job is still running when the restarted page first looks."""
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +48,7 @@ def test_a_restart_on_a_wiped_disk_shows_the_running_job_and_sync_restores_its_c
 ) -> None:
     client, store = StudioClient(dashboard), open_store(dashboard)
     catalog = Catalog(dashboard.catalog_file)
-    job = {**example_job("survives a restart"), "cond_audio": None, "tts_audio": {"text": SPEECH}}
+    job = {**example_job("survives a restart"), "cond_audio": None, "tts_audio": {"text": LONG_SPEECH}}
     job_id = submit(
         client, catalog, {**job, "mode": "streaming"}, "local", store=store, settings=dashboard, submitted_by="a@x.io"
     )

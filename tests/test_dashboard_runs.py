@@ -13,7 +13,7 @@ from catalog import Catalog
 from dashboard import health as health_logic
 from dashboard.history import Query, facet_options, params_rows, parse_tags, search, timing_rows
 from dashboard.jobs import Backoff, cancel, eta_seconds, live_view, mark_lost, poll, submit
-from tests.dashboard_support import example_job, local_endpoint
+from tests.dashboard_support import LONG_SPEECH, example_job, local_endpoint
 from worker.client import StudioClient
 from worker.contract import ErrorCode, JobStatus, Stage
 from worker.settings import Settings
@@ -58,7 +58,7 @@ def test_a_submitted_job_is_followed_to_its_video(endpoint: Settings, tmp_path: 
 
 def test_a_running_job_can_be_cancelled(endpoint: Settings, tmp_path: Path) -> None:
     client, catalog = StudioClient(endpoint), Catalog(tmp_path / "catalog.db")
-    speech = "This sentence is here to make the speech last for a good while. " * 12
+    speech = LONG_SPEECH
     long_job = {**example_job("cancel me", mode="streaming"), "cond_audio": None, "tts_audio": {"text": speech}}
     job_id = submit(client, catalog, long_job, endpoint.endpoint_id)
     deadline = time.monotonic() + 60
