@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 from typing import Any, Literal
 
@@ -80,6 +81,37 @@ def failure(code: str | None, message: str | None) -> None:
 def _media(store: Store, key: str) -> bytes | str:
     # A browser cannot open file:// URLs from a web page: the folder store's bytes are sent instead.
     return store.url(key) if store.kind == "s3" else store.get(key)
+
+
+THUMB_BOX = (320, 180)
+"""Every card's thumbnail is letterboxed into this 16:9 box, so that a portrait beside a landscape run leaves the
+grid's cards the same height (issue 16: uneven cards)."""
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def boxed(data: bytes, box: tuple[int, int] = THUMB_BOX) -> bytes:
+    """An image scaled to fit `box` whole and centred on a neutral ground, as JPEG."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        image = image.convert("RGB")
+        image.thumbnail(box)
+        ground = Image.new("RGB", box, (38, 39, 48))
+        ground.paste(image, ((box[0] - image.width) // 2, (box[1] - image.height) // 2))
+    out = io.BytesIO()
+    ground.save(out, "JPEG", quality=85)
+    return out.getvalue()
+
+
+def thumbnail(store: Store, key: str | None) -> bool:
+    """A run's thumbnail in the card's fixed box; False when there is none (or it is not an image)."""
+    if not key:
+        return False
+    try:
+        st.image(boxed(store.get(key)), width="stretch")
+    except (JobError, OSError, ValueError):
+        return False
+    return True
 
 
 def video(store: Store, key: str | None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from catalog import Catalog
 from dashboard import state, views
+from dashboard.views import THUMB_BOX, boxed
 from dashboard.history import Query, download_name, search
 from tests.dashboard_support import APP, EXAMPLES, dashboard_env, example_job, open_page, real_run, texts
 from tests.test_catalog_cli import damaged_files, filled_catalogue
@@ -19,6 +21,7 @@ from worker.settings import Settings
 from worker.store import LocalStore
 
 PAGES = APP.parent / "app_pages"
+CARD_HEIGHT = 400
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +96,9 @@ def test_filters_show_counts_and_narrow_the_grid(history: Catalog) -> None:
 
 def test_the_detail_shows_video_facts_timings_params_and_downloads(history: Catalog) -> None:
     at = _open("run-astronaut")
-    assert at.subheader[0].value == "An astronaut waves hello"
-    assert at.get("video"), "the video plays from the store's bytes"
+    (dialog,) = at.get("dialog")  # over the grid, in view wherever the card was (below the filters it was not)
+    assert dialog.subheader[0].value == "An astronaut waves hello"
+    assert dialog.get("video"), "the video plays from the store's bytes"
     facts = {m.label: m.value for m in at.metric}
     assert (facts["Video"], facts["Size"], facts["Engine"]) == ("1 s", "640×640", "preview")
     assert facts["Made in"].endswith(" s")
@@ -107,7 +111,7 @@ def test_the_detail_shows_video_facts_timings_params_and_downloads(history: Cata
 
 def test_tags_favourite_and_note_are_saved_and_searchable(history: Catalog) -> None:
     at = _open("run-pilot")
-    form = at.get("form")[0]
+    form = next(block for block in at.get("form") if block.proto.form.form_id == "history.curate")
     form.text_input[0].set_value("Demo, cockpit")
     form.checkbox[0].check()
     form.text_area[0].set_value("the good take")
@@ -121,6 +125,12 @@ def test_tags_favourite_and_note_are_saved_and_searchable(history: Catalog) -> N
     at.text_input(key="history.text").set_value("").run()
     at.toggle(key="history.favourites").set_value(True).run()
     assert _cards(at) == ["run-pilot"]
+
+
+def test_closing_the_detail_drops_the_run_from_the_address(history: Catalog) -> None:
+    at = _open("run-astronaut")
+    at.button(key="history.close").click().run()
+    assert "run" not in at.query_params and not at.get("dialog")
 
 
 def test_reuse_opens_submit_prefilled(history: Catalog) -> None:
@@ -184,11 +194,28 @@ def test_a_prompt_is_shown_as_text_never_as_markdown(history: Catalog, made: Pat
     )
     at = open_page("history")
     card = next(m.value for m in at.markdown if "pixel" in m.value)
-    assert card == views.plain(hostile[:90])
+    assert card == views.plain(hostile[:69].rstrip() + "…")
     assert "![" not in card and "](" not in card and ":red[" not in card
     at.button(key="history.open.run-hostile").click().run()
     assert at.subheader[0].value == views.plain(hostile)
     history.delete("run-hostile")
+
+
+def test_cards_are_one_height_whatever_the_thumbnail_shape(history: Catalog) -> None:
+    """A portrait beside a landscape run made rows of uneven cards: each thumbnail is letterboxed into one box."""
+    from PIL import Image
+
+    shapes = []
+    for size in [(90, 160), (640, 360), (500, 500)]:
+        out = io.BytesIO()
+        Image.new("RGB", size, (200, 10, 10)).save(out, "PNG")
+        with Image.open(io.BytesIO(boxed(out.getvalue()))) as thumb:
+            shapes.append(thumb.size)
+    assert shapes == [THUMB_BOX] * 3
+    at = open_page("history")
+    cards = [block for block in at.get("flex_container") if block.proto.flex_container.border]
+    assert len(cards) >= 24, "one bordered box per card on the first page"
+    assert {card.proto.height_config.pixel_height for card in cards} == {CARD_HEIGHT}
 
 
 def test_plain_escapes_every_markdown_mark_and_keeps_the_words() -> None:

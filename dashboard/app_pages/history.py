@@ -31,6 +31,9 @@ from worker.contract import JobError
 
 K = "history."
 GRID_COLUMNS = 4
+CARD_HEIGHT = 400
+THUMB_HEIGHT = 150
+PROMPT_ON_CARD = 70
 MINE = "Mine"
 EVERYONE = "Everyone"
 
@@ -104,12 +107,17 @@ def _filters(result: SearchResult) -> None:
             )
 
 
+def _short(text: str, limit: int = PROMPT_ON_CARD) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
 def _card(run: dict[str, Any], store: Any, key: str = K + "open.") -> None:
-    with st.container(border=True):
-        if not views.image(store, run.get("thumb_key"), width="stretch"):
-            st.container(height=120, border=False).caption("no thumbnail")
+    # One height for every card: the thumbnail is letterboxed and the prompt shortened, so a row lines up.
+    with st.container(border=True, height=CARD_HEIGHT):
+        if not views.thumbnail(store, run.get("thumb_key")):
+            st.container(height=THUMB_HEIGHT, border=False).caption("no thumbnail")
         views.status_badge(run["status"])
-        st.markdown(f"{'★ ' if run.get('favourite') else ''}{views.plain((run.get('prompt') or '(no prompt)')[:90])}")
+        st.markdown(f"{'★ ' if run.get('favourite') else ''}{views.plain(_short(run.get('prompt') or '(no prompt)'))}")
         made = (run.get("created_at") or "")[:16].replace("T", " ")
         length = f" · {run['video_duration_s']:.1f} s" if run.get("video_duration_s") else ""
         st.caption(f"{made}{length} · {run.get('size') or ''} · {run.get('sample_steps') or '?'} steps")
@@ -197,13 +205,16 @@ def _batch_items(run: dict[str, Any]) -> None:
     _grid(items, key=K + "batch-open.")
 
 
+@st.dialog("Run", width="large", on_dismiss=_close)
 def _detail(run_id: str) -> None:
+    """One run, in a dialog over the grid: opened from a card far down the page it is still in view (drawn below
+    the filters it opened off-screen, issue 16); closing it (button, Esc or the cross) drops `?run=` from the URL."""
     run = state.catalog().get(run_id)
     if run is None:
         st.warning(f"Run `{run_id}` is not in the catalogue (deleted?).")
         st.button("Close", on_click=_close)
         return
-    with st.container(border=True):
+    with st.container():
         head, close = st.columns([6, 1])
         with head:
             views.status_badge(run["status"])
