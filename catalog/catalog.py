@@ -30,8 +30,9 @@ from catalog.records import (
     status_rank,
 )
 from catalog.schema import connect, rebuild_indexes
-from catalog.search import COUNTED, Filters, SearchResult, search
+from catalog.search import COUNTED, CostTotal, Filters, SearchResult, cost_total, search
 from worker.contract import ErrorCode, JobError, JobStatus, utc_now
+from worker.prices import PriceTable, run_cost
 from worker.store import Store
 
 PROGRESS_EVENTS_KEPT = 200
@@ -62,8 +63,10 @@ class Catalog:
     each session's script in a thread of its own) and SQLite's locks order their writes.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, prices: PriceTable | None = None) -> None:
         self.path = path
+        self.prices = prices or PriceTable()
+        """What a second on each GPU costs: a finished run's `cost_usd` is priced with it when it is written."""
         self._local = threading.local()
         # Create and migrate the file now, so a bad path fails here rather than in the middle of a page.
         self._local.db = connect(path)
@@ -191,10 +194,20 @@ class Catalog:
                 self._progress_event(conn, run_id, progress)
             if rank == FINAL_RANK:
                 columns.update(self._final_columns(status, output, error))
+            if rank == FINAL_RANK:
+                columns["cost_usd"] = run_cost({**current, **columns}, self.prices)
             changes = {name: value for name, value in columns.items() if current.get(name) != value}
             if changes:
                 self._update(conn, run_id, {**changes, "updated_at": utc_now()})
         return bool(changes)
+
+    def _price(self, conn: sqlite3.Connection, run_id: str) -> None:
+        """Set a finished run's cost from its GPU, engine and times as they now stand."""
+        run = self._row(run_id)
+        if run is not None and run.get("finished_at"):
+            cost = run_cost(run, self.prices)
+            if cost != run.get("cost_usd"):
+                self._update(conn, run_id, {"cost_usd": cost})
 
     def reopen(self, run_id: str) -> bool:
         """Put a failed or timed-out run back in the queue under its own id, as the local endpoint's /retry
@@ -310,6 +323,21 @@ class Catalog:
     ) -> SearchResult:
         """Full-text search with filters (column=value or [values], created_from/to, tag) and facet counts."""
         return search(self.conn, query, Filters.of(**filters), sort=sort, page=page, per_page=per_page)
+
+    def cost_total(self, query: str = "", **filters: Any) -> CostTotal:
+        """What every run matching a search (the same query and filters as `search`) cost together."""
+        return cost_total(self.conn, query, Filters.of(**filters))
+
+    def spend(self, endpoint_id: str | None = None, since: str | None = None) -> list[dict[str, Any]]:
+        """Finished runs with a known cost, oldest first: when each finished, its cost and its video's length
+        (Health charts spend per day and cost per second of video from them)."""
+        sql, args = _scoped(
+            f"SELECT finished_at, cost_usd, video_duration_s, engine FROM runs WHERE cost_usd IS NOT NULL "
+            f"AND finished_at IS NOT NULL AND {COUNTED}",
+            endpoint_id,
+            since,
+        )
+        return self._rows(sql + " ORDER BY finished_at", args)
 
     def unfinished(self, endpoint_id: str | None = None) -> list[dict[str, Any]]:
         """Runs still queued or running, oldest first: what the Live page follows."""
@@ -517,11 +545,13 @@ class Catalog:
                     f"INSERT INTO runs ({names}, favourite) VALUES ({', '.join('?' * len(row))}, 0)",
                     list(row.values()),
                 )
+                self._price(conn, row["run_id"])
                 return "added"
             source, finished_at = existing
             if source == "sync" and (finished_at or "") >= (row["finished_at"] or ""):
                 return "unchanged"
             self._update(conn, row["run_id"], {k: v for k, v in row.items() if v is not None and k != "run_id"})
+            self._price(conn, row["run_id"])
             return "updated"
 
     def reindex(self) -> None:

@@ -153,7 +153,15 @@ def result_columns(result: dict[str, Any]) -> dict[str, Any]:
         columns.update({k: v for k, v in param_columns(result["params"]).items() if v is not None})
     if result.get("warnings") is not None:
         columns["warnings"] = json.dumps(result["warnings"])
+    columns.update(gpu_columns(result.get("gpu")))
     return {key: value for key, value in columns.items() if value is not None}
+
+
+def gpu_columns(gpu: Any) -> dict[str, Any]:
+    """`gpu_name` and `gpu_count` from a result's or metadata.json's `gpu` ({name, count}); none when absent."""
+    if not isinstance(gpu, dict):
+        return {}
+    return {"gpu_name": _typed(gpu.get("name"), str), "gpu_count": _typed(gpu.get("count"), int)}
 
 
 def _utf8(value: str) -> str:
@@ -228,6 +236,8 @@ FILE_FIELDS = {
     "error_code": "error.code",
     "error_message": "error.message",
     "audio_duration_s": "inputs.duration_s",
+    "gpu_name": "gpu.name",
+    "gpu_count": "gpu.count",
 }
 """Where in metadata.json each derived column comes from, so a refusal names the field to fix in the file."""
 
@@ -312,5 +322,6 @@ def metadata_row(metadata: dict[str, Any], metadata_key: str) -> dict[str, Any]:
         "warnings": json.dumps(metadata.get("warnings") or []),
         "progress_pct": 100.0 if metadata["status"] == "success" else None,
         "source": "sync",
+        **gpu_columns(metadata.get("gpu")),
     }
     return checked_record(row)

@@ -18,7 +18,7 @@ import sqlite_utils
 
 from worker.contract import storable_params
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 BUSY_TIMEOUT_MS = 30_000
 
 _V1_RUN_COLUMNS: dict[str, type] = {
@@ -74,12 +74,15 @@ _V8_RUN_COLUMNS: dict[str, type] = {
     "favourite_at": str,
     "note_at": str,
 }
-RUN_COLUMNS: dict[str, type] = {**_V1_RUN_COLUMNS, "batch_items": int, **_V8_RUN_COLUMNS}
+_V9_RUN_COLUMNS: dict[str, type] = {"gpu_name": str, "gpu_count": int, "cost_usd": float}
+RUN_COLUMNS: dict[str, type] = {**_V1_RUN_COLUMNS, "batch_items": int, **_V8_RUN_COLUMNS, **_V9_RUN_COLUMNS}
 """Every column of `runs`. `batch_items` is set on a batch job once its items are runs of their own: from then on
 the batch is only their container, left out of search, facets and totals so each video counts once (as it does
 in a catalogue rebuilt from the bucket, which holds the items alone). `submitted_by` is the signed-in user who
 sent the job, `request_key` the request file a submit wrote or a sync took in, and `tags_at`, `favourite_at`,
-`note_at` when each was last changed: the bucket's curation file carries the same times, and the newer wins."""
+`note_at` when each was last changed: the bucket's curation file carries the same times, and the newer wins.
+`gpu_name` and `gpu_count` are the GPU the worker ran on (metadata.json's `gpu`), `cost_usd` what the run cost:
+billed seconds × that GPU's per-second price (worker/prices.py), 0 for the preview engine, NULL when unknown."""
 FTS_COLUMNS = ["prompt", "tags", "note", "error_message"]
 FACET_COLUMNS = ("status", "engine", "size", "mode", "sample_steps", "speakers", "input_kind")
 
@@ -170,7 +173,11 @@ def _v5(db: sqlite_utils.Database) -> None:
     db.execute(f"UPDATE runs SET batch_items = ({items}) WHERE item_id IS NULL AND ({items}) > 0")
 
 
-NUMBER_COLUMNS = [name for name, kind in RUN_COLUMNS.items() if kind in (int, float) and name != "favourite"]
+NUMBER_COLUMNS = [
+    name for name, kind in {**_V1_RUN_COLUMNS, "batch_items": int}.items() if kind in (int, float) and name != "favourite"
+]
+"""The number columns version 6 cleans: those that existed then (later ones are checked by RunRecord from the
+start)."""
 
 
 def _v6(db: sqlite_utils.Database) -> None:
@@ -221,6 +228,18 @@ def _v8(db: sqlite_utils.Database) -> None:
     db["runs"].create_index(["request_key"])
 
 
+def _v9(db: sqlite_utils.Database) -> None:
+    """The GPU each run ran on and what it cost (worker/prices.py).
+
+    Runs made before GPUs were recorded keep a NULL cost, which History shows as unknown rather than guessing a
+    GPU; finished runs of the preview engine cost nothing, and say so. History sorts and sums by cost.
+    """
+    for name, kind in _V9_RUN_COLUMNS.items():
+        db["runs"].add_column(name, kind)
+    db.execute("UPDATE runs SET cost_usd = 0 WHERE engine = 'preview' AND finished_at IS NOT NULL")
+    db["runs"].create_index(["cost_usd"])
+
+
 def _fill_combos(db: sqlite_utils.Database) -> None:
     names = ", ".join(FACET_COLUMNS)
     same = " AND ".join(f"facet_combos.{c} IS runs.{c}" for c in FACET_COLUMNS)
@@ -269,7 +288,7 @@ def _combo_triggers(*, containers: bool = True) -> str:
         END;"""
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9]
 
 
 class CatalogError(Exception):

@@ -15,6 +15,8 @@ SORTS = {
     "longest": "video_duration_s DESC NULLS LAST, created_at DESC",
     "slowest": "total_ms DESC NULLS LAST, created_at DESC",
     "steps": "sample_steps DESC, created_at DESC",
+    "costliest": "cost_usd DESC NULLS LAST, created_at DESC",
+    "cheapest": "cost_usd ASC NULLS LAST, created_at DESC",
 }
 FILTER_COLUMNS = {*FACET_COLUMNS, "endpoint_id", "favourite", "job_id", "submitted_by"}
 MAX_PER_PAGE = 200
@@ -181,6 +183,42 @@ def _run(
     walk = fts is not None and sort in ("newest", "oldest") and page * per_page * size <= WALK_BUDGET * total
     rows = _page(conn, fts, filters, sort, page, per_page, walk=walk) if total else []
     return SearchResult(rows, total, page, per_page, facets)
+
+
+@dataclass(frozen=True)
+class CostTotal:
+    """What the runs of a search cost together, and how many of them have a known cost."""
+
+    usd: float
+    priced: int
+    runs: int
+
+
+def cost_total(conn: sqlite3.Connection, query: str = "", filters: Filters | None = None) -> CostTotal:
+    """The summed cost of every run a search matches (all pages), as History shows under its grid.
+
+    Kept apart from `search` so that a page of results never pays for a sum it does not show.
+    """
+    filters = filters or Filters()
+    query = query.strip()
+    fts = None
+    if query:
+        fts = query if _valid_fts(conn, query) else safe_fts_query(query)
+        if not fts:
+            return CostTotal(0.0, 0, 0)
+    clauses: list[str] = [COUNTED]
+    args: list[Any] = []
+    if fts is not None:
+        clauses.append(_fts_clause())
+        args.append(fts)
+    for facet in (True, False):
+        more, more_args = _clauses(filters, facet=facet)
+        clauses += more
+        args += more_args
+    usd, priced, runs = conn.execute(
+        f"SELECT COALESCE(SUM(cost_usd), 0), COUNT(cost_usd), COUNT(*) FROM runs WHERE {' AND '.join(clauses)}", args
+    ).fetchone()
+    return CostTotal(round(float(usd), 6), int(priced), int(runs))
 
 
 def _valid_fts(conn: sqlite3.Connection, query: str) -> bool:

@@ -1,4 +1,4 @@
-"""`python -m worker run|serve|endpoint|studio|submit|selftest|schema`: the worker's command line."""
+"""`python -m worker run|serve|endpoint|studio|submit|selftest|estimate|weights|deploy|schema`: the worker's command line."""
 
 from __future__ import annotations
 
@@ -44,6 +44,12 @@ def _schema(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _estimate(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.estimate import main as estimate_main
+
+    return estimate_main(args.payload, settings, gpu=args.gpu)
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from worker.handler import serve
 
@@ -78,6 +84,14 @@ def main(argv: list[str] | None = None) -> int:
         from worker.selftest import main as selftest_main
 
         return selftest_main(argv[1:])
+    if argv[:1] == ["weights"]:
+        from worker.weights import main as weights_main
+
+        return weights_main(argv[1:])
+    if argv[:1] == ["deploy"]:
+        from worker.deploy import main as deploy_main
+
+        return deploy_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m worker", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run one job here and print its result JSON")
@@ -99,6 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     studio.set_defaults(func=_studio)
     commands.add_parser("submit", help="submit a payload to the endpoint (see `submit --help`)")
     commands.add_parser("selftest", help="run InfiniteTalk's real code on tiny random weights (see `selftest --help`)")
+    commands.add_parser("weights", help="check or fetch the GPU engine's weight files (see `weights --help`)")
+    commands.add_parser("deploy", help="create or update the RunPod template and endpoint (see `deploy --help`)")
+    estimate = commands.add_parser("estimate", help="print a job's expected GPU time, band and cost as JSON")
+    estimate.add_argument("payload", help="a payload JSON file, e.g. examples/single_image.json")
+    estimate.add_argument("--gpu", help="the GPU to estimate for, e.g. 'H100 PRO' or 4090 (default: the endpoint's)")
+    estimate.set_defaults(func=_estimate)
     schema = commands.add_parser("schema", help="print the job input JSON Schema")
     schema.add_argument("--metadata", action="store_true", help="print metadata.json's schema instead")
     schema.set_defaults(func=_schema)

@@ -593,6 +593,14 @@ class VideoInfo(Artifact):
     frames: int
 
 
+class GpuInfo(BaseModel):
+    """The GPU a job ran on: CUDA's device name (`NVIDIA H100 80GB HBM3`) and how many the worker saw, or `cpu`
+    and 0 where there was no CUDA device (the preview engine); worker/prices.py prices it."""
+
+    name: str = Field(max_length=128)
+    count: int = Field(ge=0, le=64)
+
+
 class JobResult(BaseModel):
     """A successful job's output."""
 
@@ -606,6 +614,7 @@ class JobResult(BaseModel):
     timings: dict[str, int]
     params: dict[str, Any]
     warnings: list[str] = []
+    gpu: GpuInfo | None = None
 
 
 class InputDescriptor(BaseModel):
@@ -641,6 +650,8 @@ class JobMetadata(BaseModel):
     finished_at: str
     error: dict[str, Any] | None = None
     warnings: list[str] = []
+    gpu: GpuInfo | None = None
+    """The GPU it ran on; absent in files written before GPUs were recorded."""
 
 
 def metadata_schema() -> dict[str, Any]:

@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
-from worker.contract import InputDescriptor, JobMetadata, JobParams, storable_params, utc_now
+from worker.contract import GpuInfo, InputDescriptor, JobMetadata, JobParams, storable_params, utc_now
+
+NO_GPU = GpuInfo(name="cpu", count=0)
+
+
+def gpu_info(engine_name: str) -> GpuInfo:
+    """The GPU this worker runs jobs on, for the run's cost: CUDA's first device name and the device count.
+
+    The preview engine never uses a GPU (`cpu`, 0). torch is only looked at when an engine already imported it:
+    this module must not pull torch into a process (the local endpoint on the preview engine has none).
+    """
+    torch = sys.modules.get("torch")
+    if engine_name == "preview" or torch is None:
+        return NO_GPU
+    try:
+        if not torch.cuda.is_available():
+            return NO_GPU
+        return GpuInfo(name=str(torch.cuda.get_device_name(0))[:128], count=int(torch.cuda.device_count()))
+    except Exception:  # a broken driver reads as no GPU: the run is still recorded, only not priced
+        return NO_GPU
 
 
 def resolved_params(params: JobParams, seed: int) -> dict[str, Any]:
@@ -30,6 +50,7 @@ def build_metadata(
     started_at: str,
     error: dict[str, Any] | None = None,
     warnings: list[str] | None = None,
+    gpu: GpuInfo | None = None,
 ) -> JobMetadata:
     """Assemble a validated metadata record."""
     return JobMetadata(
@@ -48,4 +69,5 @@ def build_metadata(
         finished_at=utc_now(),
         error=error,
         warnings=warnings or [],
+        gpu=gpu,
     )

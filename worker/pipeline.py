@@ -28,6 +28,7 @@ from worker.contract import (
     TIMING_KEYS,
     BatchInput,
     ErrorCode,
+    GpuInfo,
     InputDescriptor,
     JobError,
     JobMetadata,
@@ -42,8 +43,9 @@ from worker.contract import (
 from worker.engines import Engine, load_engine
 from worker.geometry import output_size
 from worker.inputs import fetch_audio, fetch_visual
-from worker.media import VideoEncoder, make_thumbnail
-from worker.metadata import build_metadata, resolved_params
+from worker.media import ClipEncoder, VideoEncoder, make_thumbnail
+from worker.metadata import build_metadata, gpu_info, resolved_params
+from worker.partial import PartialVideo, clip_ends
 from worker.prepared import PreparedJob
 from worker.progress import CancelToken, ProgressSink, Reporter
 from worker.settings import Settings
@@ -73,6 +75,8 @@ class Run:
     warnings: list[str] = field(default_factory=list)
     engine_info: dict[str, str] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
+    partial_video: dict[str, Any] | None = None
+    """The partial video a cancelled streaming job keeps as its result (see worker/partial.py)."""
 
     @property
     def key_id(self) -> str:
@@ -110,7 +114,13 @@ class Run:
             started_at=self.started_at,
             error=error,
             warnings=self.warnings,
+            gpu=self.gpu,
         )
+
+    @property
+    def gpu(self) -> GpuInfo:
+        """The GPU this item ran on (metadata.json and the result carry it, so each run can be priced)."""
+        return gpu_info(self.engine_info.get("name") or self.settings.engine)
 
     def finish_timing(self) -> None:
         """Set total_ms to the time since the item started."""
@@ -199,7 +209,17 @@ def _embed(run: Run, engine: Engine, job: PreparedJob) -> None:
     run.cancel.check(Stage.EMBEDDINGS_OK)
 
 
-def _render(run: Run, engine: Engine, job: PreparedJob) -> tuple[Path, np.ndarray]:
+def _encoder(job: PreparedJob, out_path: Path, partial: PartialVideo | None) -> VideoEncoder | ClipEncoder:
+    """One ffmpeg for the whole video, or clip by clip when its partial videos are published as they finish."""
+    if partial is None:
+        return VideoEncoder(out_path, job.width, job.height, job.soundtrack)
+    ends = clip_ends(job.num_frames, job.params)
+    return ClipEncoder(out_path, job.width, job.height, job.soundtrack, ends, partial.publish)
+
+
+def _render(
+    run: Run, engine: Engine, job: PreparedJob, partial: PartialVideo | None = None
+) -> tuple[Path, np.ndarray]:
     """Stream the engine's frames into the encoder; generate_ms and encode_ms are measured apart.
 
     Returns the MP4 and a representative frame for the thumbnail: the one a third of the way in, past any
@@ -209,7 +229,7 @@ def _render(run: Run, engine: Engine, job: PreparedJob) -> tuple[Path, np.ndarra
     poster: np.ndarray | None = None
     run.report.stage(Stage.GENERATION_STARTED, {"frames": job.num_frames, "width": job.width, "height": job.height})
     frames = engine.generate(job, run.report, run.cancel)
-    with VideoEncoder(out_path, job.width, job.height, job.soundtrack) as encoder:
+    with _encoder(job, out_path, partial) as encoder:
         while True:
             with run.timed("generate_ms"):
                 frame = next(frames, None)
@@ -284,6 +304,14 @@ class _Publisher:
     def key(self, name: str) -> str:
         return artifact_key(self.prefix, self.run.key_id, name)
 
+    def partial_video(self, job: PreparedJob) -> PartialVideo | None:
+        """Where a streaming job's video so far is published while it renders; None when progressive preview is
+        off (STUDIO_PARTIAL_PREVIEW), the job is one clip, or its output travels inline in the result."""
+        clips = len(clip_ends(job.num_frames, job.params))
+        if self.store is None or clips < 2 or not self.run.settings.partial_preview:
+            return None
+        return PartialVideo(self.store, self.folder, self.run.report, clips)
+
     def publish(self, path: Path, name: str) -> dict[str, Any]:
         key = self.key(name)
         size = path.stat().st_size
@@ -314,12 +342,14 @@ def _run_item_in(run: Run, params: JobParams, engine: Engine | None, work_dir: P
     seed = resolve_seed(params)
     resolved = resolved_params(params, seed)
     publisher: _Publisher | None = None
+    partial: PartialVideo | None = None
     try:
         publisher = _Publisher(run, params)
         job = _prepare(run, params, work_dir, seed)
         loaded = _engine(run, engine)
         _embed(run, loaded, job)
-        video_path, poster = _render(run, loaded, job)
+        partial = publisher.partial_video(job)
+        video_path, poster = _render(run, loaded, job, partial)
 
         with run.timed("thumbnail_ms"):
             thumb_path = make_thumbnail(poster, work_dir / "thumb.jpg")
@@ -360,6 +390,7 @@ def _run_item_in(run: Run, params: JobParams, engine: Engine | None, work_dir: P
             timings=run.timings,
             params=resolved,
             warnings=run.warnings,
+            gpu=run.gpu,
         )
         run.report.stage(Stage.COMPLETED, {"video": video["key"]})
         log.info("job completed", extra={"timings": run.timings, "item_id": run.item_id})
@@ -368,8 +399,13 @@ def _run_item_in(run: Run, params: JobParams, engine: Engine | None, work_dir: P
         run.finish_timing()
         if error.code == ErrorCode.UPLOAD and (kept := _keep_unpublished(run, work_dir)) is not None:
             error.message += f"; the finished video is kept at {kept} until a retry publishes it"
+        if partial is not None and error.code == ErrorCode.CANCELLED:
+            run.partial_video = partial.end(keep_latest=True)
         _publish_error_metadata(run, params, resolved, publisher, work_dir, error)
         raise
+    finally:
+        if partial is not None:
+            partial.end(keep_latest=False)  # however the job ended; a no-op once a cancel kept its video
 
 
 def _keep_unpublished(run: Run, work_dir: Path) -> Path | None:
@@ -397,6 +433,8 @@ def _publish_error_metadata(
         return
     try:
         outputs = {"metadata": {"key": publisher.key("metadata.json"), "mime": "application/json"}}
+        if run.partial_video:
+            outputs["partial_video"] = {k: v for k, v in run.partial_video.items() if k != "url"}
         record = run.metadata(params, resolved, outputs, error=_error_dict(error, run.settings))
         path = work_dir / "metadata.error.json"
         path.write_text(record.model_dump_json(indent=2))
@@ -424,8 +462,10 @@ def _item_output(run: Run, params: JobParams, engine: Engine | None) -> dict[str
         **({"item_id": run.item_id} if run.item_id else {}),
         "error": _error_dict(failure, run.settings),
         "engine": run.engine_info or {"name": run.settings.engine},
+        **({"partial_video": run.partial_video} if run.partial_video else {}),
         "timings": run.timings,
         "warnings": run.warnings,
+        "gpu": run.gpu.model_dump(),
     }
 
 

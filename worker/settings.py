@@ -68,6 +68,9 @@ class Settings:
     url_expiry_s: int = 7 * 24 * 3600
     input_roots: tuple[Path, ...] = (Path("/runpod-volume"),)
     allow_private_urls: bool = False
+    partial_preview: bool = True
+    """Publish a streaming job's video so far as each clip is encoded (STUDIO_PARTIAL_PREVIEW, on unless 0/false):
+    the Live card plays it while the rest renders; see worker/partial.py."""
     max_download_bytes: int = 200 * 1024 * 1024
     download_timeout_s: float = 60.0
     catalog_path: Path | None = None
@@ -77,11 +80,26 @@ class Settings:
     tmp_dir: Path | None = None
     extra_trusted_hosts: tuple[str, ...] = ()
     weights: Mapping[str, str] = field(default_factory=dict)
+    tts_engine: str | None = None
+    """What speaks tts_audio (STUDIO_TTS_ENGINE): `espeak` (espeak-ng) or `kokoro` (Kokoro-82M); unset, Kokoro
+    with the infinitetalk engine (the GPU image) and espeak-ng with the preview engine (see speech_engine)."""
+    kokoro_dir: Path = Path("/runpod-volume/models/Kokoro-82M")
+    """Kokoro-82M's config.json, kokoro-v1_0.pth and voices/*.pt (KOKORO_DIR; worker/kokoro_tts.py lists them)."""
+    kokoro_g2p: str = "misaki"
+    """How Kokoro turns English text into phonemes (STUDIO_KOKORO_G2P): `misaki` (misaki's English G2P with the
+    spaCy model the image bakes, as InfiniteTalk's app does) or `espeak` (misaki's espeak-ng G2P, which needs no
+    spaCy model: the tests' and the selftest's)."""
     local_max_queued: int = 1000
     local_max_queued_mb: int = 2048
     local_body_timeout_s: float = 60.0
     s3_extra_buckets: tuple[str, ...] = ()
     """Buckets besides S3_BUCKET that a job's output_config.bucket may name (STUDIO_S3_BUCKETS)."""
+    gpu: str | None = None
+    """The endpoint's GPU type for estimates before any run has recorded one (STUDIO_GPU, e.g. `H100 PRO`)."""
+    price_tier: str = "flex"
+    """RunPod's price tier runs are costed at: flex (scale to zero) or active (always on), STUDIO_PRICE_TIER."""
+    gpu_prices: str = ""
+    """Per-second price overrides, `H100 PRO=0.00116; A100=0.00076` (STUDIO_GPU_PRICES); see worker/prices.py."""
 
     @property
     def artifact_dir(self) -> Path:
@@ -113,6 +131,12 @@ class Settings:
         for entry in self.extra_trusted_hosts:
             pairs.update(trusted_entry(entry))
         return frozenset(pairs)
+
+    @property
+    def speech_engine(self) -> str:
+        """What speaks tts_audio: STUDIO_TTS_ENGINE, else Kokoro beside the GPU engine and espeak-ng beside the
+        preview (which runs anywhere, without Kokoro's weights)."""
+        return self.tts_engine or ("kokoro" if self.engine == "infinitetalk" else "espeak")
 
     @property
     def catalog_file(self) -> Path:
@@ -169,6 +193,7 @@ class Settings:
             url_expiry_s=int(env.get("STUDIO_URL_EXPIRY_S") or 7 * 24 * 3600),
             input_roots=roots,
             allow_private_urls=_flag(env.get("STUDIO_ALLOW_PRIVATE_URLS")),
+            partial_preview=_flag(env.get("STUDIO_PARTIAL_PREVIEW"), default=True),
             max_download_bytes=int(env.get("STUDIO_MAX_DOWNLOAD_BYTES") or 200 * 1024 * 1024),
             catalog_path=Path(env["STUDIO_CATALOG"]) if env.get("STUDIO_CATALOG") else None,
             local_port=port,
@@ -179,10 +204,16 @@ class Settings:
                 h.strip() for h in (env.get("STUDIO_TRUSTED_HOSTS") or "").split(",") if h.strip()
             ),
             weights={name: env[name] for name in weight_vars if env.get(name)},
+            tts_engine=(env.get("STUDIO_TTS_ENGINE") or "").strip().lower() or None,
+            kokoro_dir=Path(env.get("KOKORO_DIR") or "/runpod-volume/models/Kokoro-82M"),
+            kokoro_g2p=(env.get("STUDIO_KOKORO_G2P") or "misaki").strip().lower(),
             local_max_queued=int(env.get("STUDIO_LOCAL_MAX_QUEUED") or 1000),
             local_max_queued_mb=int(env.get("STUDIO_LOCAL_MAX_QUEUED_MB") or 2048),
             local_body_timeout_s=float(env.get("STUDIO_LOCAL_BODY_TIMEOUT_S") or 60),
             s3_extra_buckets=tuple(b.strip() for b in (env.get("STUDIO_S3_BUCKETS") or "").split(",") if b.strip()),
+            gpu=env.get("STUDIO_GPU") or None,
+            price_tier=(env.get("STUDIO_PRICE_TIER") or "flex").strip().lower(),
+            gpu_prices=env.get("STUDIO_GPU_PRICES") or "",
         )
 
     def secrets(self) -> list[str]:
