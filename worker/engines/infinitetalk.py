@@ -31,7 +31,6 @@ from worker.engines.infinitetalk_args import (
     INFINITETALK_COMMIT,
     PRELOAD_VAR,
     TASK,
-    WAV2VEC_FILES,
     InfiniteTalkCall,
     Variant,
     WeightPaths,
@@ -39,6 +38,7 @@ from worker.engines.infinitetalk_args import (
     map_job,
     preload_variant,
 )
+from worker.engines.infinitetalk_weights import cold_start_files
 from worker.geometry import fit_image
 from worker.media import run_ffmpeg
 from worker.prepared import PreparedJob, Speaker
@@ -86,16 +86,6 @@ def missing_files(needed: Iterable[tuple[Path, str]]) -> JobError | None:
         "env vars at them (docs/gpu.md lists the downloads)",
         at_stage=Stage.PIPELINE_WARM_STARTED,
     )
-
-
-def cold_start_files(paths: WeightPaths) -> list[tuple[Path, str]]:
-    """What every variant needs besides its own weights: InfiniteTalk's source and wav2vec2."""
-    needed = [(paths.src_dir / "wan" / "multitalk.py", "INFINITETALK_SRC")]
-    needed += [(paths.wav2vec_dir / name, "WAV2VEC_DIR") for name in WAV2VEC_FILES]
-    weights = [paths.wav2vec_dir / name for name in ("model.safetensors", "pytorch_model.bin")]
-    if not any(path.exists() for path in weights):
-        needed.append((weights[0], "WAV2VEC_DIR"))
-    return needed
 
 
 @dataclass(frozen=True)
