@@ -19,6 +19,7 @@ from catalog.schema import CatalogError, explain
 from catalog.search import SORTS, SearchResult
 from catalog.sync import sync
 from worker.contract import JobError, JobStatus
+from worker.prices import PriceTable
 from worker.settings import Settings
 from worker.store import open_store
 
@@ -170,7 +171,7 @@ def parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace, settings: Settings) -> None:
     """Carry out one parsed command against the configured catalogue and store."""
-    catalog = Catalog(settings.catalog_file)
+    catalog = Catalog(settings.catalog_file, PriceTable.from_settings(settings))
     if args.command == "search":
         filters: dict[str, Any] = {name: getattr(args, name) for name in FILTER_ARGS}
         if args.favourites:

@@ -26,6 +26,8 @@ SORT_LABELS = {
     "longest": "Longest video",
     "slowest": "Slowest to make",
     "steps": "Most steps",
+    "costliest": "Most expensive",
+    "cheapest": "Cheapest",
 }
 
 
@@ -66,6 +68,11 @@ def page_key(query: Query) -> str:
 
 def search(catalog: Catalog, query: Query, per_page: int = PER_PAGE) -> SearchResult:
     """Run the query against the catalogue: one page of runs, the total, and counts per facet value."""
+    return catalog.search(query.text, sort=query.sort, page=query.page, per_page=per_page, **filters_for(query))
+
+
+def filters_for(query: Query) -> dict[str, Any]:
+    """The catalogue filters a query stands for (the search and its cost total use the same)."""
     filters: dict[str, Any] = {name: values for name, values in query.facets.items() if values}
     if query.date_from:
         filters["created_from"] = query.date_from.isoformat()
@@ -78,7 +85,7 @@ def search(catalog: Catalog, query: Query, per_page: int = PER_PAGE) -> SearchRe
         filters["submitted_by"] = query.submitted_by
     if query.tag.strip():
         filters["tag"] = query.tag.strip().lower()
-    return catalog.search(query.text, sort=query.sort, page=query.page, per_page=per_page, **filters)
+    return filters
 
 
 def facet_options(result: SearchResult, name: str, selected: list[Any]) -> list[Any]:

@@ -48,15 +48,19 @@ def submit(
     store: Store | None = None,
     settings: Settings | None = None,
     submitted_by: str | None = None,
+    execution_timeout_ms: int | None = None,
 ) -> str:
     """Send a validated job input to the endpoint and record it as queued; return the job id.
+
+    `execution_timeout_ms` becomes the request's policy.executionTimeout (Submit's timeout guard sets it when the
+    estimate's slow end passes the endpoint's own timeout).
 
     With a store, the job's request (params without inline media, media keys, endpoint, who, when) is written
     to the bucket beside where its artifacts will go, so a dashboard started on an empty disk finds the job
     again (recover). The job is already on its way when that write happens: a store that refuses it is logged,
     never a failed submission.
     """
-    job_id = client.submit(job_input)
+    job_id = client.submit(job_input, execution_timeout_ms=execution_timeout_ms)
     catalog.record_submission(job_id, job_input, endpoint_id=endpoint_id, submitted_by=submitted_by)
     if store is not None:
         try:

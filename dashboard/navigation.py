@@ -13,12 +13,13 @@ PAGES = {
     "submit": ("submit.py", "Submit", ":material/add_circle:"),
     "live": ("live.py", "Live jobs", ":material/play_circle:"),
     "history": ("history.py", "History", ":material/video_library:"),
+    "compare": ("compare.py", "Compare runs", ":material/compare:"),
     "health": ("health.py", "Endpoint health", ":material/monitor_heart:"),
 }
 
 
 def page(name: str) -> st.Page:
-    """The page called `name` (submit, live, history or health)."""
+    """The page called `name` (submit, live, history, compare or health)."""
     file_name, title, icon = PAGES[name]
     return st.Page(PAGES_DIR / file_name, title=title, icon=icon, url_path=name, default=name == "submit")
 

@@ -16,6 +16,7 @@ from streamlit.errors import StreamlitSecretNotFoundError
 
 from catalog import Catalog
 from dashboard.config import Access, load_access, load_settings
+from dashboard.cost import price_table
 from worker.client import StudioClient
 from worker.settings import Settings
 from worker.store import Store, open_store
@@ -63,8 +64,10 @@ def access() -> Access:
 
 def catalog() -> Catalog:
     """This session's catalogue connection."""
-    path = settings().catalog_file
-    return _cached("catalog", str(path), lambda: Catalog(path))
+    current = settings()
+    path = current.catalog_file
+    prices, _ = price_table(current)  # a bad STUDIO_GPU_PRICES is reported by Submit's estimate, not here
+    return _cached("catalog", _fingerprint(str(path), prices), lambda: Catalog(path, prices))
 
 
 def store() -> Store:

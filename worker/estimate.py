@@ -494,7 +494,7 @@ def minutes(seconds: float) -> str:
     """A duration as people say it: `40 s`, `6 min`, `1 h 5 min`."""
     if seconds < 90:
         return f"{seconds:.0f} s"
-    if seconds < 3600:
+    if round(seconds / 60) < 60:
         return f"{seconds / 60:.0f} min"
     hours, rest = divmod(round(seconds / 60), 60)
     return f"{hours} h {rest} min" if rest else f"{hours} h"

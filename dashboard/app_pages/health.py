@@ -6,7 +6,7 @@ import datetime as dt
 
 import streamlit as st
 
-from dashboard import state, views
+from dashboard import cost, state, views
 from dashboard.config import describe_endpoint
 from dashboard.health import (
     HealthReading,
@@ -87,6 +87,7 @@ def board() -> None:
         st.caption("No failures in this window.")
     else:
         views.time_chart(rates, "share of finished jobs", kind="bar", percent=True)
+    cost.spend_charts(catalog, settings.endpoint_id, since_text, bucket)
     counts = catalog.failure_counts_by_code(settings.endpoint_id, since=since_text)
     if counts:
         st.dataframe([{"error code": code, "failed jobs": n} for code, n in counts.items()], hide_index=True)

@@ -12,7 +12,7 @@ import streamlit as st
 from catalog import CatalogError, SearchResult, sync
 from catalog.schema import explain
 from catalog.search import MAX_PER_PAGE
-from dashboard import navigation, state, views
+from dashboard import compare, cost, navigation, state, views
 from dashboard.history import (
     FACETS,
     SORT_LABELS,
@@ -20,6 +20,7 @@ from dashboard.history import (
     download_name,
     facet_counts,
     facet_options,
+    filters_for,
     page_key,
     params_rows,
     parse_tags,
@@ -120,8 +121,12 @@ def _card(run: dict[str, Any], store: Any, key: str = K + "open.") -> None:
         st.markdown(f"{'★ ' if run.get('favourite') else ''}{views.plain(_short(run.get('prompt') or '(no prompt)'))}")
         made = (run.get("created_at") or "")[:16].replace("T", " ")
         length = f" · {run['video_duration_s']:.1f} s" if run.get("video_duration_s") else ""
-        st.caption(f"{made}{length} · {run.get('size') or ''} · {run.get('sample_steps') or '?'} steps")
-        st.button("Open", key=key + run["run_id"], on_click=_open, args=(run["run_id"],), width="stretch")
+        steps = f"{run.get('sample_steps') or '?'} steps"
+        st.caption(f"{made}{length} · {run.get('size') or ''} · {steps}{cost.card_suffix(run)}")
+        opens, picks = st.columns([3, 2], vertical_alignment="center")
+        opens.button("Open", key=key + run["run_id"], on_click=_open, args=(run["run_id"],), width="stretch")
+        with picks:
+            compare.pick_box(run["run_id"], key)
 
 
 def _grid(result: SearchResult, key: str = K + "open.") -> None:
@@ -243,6 +248,8 @@ def _detail(run_id: str) -> None:
             b.metric("Made in", views.duration((run.get("total_ms") or 0) / 1000 if run.get("total_ms") else None))
             a.metric("Size", f"{run['width']}×{run['height']}" if run.get("width") else "—")
             b.metric("Engine", run.get("engine") or "—")
+            a.metric("Cost", cost.cost_text(run), help=cost.cost_help(run, state.catalog().prices))
+            b.metric("GPU", run.get("gpu_name") or "—")
             _downloads(run)
             if st.button("Reuse these params", type="primary", icon=":material/replay:", key=K + "reuse"):
                 st.session_state[state.REUSE_PARAMS] = run["params"]
@@ -294,6 +301,8 @@ def _page() -> None:
         _detail(selected)
     note = f" ({result.query_note})" if result.query_note else ""
     st.caption(f"{result.total:,} run{'s' if result.total != 1 else ''}{note}")
+    st.caption(cost.total_line(state.catalog().cost_total(query.text, **filters_for(query))))
+    compare.picked_bar()
     _grid(result)
     if result.pages > 1:
         st.pagination(result.pages, key=page_key(query), max_visible_pages=9)

@@ -7,7 +7,7 @@ from typing import Any
 import streamlit as st
 
 from catalog.records import INLINE_NOTE
-from dashboard import navigation, state, views
+from dashboard import estimate_view, navigation, state, views
 from dashboard.batch import BatchFileError, read_batch
 from dashboard.forms import (
     ADVANCED_PARAMS,
@@ -404,7 +404,7 @@ def _summary(cond: Slot, speech: list[Slot], audio_type: str, params: dict[str, 
             )
 
 
-def _send(job: dict[str, Any], uploads: list[Planned]) -> str | None:
+def _send(job: dict[str, Any], uploads: list[Planned], timeout_ms: int | None = None) -> str | None:
     store = state.store()
     try:
         for planned in uploads:
@@ -417,6 +417,7 @@ def _send(job: dict[str, Any], uploads: list[Planned]) -> str | None:
             store=store,
             settings=state.settings(),
             submitted_by=signed_in_email(),
+            execution_timeout_ms=timeout_ms,
         )
     except (EndpointError, JobError) as error:
         st.error(
@@ -505,6 +506,7 @@ def main() -> None:
         param_errors = st.empty()
         audio_type = st.session_state[K + "audio_type"] if len(speech) > 1 else "add"
         _summary(cond, speech, audio_type, params, tts)
+        timeout_ms = estimate_view.render(params, speech, audio_type, st.session_state[K + "tts_text"] if tts else None)
         clicked = st.button("Submit", type="primary", key=K + "go", icon=":material/send:", width="stretch")
         general = st.empty()
     _batch()
@@ -545,7 +547,7 @@ def main() -> None:
     if errors or any(slot.problem for slot in (cond, *speech)):
         general.error("Fix the fields marked above, then submit again.", icon=":material/error:")
         return
-    if _send(job, [p for p in planned.values() if p is not None]) is not None:
+    if _send(job, [p for p in planned.values() if p is not None], timeout_ms) is not None:
         st.switch_page(navigation.page("live"))
 
 

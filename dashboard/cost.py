@@ -1,0 +1,129 @@
+"""What runs cost, as the pages say it: on History's cards and detail, summed under a search, and as Health's
+spend per day and cost per second of video. The numbers are the catalogue's `cost_usd` (worker/prices.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from catalog.search import CostTotal
+from worker.contract import JobError
+from worker.prices import CPU, PREVIEW_ENGINE, PriceTable, billed_seconds, gpu_class
+
+PREVIEW_FREE = "$0 (preview engine)"
+
+
+def price_table(settings: Any) -> tuple[PriceTable, str | None]:
+    """The settings' price table, or RunPod's own with the reason when STUDIO_GPU_PRICES cannot be read (a typo
+    there must not take every page down; the Submit estimate says what to fix)."""
+    try:
+        return PriceTable.from_settings(settings), None
+    except JobError as error:
+        return PriceTable(), error.message
+
+
+def dollars(value: float) -> str:
+    """`$0.42`, `$0.0031` for less than a cent, `$12.40`."""
+    if value == 0:
+        return "$0"
+    return f"${value:.4f}" if abs(value) < 0.01 else f"${value:,.2f}"
+
+
+def cost_text(run: dict[str, Any]) -> str:
+    """A run's cost: dollars, `$0 (preview engine)`, or an em dash while unknown (still running, or made before
+    GPUs were recorded)."""
+    cost = run.get("cost_usd")
+    if cost is None:
+        return "—"
+    if cost == 0 and run.get("engine") == PREVIEW_ENGINE:
+        return PREVIEW_FREE
+    return dollars(float(cost))
+
+
+def cost_help(run: dict[str, Any], prices: PriceTable) -> str:
+    """How a run's cost was worked out, for the metric's tooltip."""
+    if run.get("engine") == PREVIEW_ENGINE:
+        return "The local preview engine runs on this machine's CPU: nothing is billed."
+    gpu = run.get("gpu_name")
+    if not gpu:
+        return "No GPU was recorded for this run (made before the worker recorded GPUs, or not finished yet)."
+    seconds = billed_seconds(run)
+    price = prices.per_second(gpu)
+    if gpu_class(gpu) == CPU:
+        return "It ran without a GPU: nothing is billed."
+    if price is None or seconds is None:
+        return f"Ran on {gpu}, which the price table does not know: set its price in STUDIO_GPU_PRICES."
+    count = max(1, int(run.get("gpu_count") or 1))
+    gpus = f" × {count} GPUs" if count > 1 else ""
+    return f"{seconds} s billed × ${price:.5f}/s{gpus} on {gpu} ({prices.source(gpu)})"
+
+
+def card_suffix(run: dict[str, Any]) -> str:
+    """` · $0.42` for a card's caption line; nothing while the cost is unknown."""
+    text = cost_text(run)
+    return "" if text == "—" else f" · {text}"
+
+
+def total_line(total: CostTotal) -> str:
+    """What a search's runs cost together, saying how many have no known cost."""
+    if total.runs == 0:
+        return ""
+    line = f"Cost of these runs: **{dollars(total.usd)}**"
+    unknown = total.runs - total.priced
+    if unknown:
+        line += f" ({unknown:,} of {total.runs:,} without a known cost: unfinished, or made before costs were kept)"
+    return line
+
+
+def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=["finished_at", "cost_usd", "video_duration_s", "engine"])
+    frame["finished_at"] = pd.to_datetime(frame["finished_at"], utc=True, format="ISO8601")
+    return frame
+
+
+def spend_per_day(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Dollars spent per day (Catalog.spend rows), one column `spend ($)`, days with runs only."""
+    frame = _frame(rows)
+    if frame.empty:
+        return pd.DataFrame(columns=["spend ($)"])
+    daily = frame.set_index("finished_at")["cost_usd"].astype(float).resample("1D").sum()
+    return pd.DataFrame({"spend ($)": daily})
+
+
+def cost_per_video_second(rows: list[dict[str, Any]], bucket: str) -> pd.DataFrame:
+    """Dollars per second of video made, per time bucket: what a second of talking video costs."""
+    frame = _frame(rows).dropna(subset=["video_duration_s"])
+    frame = frame[frame["video_duration_s"] > 0]
+    if frame.empty:
+        return pd.DataFrame(columns=["$ per video second"])
+    grouped = frame.set_index("finished_at")[["cost_usd", "video_duration_s"]].astype(float).resample(bucket).sum()
+    grouped = grouped[grouped["video_duration_s"] > 0]
+    return pd.DataFrame({"$ per video second": grouped["cost_usd"] / grouped["video_duration_s"]})
+
+
+def spend_charts(catalog: Any, endpoint_id: str, since: str, bucket: str) -> None:
+    """Health's spend per day and cost per second of video, over the runs that finished in the window."""
+    import streamlit as st
+
+    from dashboard import views
+
+    rows = catalog.spend(endpoint_id, since=since)
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Spend per day**")
+        daily = spend_per_day(rows)
+        if daily.empty:
+            st.caption("No priced runs in this window.")
+        else:
+            views.time_chart(daily, "dollars", kind="bar", bucket="1D")
+            free = sum(1 for row in rows if row.get("engine") == PREVIEW_ENGINE)
+            if free == len(rows):
+                st.caption("Every run here was made by the local preview engine, which costs $0.")
+    with right:
+        st.markdown(f"**Cost per second of video** (per {bucket})")
+        per_second = cost_per_video_second(rows, bucket)
+        if per_second.empty:
+            st.caption("No priced videos in this window.")
+        else:
+            views.time_chart(per_second, "dollars per second of video")
