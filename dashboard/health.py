@@ -96,6 +96,15 @@ def bucket_for(runs: pd.DataFrame) -> str:
     return "1D"
 
 
+def bucket_for_window(window: dt.timedelta) -> str:
+    """The bucket for a chart that spans the whole window the page shows: 12 per hour, 24 per day, 7 per week."""
+    if window <= dt.timedelta(hours=2):
+        return "5min"
+    if window <= dt.timedelta(days=2):
+        return "1h"
+    return "1D"
+
+
 def latency_percentiles(runs: pd.DataFrame, bucket: str) -> pd.DataFrame:
     """p50 and p95 of each bucket's job latency (queue delay + execution), in seconds."""
     timed = runs.dropna(subset=["execution_ms"])

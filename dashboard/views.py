@@ -10,6 +10,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from dashboard.words import in_words
 from worker.contract import JobError, JobStatus, friendly_error
 from worker.store import Store
 
@@ -74,7 +75,7 @@ def outcome(run: dict[str, Any]) -> None:
 def failure(code: str | None, message: str | None) -> None:
     """A failed run: the friendly title for its code, the worker's message, and what to try."""
     info = friendly_error(code or "")
-    st.error(f"**{info['title']}** ({plain(code) or 'no code'})\n\n{plain(message)}".strip())
+    st.error(f"**{info['title']}** ({plain(code) or 'no code'})\n\n{plain(in_words(message))}".strip())
     st.caption(f"What to try: {info['advice']}")
 
 
@@ -135,6 +136,30 @@ def image(store: Store, key: str | None, **kwargs: Any) -> bool:
     return True
 
 
+SERIES_COLOURS = {
+    "idle": "#9aa0a6",
+    "in queue": "#9aa0a6",
+    "running": "#1c83e1",
+    "other": "#ffbd45",
+    "queue delay (s)": "#9aa0a6",
+    "execution (s)": "#1c83e1",
+    "p50 (s)": "#1c83e1",
+    "p95 (s)": "#803df5",
+}
+"""Colours with meaning: waiting and idle are grey, working is blue; orange and red are kept for trouble (idle
+workers were drawn in alarm orange, issue 16). Series not named here (error codes) take the `scheme`."""
+
+
+def time_format(span: pd.Timedelta) -> str:
+    """Axis labels that differ from tick to tick: seconds inside a quarter hour (ten ticks of `%H:%M` in five minutes
+    read `00:29 00:29 00:29…`), minutes inside a day, days beyond."""
+    if span <= pd.Timedelta(minutes=15):
+        return "%H:%M:%S"
+    if span <= pd.Timedelta(days=1):
+        return "%H:%M"
+    return "%a %d %b"
+
+
 def time_chart(
     frame: pd.DataFrame,
     y_title: str,
@@ -142,23 +167,45 @@ def time_chart(
     kind: Literal["line", "area", "bar"] = "line",
     counts: bool = False,
     percent: bool = False,
+    window: tuple[Any, Any] | None = None,
+    bucket: str | None = None,
+    scheme: str | None = None,
 ) -> None:
-    """Chart a time-indexed frame, one colour per column; counts get whole-number ticks from zero."""
+    """Chart a time-indexed frame, one colour per column; counts get whole-number ticks from zero.
+
+    `window` (start, end) fixes the time axis to the period the page asked for, so a lone point or bar is not
+    pinned to the chart's edge; `bucket` ("5min", "1h", "1D") draws each bar as wide as the period it counts (a bar
+    at a point in time was a sliver squashed against the edge).
+    """
     long = frame.rename_axis("at").reset_index().melt("at", var_name="series", value_name="value")
     axis = alt.Axis(format="d", tickMinStep=1) if counts else alt.Axis(format="%") if percent else alt.Axis()
+    if bucket and kind == "bar":
+        long["end"] = long["at"] + pd.Timedelta(bucket)
     mark = {
         "line": alt.Chart(long).mark_line(point=True),
         "area": alt.Chart(long).mark_area(),
         "bar": alt.Chart(long).mark_bar(),
     }
-    span = frame.index.max() - frame.index.min() if len(frame.index) else pd.Timedelta(0)
-    time_format = "%H:%M" if span <= pd.Timedelta(days=1) else "%b %d"
-    chart = mark[kind].encode(
-        x=alt.X("at:T", title=None, axis=alt.Axis(format=time_format, labelOverlap=True)),
-        y=alt.Y(
+    if window is not None:
+        start, end = (pd.Timestamp(moment) for moment in window)
+        scale = alt.Scale(domain=[start.isoformat(), end.isoformat()])
+        span = end - start
+    else:
+        scale = alt.Scale()
+        span = frame.index.max() - frame.index.min() if len(frame.index) else pd.Timedelta(0)
+    series = list(dict.fromkeys(long["series"]))
+    if all(name in SERIES_COLOURS for name in series):
+        colour_scale = alt.Scale(domain=series, range=[SERIES_COLOURS[name] for name in series])
+    else:
+        colour_scale = alt.Scale(scheme=scheme) if scheme else alt.Scale()
+    encoding: dict[str, Any] = {
+        "x": alt.X("at:T", title=None, scale=scale, axis=alt.Axis(format=time_format(span), labelOverlap=True)),
+        "y": alt.Y(
             "value:Q", title=y_title, axis=axis, scale=alt.Scale(domainMin=0), stack="zero" if kind != "line" else None
         ),
-        color=alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom")),
-        tooltip=[alt.Tooltip("at:T", title="time", format="%H:%M:%S"), "series:N", "value:Q"],
-    )
-    st.altair_chart(chart, width="stretch")
+        "color": alt.Color("series:N", title=None, scale=colour_scale, legend=alt.Legend(orient="bottom")),
+        "tooltip": [alt.Tooltip("at:T", title="time", format="%H:%M:%S"), "series:N", "value:Q"],
+    }
+    if "end" in long:
+        encoding["x2"] = "end:T"
+    st.altair_chart(mark[kind].encode(**encoding), width="stretch")

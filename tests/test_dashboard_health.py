@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+import pandas as pd
+
 from catalog import Catalog
+from dashboard import views
 from tests.dashboard_support import dashboard_env, example_job, local_endpoint, open_page, texts
 from worker.contract import ErrorCode, JobStatus
+
+
+ORANGES_AND_REDS = {"#ff8700", "#ffa421", "#ff2b2b", "#ff4b4b", "orange", "red", "#f58518"}
 
 
 def _with_history(catalog: Catalog) -> None:
@@ -58,3 +65,37 @@ def test_with_no_finished_jobs_the_charts_say_so(tmp_path: Path, monkeypatch: py
     at = open_page("health")
     assert "No finished jobs in this window." in texts(at)
     assert "No failures in this window." in texts(at)
+
+
+def _spec(chart: object) -> dict:
+    spec = json.loads(chart.proto.spec)  # type: ignore[attr-defined]
+    return spec
+
+
+def test_the_charts_read_at_a_glance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 16: time labels repeated, failure bars were slivers at the edge, idle workers were alarm orange."""
+    with local_endpoint(tmp_path / "data") as env:
+        dashboard_env(monkeypatch, tmp_path / "data", int(env["STUDIO_LOCAL_PORT"]))
+        _with_history(Catalog(tmp_path / "data" / "catalog.db"))
+        at = open_page("health")
+        at.run()
+    specs = [_spec(chart) for chart in at.get("vega_lite_chart")]
+    for spec in specs:
+        x = spec["encoding"]["x"]
+        start, end = x["scale"]["domain"]
+        assert pd.Timestamp(end) - pd.Timestamp(start) == pd.Timedelta(hours=1), "the axis spans the chosen window"
+        assert x["axis"]["format"] == "%H:%M", "an hour's ticks are minutes, each label different"
+    workers = next(spec for spec in specs if spec["encoding"]["y"]["title"] == "workers")
+    colours = dict(zip(workers["encoding"]["color"]["scale"]["domain"], workers["encoding"]["color"]["scale"]["range"]))
+    assert colours["idle"] == views.SERIES_COLOURS["idle"] and colours["idle"].lower() not in ORANGES_AND_REDS
+    failures = next(spec for spec in specs if spec["mark"]["type"] == "bar")
+    assert failures["encoding"]["x2"]["field"] == "end", "each bar is as wide as the 5 minutes it counts"
+    assert "Failure rate by error code** (share of finished jobs, per 5 minutes)" in " ".join(
+        m.value for m in at.markdown
+    )
+
+
+def test_tick_labels_change_with_the_span() -> None:
+    assert views.time_format(pd.Timedelta(minutes=5)) == "%H:%M:%S"
+    assert views.time_format(pd.Timedelta(hours=1)) == "%H:%M"
+    assert views.time_format(pd.Timedelta(days=7)) == "%a %d %b"
