@@ -13,6 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from dashboard.words import label
 from worker.audio import (
     QUIET_SPEECH_DB,
     SILENCE_FLOOR_DB,
@@ -28,8 +29,6 @@ from worker.settings import Settings
 from worker.store import Store, content_type
 
 UPLOADS_PREFIX = "uploads"
-SPEECH_LABELS = {"cond_audio.person1": "Person 1's speech", "cond_audio.person2": "Person 2's speech"}
-"""How the form names each speech slot in its messages."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +61,7 @@ class MediaFacts:
         if gain is None:
             return None
         return (
-            f"{SPEECH_LABELS.get(field, field)} is very quiet ({describe_level(self.level_db or 0.0)}, below "
+            f"{label(field)} is very quiet ({describe_level(self.level_db or 0.0)}, below "
             f"{QUIET_SPEECH_DB:.0f} dB): the worker will raise it by {gain:.0f} dB, with any background noise. "
             "Record again closer to the microphone if you can."
         )
@@ -106,7 +105,7 @@ def inspect(media: Media, field: str, expect: str) -> MediaFacts:
     if level is not None and level < SILENCE_FLOOR_DB:
         raise JobError(
             ErrorCode.INPUT_VALIDATION,
-            f"{SPEECH_LABELS.get(field, field)} is silent ({describe_level(level)}): {SILENT_SPEECH_FIX}",
+            f"{label(field)} is silent ({describe_level(level)}): {SILENT_SPEECH_FIX}",
         )
     duration = None if fetched.kind == "image" else info.duration_s
     return MediaFacts(fetched.kind, duration, info.width, info.height, level)

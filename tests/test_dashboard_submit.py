@@ -145,7 +145,7 @@ def test_missing_and_invalid_fields_are_shown_next_to_them_and_nothing_is_sent(d
     assert "Add a photo or a video of the person (or people) who will talk." in errors
     assert "Add speech for person 1: record, upload or link it." in errors
     assert "must not be empty" in errors
-    assert "**frame_num**: must be 4n+1: use 77 or 81" in errors
+    assert "**Frames per clip**: must be 4n+1: use 77 or 81" in errors
     assert "Fix the fields marked above, then submit again." in errors
     assert at.title[0].value == "Submit a talking video"
     assert len(_catalog(data_dir).search().rows) == before
@@ -158,9 +158,8 @@ def test_media_that_is_not_what_it_claims_is_refused_before_anything_is_stored(d
     at.audio_input(key="submit.p1_record").upload("recording.wav", (MEDIA / "speech_1.wav").read_bytes())
     at.text_area(key="submit.prompt").set_value("bad photo")
     at.run()
-    assert any(
-        e.value.startswith("cond_video: the file is not readable media (cond_video: Invalid data") for e in at.error
-    )
+    expected = "Portrait: the file is not readable media (Portrait: Invalid data"
+    assert any(e.value.startswith(expected) for e in at.error), [e.value for e in at.error]
     at.button(key="submit.go").click().run()
     assert at.title[0].value == "Submit a talking video"
     assert _uploads(data_dir) == uploads
@@ -338,6 +337,16 @@ def _example_speech_at(level_db: float) -> np.ndarray:
     return speech * 10 ** ((level_db - speech_level(speech)) / 20)
 
 
+def test_messages_use_the_forms_words_not_field_names_or_the_browsers_file_name(data_dir: Path) -> None:
+    """Issue 16: a short recording was "cond_audio.person1: 2026-12-02T10-31_audio.wav lasts 0.10 s"."""
+    at = open_page("submit")
+    at.audio_input(key="submit.p1_record").upload("2026-12-02T10-31_audio.wav", _recording(np.zeros(1600) + 0.1))
+    at.run()
+    (message,) = [e.value for e in at.error]
+    assert message.startswith("Person 1's speech: your recording lasts 0.10 s; record at least"), message
+    assert "cond_audio" not in message and "_audio.wav" not in message
+
+
 def test_a_silent_recording_is_refused_before_sending_and_a_quiet_one_is_warned_about(data_dir: Path) -> None:
     """A muted microphone used to make a job that completed with a still face; now the form names the slot."""
     at = open_page("submit")
@@ -347,7 +356,8 @@ def test_a_silent_recording_is_refused_before_sending_and_a_quiet_one_is_warned_
     at.audio_input(key="submit.p1_record").upload("recording.wav", _recording(np.zeros(3 * 16000)))
     at.text_area(key="submit.prompt").set_value("silent check")
     at.run()
-    assert any(e.value.startswith("Person 1's speech is silent (no sound at all): record again") for e in at.error)
+    expected = "Person 1's speech is silent (no sound at all): record again"
+    assert any(e.value.startswith(expected) for e in at.error)
     at.button(key="submit.go").click().run()
     assert at.title[0].value == "Submit a talking video", "nothing was sent"
     assert not at.session_state[state.SUBMITTED] if state.SUBMITTED in at.session_state else True
@@ -382,4 +392,4 @@ def test_the_tts_voices_are_offered_with_a_preview_and_an_unknown_voice_is_refus
     at.button(key="submit.go").click().run()
     assert at.title[0].value == "Submit a talking video", "nothing was sent"
     messages = "\n".join(e.value for e in at.error)
-    assert "tts_audio.human1_voice: espeak-ng has no voice variant 'nosuch'" in messages
+    assert "Voice of person 1: espeak-ng has no voice variant 'nosuch'" in messages

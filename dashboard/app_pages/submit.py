@@ -32,6 +32,7 @@ from dashboard.jobs import submit
 from dashboard.media import Media, MediaFacts, Planned, commit, inspect, plan, refresh_ref, stored_key
 from dashboard.presets import PRESETS, is_default, matching
 from dashboard.signin import signed_in_email
+from dashboard.words import in_words, label
 from worker.audio import voice_catalogue, voice_sample
 from worker.client import EndpointError
 from worker.contract import SIZES, Defaults, JobError, Limits
@@ -45,30 +46,6 @@ RECORD = "Record"
 TTS = "Text to speech"
 VISUAL_TYPES = ["jpg", "jpeg", "png", "webp", "mp4", "webm", "mov", "mkv"]
 AUDIO_TYPES = ["wav", "mp3", "ogg", "oga", "webm", "m4a", "flac", "aac"]
-LABELS = {
-    "size": "Size",
-    "mode": "Mode",
-    "frame_num": "Frames per clip",
-    "max_frame_num": "Most frames (streaming)",
-    "sample_steps": "Sampling steps",
-    "base_seed": "Seed (-1: random)",
-    "sample_shift": "Sample shift",
-    "sample_text_guide_scale": "Text guidance",
-    "sample_audio_guide_scale": "Audio guidance",
-    "motion_frame": "Motion frames",
-    "color_correction_strength": "Colour correction",
-    "use_teacache": "TeaCache",
-    "teacache_thresh": "TeaCache threshold",
-    "use_apg": "APG",
-    "apg_momentum": "APG momentum",
-    "apg_norm_threshold": "APG norm threshold",
-    "num_persistent_param_in_dit": "Parameters kept on the GPU",
-    "offload_model": "Offload the model between steps",
-    "quant": "Quantisation",
-    "quant_dir": "Quantised weights folder",
-    "lora": "lightx2v LoRA",
-    "lora_scale": "LoRA scale",
-}
 PROMPT_HINT = "For example: a woman speaks warmly to the camera in a bright studio"
 TTS_HINT = "For example: Hello! (s2) Hi there. Tag what each person says with (s1) / (s2)"
 """Placeholders that read as hints, not as text already typed: a bare sample sentence in a new form looked filled
@@ -165,8 +142,9 @@ class Slot:
         self.problem: str | None = None
         self.errors = st.empty()
 
-    def take(self, given: Any, expect: str) -> None:
-        """Use uploaded or recorded bytes (a Streamlit UploadedFile)."""
+    def take(self, given: Any, expect: str, called: str | None = None) -> None:
+        """Use uploaded or recorded bytes (a Streamlit UploadedFile). `called` is how messages name a recording or
+        a photo the browser named with a timestamp ("your recording", not `2026-12-02T10-31_audio.wav`)."""
         if given is None:
             return
         self.media = Media(given.name or "media", given.getvalue())
@@ -174,7 +152,7 @@ class Slot:
         try:
             self.facts = _inspect(self.media.name, self.media.data, self.field, expect)
         except JobError as error:
-            self.problem = error.message
+            self.problem = error.message.replace(self.media.name, called) if called else error.message
 
     def link(self, text: str, expect: str) -> None:
         """Use a URL or stored path; media already in this dashboard's store are inspected too."""
@@ -203,7 +181,7 @@ def _visual_input() -> Slot:
             st.text_input("URL or stored path", key=K + "cond_url", placeholder="https://…/portrait.jpg"), "visual"
         )
     else:
-        slot.take(st.camera_input("Take a photo", key=K + "cond_camera"), "visual")
+        slot.take(st.camera_input("Take a photo", key=K + "cond_camera"), "visual", called="your photo")
     if slot.preview is not None and slot.facts is not None and source != CAMERA:
         if slot.facts.kind == "image":
             st.image(slot.preview, width=240)
@@ -225,6 +203,7 @@ def _speech_input(person: int, sources: list[str]) -> Slot:
         slot.take(
             st.audio_input(f"Record person {person}", sample_rate=16000, key=K + f"{prefix}_record"),
             "audio",
+            called="your recording",
         )
     elif source == UPLOAD:
         uploaded = st.file_uploader(f"Speech file for person {person}", type=AUDIO_TYPES, key=K + f"{prefix}_upload")
@@ -287,7 +266,7 @@ def _choice_label(value: Any) -> str:
 
 def _param_widget(name: str) -> None:
     key = K + f"param.{name}"
-    label = LABELS[name]
+    label_text = label(name)
     help_text = HELP.get(name) or describe(name)
     if note := engine_note(name, state.settings()):
         help_text = f"{note}\n\n{help_text}" if help_text else note
@@ -296,9 +275,9 @@ def _param_widget(name: str) -> None:
     if options:
         st.selectbox(label, options, key=key, help=help_text, format_func=_choice_label)
     elif isinstance(default_params()[name], bool):
-        st.toggle(label, key=key, help=help_text)
+        st.toggle(label_text, key=key, help=help_text)
     elif name == "quant_dir":
-        st.text_input(label, key=key, help=help_text)
+        st.text_input(label_text, key=key, help=help_text)
     else:
         low, high = bounds(name)
         integral = isinstance(default_params()[name], int) or name == "num_persistent_param_in_dit"
@@ -309,7 +288,7 @@ def _param_widget(name: str) -> None:
         elif current is not None:
             st.session_state[key] = float(current)
         st.number_input(
-            label,
+            label_text,
             key=key,
             help=help_text,
             placeholder="worker default" if name in OPTIONAL_PARAMS else None,
@@ -327,7 +306,7 @@ def _parameters() -> dict[str, Any]:
         if any(engine_note(name, state.settings()) for name in ADVANCED_PARAMS):
             st.caption(
                 "On the preview engine this local endpoint runs, these do nothing (the GPU worker uses them): "
-                + ", ".join(LABELS[name] for name in GPU_ONLY_PARAMS)
+                + ", ".join(label(name) for name in GPU_ONLY_PARAMS)
             )
         columns = st.columns(3)
         for index, name in enumerate(ADVANCED_PARAMS):
@@ -365,7 +344,7 @@ def _show_problems(slot: Slot, errors: dict[str, str], *fields: str) -> None:
         slot.missing if text == "this field is required" else text for text in errors_for(errors, *fields)
     ]
     if messages:
-        slot.errors.error("\n\n".join(messages), icon=":material/error:")
+        slot.errors.error("\n\n".join(in_words(text) for text in messages), icon=":material/error:")
 
 
 def _plan(slot: Slot) -> Planned | None:
@@ -539,11 +518,14 @@ def main() -> None:
     if len(speech) > 1:
         _show_problems(speech[1], errors, "cond_audio.person2")
     if "prompt" in errors:
-        prompt_errors.error(errors["prompt"], icon=":material/error:")
+        prompt_errors.error(in_words(errors["prompt"]), icon=":material/error:")
     shown = {"prompt", "cond_video", "bbox", "cond_audio", "tts_audio", "audio_type"}
     rest = {k: v for k, v in errors.items() if k.split(".")[0].split("[")[0] not in shown}
     if rest:
-        param_errors.error("\n\n".join(f"**{k or 'input'}**: {v}" for k, v in rest.items()), icon=":material/error:")
+        param_errors.error(
+            "\n\n".join(f"**{label(k) if k else 'Input'}**: {in_words(v)}" for k, v in rest.items()),
+            icon=":material/error:",
+        )
     if errors or any(slot.problem for slot in (cond, *speech)):
         general.error("Fix the fields marked above, then submit again.", icon=":material/error:")
         return
