@@ -169,10 +169,12 @@ BASE_IMAGE_PYTHON = "3.11"
 
 def dockerfile_pins() -> list[str]:
     """`name==version` of every package the Dockerfile's own `pip install` lines name, flash-attn left out: its
-    setup downloads a wheel built for the image's torch and CUDA, which no package index can resolve."""
+    setup downloads a wheel built for the image's torch and CUDA, which no package index can resolve. So are
+    `--no-deps` installs (num2words, whose one dependency, docopt, serves only its command line and has no wheel):
+    they bring nothing to resolve together."""
     pins = []
     for keyword, rest in instructions():
-        if keyword == "RUN":
+        if keyword == "RUN" and "--no-deps" not in rest:
             pins += [pin for pin in re.findall(r"([A-Za-z0-9_.-]+==[A-Za-z0-9_.+-]+)", rest) if "flash-attn" not in pin]
     return pins
 

@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -27,6 +28,7 @@ from worker.contract import (
     Limits,
     Stage,
 )
+from worker.kokoro_tts import KOKORO_CATALOGUE, KokoroCatalogue
 from worker.media import decode_audio, write_wav
 from worker.prepared import Speaker
 
@@ -257,13 +259,16 @@ def _parse_voices(listing: str, variant: bool) -> tuple[Voice, ...]:
 
 
 @functools.cache
-def voice_catalogue() -> VoiceCatalogue:
-    """This machine's espeak-ng voices, listed once per process (the list changes only with the package).
+def voice_catalogue(engine: str = "espeak") -> VoiceCatalogue | KokoroCatalogue:
+    """The voices `engine` speaks: this machine's espeak-ng voices, listed once per process (the list changes only
+    with the package), or Kokoro's (`engine="kokoro"`: a fixed list, worker/kokoro_tts.py, the same on any machine).
 
     The dashboard offers the same list: locally it shares the worker's machine, and the RunPod worker image installs
     the same espeak-ng package, so the list is a fair offer there too. MBROLA voices (`mb-*`) are left out: they
     need MBROLA's own voice files, which neither installs. Raises JobError(E_PIPELINE_LOAD) without espeak-ng.
     """
+    if engine == "kokoro":
+        return KOKORO_CATALOGUE
     listings = []
     for flag in ("--voices", "--voices=variant"):
         try:
@@ -303,49 +308,94 @@ def synthesise(text: str, voice: str, out_path: Path, field_name: str) -> np.nda
     return decode_audio(out_path, field=field_name, max_seconds=Limits.MAX_AUDIO_SECONDS)
 
 
+class SpeechEngine(Protocol):
+    """What speaks tts_audio: espeak-ng (EspeakSpeech, here) or Kokoro (worker.kokoro_tts.KokoroSpeech);
+    worker.speech_engines.load_speech_engine picks one from the settings."""
+
+    name: str
+    default_voices: tuple[str, str]
+    """Person 1's and person 2's voice when the job names none."""
+
+    def refusal(self, voice: str) -> str | None:
+        """Why this engine cannot speak with `voice` (None when it can)."""
+
+    def speak(self, text: str, voice: str, out_path: Path, field_name: str) -> np.ndarray:
+        """Speak text into out_path and return the speech decoded at 16 kHz."""
+
+
+class EspeakSpeech:
+    """espeak-ng: the CPU and preview default, on every machine the worker runs on."""
+
+    name = "espeak"
+    default_voices = (Defaults.TTS_VOICE_1, Defaults.TTS_VOICE_2)
+
+    def refusal(self, voice: str) -> str | None:
+        return voice_catalogue().refusal(voice)
+
+    def speak(self, text: str, voice: str, out_path: Path, field_name: str) -> np.ndarray:
+        return synthesise(text, voice, out_path, field_name)
+
+
 VOICE_SAMPLE_TEXT = "Hello! This is how I sound."
 
 
-def voice_sample(voice: str, field_name: str = "tts_audio.human1_voice") -> bytes:
-    """A short sentence spoken by `voice`, as WAV bytes, to hear a voice before choosing it (the form's preview).
+def voice_sample(voice: str, field_name: str = "tts_audio.human1_voice", speaker: SpeechEngine | None = None) -> bytes:
+    """A short sentence spoken by `voice`, as WAV bytes, to hear a voice before choosing it (the form's preview);
+    espeak-ng unless another loaded speech engine is given.
 
     The voice is checked as a job's is, so a preview never plays espeak-ng's fallback under the asked-for name.
     """
-    if (refusal := voice_catalogue().refusal(voice)) is not None:
+    speaker = speaker or EspeakSpeech()
+    if (refusal := speaker.refusal(voice)) is not None:
         raise _invalid(field_name, refusal)
     with tempfile.TemporaryDirectory(prefix="studio-voice-") as folder:
         out = Path(folder) / "sample.wav"
-        synthesise(VOICE_SAMPLE_TEXT, voice, out, field_name)
-        return out.read_bytes()
+        samples = speaker.speak(VOICE_SAMPLE_TEXT, voice, out, field_name)
+        if speaker.name == "espeak":
+            return out.read_bytes()
+        return write_wav(Path(folder) / "sample_16k.wav", samples).read_bytes()
 
 
-def tts_tracks(params: JobParams, work_dir: Path) -> list[np.ndarray]:
-    """Synthesise the TTS text turn by turn; each person's track is silent during the other's turns.
+def turn_voices(params: JobParams, speaker: SpeechEngine) -> dict[int, tuple[str, str]]:
+    """Each person's voice and its field: as the job names it, else the engine's default for that person.
 
-    Every voice that speaks is checked against voice_catalogue() first, so an unknown name is refused with the
-    closest names instead of espeak-ng's quiet fallback to another voice.
+    A job that names no human1_voice gets the contract's default, which is an espeak-ng name; Kokoro speaks its
+    own default (am_adam) instead, as InfiniteTalk's app does, rather than refusing a name nobody chose.
     """
     assert params.tts_audio is not None
     tts = params.tts_audio
-    turns = tts.turns()  # non-empty and at most Limits.MAX_TTS_TURNS: checked at validation
-    voices = {
-        1: (tts.human1_voice, "tts_audio.human1_voice"),
-        2: (tts.human2_voice or Defaults.TTS_VOICE_2, "tts_audio.human2_voice"),
+    named_first = "human1_voice" in tts.model_fields_set
+    return {
+        1: (tts.human1_voice if named_first else speaker.default_voices[0], "tts_audio.human1_voice"),
+        2: (tts.human2_voice or speaker.default_voices[1], "tts_audio.human2_voice"),
     }
+
+
+def tts_tracks(params: JobParams, work_dir: Path, speaker: SpeechEngine | None = None) -> list[np.ndarray]:
+    """Synthesise the TTS text turn by turn (espeak-ng unless another speech engine is given); each person's
+    track is silent during the other's turns, and every turn is followed by a 0.2 s pause.
+
+    Every voice that speaks is checked against the engine's voice list first, so an unknown name is refused with
+    the closest names instead of espeak-ng's quiet fallback to another voice.
+    """
+    assert params.tts_audio is not None
+    speaker = speaker or EspeakSpeech()
+    tts = params.tts_audio
+    turns = tts.turns()  # non-empty and at most Limits.MAX_TTS_TURNS: checked at validation
+    voices = turn_voices(params, speaker)
     people = tts.speakers
-    catalogue = voice_catalogue()
-    for speaker in sorted({speaker for speaker, _ in turns}):
-        voice, field_name = voices[speaker]
-        if (refusal := catalogue.refusal(voice)) is not None:
+    for person in sorted({person for person, _ in turns}):
+        voice, field_name = voices[person]
+        if (refusal := speaker.refusal(voice)) is not None:
             raise _invalid(field_name, refusal)
     tracks: list[list[np.ndarray]] = [[] for _ in range(people)]
     pause = np.zeros(AUDIO_SAMPLE_RATE // 5, np.float32)
-    for index, (speaker, words) in enumerate(turns):
-        voice, field_name = voices[speaker]
-        spoken = synthesise(words, voice, work_dir / f"tts_{index:03d}.wav", field_name)
+    for index, (speaker_number, words) in enumerate(turns):
+        voice, field_name = voices[speaker_number]
+        spoken = speaker.speak(words, voice, work_dir / f"tts_{index:03d}.wav", field_name)
         spoken = np.concatenate([spoken, pause])
         for person in range(people):
-            tracks[person].append(spoken if person + 1 == speaker else np.zeros_like(spoken))
+            tracks[person].append(spoken if person + 1 == speaker_number else np.zeros_like(spoken))
     return [np.concatenate(parts) for parts in tracks]
 
 
@@ -354,14 +404,17 @@ def frames_for(duration_s: float, frame_cap: int) -> int:
     return max(1, min(round(duration_s * FPS), frame_cap))
 
 
-def prepare_audio(params: JobParams, speech: list[Path], work_dir: Path) -> PreparedAudio:
-    """Build the soundtrack and per-speaker tracks from fetched speech files, or from tts_audio.
+def prepare_audio(
+    params: JobParams, speech: list[Path], work_dir: Path, speaker: SpeechEngine | None = None
+) -> PreparedAudio:
+    """Build the soundtrack and per-speaker tracks from fetched speech files, or from tts_audio (spoken by
+    `speaker`, espeak-ng when None).
 
     A person's recorded speech that is silent is refused (check_audible), and very quiet speech is warned about.
     """
     quiet: list[str] = []
     if params.tts_audio is not None:
-        tracks = [normalise_loudness(track) for track in tts_tracks(params, work_dir)]
+        tracks = [normalise_loudness(track) for track in tts_tracks(params, work_dir, speaker)]
         mix, aligned = (tracks[0], tracks) if len(tracks) == 1 else (np.sum(tracks, axis=0), tracks)
         if float(np.max(np.abs(mix))) > 0.99:
             mix = mix * (0.99 / float(np.max(np.abs(mix))))

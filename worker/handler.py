@@ -11,6 +11,7 @@ from worker.engines import load_engine
 from worker.pipeline import run_job
 from worker.selftest import is_selftest_request, run_selftest_job
 from worker.settings import Settings
+from worker.speech_engines import load_speech_engine
 from worker.workdirs import sweep
 
 log = logs.get_logger("handler")
@@ -42,7 +43,8 @@ def serve(settings: Settings) -> None:
     """Load the engine at cold start, then hand the handler to runpod.serverless.start.
 
     A load failure is logged and the worker still starts, so each job reports E_PIPELINE_LOAD with the missing
-    path instead of the endpoint crash-looping with nothing to show.
+    path instead of the endpoint crash-looping with nothing to show. The speech engine (Kokoro on the GPU image)
+    is loaded the same way: missing Kokoro files fail each TTS job, naming KOKORO_DIR; recorded speech still runs.
     """
     import runpod
 
@@ -54,4 +56,9 @@ def serve(settings: Settings) -> None:
         log.info("engine loaded", extra={"engine": engine.name, "version": engine.version})
     except JobError as error:
         log.error("engine failed to load", extra={"code": error.code, "error": error.message})
+    try:
+        speaker = load_speech_engine(settings)  # Kokoro's weights are checked and loaded here, not mid-job
+        log.info("speech engine loaded", extra={"engine": speaker.name})
+    except JobError as error:
+        log.error("speech engine failed to load", extra={"code": error.code, "error": error.message})
     runpod.serverless.start({"handler": make_handler(settings)})

@@ -49,6 +49,7 @@ from worker.partial import PartialVideo, clip_ends
 from worker.prepared import PreparedJob
 from worker.progress import CancelToken, ProgressSink, Reporter
 from worker.settings import Settings
+from worker.speech_engines import load_speech_engine
 from worker.store import Store, artifact_key, checked_key, content_type, open_store
 from worker.workdirs import job_dir, unwritable
 
@@ -163,7 +164,8 @@ def _prepare(run: Run, params: JobParams, work_dir: Path, seed: int) -> Prepared
 
     run.report.stage(Stage.AUDIO_STARTED)
     with run.timed("audio_ms"):
-        audio = prepare_audio(params, [item.path for item in speech], work_dir)
+        speaker = load_speech_engine(run.settings) if params.tts_audio is not None else None
+        audio = prepare_audio(params, [item.path for item in speech], work_dir, speaker)
     run.warnings.extend(audio.warnings)
     run.report.stage(
         Stage.AUDIO_OK,
@@ -214,7 +216,7 @@ def _encoder(job: PreparedJob, out_path: Path, partial: PartialVideo | None) -> 
     if partial is None:
         return VideoEncoder(out_path, job.width, job.height, job.soundtrack)
     ends = clip_ends(job.num_frames, job.params)
-    return ClipEncoder(out_path, job.width, job.height, job.soundtrack, ends, partial.publish)
+    return ClipEncoder(out_path, job.width, job.height, job.soundtrack, ends, partial.publish, every_s=partial.every_s)
 
 
 def _render(
@@ -310,7 +312,7 @@ class _Publisher:
         clips = len(clip_ends(job.num_frames, job.params))
         if self.store is None or clips < 2 or not self.run.settings.partial_preview:
             return None
-        return PartialVideo(self.store, self.folder, self.run.report, clips)
+        return PartialVideo(self.store, self.folder, self.run.report, clips, self.run.settings.partial_every_s)
 
     def publish(self, path: Path, name: str) -> dict[str, Any]:
         key = self.key(name)

@@ -138,13 +138,24 @@ def _run(chosen: list[str], src: Path, tree: Path, work: Path, out: Callable[[st
     paths = tiny.build_tree(tree)
     weights = {var: str(getattr(paths, name)) for name, var in ENV_VARS.items()} | {"INFINITETALK_SRC": str(src)}
     settings = Settings(data_dir=work / "data", engine="infinitetalk", store="volume", weights=weights)
+    if "kokoro" in chosen:  # about 240 MB even tiny (Kokoro's decoder fixes its channels): built only when asked
+        from worker.kokoro_tts import spacy_model_installed
+        from worker.selftest.tiny_kokoro import build_tiny_kokoro
+
+        kokoro_dir = build_tiny_kokoro(work / "Kokoro-82M", src, frames_per_phoneme=2)
+        # The image's misaki English G2P where its spaCy model is installed (the GPU image); espeak-ng's elsewhere.
+        g2p = "misaki" if spacy_model_installed() else "espeak"
+        settings = settings.with_(kokoro_dir=kokoro_dir, kokoro_g2p=g2p)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     engine = load_engine(settings)
     assert isinstance(engine, InfiniteTalkEngine)
     bench = Bench(settings=settings, engine=engine, media=make_media(work / "media"))
     with contextlib.redirect_stdout(sys.stderr):  # InfiniteTalk prints as it goes; stdout keeps the report
-        return _cases(bench, chosen, device, kernels, tree, out)
+        result = _cases(bench, chosen, device, kernels, tree, out)
+    if "kokoro" in chosen:
+        result["kokoro_g2p"] = settings.kokoro_g2p
+    return result
 
 
 def _cases(

@@ -70,6 +70,8 @@ class Bench:
     media: Media
     memo: dict[str, Run] = field(default_factory=dict)
     jobs: int = 0
+    kokoro_frames: int = 2
+    """How many 25 ms frames the tiny Kokoro speaks each phoneme for (tiny_kokoro.build_tiny_kokoro)."""
 
     def job(self, **overrides: Any) -> dict[str, Any]:
         """A short job: 9-frame clips and 2 sampling steps keep tiny-model work to seconds on a CPU."""
@@ -316,6 +318,38 @@ def _quantised(bench: Bench, quant: str) -> int:
     return expect_frames(run, 9)
 
 
+def kokoro_seconds(bench: Bench, words: str, voice: str) -> float:
+    """How long Kokoro speaks `words`: its predicted durations, each phoneme (and its start and end tokens)
+    lasting the tiny model's fixed frames of 25 ms (worker/selftest/tiny_kokoro.py)."""
+    from worker.selftest.tiny_kokoro import SAMPLES_PER_FRAME
+    from worker.speech_engines import load_speech_engine
+
+    speaker = load_speech_engine(bench.settings)
+    check(speaker.name == "kokoro", f"the GPU engine's tts_audio is spoken by {speaker.name}, not Kokoro")
+    frames = 0
+    for phonemes, audio, durations in speaker.phonemes_and_audio(words, voice):  # type: ignore[attr-defined]
+        known = sum(symbol in speaker.model.vocab for symbol in phonemes)  # type: ignore[attr-defined]
+        check(len(durations) == known + 2, f"{len(durations)} durations for {known} phonemes of {phonemes!r}")
+        check(set(durations.tolist()) == {bench.kokoro_frames}, f"durations {durations.tolist()}")
+        check(audio.numel() == SAMPLES_PER_FRAME * int(durations.sum()), "Kokoro's audio is not 600 samples a frame")
+        frames += int(durations.sum())
+    return frames * SAMPLES_PER_FRAME / 24_000
+
+
+def case_kokoro(bench: Bench) -> int:
+    """Two people speaking tts_audio turns with Kokoro (InfiniteTalk's kokoro package, tiny random weights): the
+    soundtrack is each turn as Kokoro speaks it plus the worker's 0.2 s pause, and the multi model animates both."""
+    turns = [("Hello there, how are you?", "bm_george"), ("Fine, thanks.", "af_bella")]
+    expected = sum(kokoro_seconds(bench, words, voice) + 0.2 for words, voice in turns)
+    tts = {"text": f"(s1) {turns[0][0]} (s2) {turns[1][0]}", "human1_voice": "bm_george", "human2_voice": "af_bella"}
+    run = bench.run(bench.job(cond_video=str(bench.media.two_people), cond_audio=None, tts_audio=tts))
+    audio = next(event["details"] for event in run.events if event["stage"] == Stage.AUDIO_OK)
+    check(audio["speakers"] == 2, f"{audio['speakers']} speakers in a two-person dialogue")
+    check(abs(audio["duration_s"] - expected) < 0.005, f"the speech lasts {audio['duration_s']} s, not {expected:.3f}")
+    check(bench.engine.variant is not None and bench.engine.variant.people == "multi", "not the multi weights")
+    return expect_frames(run, 9)
+
+
 def case_int8(bench: Bench) -> int:
     """InfiniteTalk's int8 DiT and T5 (quant_models), requantized by optimum-quanto."""
     return _quantised(bench, "int8")
@@ -337,6 +371,7 @@ CASES: dict[str, Callable[[Bench], int]] = {
     "apg": case_apg,
     "two_speakers_add": case_two_speakers_add,
     "two_speakers_para": case_two_speakers_para,
+    "kokoro": case_kokoro,
     "lora": case_lora,
     "variant_change": case_variant_change,
     "vram": case_vram,
