@@ -217,7 +217,8 @@ def _quantile(values: list[float], q: float) -> float:
 
 def fit(points: list[tuple[float, float]]) -> Fit | None:
     """Least squares seconds = a + b × units over (units, seconds) points, a ≥ 0 and b > 0; the band is the
-    10th to 90th percentile of seconds / fitted (the whole range with fewer than ten points)."""
+    10th to 90th percentile of seconds / fitted (the whole range with fewer than ten points), widened a little
+    for small samples."""
     if len(points) < MIN_HISTORY:
         return None
     xs = [x for x, _ in points]
@@ -230,9 +231,11 @@ def fit(points: list[tuple[float, float]]) -> Fit | None:
         # Through the origin: time in proportion to work (all runs the same size, or a noisy small sample).
         intercept = 0.0
         slope = sum(x * y for x, y in points) / sum(x * x for x in xs)
-    ratios = [y / (intercept + slope * x) for x, y in points]
-    low, high = (_quantile(ratios, 0.1), _quantile(ratios, 0.9)) if len(ratios) >= 10 else (min(ratios), max(ratios))
-    return Fit(intercept, slope, min(low, 1.0), max(high, 1.0), len(points))
+    logs = [math.log(y / (intercept + slope * x)) for x, y in points if y > 0]
+    low, high = (_quantile(logs, 0.1), _quantile(logs, 0.9)) if len(logs) >= 10 else (min(logs), max(logs))
+    # A few runs show less of the spread than there is: widen the band the way a prediction interval widens.
+    widen = math.sqrt((len(logs) + 1) / max(1, len(logs) - 1))
+    return Fit(intercept, slope, math.exp(min(low, 0.0) * widen), math.exp(max(high, 0.0) * widen), len(points))
 
 
 @dataclass(frozen=True)
