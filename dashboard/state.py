@@ -26,6 +26,11 @@ REUSE_PARAMS = "submit.reuse"
 """A run's params waiting to prefill the Submit page (set by History's "Reuse these params")."""
 SUBMITTED = "live.submitted"
 """Job ids this session submitted, so Live can show them once they finish."""
+LAST_JOB = "live.last_job"
+"""The job input this session sent last, as sent (uploads by their stored reference): "Submit another" starts the
+form from it, so a second take with another sentence does not mean adding the photo again."""
+FORM_PREFIX = "submit."
+"""Every Submit widget's session-state key starts with this: "Start a new one" clears them all."""
 
 T = TypeVar("T")
 

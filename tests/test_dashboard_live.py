@@ -122,7 +122,8 @@ def test_a_failed_job_shows_what_went_wrong_and_what_to_try(live: tuple[StudioCl
     errors = [e.value for e in at.error]
     # The code and message are shown as text: Markdown marks in them are escaped (views.plain).
     assert any(e.startswith(f"**The job's input is not valid** ({views.plain('E_INPUT_VALIDATION')})") for e in errors)
-    assert any(views.plain("cond_video") in e for e in errors)
+    assert any(views.plain("Portrait: ") in e for e in errors), "the field by its label on the form"
+    assert not any(views.plain("cond_video") in e for e in errors)
     assert "What to try: Fix the field named in the message and submit again." in texts(at)
 
 

@@ -182,6 +182,42 @@ def test_a_complete_job_is_stored_sent_recorded_and_the_user_lands_on_live(data_
     assert params["sample_steps"] == Defaults.SAMPLE_STEPS
 
 
+def _on(at: AppTest, page: str) -> AppTest:
+    """Stay on `page` for the next runs, as the browser does after a switch (AppTest reruns the page it opened)."""
+    return at.switch_page(f"app_pages/{page}.py").run()
+
+
+def test_submit_another_keeps_the_last_jobs_media_and_prompt_and_start_a_new_one_clears_them(data_dir: Path) -> None:
+    """Issue 16: "Submit another" lost the photo and speech; a second take should only need a new sentence."""
+    at = _photo_and_recording(open_page("submit"), "first take")
+    at.number_input(key="submit.param.sample_steps").set_value(6)
+    at.button(key="submit.go").click().run()
+    assert at.title[0].value == "Live jobs"
+    sent = _catalog(data_dir).get(at.session_state[state.SUBMITTED][-1])
+    assert sent is not None
+
+    _on(at, "live").button(key="live.another").click().run()
+    assert at.title[0].value == "Submit a talking video"
+    _on(at, "submit")
+    assert at.text_area(key="submit.prompt").value == "first take"
+    assert at.text_input(key="submit.cond_url").value == sent["params"]["cond_video"]
+    assert at.text_input(key="submit.p1_url").value == sent["params"]["cond_audio"]["person1"]
+    assert at.number_input(key="submit.param.sample_steps").value == 6
+    at.text_area(key="submit.prompt").set_value("second take").run()
+    at.button(key="submit.go").click().run()
+    assert at.title[0].value == "Live jobs", "the kept media are sent again as they are"
+    second = _catalog(data_dir).get(at.session_state[state.SUBMITTED][-1])
+    assert second is not None and second["prompt"] == "second take"
+    assert second["params"]["cond_video"] == sent["params"]["cond_video"]
+
+    _on(at, "live").button(key="live.fresh").click().run()
+    assert at.title[0].value == "Submit a talking video"
+    _on(at, "submit")
+    assert at.text_area(key="submit.prompt").value == ""
+    assert at.number_input(key="submit.param.sample_steps").value == Defaults.SAMPLE_STEPS
+    assert at.radio(key="submit.cond_source").value == "Upload"
+
+
 def test_text_to_speech_needs_no_recording(data_dir: Path) -> None:
     at = open_page("submit")
     at.radio(key="submit.p1_source").set_value("Text to speech").run()

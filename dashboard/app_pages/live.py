@@ -169,7 +169,31 @@ def main() -> None:
     st.title("Live jobs")
     local = state.settings().is_local_endpoint
     st.fragment(board, run_every=TICK_LOCAL_S if local else TICK_CLOUD_S)()
-    st.page_link(navigation.page("submit"), label="Submit another", icon=":material/add_circle:")
+    _submit_another()
+
+
+def _submit_another() -> None:
+    """Back to Submit, keeping the last job's photo, speech, prompt and parameters, or with a clean form."""
+    last = st.session_state.get(state.LAST_JOB)
+    if last is None:
+        st.page_link(navigation.page("submit"), label="Submit a job", icon=":material/add_circle:")
+        return
+    keep, fresh = st.columns(2)
+    if keep.button(
+        "Submit another",
+        icon=":material/add_circle:",
+        key="live.another",
+        help="The form starts with the last job's photo, speech, prompt and parameters",
+        width="stretch",
+    ):
+        st.session_state[state.REUSE_PARAMS] = last
+        st.switch_page(navigation.page("submit"))
+    if fresh.button(
+        "Start a new one", icon=":material/restart_alt:", key="live.fresh", help="An empty form", width="stretch"
+    ):
+        for key in [key for key in st.session_state if str(key).startswith(state.FORM_PREFIX)]:
+            del st.session_state[key]
+        st.switch_page(navigation.page("submit"))
 
 
 main()

@@ -94,7 +94,7 @@ def _apply_reuse() -> None:
     dropped: list[str] = []
 
     def refresh(ref: str) -> str:
-        if ref == INLINE_NOTE:
+        if ref == INLINE_NOTE or ref.startswith("data:"):
             # The catalogue keeps no inline media: the earlier run's file must be given again.
             dropped.append(ref)
             return ""
@@ -405,6 +405,7 @@ def _send(job: dict[str, Any], uploads: list[Planned], timeout_ms: int | None = 
         )
         return None
     st.session_state.setdefault(state.SUBMITTED, []).append(job_id)
+    st.session_state[state.LAST_JOB] = job
     return job_id
 
 
