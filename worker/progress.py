@@ -50,6 +50,9 @@ class Reporter:
     """Turns stage events into progress payloads with an overall percentage, for one item of a job.
 
     In a batch each item covers an equal share of 0–100 %, and payloads carry item_index/item_count/item_id.
+    Once a streaming job has a partial video (`partial`), every later payload carries it as `partial_video`:
+    the local endpoint and RunPod keep only the latest payload as the job's IN_PROGRESS output. Payloads are
+    sent under a lock, since partial videos are announced from the encoder's thread.
     """
 
     def __init__(
@@ -67,6 +70,8 @@ class Reporter:
         self.item_count = item_count
         self.item_id = item_id
         self.last: dict[str, Any] = {}
+        self.partial_video: dict[str, Any] | None = None
+        self._lock = threading.Lock()
 
     def _overall(self, pct: float) -> float:
         return round((self.item_index + pct / 100.0) / self.item_count * 100.0, 1)
@@ -82,8 +87,21 @@ class Reporter:
         }
         if self.item_count > 1:
             payload.update(item_index=self.item_index, item_count=self.item_count, item_id=self.item_id)
-        self.last = payload
-        self._sink(payload)
+        with self._lock:
+            if self.partial_video is not None and stage not in (Stage.COMPLETED, Stage.ERROR):
+                payload["partial_video"] = self.partial_video
+            self.last = payload
+            self._sink(payload)
+
+    def partial(self, video: dict[str, Any]) -> None:
+        """Announce a playable video of the clips finished so far: `{url, duration_s, clips_done, clips_total}`
+        (and its key). The latest payload is sent again with it, so a poll sees it before the next step."""
+        with self._lock:
+            self.partial_video = video
+            payload = {**(self.last or {"stage": Stage.GENERATION, "pct": 0.0, "job_id": self.job_id, "details": {}})}
+            payload["partial_video"] = video
+            self.last = payload
+            self._sink(payload)
 
     def generation(self, done: int, total: int, details: dict[str, Any] | None = None) -> None:
         """Report generation progress (chunks, steps or frames done of total) inside the generation span."""

@@ -32,6 +32,22 @@ def artifact_key(prefix: str, job_id: str, name: str) -> str:
     return "/".join(part.strip("/") for part in (prefix, job_id, name) if part.strip("/"))
 
 
+PARTIAL_NAME = "partial-{clips:03d}.mp4"
+"""A streaming job's video so far, beside its final artifacts: one object per finished clip, removed when the
+job ends (a cancelled job keeps its last one, the video its user saw)."""
+
+
+def partial_name(clips: int) -> str:
+    """The object name of the partial video holding `clips` finished clips."""
+    return PARTIAL_NAME.format(clips=clips)
+
+
+def is_partial_key(key: str) -> bool:
+    """Whether a key names a partial video (see PARTIAL_NAME)."""
+    name = key.rsplit("/", 1)[-1]
+    return name.startswith("partial-") and name.endswith(".mp4") and name[8:-4].isdigit()
+
+
 def checked_key(key: str, within: str = "") -> str:
     """The key, when each of its parts fits KEY_PART and it lies under `within`; E_INPUT_VALIDATION otherwise.
 

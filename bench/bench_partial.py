@@ -1,0 +1,105 @@
+"""What progressive preview costs: total job time with partial videos on vs off, side by side in one run.
+
+A streaming preview job (the portrait, its 8.3 s speech repeated to 40 s, 480p: 14 clips of 81 frames stepping
+72) runs with STUDIO_PARTIAL_PREVIEW on and off, alternately, so that both see the same machine. With it on, the
+pipeline encodes in segments cut at clip ends and publishes an MP4 of the video so far at most every
+STUDIO_PARTIAL_EVERY_S (default 5 s; worker/partial.py). Prints the median wall time and CPU time (this process
+and its ffmpeg children) of each, their ratios (goal: on within 5 % of off), and the partials announced. On a
+shared machine the wall time is noisy; the CPU time is the work itself.
+
+    python bench/bench_partial.py [--repeat 5] [--seconds 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from worker.payloads import load_payload  # noqa: E402
+from worker.pipeline import run_job  # noqa: E402
+from worker.settings import Settings  # noqa: E402
+
+
+def long_speech(seconds: float, folder: Path) -> Path:
+    """The example speech looped to `seconds`, as a WAV the job can read."""
+    out = folder / "speech_long.wav"
+    source = ROOT / "examples" / "media" / "speech_1.wav"
+    subprocess.run(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-stream_loop", "-1", "-i", str(source),
+         "-t", f"{seconds:.2f}", str(out)],
+        check=True,
+    )  # fmt: skip
+    return out
+
+
+def cpu_s() -> float:
+    """CPU seconds of this process and its finished children (ffmpeg)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def one_run(settings: Settings, job_input: dict[str, Any], job_id: str) -> tuple[float, float, int]:
+    """(wall s, CPU s, partial videos announced) of one job."""
+    seen: set[str] = set()
+
+    def sink(payload: dict[str, Any]) -> None:
+        if payload.get("partial_video"):
+            seen.add(payload["partial_video"]["key"])
+
+    cpu, began = cpu_s(), time.perf_counter()
+    output = run_job(job_input, job_id, settings=settings, sink=sink)
+    if output.get("status") != "success":
+        raise SystemExit(f"benchmark job failed: {output}")
+    return time.perf_counter() - began, cpu_s() - cpu, len(seen)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=40.0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        speech = long_speech(args.seconds, folder)
+        job_input = {
+            **load_payload(ROOT / "examples" / "single_image.json"),
+            "cond_audio": {"person1": str(speech)},
+            "mode": "streaming",
+        }
+        base = Settings(data_dir=folder / "data", input_roots=(ROOT / "examples", folder))
+        modes = {"on": base.with_(partial_preview=True), "off": base.with_(partial_preview=False)}
+        wall: dict[str, list[float]] = {"on": [], "off": []}
+        cpu: dict[str, list[float]] = {"on": [], "off": []}
+        partials: list[int] = []
+        for index in range(args.repeat + 1):
+            order = ("on", "off") if index % 2 else ("off", "on")
+            for mode in order:
+                seconds, work, count = one_run(modes[mode], job_input, f"bench-{mode}-{index}")
+                if index:  # the first round warms the engine and the page cache
+                    wall[mode].append(seconds)
+                    cpu[mode].append(work)
+                    partials += [count] if mode == "on" else []
+    median = {name: {mode: statistics.median(v) for mode, v in series.items()} for name, series in
+              (("wall", wall), ("cpu", cpu))}  # fmt: skip
+    print(f"{'partial preview':<17}{'wall s':>9}{'CPU s':>9}{'runs':>6}")
+    for mode in ("off", "on"):
+        print(f"{mode:<17}{median['wall'][mode]:>9.2f}{median['cpu'][mode]:>9.2f}{len(wall[mode]):>6}")
+    print(
+        f"on / off: wall {median['wall']['on'] / median['wall']['off']:.3f}, "
+        f"CPU {median['cpu']['on'] / median['cpu']['off']:.3f}  (goal ≤ 1.05); "
+        f"partial videos per job: {min(partials)}–{max(partials)}"
+    )
+
+
+if __name__ == "__main__":
+    main()
