@@ -324,7 +324,13 @@ def tts_turns(text: str) -> list[tuple[int, str]]:
 
 
 class TTSAudio(_Strict):
-    """Text to speak instead of recorded audio; `(s1)` / `(s2)` tags hand lines to person 1 or 2."""
+    """Text to speak instead of recorded audio; `(s1)` / `(s2)` tags hand lines to person 1 or 2.
+
+    The worker's speech engine speaks it: espeak-ng (voices such as `en-us+f3`) with the preview engine, Kokoro-82M
+    (voices such as `af_heart`) on the GPU image. Each engine lists its voices (worker.audio.voice_catalogue), and
+    a voice the engine lacks fails the job with E_INPUT_VALIDATION naming human1_voice or human2_voice. A job that
+    names no voice speaks the engine's defaults: en-us+f3 / en-us+m3, or am_adam / af_heart.
+    """
 
     text: str = Field(min_length=1, max_length=Limits.MAX_TTS_CHARS)
     human1_voice: str = Field(default=Defaults.TTS_VOICE_1, min_length=1, max_length=64)
@@ -333,7 +339,7 @@ class TTSAudio(_Strict):
     @field_validator("text")
     @classmethod
     def _turns(cls, text: str) -> str:
-        """Every turn is a separate espeak-ng and ffmpeg run: bound them before anything is synthesised."""
+        """Every turn is a separate speech-engine and ffmpeg run: bound them before anything is synthesised."""
         turns = tts_turns(text)
         if not turns:
             raise ValueError("there is no text to speak outside the (s1)/(s2) tags")
@@ -348,7 +354,7 @@ class TTSAudio(_Strict):
     @classmethod
     def _voice_name(cls, value: str | None) -> str | None:
         if value is not None and not re.fullmatch(r"[A-Za-z0-9_+\-]+", value):
-            raise ValueError("use a voice name such as en-us+f3 (letters, digits, '-', '_' and '+')")
+            raise ValueError("use a voice name such as en-us+f3 or af_heart (letters, digits, '-', '_' and '+')")
         return value
 
     def turns(self) -> list[tuple[int, str]]:
