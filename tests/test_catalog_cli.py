@@ -102,6 +102,7 @@ def test_the_catalogue_loads_without_the_worker_pipeline_or_torch() -> None:
     assert [name for name in loaded if name.startswith("worker")] == [
         "worker",
         "worker.contract",
+        "worker.prices",
         "worker.settings",
         "worker.store",
     ]
