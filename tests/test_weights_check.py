@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from worker.engines.infinitetalk_args import WeightPaths
-from worker.engines.infinitetalk_weights import VARIANTS, weight_files
+from worker.engines.infinitetalk_weights import COMPONENTS, VARIANTS, weight_files
 from worker.selftest import SOURCE_HINT
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,18 +21,24 @@ SRC = Path(os.environ.get("INFINITETALK_SRC") or ROOT.parent / "shared" / "infin
 
 def worker(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if k not in ("CKPT_DIR", "INFINITETALK_DIR", "WAV2VEC_DIR",
-             "QUANT_DIR", "LORA_DIR", "INFINITETALK_PRELOAD")}  # fmt: skip
+             "QUANT_DIR", "LORA_DIR", "KOKORO_DIR", "INFINITETALK_PRELOAD")}  # fmt: skip
     return subprocess.run(
         [sys.executable, "-m", "worker", *args], cwd=ROOT, env={**clean, **(env or {})},
         capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
 
 
+def needed(name: str, paths: WeightPaths, root: Path) -> list[tuple[Path, str]]:
+    if name in VARIANTS:
+        return weight_files(VARIANTS[name](paths), paths)
+    return COMPONENTS[name].needed(root / COMPONENTS[name].folder)
+
+
 def lay_out(root: Path, names: list[str], size: int = 10) -> WeightPaths:
-    """Every file the named variants need, `size` bytes each (folders get one file)."""
+    """Every file the named variants and models need, `size` bytes each (folders get one file)."""
     paths = WeightPaths.under(root)
     for name in names:
-        for path, _ in weight_files(VARIANTS[name](paths), paths):
+        for path, _ in needed(name, paths, root):
             if path.suffix:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(b"x" * size)
@@ -58,20 +64,21 @@ def test_missing_files_are_listed_with_their_env_var_and_the_exit_status_is_1(tm
 
 
 def test_every_variant_complete_is_exit_0_and_lists_exactly_the_engines_files(tmp_path: Path) -> None:
-    paths = lay_out(tmp_path, list(VARIANTS))
+    everything = [*VARIANTS, *COMPONENTS]
+    paths = lay_out(tmp_path, everything)
     done = worker("weights", "check", "--variant", "all", "--dir", str(tmp_path))
     assert done.returncode == 0, done.stdout
     listed = [line.split("  ")[-1] for line in done.stdout.splitlines() if line.startswith("  present")]
-    expected = [str(path) for name in VARIANTS for path, _ in weight_files(VARIANTS[name](paths), paths)]
-    assert listed == expected
-    assert done.stdout.splitlines()[-1] == f"Nothing missing for {', '.join(VARIANTS)}."
+    assert listed == [str(path) for name in everything for path, _ in needed(name, paths, tmp_path)]
+    assert "kokoro" in everything and f"{tmp_path / 'Kokoro-82M' / 'voices' / 'am_adam.pt'}" in listed
+    assert done.stdout.splitlines()[-1] == f"Nothing missing for {', '.join(everything)}."
 
 
 def test_without_dir_it_checks_where_the_env_vars_point_and_adds_the_preload_variant(tmp_path: Path) -> None:
-    paths = lay_out(tmp_path / "elsewhere", ["base", "multi", "lora", "fp8"])
+    paths = lay_out(tmp_path / "elsewhere", ["base", "multi", "lora", "kokoro", "fp8"])
     env = {"CKPT_DIR": str(paths.ckpt_dir), "INFINITETALK_DIR": str(paths.infinitetalk_dir),
            "WAV2VEC_DIR": str(paths.wav2vec_dir), "LORA_DIR": str(paths.lora_dir),
-           "INFINITETALK_PRELOAD": '{"quant": "fp8"}'}  # fmt: skip
+           "KOKORO_DIR": str(tmp_path / "elsewhere" / "Kokoro-82M"), "INFINITETALK_PRELOAD": '{"quant": "fp8"}'}  # fmt: skip
     done = worker("weights", "check", env=env)
     assert done.returncode == 0, done.stdout
     headings = [line for line in done.stdout.splitlines() if not line.startswith("  ")]
@@ -79,8 +86,9 @@ def test_without_dir_it_checks_where_the_env_vars_point_and_adds_the_preload_var
         "base (single-speaker):",
         "multi (multi-speaker):",
         "lora (single-speaker, lightx2v LoRA x1):",
+        "kokoro (Kokoro-82M text to speech):",
         "fp8 (INFINITETALK_PRELOAD) (single-speaker, fp8):",
-        "Nothing missing for base, multi, lora, fp8 (INFINITETALK_PRELOAD).",
+        "Nothing missing for base, multi, lora, kokoro, fp8 (INFINITETALK_PRELOAD).",
     ]
 
 
@@ -96,10 +104,11 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(not (SRC / "wan" / "multitalk.py").exists(), reason=f"no InfiniteTalk source: {SOURCE_HINT}")
 def test_the_selftests_tiny_tree_has_every_file_of_every_variant(tmp_path: Path) -> None:
-    """The tree `python -m worker selftest --keep` builds is in the real layout: the same check finds it whole."""
+    """The tree `python -m worker selftest --keep` builds is in the real layout: the same check finds it whole (its
+    InfiniteTalk part; the tiny Kokoro is built only for the kokoro case, elsewhere)."""
     tree = tmp_path / "tiny"
     built = worker("selftest", "--cases", "photo", "--keep", str(tree), env={"INFINITETALK_SRC": str(SRC)})
     assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-3000:]
-    done = worker("weights", "check", "--variant", "all", "--dir", str(tree))
+    done = worker("weights", "check", "--variant", ",".join(VARIANTS), "--dir", str(tree))
     assert done.returncode == 0, done.stdout
     assert done.stdout.splitlines()[-1] == f"Nothing missing for {', '.join(VARIANTS)}."

@@ -15,10 +15,12 @@ import pytest
 from tests.hf_hub_server import HubServer
 from worker.engines.infinitetalk_args import DIT_SHARDS, LIGHTX2V_LORA
 from worker.engines.infinitetalk_weights import SOURCES
+from worker.kokoro_tts import KOKORO_FILES, KOKORO_REPO
 from worker.weights import human
 
 ROOT = Path(__file__).resolve().parent.parent
-WAN, WAV2VEC, TALK, LORA = (SOURCES[name].repo_id for name in SOURCES)
+WAN, WAV2VEC, TALK, LORA = (SOURCES[name].repo_id for name in
+                            ("Wan2.1-I2V-14B-480P", "chinese-wav2vec2-base", "InfiniteTalk", "lightx2v"))
 
 
 BIG, BIG_SIZE = DIT_SHARDS[2], 24 * 2**20
@@ -65,6 +67,7 @@ def hub_repos() -> dict[tuple[str, str], dict[str, bytes]]:
         (WAV2VEC, "refs/pr/1"): {**wav2vec_main, "model.safetensors": blob("wav2vec", 2100)},
         (TALK, "main"): talk,
         (LORA, "main"): {LIGHTX2V_LORA: blob("lora", 1800), "other_lora.safetensors": blob("other", 1500)},
+        (KOKORO_REPO, "main"): {name: blob(name, 1100) for name in (*KOKORO_FILES, "voices/zf_xiaobei.pt", "README.md")},
     }
 
 
@@ -98,7 +101,7 @@ def files_under(root: Path) -> set[str]:
 
 def test_fetch_downloads_exactly_the_files_the_engine_checks_and_nothing_else(hub: HubServer, tmp_path: Path) -> None:
     models = tmp_path / "models"
-    done = fetch(hub, tmp_path, "--to", str(models), "--variant", "base,lora")
+    done = fetch(hub, tmp_path, "--to", str(models), "--variant", "base,lora,kokoro")
     assert done.returncode == 0, done.stdout + done.stderr
     wan = {f"Wan2.1-I2V-14B-480P/{name}" for name in (*DIT_SHARDS, "Wan2.1_VAE.pth", "config.json",
            "models_t5_umt5-xxl-enc-bf16.pth", "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth")}  # fmt: skip
@@ -109,6 +112,7 @@ def test_fetch_downloads_exactly_the_files_the_engine_checks_and_nothing_else(hu
         "chinese-wav2vec2-base/model.safetensors",
         "InfiniteTalk/single/infinitetalk.safetensors",
         f"lightx2v/{LIGHTX2V_LORA}",
+        *(f"Kokoro-82M/{name}" for name in KOKORO_FILES),
     }
     assert files_under(models) == expected
     repos = hub_repos()
@@ -119,10 +123,10 @@ def test_fetch_downloads_exactly_the_files_the_engine_checks_and_nothing_else(hu
         assert (models / "Wan2.1-I2V-14B-480P" / name).read_bytes() == repos[(WAN, "main")][name]
     total = sum((models / name).stat().st_size for name in expected)
     assert done.stdout.splitlines()[0] == (
-        f"{len(expected)} files, {human(total)} for base, lora under {models}: "
+        f"{len(expected)} files, {human(total)} for base, lora, kokoro under {models}: "
         f"0 already there, {len(expected)} to download ({human(total)})"
     )
-    assert done.stdout.strip().endswith("Nothing missing for base, lora.")
+    assert done.stdout.strip().endswith("Nothing missing for base, lora, kokoro.")
 
 
 def test_a_second_fetch_downloads_nothing_and_a_later_variant_only_its_own_files(hub: HubServer, tmp_path: Path) -> None:

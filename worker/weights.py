@@ -99,8 +99,9 @@ def parse_names(values: Iterable[str] | None) -> list[str] | None:
     return list(dict.fromkeys(names))
 
 
-def sections(names: list[str], paths: WeightPaths, root: Path) -> list[Section]:
-    """The files each named variant or model needs, from the engine's list."""
+def sections(names: list[str], paths: WeightPaths, root: Path | None, settings: Settings) -> list[Section]:
+    """The files each named variant or model needs, from the engine's list (and each model's own); under root
+    in the default layout, or where the settings (env vars) put them when root is None."""
     found = []
     for name in names:
         if name in VARIANTS:
@@ -108,13 +109,14 @@ def sections(names: list[str], paths: WeightPaths, root: Path) -> list[Section]:
             found.append(Section(name, variant.describe(), weight_files(variant, paths)))
         else:
             component = COMPONENTS[name]
-            found.append(Section(name, component.description, component.files(root)))
+            folder = root / component.folder if root else component.configured(settings)
+            found.append(Section(name, component.description, component.needed(folder)))
     return found
 
 
-def default_sections(settings: Settings, paths: WeightPaths, root: Path) -> list[Section]:
+def default_sections(settings: Settings, paths: WeightPaths, root: Path | None) -> list[Section]:
     """DEFAULT_VARIANTS, plus the cold-start variant INFINITETALK_PRELOAD names when its files differ."""
-    found = sections(list(DEFAULT_VARIANTS), paths, root)
+    found = sections(list(DEFAULT_VARIANTS), paths, root, settings)
     try:
         preload = preload_variant(settings.weights.get(PRELOAD_VAR), paths, tuple(settings.input_roots))
     except JobError as error:
@@ -292,16 +294,16 @@ def main(argv: list[str] | None = None, settings: Settings | None = None) -> int
     fetch_parser.add_argument("--variant", action="append", help=f"{names} (default: {','.join(DEFAULT_VARIANTS)})")
     args = parser.parse_args(argv)
     settings = settings or Settings.from_env()
-    root = (args.dir if args.command == "check" else args.to) or None
-    paths = WeightPaths.under(root.resolve()) if root else WeightPaths.from_weights(settings.weights)
-    models_root = root.resolve() if root else paths.ckpt_dir.parent
+    given = args.dir if args.command == "check" else args.to
+    root = given.resolve() if given else None
+    paths = WeightPaths.under(root) if root else WeightPaths.from_weights(settings.weights)
     try:
         chosen = parse_names(args.variant)
         if args.command == "check":
-            found = sections(chosen, paths, models_root) if chosen else default_sections(settings, paths, models_root)
+            found = sections(chosen, paths, root, settings) if chosen else default_sections(settings, paths, root)
             return check(found, sys.stdout)
-        found = sections(chosen or list(DEFAULT_VARIANTS), paths, models_root)
-        return fetch(found, models_root, sys.stdout, sys.stderr)
+        assert root is not None  # --to is required
+        return fetch(sections(chosen or list(DEFAULT_VARIANTS), paths, root, settings), root, sys.stdout, sys.stderr)
     except WeightsError as error:
         print(f"weights {args.command}: {error}", file=sys.stderr)
         return error.code

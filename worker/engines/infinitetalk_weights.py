@@ -5,7 +5,8 @@ of `cold_start_files` + `Variant.required_files` is missing; `python -m worker w
 files, present or missing; `python -m worker weights fetch` downloads exactly those files, each from the repo
 that SOURCES names for its folder. So the three can never disagree about what "the weights" are.
 
-Nothing here imports torch or huggingface_hub: the check runs on any machine.
+Kokoro-82M (text to speech) is listed beside the variants, with worker/kokoro_tts.py's own file list. Nothing here
+imports torch or huggingface_hub: the check runs on any machine.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from worker.engines.infinitetalk_args import WAV2VEC_FILES, Variant, WeightPaths
+from worker.kokoro_tts import KOKORO_FILES, KOKORO_REPO
+from worker.settings import Settings
 
 WAV2VEC_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 """wav2vec2's weights: either file loads; `model.safetensors` is the one fetched (InfiniteTalk's README)."""
@@ -60,8 +63,10 @@ VARIANTS: dict[str, Callable[[WeightPaths], Variant]] = {
 }
 """Each combination whose files differ: speakers (single/multi weights) x quantisation or LoRA. lora_scale and
 num_persistent_param_in_dit change no file, so they have no name here."""
-DEFAULT_VARIANTS = ("base", "multi", "lora")
-"""What a default job, a two-speaker job and examples/gpu_fast_lora.json load; quantised weights only on request."""
+DEFAULT_VARIANTS = ("base", "multi", "lora", "kokoro")
+"""What a default job, a two-speaker job, examples/gpu_fast_lora.json and a tts_audio job load (Kokoro speaks on
+the GPU image); quantised weights only on request."""
+KOKORO_FOLDER = "Kokoro-82M"
 
 
 def variant_name(variant: Variant) -> str:
@@ -72,17 +77,29 @@ def variant_name(variant: Variant) -> str:
 
 @dataclass(frozen=True)
 class Component:
-    """Another model the worker loads besides InfiniteTalk: the files it needs under a models root."""
+    """Another model the worker loads besides InfiniteTalk: its folder, the env var that moves it, and its files
+    (relative to the folder, as in its repository), from the module that loads it."""
 
     description: str
-    files: Callable[[Path], list[tuple[Path, str]]]
-    """(path, env var that places it) for each file, given the models root."""
+    folder: str
+    """Its folder under a models root in the default layout (and its SOURCES key)."""
+    env_var: str
+    files: tuple[str, ...]
+    configured: Callable[[Settings], Path]
+    """Where this worker's settings put the folder."""
+
+    def needed(self, folder: Path) -> list[tuple[Path, str]]:
+        return [(folder / name, self.env_var) for name in self.files]
 
 
-COMPONENTS: dict[str, Component] = {}
-"""Models other than InfiniteTalk's variants, by the name `--variant` takes. Registration point: a module that
-loads another model (Kokoro TTS, when it lands) adds its entry here with its own file list, and a SOURCES entry
-for its folder; `weights check` and `weights fetch` then cover it with no other change."""
+COMPONENTS: dict[str, Component] = {
+    "kokoro": Component(
+        "Kokoro-82M text to speech", KOKORO_FOLDER, "KOKORO_DIR", KOKORO_FILES, lambda settings: settings.kokoro_dir
+    ),
+}
+"""Models other than InfiniteTalk's variants, by the name `--variant` takes, each with the file list its own module
+checks (Kokoro: worker/kokoro_tts.py's KOKORO_FILES). Another model registers here, with a SOURCES entry for its
+folder; `weights check` and `weights fetch` then cover it with no other change."""
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -114,6 +131,7 @@ SOURCES: dict[str, Source] = {
     "InfiniteTalk": Source("MeiGen-AI/InfiniteTalk"),
     # The 4-step lightx2v LoRA InfiniteTalk's README links (Kijai's ComfyUI weights repo).
     "lightx2v": Source("Kijai/WanVideo_comfy"),
+    KOKORO_FOLDER: Source(KOKORO_REPO),
 }
 """The repo for each top-level folder of the default layout (WeightPaths.under(root)), as InfiniteTalk's README
 downloads them: `huggingface-cli download <repo> --local-dir <root>/<folder>`."""
