@@ -66,6 +66,12 @@ def test_the_kokoro_voice_list_offers_infinitetalks_defaults_first_and_describes
     assert catalogue.describe("am_michael") == "am_michael · Michael, American English, male"
 
 
+def test_a_voice_list_for_an_unknown_engine_is_refused() -> None:
+    with pytest.raises(JobError) as caught:
+        voice_catalogue("festival")
+    assert caught.value.message == "'festival' is not a speech engine: use espeak or kokoro"
+
+
 def test_each_engine_refuses_the_others_voice_names() -> None:
     kokoro = voice_catalogue("kokoro")
     assert kokoro.refusal("af_heart") is None
@@ -128,9 +134,14 @@ def bake_step() -> str:
     return steps[0]
 
 
+def test_the_image_as_built_speaks_tts_with_kokoro_and_misakis_english_g2p() -> None:
+    settings = Settings.from_env(args_and_env())
+    assert (settings.engine, settings.speech_engine, settings.kokoro_g2p) == ("infinitetalk", "kokoro", "misaki")
+
+
 def test_the_image_points_kokoro_dir_at_the_settings_default_and_bakes_exactly_kokoro_files() -> None:
     env = args_and_env()
-    assert Path(env["KOKORO_DIR"]) == Settings().kokoro_dir
+    assert Path(env["KOKORO_DIR"]) == Settings().kokoro_dir == Settings.from_env(env).kokoro_dir
     step = bake_step()
     assert "BAKE_WEIGHTS" in step and "${KOKORO_DIR}" in step
     patterns = re.findall(r"'([^']+)'", step.partition("allow_patterns=")[2])

@@ -20,6 +20,7 @@ from worker.media import decode_audio
 from worker.pipeline import run_job
 from worker.selftest.cpu import has_module
 from worker.settings import Settings
+from worker.speech_engines import load_speech_engine
 
 ROOT = Path(__file__).resolve().parent.parent
 SRC = Path(os.environ.get("INFINITETALK_SRC") or ROOT.parent / "shared" / "infinitetalk-src")
@@ -172,3 +173,4 @@ def test_a_tts_job_speaks_with_kokoro_through_the_worker(settings: Settings, kok
     seconds = (expected_samples("Nice to meet you.") + PAUSE) / AUDIO_SAMPLE_RATE
     assert output["video"]["duration_s"] == pytest.approx(seconds, abs=0.041)
     assert list(kokoro.work_root.iterdir()) == [], "the job's temp files are gone"
+    assert load_speech_engine(kokoro) is load_speech_engine(kokoro), "Kokoro is loaded once per process"

@@ -269,6 +269,12 @@ def voice_catalogue(engine: str = "espeak") -> VoiceCatalogue | KokoroCatalogue:
     """
     if engine == "kokoro":
         return KOKORO_CATALOGUE
+    if engine != "espeak":
+        raise JobError(
+            ErrorCode.PIPELINE_LOAD,
+            f"{engine!r} is not a speech engine: use espeak or kokoro",
+            at_stage=Stage.AUDIO_STARTED,
+        )
     listings = []
     for flag in ("--voices", "--voices=variant"):
         try:
