@@ -255,3 +255,17 @@ def test_a_bad_payload_is_one_error_naming_the_field(tmp_path: Path) -> None:
     assert done.returncode == 2
     error = json.loads(done.stdout)["error"]
     assert error["code"] == "E_INPUT_VALIDATION" and "frame_num" in error["message"]
+
+
+def test_an_unknown_gpu_is_refused_naming_the_ones_there_are(tmp_path: Path) -> None:
+    done = _cli(str(EXAMPLES / "single_image.json"), "--gpu", "Abacus", env={"STUDIO_DATA_DIR": str(tmp_path)})
+    assert done.returncode == 2
+    message = json.loads(done.stdout)["error"]["message"]
+    assert message.startswith("--gpu: 'Abacus'") and "H100 PRO" in message and "4090 PRO" in message
+
+
+def test_a_batch_adds_up_its_items(tmp_path: Path) -> None:
+    one = estimate_job({"mode": "clip"}, 3.0, settings=_runpod(tmp_path), runs=[])
+    both = estimate_job({"batch": [{"mode": "clip"}, {"mode": "clip"}]}, [3.0, 3.0], settings=_runpod(tmp_path), runs=[])
+    assert both.seconds == pytest.approx(2 * one.seconds) and both.cost_usd == pytest.approx(2 * one.cost_usd)
+    assert both.basis == "published" and "2 jobs one after another" in both.note

@@ -371,7 +371,7 @@ def combined(parts: list[Estimate]) -> Estimate:
         high,
         total("cost_usd"),
         first.gpu,
-        first.basis if len(bases) == 1 else "published" if "published" in bases else first.basis,
+        "history" if bases == {"history"} else "published" if "published" in bases else first.basis,
         timeout_for(high, first.endpoint_timeout_s),
         first.endpoint_timeout_s,
         f"{len(parts)} jobs one after another; " + first.note,
@@ -480,6 +480,14 @@ def main(payload: Any, settings: Any, gpu: str | None = None) -> int:
         items = [item.model_dump(mode="json") for item in parsed.batch] if isinstance(parsed, BatchInput) else None
         lengths = [_speech_of(item) for item in (job_input.get("batch") or [job_input])]
         prices = PriceTable.from_settings(settings)
+        if gpu and gpu_class(gpu) is None:
+            from worker.contract import ErrorCode
+            from worker.prices import SHORT_NAMES
+
+            raise JobError(
+                ErrorCode.INPUT_VALIDATION,
+                f"--gpu: {gpu!r} is not a GPU of RunPod's price table; use one of {', '.join(SHORT_NAMES.values())}",
+            )
     except JobError as error:
         print(json.dumps({"status": "error", "error": error.to_dict()}, indent=2))
         return 2
