@@ -174,7 +174,9 @@ def _v5(db: sqlite_utils.Database) -> None:
 
 
 NUMBER_COLUMNS = [
-    name for name, kind in {**_V1_RUN_COLUMNS, "batch_items": int}.items() if kind in (int, float) and name != "favourite"
+    name
+    for name, kind in {**_V1_RUN_COLUMNS, "batch_items": int}.items()
+    if kind in (int, float) and name != "favourite"
 ]
 """The number columns version 6 cleans: those that existed then (later ones are checked by RunRecord from the
 start)."""

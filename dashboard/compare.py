@@ -37,7 +37,7 @@ def toggle(run_id: str) -> None:
     """Tick or untick a run for comparing; a third tick replaces the oldest."""
     picked = [item for item in st.session_state.get(PICKED, []) if item != run_id]
     if len(picked) == len(st.session_state.get(PICKED, [])):
-        picked = (picked + [run_id])[-2:]
+        picked = [*picked, run_id][-2:]
     st.session_state[PICKED] = picked
 
 
@@ -130,8 +130,12 @@ function follow(from, to) {
   from.addEventListener("play", () => { if (!near(to.currentTime, from.currentTime)) to.currentTime = from.currentTime;
                                         if (to.paused) play(); });
   from.addEventListener("pause", () => { if (!to.paused) to.pause(); });
-  from.addEventListener("seeked", () => { if (!near(to.currentTime, from.currentTime)) to.currentTime = from.currentTime; });
-  from.addEventListener("ratechange", () => { if (to.playbackRate !== from.playbackRate) to.playbackRate = from.playbackRate; });
+  from.addEventListener("seeked", () => {
+    if (!near(to.currentTime, from.currentTime)) to.currentTime = from.currentTime;
+  });
+  from.addEventListener("ratechange", () => {
+    if (to.playbackRate !== from.playbackRate) to.playbackRate = from.playbackRate;
+  });
 }
 function attach() {
   const [a, b] = find();

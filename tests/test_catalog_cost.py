@@ -22,7 +22,9 @@ from worker.store import LocalStore
 H100 = {"name": "NVIDIA H100 80GB HBM3", "count": 1}
 
 
-def _finished_on_gpu(catalog: Catalog, job_id: str, execution_ms: int, gpu: dict | None = H100, **params: object) -> str:
+def _finished_on_gpu(
+    catalog: Catalog, job_id: str, execution_ms: int, gpu: dict | None = H100, **params: object
+) -> str:
     """A job recorded at submit, then finished as RunPod's /status reports it (executionTime and the output)."""
     run_id = catalog.record_submission(job_id, {"prompt": f"job {job_id}", **params}, endpoint_id="runpod-abc")
     output = {"status": "success", "job_id": job_id, "engine": {"name": "infinitetalk", "version": "1"}}

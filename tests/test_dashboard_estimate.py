@@ -90,7 +90,9 @@ def test_a_long_job_gets_the_guard_and_the_request_carries_the_timeout_the_user_
     assert timeout_ms == 3_600_000, "the endpoint got policy.executionTimeout"
 
 
-def test_enough_past_runs_on_the_endpoint_make_the_estimate_theirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_enough_past_runs_on_the_endpoint_make_the_estimate_theirs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     dashboard_env(monkeypatch, tmp_path)
     monkeypatch.setenv("STUDIO_ENGINE", "infinitetalk")
     catalog = Catalog(Settings(data_dir=tmp_path).catalog_file)
@@ -143,7 +145,9 @@ def test_history_shows_costs_sums_them_and_sorts_by_them(made: Path, monkeypatch
     assert "65 s billed × $0.00116/s" in cost.help
 
 
-def test_ticking_two_cards_opens_them_side_by_side_with_what_differs(made: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ticking_two_cards_opens_them_side_by_side_with_what_differs(
+    made: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     dashboard_env(monkeypatch, made)
     at = open_page("history")
     at.checkbox(key="history.open.compare.run-astronaut").check().run()

@@ -41,9 +41,9 @@ FLEX = PriceTable()
 
 def _runpod(tmp_path: Path, **changes: object) -> Settings:
     """Settings for a RunPod endpoint (the published table and RunPod's default timeout apply)."""
-    return Settings(
-        data_dir=tmp_path, endpoint_id="runpod-abc", endpoint_base_url="https://api.runpod.ai/v2"
-    ).with_(**changes)
+    return Settings(data_dir=tmp_path, endpoint_id="runpod-abc", endpoint_base_url="https://api.runpod.ai/v2").with_(
+        **changes
+    )
 
 
 @pytest.mark.parametrize(
@@ -82,7 +82,11 @@ def test_prices_are_runpods_per_second_table_flex_or_active_with_overrides() -> 
 
 @pytest.mark.parametrize(
     ("text", "names"),
-    [("H100 PRO=cheap", "STUDIO_GPU_PRICES"), ("Abacus=0.1", "STUDIO_GPU_PRICES"), ("H100 PRO=-1", "STUDIO_GPU_PRICES")],
+    [
+        ("H100 PRO=cheap", "STUDIO_GPU_PRICES"),
+        ("Abacus=0.1", "STUDIO_GPU_PRICES"),
+        ("H100 PRO=-1", "STUDIO_GPU_PRICES"),
+    ],
 )
 def test_a_bad_price_override_is_one_error_naming_the_setting_and_the_form(text: str, names: str) -> None:
     with pytest.raises(JobError) as raised:
@@ -118,7 +122,7 @@ def test_the_published_figures_come_back_exactly_for_the_work_they_describe() ->
     assert ten_s.seconds == 2400.0 and "#187" in ten_s.note, "40 minutes for 10 s at 480p on a 4090"
     assert full.low < full.seconds < full.high
     assert full.cost_usd == pytest.approx(366 * 0.00155)
-    assert [f.source for f in PUBLISHED if f.gpu == "H200 PRO"][0].startswith("LightX2V")
+    assert next(f.source for f in PUBLISHED if f.gpu == "H200 PRO").startswith("LightX2V")
 
 
 def test_more_work_takes_longer_and_720p_longer_than_480p() -> None:
@@ -266,6 +270,8 @@ def test_an_unknown_gpu_is_refused_naming_the_ones_there_are(tmp_path: Path) -> 
 
 def test_a_batch_adds_up_its_items(tmp_path: Path) -> None:
     one = estimate_job({"mode": "clip"}, 3.0, settings=_runpod(tmp_path), runs=[])
-    both = estimate_job({"batch": [{"mode": "clip"}, {"mode": "clip"}]}, [3.0, 3.0], settings=_runpod(tmp_path), runs=[])
+    both = estimate_job(
+        {"batch": [{"mode": "clip"}, {"mode": "clip"}]}, [3.0, 3.0], settings=_runpod(tmp_path), runs=[]
+    )
     assert both.seconds == pytest.approx(2 * one.seconds) and both.cost_usd == pytest.approx(2 * one.cost_usd)
     assert both.basis == "published" and "2 jobs one after another" in both.note

@@ -24,7 +24,7 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from worker.contract import FPS, Defaults, JobStatus, SIZES
+from worker.contract import FPS, SIZES, Defaults, JobStatus
 from worker.engines.infinitetalk_args import chunk_count
 from worker.prices import CPU, PriceTable, gpu_class
 
