@@ -102,7 +102,9 @@ class HubServer:
         if tree:
             self._tree(handler, unquote(tree.group(1)), unquote(tree.group(2)), unquote(tree.group(3) or "/")[1:])
         elif resolve:
-            self._resolve(handler, unquote(resolve.group(1)), unquote(resolve.group(2)), unquote(resolve.group(3)), body)
+            self._resolve(
+                handler, unquote(resolve.group(1)), unquote(resolve.group(2)), unquote(resolve.group(3)), body
+            )
         elif cdn and cdn.group(1) in self._blobs:
             self._send(handler, self._blobs[cdn.group(1)], unquote(cdn.group(2)), body, {})
         else:
@@ -152,7 +154,9 @@ class HubServer:
             return
         self._send(handler, data, path, body, {"ETag": f'"{git_blob_id(data)}"', "X-Repo-Commit": commit})
 
-    def _send(self, handler: BaseHTTPRequestHandler, data: bytes, path: str, body: bool, headers: dict[str, str]) -> None:
+    def _send(
+        self, handler: BaseHTTPRequestHandler, data: bytes, path: str, body: bool, headers: dict[str, str]
+    ) -> None:
         start = 0
         wanted = handler.headers.get("Range")
         if body and path in self._cut_done and self.fail_after_cut:
@@ -184,7 +188,9 @@ class HubServer:
             return
         handler.wfile.write(data[start:])
 
-    def _error(self, handler: BaseHTTPRequestHandler, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+    def _error(
+        self, handler: BaseHTTPRequestHandler, status: int, message: str, headers: dict[str, str] | None = None
+    ) -> None:
         payload = json.dumps({"error": message}).encode()
         handler.send_response(status)
         for name, value in (headers or {}).items():

@@ -96,7 +96,9 @@ class RunPodRest:
         url = urlsplit(handler.path)
         body = json.loads(raw) if raw else None
         with self._lock:
-            self.calls.append(Call(handler.command, url.path, parse_qs(url.query), body, handler.headers.get("Authorization")))
+            self.calls.append(
+                Call(handler.command, url.path, parse_qs(url.query), body, handler.headers.get("Authorization"))
+            )
             if handler.headers.get("Authorization") != f"Bearer {self.api_key}":
                 return 401, {"error": "Unauthorized"}
             return self._route(handler.command, url.path.removeprefix("/v1"), parse_qs(url.query), body)

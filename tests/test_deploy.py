@@ -50,7 +50,7 @@ def test_a_first_deploy_creates_the_template_and_endpoint_with_the_documented_fi
 ) -> None:
     code, out, err = deploy(runpod, capsys, "--image", IMAGE, "--preload", '{"lora": true}')
     assert code == 0, err
-    template, = runpod.templates.values()
+    (template,) = runpod.templates.values()
     assert template["name"] == "infinitetalk-studio" and template["imageName"] == IMAGE
     assert template["isServerless"] is True and template["containerDiskInGb"] == 40
     assert template["env"] == {
@@ -63,7 +63,7 @@ def test_a_first_deploy_creates_the_template_and_endpoint_with_the_documented_fi
         "S3_ACCESS_KEY": "{{ RUNPOD_SECRET_s3_access_key }}",
         "S3_SECRET_KEY": "{{ RUNPOD_SECRET_s3_secret_key }}",
     }
-    endpoint, = runpod.endpoints.values()
+    (endpoint,) = runpod.endpoints.values()
     assert endpoint["templateId"] == template["id"]
     assert endpoint["gpuTypeIds"] == list(DEFAULT_GPUS)
     assert (endpoint["workersMin"], endpoint["workersMax"], endpoint["idleTimeout"]) == (0, 2, 60)
@@ -72,11 +72,16 @@ def test_a_first_deploy_creates_the_template_and_endpoint_with_the_documented_fi
     assert [(c.method, c.path) for c in runpod.writes()] == [("POST", "/v1/templates"), ("POST", "/v1/endpoints")]
     assert f"Endpoint id: {endpoint['id']}" in out
     snippet = out.split("Secrets):\n\n", 1)[1]
-    assert snippet.splitlines()[:2] == [f'RUNPOD_ENDPOINT_ID = "{endpoint["id"]}"', 'RUNPOD_API_KEY = "<your RunPod API key>"']
+    assert snippet.splitlines()[:2] == [
+        f'RUNPOD_ENDPOINT_ID = "{endpoint["id"]}"',
+        'RUNPOD_API_KEY = "<your RunPod API key>"',
+    ]
     assert 'S3_BUCKET = "studio-videos"' in snippet and 'S3_SECRET_KEY = "<the S3 secret key>"' in snippet
 
 
-def test_secrets_go_by_reference_and_are_never_sent_or_printed(runpod: RunPodRest, capsys: pytest.CaptureFixture[str]) -> None:
+def test_secrets_go_by_reference_and_are_never_sent_or_printed(
+    runpod: RunPodRest, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, err = deploy(runpod, capsys, "--image", IMAGE)
     assert code == 0, err
     sent = json.dumps([call.body for call in runpod.calls])
@@ -100,7 +105,9 @@ def test_a_second_deploy_changes_nothing_and_says_so(runpod: RunPodRest, capsys:
     ]
 
 
-def test_a_later_deploy_updates_only_the_fields_that_differ(runpod: RunPodRest, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_later_deploy_updates_only_the_fields_that_differ(
+    runpod: RunPodRest, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert deploy(runpod, capsys, "--image", IMAGE)[0] == 0
     code, out, err = deploy(runpod, capsys, "--image", IMAGE.replace("1.0", "1.1"), "--gpu", "NVIDIA L40S",
                             "--gpu", "NVIDIA RTX A6000", "--workers-max", "4")  # fmt: skip
@@ -122,21 +129,30 @@ def test_the_network_volume_is_found_by_name_and_pins_the_workers_to_its_data_ce
     shell = {"RUNPOD_API_KEY": API_KEY}  # no S3: the videos go to the volume
     code, _, err = deploy(runpod, capsys, "--image", IMAGE, "--network-volume", "weights", shell=shell)
     assert code == 0, err
-    endpoint, = runpod.endpoints.values()
+    (endpoint,) = runpod.endpoints.values()
     assert endpoint["networkVolumeId"] == "vol0000aa" and endpoint["dataCenterIds"] == ["EU-RO-1"]
-    template, = runpod.templates.values()
-    assert template["env"]["STUDIO_STORE"] == "volume" and template["env"]["STUDIO_VOLUME_DIR"] == "/runpod-volume/outputs"
+    (template,) = runpod.templates.values()
+    assert (
+        template["env"]["STUDIO_STORE"] == "volume" and template["env"]["STUDIO_VOLUME_DIR"] == "/runpod-volume/outputs"
+    )
     assert "S3_SECRET_KEY" not in template["env"]
 
 
-def test_a_dry_run_sends_only_reads_and_prints_the_writes_redacted(runpod: RunPodRest, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_dry_run_sends_only_reads_and_prints_the_writes_redacted(
+    runpod: RunPodRest, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, err = deploy(runpod, capsys, "--image", IMAGE, "--dry-run")
     assert code == 0, err
     assert runpod.calls and not runpod.writes()
     assert f"POST {runpod.url}/templates\nAuthorization: Bearer <redacted>\n" in out
     assert f"POST {runpod.url}/endpoints\nAuthorization: Bearer <redacted>\n" in out
-    template_body = json.loads(out.split(f"POST {runpod.url}/templates\nAuthorization: Bearer <redacted>\n")[1].split("\n\n")[0])
-    assert template_body["imageName"] == IMAGE and template_body["env"]["S3_SECRET_KEY"] == "{{ RUNPOD_SECRET_s3_secret_key }}"
+    template_body = json.loads(
+        out.split(f"POST {runpod.url}/templates\nAuthorization: Bearer <redacted>\n")[1].split("\n\n")[0]
+    )
+    assert (
+        template_body["imageName"] == IMAGE
+        and template_body["env"]["S3_SECRET_KEY"] == "{{ RUNPOD_SECRET_s3_secret_key }}"
+    )
     assert API_KEY not in out and S3_SECRET not in out
     assert out.strip().endswith("Dry run: only the reads were sent; the writes above were not.")
 
@@ -149,7 +165,8 @@ def test_a_dry_run_sends_only_reads_and_prints_the_writes_redacted(runpod: RunPo
          "'NVIDIA H100 PCIe' or 'NVIDIA H100 NVL'?"),
         ([], None, "deploy: --image: name the worker image you pushed, e.g. docker.io/you/infinitetalk-worker:1.0"),
         (["--image", IMAGE], {k: v for k, v in SHELL.items() if k != "RUNPOD_API_KEY"},
-         "deploy: RUNPOD_API_KEY is not set: export a RunPod API key with read/write access (console: Settings, API Keys)"),
+         "deploy: RUNPOD_API_KEY is not set: export a RunPod API key with read/write access "
+         "(console: Settings, API Keys)"),
         (["--image", IMAGE, "--network-volume", "nope"], None,
          "deploy: --network-volume 'nope': no network volume has that id or name (yours: weights (vol0000aa))"),
         (["--image", IMAGE], {"RUNPOD_API_KEY": API_KEY},

@@ -76,9 +76,14 @@ def test_every_variant_complete_is_exit_0_and_lists_exactly_the_engines_files(tm
 
 def test_without_dir_it_checks_where_the_env_vars_point_and_adds_the_preload_variant(tmp_path: Path) -> None:
     paths = lay_out(tmp_path / "elsewhere", ["base", "multi", "lora", "kokoro", "fp8"])
-    env = {"CKPT_DIR": str(paths.ckpt_dir), "INFINITETALK_DIR": str(paths.infinitetalk_dir),
-           "WAV2VEC_DIR": str(paths.wav2vec_dir), "LORA_DIR": str(paths.lora_dir),
-           "KOKORO_DIR": str(tmp_path / "elsewhere" / "Kokoro-82M"), "INFINITETALK_PRELOAD": '{"quant": "fp8"}'}  # fmt: skip
+    env = {
+        "CKPT_DIR": str(paths.ckpt_dir),
+        "INFINITETALK_DIR": str(paths.infinitetalk_dir),
+        "WAV2VEC_DIR": str(paths.wav2vec_dir),
+        "LORA_DIR": str(paths.lora_dir),
+        "KOKORO_DIR": str(tmp_path / "elsewhere" / "Kokoro-82M"),
+        "INFINITETALK_PRELOAD": '{"quant": "fp8"}',
+    }
     done = worker("weights", "check", env=env)
     assert done.returncode == 0, done.stdout
     headings = [line for line in done.stdout.splitlines() if not line.startswith("  ")]

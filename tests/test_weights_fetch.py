@@ -19,8 +19,9 @@ from worker.kokoro_tts import KOKORO_FILES, KOKORO_REPO
 from worker.weights import human
 
 ROOT = Path(__file__).resolve().parent.parent
-WAN, WAV2VEC, TALK, LORA = (SOURCES[name].repo_id for name in
-                            ("Wan2.1-I2V-14B-480P", "chinese-wav2vec2-base", "InfiniteTalk", "lightx2v"))
+WAN, WAV2VEC, TALK, LORA = (
+    SOURCES[name].repo_id for name in ("Wan2.1-I2V-14B-480P", "chinese-wav2vec2-base", "InfiniteTalk", "lightx2v")
+)
 
 
 BIG, BIG_SIZE = DIT_SHARDS[2], 24 * 2**20
@@ -37,19 +38,34 @@ def blob(name: str, size: int) -> bytes:
 
 TOKENIZER_FILES = {
     "google/umt5-xxl": ("special_tokens_map.json", "spiece.model", "tokenizer.json", "tokenizer_config.json"),
-    "xlm-roberta-large": ("sentencepiece.bpe.model", "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json"),
-}  # fmt: skip
+    "xlm-roberta-large": (
+        "sentencepiece.bpe.model",
+        "special_tokens_map.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ),
+}
 
 
 def hub_repos() -> dict[tuple[str, str], dict[str, bytes]]:
     """The four repositories as the Hub holds them (tiny), including files the engine never reads."""
     wan = {name: blob(name, 3000) for name in DIT_SHARDS}
     wan[BIG] = blob(BIG, BIG_SIZE)
-    wan |= {name: blob(name, 2500) for name in ("Wan2.1_VAE.pth", "models_t5_umt5-xxl-enc-bf16.pth",
-                                                 "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth")}  # fmt: skip
+    wan |= {
+        name: blob(name, 2500)
+        for name in (
+            "Wan2.1_VAE.pth",
+            "models_t5_umt5-xxl-enc-bf16.pth",
+            "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth",
+        )
+    }
     wan |= {f"{folder}/{name}": blob(folder + name, 300) for folder, names in TOKENIZER_FILES.items() for name in names}
-    wan |= {"config.json": b'{"model_type": "i2v"}', "README.md": b"# Wan2.1", "examples/i2v_input.JPG": blob("jpg", 2000),
-            "diffusion_pytorch_model.safetensors.index.json": b"{}"}  # fmt: skip
+    wan |= {
+        "config.json": b'{"model_type": "i2v"}',
+        "README.md": b"# Wan2.1",
+        "examples/i2v_input.JPG": blob("jpg", 2000),
+        "diffusion_pytorch_model.safetensors.index.json": b"{}",
+    }
     talk = {f"{people}/infinitetalk.safetensors": blob(people, 2000) for people in ("single", "multi")}
     talk |= {
         f"quant_models/{stem}": blob(stem, 1200)
@@ -57,8 +73,11 @@ def hub_repos() -> dict[tuple[str, str], dict[str, bytes]]:
         for stem in (f"infinitetalk_single_{quant}.safetensors", f"infinitetalk_multi_{quant}.safetensors",
                      f"t5_{quant}.safetensors")
     }  # fmt: skip
-    talk |= {f"quant_models/{stem}": b"{}" for quant in ("int8", "fp8")
-             for stem in (f"infinitetalk_single_{quant}.json", f"infinitetalk_multi_{quant}.json", f"t5_map_{quant}.json")}  # fmt: skip
+    talk |= {
+        f"quant_models/{stem}": b"{}"
+        for quant in ("int8", "fp8")
+        for stem in (f"infinitetalk_single_{quant}.json", f"infinitetalk_multi_{quant}.json", f"t5_map_{quant}.json")
+    }
     talk["README.md"] = b"# InfiniteTalk"
     wav2vec_main = {"config.json": b"{}", "preprocessor_config.json": b"{}", "pytorch_model.bin": blob("bin", 2200)}
     return {
@@ -67,7 +86,9 @@ def hub_repos() -> dict[tuple[str, str], dict[str, bytes]]:
         (WAV2VEC, "refs/pr/1"): {**wav2vec_main, "model.safetensors": blob("wav2vec", 2100)},
         (TALK, "main"): talk,
         (LORA, "main"): {LIGHTX2V_LORA: blob("lora", 1800), "other_lora.safetensors": blob("other", 1500)},
-        (KOKORO_REPO, "main"): {name: blob(name, 1100) for name in (*KOKORO_FILES, "voices/zf_xiaobei.pt", "README.md")},
+        (KOKORO_REPO, "main"): {
+            name: blob(name, 1100) for name in (*KOKORO_FILES, "voices/zf_xiaobei.pt", "README.md")
+        },
     }
 
 
@@ -94,9 +115,7 @@ def fetch(hub: HubServer, tmp_path: Path, *args: str) -> subprocess.CompletedPro
 
 def files_under(root: Path) -> set[str]:
     """Every file fetch left, the Hub's own bookkeeping (.cache/huggingface) aside."""
-    return {
-        str(path.relative_to(root)) for path in root.rglob("*") if path.is_file() and ".cache" not in path.parts
-    }
+    return {str(path.relative_to(root)) for path in root.rglob("*") if path.is_file() and ".cache" not in path.parts}
 
 
 def test_fetch_downloads_exactly_the_files_the_engine_checks_and_nothing_else(hub: HubServer, tmp_path: Path) -> None:
@@ -129,7 +148,9 @@ def test_fetch_downloads_exactly_the_files_the_engine_checks_and_nothing_else(hu
     assert done.stdout.strip().endswith("Nothing missing for base, lora, kokoro.")
 
 
-def test_a_second_fetch_downloads_nothing_and_a_later_variant_only_its_own_files(hub: HubServer, tmp_path: Path) -> None:
+def test_a_second_fetch_downloads_nothing_and_a_later_variant_only_its_own_files(
+    hub: HubServer, tmp_path: Path
+) -> None:
     models = tmp_path / "models"
     assert fetch(hub, tmp_path, "--to", str(models), "--variant", "base").returncode == 0
     downloads = len([r for r in hub.requests if r.method == "GET" and "/api/" not in r.path])
@@ -164,7 +185,9 @@ def test_an_interrupted_fetch_is_resumed_by_running_it_again(hub: HubServer, tmp
     failed = fetch(hub, tmp_path, "--to", str(models), "--variant", "base")
     assert failed.returncode == 1
     error = failed.stderr.strip().splitlines()[-1]
-    assert error.startswith(f"weights fetch: {WAN}/{shard}: ") and error.endswith("run the same command again to resume")
+    assert error.startswith(f"weights fetch: {WAN}/{shard}: ") and error.endswith(
+        "run the same command again to resume"
+    )
     assert not (models / "Wan2.1-I2V-14B-480P" / shard).exists()
     hub.fail_after_cut = False
     again = fetch(hub, tmp_path, "--to", str(models), "--variant", "base")

@@ -55,8 +55,20 @@ SECRET_VARS = {"S3_ACCESS_KEY": "s3_access_key", "S3_SECRET_KEY": "s3_secret_key
 """Env vars the template passes by reference to a RunPod secret (default secret names; --secret renames)."""
 TEMPLATE_FIELDS = ("imageName", "env", "containerDiskInGb", "volumeInGb", "dockerStartCmd", "ports")
 """The template fields deploy sets and compares (all in TemplateUpdateInput)."""
-ENDPOINT_FIELDS = ("templateId", "gpuTypeIds", "gpuCount", "workersMin", "workersMax", "idleTimeout",
-                   "executionTimeoutMs", "scalerType", "scalerValue", "networkVolumeId", "dataCenterIds", "flashboot")  # fmt: skip
+ENDPOINT_FIELDS = (
+    "templateId",
+    "gpuTypeIds",
+    "gpuCount",
+    "workersMin",
+    "workersMax",
+    "idleTimeout",
+    "executionTimeoutMs",
+    "scalerType",
+    "scalerValue",
+    "networkVolumeId",
+    "dataCenterIds",
+    "flashboot",
+)
 """The endpoint fields deploy sets and compares, where the API reports them (flashboot it may not)."""
 
 
@@ -137,8 +149,9 @@ def template_env(args: argparse.Namespace, settings: Settings) -> tuple[dict[str
         if key in SECRET_VARS or key == "RUNPOD_API_KEY":
             raise DeployError(f"--env {key}: a secret never goes into a template; pass --secret {key}=NAME", code=2)
         if not worker_reads(key, value):
-            raise DeployError(f"--env {key}: the worker does not read it (README.md's Configuration lists what it does)",
-                              code=2)  # fmt: skip
+            raise DeployError(
+                f"--env {key}: the worker does not read it (README.md's Configuration lists what it does)", code=2
+            )
         env[key] = value
     return env, s3
 
@@ -248,7 +261,9 @@ def one_named(items: list[dict[str, Any]], name: str, kind: str, names: tuple[st
     found = [item for item in items if item.get("name") in names]
     if len(found) > 1:
         ids = ", ".join(str(item.get("id")) for item in found)
-        raise DeployError(f"{len(found)} {kind}s are named {name!r} ({ids}): delete the extra ones or pass another --name")
+        raise DeployError(
+            f"{len(found)} {kind}s are named {name!r} ({ids}): delete the extra ones or pass another --name"
+        )
     return found[0] if found else None
 
 
@@ -259,7 +274,9 @@ def find_volume(rest: Rest, wanted_volume: str) -> dict[str, Any]:
         if wanted_volume in (volume.get("id"), volume.get("name")):
             return volume
     have = ", ".join(f"{v.get('name')} ({v.get('id')})" for v in volumes) or "none"
-    raise DeployError(f"--network-volume {wanted_volume!r}: no network volume has that id or name (yours: {have})", code=2)
+    raise DeployError(
+        f"--network-volume {wanted_volume!r}: no network volume has that id or name (yours: {have})", code=2
+    )
 
 
 def deploy(plan: Wanted, rest: Rest, out: TextIO) -> tuple[str | None, bool]:
@@ -329,16 +346,22 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m worker deploy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parse.add_argument("--image", help="the worker image you pushed (Dockerfile.worker), e.g. docker.io/you/worker:1.0")
-    parse.add_argument("--name", default=DEFAULT_NAME, help=f"the template's and endpoint's name (default {DEFAULT_NAME})")
+    parse.add_argument(
+        "--name", default=DEFAULT_NAME, help=f"the template's and endpoint's name (default {DEFAULT_NAME})"
+    )
     parse.add_argument("--gpu", action="append", help="a RunPod GPU type id, most preferred first; repeat for more "
                        f"(default: {', '.join(DEFAULT_GPUS)})")  # fmt: skip
     parse.add_argument("--workers-min", type=int, default=0, help="workers always running, billed (default 0)")
     parse.add_argument("--workers-max", type=int, default=2, help="the most workers at once (default 2)")
     parse.add_argument("--idle-timeout", type=int, default=60, help="seconds a worker waits for the next job (60)")
     parse.add_argument("--no-flashboot", action="store_true", help="turn FlashBoot off (on by default)")
-    parse.add_argument("--job-timeout-s", type=int, default=DEFAULT_JOB_TIMEOUT_S,
-                       help=f"the worker's limit per job, STUDIO_EXECUTION_TIMEOUT_S (default {DEFAULT_JOB_TIMEOUT_S}); "
-                       f"RunPod's executionTimeout is {TIMEOUT_MARGIN_S} s more")  # fmt: skip
+    parse.add_argument(
+        "--job-timeout-s",
+        type=int,
+        default=DEFAULT_JOB_TIMEOUT_S,
+        help=f"the worker's limit per job, STUDIO_EXECUTION_TIMEOUT_S (default {DEFAULT_JOB_TIMEOUT_S}); "
+        f"RunPod's executionTimeout is {TIMEOUT_MARGIN_S} s more",
+    )
     parse.add_argument("--network-volume", help="the network volume (id or name) holding the weights")
     parse.add_argument("--container-disk-gb", type=int, default=CONTAINER_DISK_GB)
     parse.add_argument("--preload", help=f"{PRELOAD_VAR}: the variant loaded at cold start, e.g. '{{\"lora\": true}}'")

@@ -208,7 +208,9 @@ def remote_files(items: list[Wanted]) -> list[RemoteFile]:
         if item.path_in_repo in tree:
             under = {item.path_in_repo: tree[item.path_in_repo]}
         if not under:
-            raise WeightsError(f"{item.source.repo_id} at {item.revision} has no {item.path_in_repo} (for {item.local})")
+            raise WeightsError(
+                f"{item.source.repo_id} at {item.revision} has no {item.path_in_repo} (for {item.local})"
+            )
         for path, size in sorted(under.items()):
             remote = RemoteFile(item.source.repo_id, item.revision, path, size, item.folder)
             files.setdefault(remote.local, remote)
@@ -266,7 +268,9 @@ def fetch(found: list[Section], root: Path, out: TextIO, err: TextIO) -> int:
     )
     done = 0
     for index, remote in enumerate(todo, start=1):
-        print(f"[{index}/{len(todo)}] {remote.repo_id} {remote.path_in_repo} ({human(remote.size)})", file=out, flush=True)
+        print(
+            f"[{index}/{len(todo)}] {remote.repo_id} {remote.path_in_repo} ({human(remote.size)})", file=out, flush=True
+        )
         download(remote, err)
         done += remote.size
         print(f"  {human(done)} of {human(remaining)} done", file=out, flush=True)
