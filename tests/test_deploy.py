@@ -190,6 +190,19 @@ def test_bad_input_is_one_line_and_exit_2_with_nothing_written(
     assert not runpod.writes()
 
 
+def test_a_pod_template_of_the_same_name_is_left_alone(runpod: RunPodRest, capsys: pytest.CaptureFixture[str]) -> None:
+    runpod.templates["tplpod"] = {
+        "id": "tplpod",
+        "name": "infinitetalk-studio",
+        "imageName": "x",
+        "isServerless": False,
+    }
+    code, out, err = deploy(runpod, capsys, "--image", IMAGE)
+    assert (code, out) == (2, "")
+    assert err.strip().startswith("deploy: a Pod template is named 'infinitetalk-studio' (tplpod): ")
+    assert not runpod.writes() and runpod.templates["tplpod"]["imageName"] == "x"
+
+
 def test_a_refused_api_key_is_one_line_and_exit_1(runpod: RunPodRest, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = deploy(runpod, capsys, "--image", IMAGE, shell={**SHELL, "RUNPOD_API_KEY": "rpa_wrong"})
     assert code == 1

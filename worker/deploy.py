@@ -1,7 +1,7 @@
 """`python -m worker deploy`: create or update the RunPod template and Serverless endpoint that run the worker.
 
-    RUNPOD_API_KEY=... S3_BUCKET=... python -m worker deploy --image docker.io/you/infinitetalk-worker:1.0 \
-        [--name infinitetalk-studio] [--gpu "NVIDIA H100 80GB HBM3" ...] [--network-volume NAME_OR_ID] [--dry-run]
+    RUNPOD_API_KEY=... S3_BUCKET=... python -m worker deploy --image docker.io/you/infinitetalk-worker:1.0
+    (options: --name infinitetalk-studio, --gpu "NVIDIA H100 80GB HBM3" ..., --network-volume NAME_OR_ID, --dry-run)
 
 It speaks RunPod's documented REST API (https://rest.runpod.io/v1: /templates, /endpoints, /networkvolumes, as
 RunPod's OpenAPI document describes them) and is idempotent by name: the first run creates the template and the
@@ -297,6 +297,12 @@ def deploy(plan: Wanted, rest: Rest, out: TextIO) -> tuple[str | None, bool]:
         template_id = created["id"] if created else "<new template id>"
         print(f"template {plan.name} ({template_id}): created", file=out)
         changed = True
+    elif template.get("isServerless") is False:
+        raise DeployError(
+            f"a Pod template is named {plan.name!r} ({template['id']}): RunPod keeps template names unique, so pass "
+            "another --name for the Serverless one",
+            code=2,
+        )
     else:
         template_id = template["id"]
         update = changes(template, plan.template, TEMPLATE_FIELDS)
@@ -309,7 +315,7 @@ def deploy(plan: Wanted, rest: Rest, out: TextIO) -> tuple[str | None, bool]:
 
     endpoint_body["templateId"] = template_id
     endpoints = rest.get("/endpoints") or []
-    # RunPod's console marks FlashBoot endpoints with a " -fb" suffix on the name.
+    # RunPod's older GraphQL API turned FlashBoot on with a " -fb" suffix on the name: such an endpoint is found too.
     endpoint = one_named(endpoints, plan.name, "endpoint", (plan.name, f"{plan.name} -fb"))
     if endpoint is None:
         created = rest.write("POST", "/endpoints", endpoint_body)
