@@ -7,7 +7,7 @@ from typing import Any
 import streamlit as st
 
 from catalog.records import INLINE_NOTE
-from dashboard import estimate_view, navigation, state, views
+from dashboard import estimate_view, face_picker, navigation, state, views
 from dashboard.batch import BatchFileError, read_batch
 from dashboard.forms import (
     ADVANCED_PARAMS,
@@ -473,6 +473,7 @@ def main() -> None:
                 horizontal=True,
                 format_func=lambda v: "taking turns (add)" if v == "add" else "at the same time (para)",
             )
+        bbox = face_picker.pick(cond.preview, cond.facts.kind if cond.facts else None, len(speech), K + "face")
     with right:
         st.subheader("Prompt", divider="gray")
         st.text_area(
@@ -512,6 +513,8 @@ def main() -> None:
         ),
         params,
     )
+    if bbox:
+        job["bbox"] = bbox
     uploads = frozenset(item.ref for item in planned.values() if item is not None)
     errors = validate(job, state.settings(), uploads)
     _show_problems(cond, errors, "cond_video", "bbox")

@@ -60,6 +60,19 @@ def find_faces(frame: np.ndarray, limit: int = 2) -> list[Box]:
     return sorted(boxes, key=lambda b: b[0])  # type: ignore[return-value]
 
 
+PICKABLE_FACES = 6
+"""The most faces Submit's face picker offers."""
+
+
+def face_boxes(image: np.ndarray, limit: int = PICKABLE_FACES) -> list[list[int]]:
+    """The faces in an RGB image as `[x_min, y_min, x_max, y_max]` in its own pixels, left to right.
+
+    This is the one detector: Submit's face picker shows these boxes and puts the chosen ones in the job's bbox,
+    and the preview engine finds faces (and the face inside a bbox) with the same `find_faces`.
+    """
+    return [[round(x), round(y), round(x + w), round(y + h)] for x, y, w, h in find_faces(image, limit=limit)]
+
+
 def default_box(width: int, height: int, person: int, people: int) -> Box:
     """Where a face most likely is when none is found: centred, or in the left/right half for two people."""
     side = min(width / (2.6 if people == 2 else 2.2), height / 2.2)
