@@ -32,7 +32,8 @@ def fetch_imports(tmp_path: Path) -> set[str]:
     """The worker modules `python -m worker weights fetch` imports, as it runs (here, until the Hub is refused)."""
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "worker", "weights", "fetch", "--to", str(tmp_path / "m")],
-        cwd=ROOT, env={**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf")},
+        cwd=ROOT, env={**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf"),
+             "HF_HUB_OFFLINE": "0"},
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 1 and "weights fetch: listing " in done.stderr, done.stderr[-2000:]

@@ -105,6 +105,7 @@ def fetch(hub: HubServer, tmp_path: Path, *args: str) -> subprocess.CompletedPro
         "HF_HOME": str(tmp_path / "hf-home"),
         "HF_HUB_DISABLE_TELEMETRY": "1",
         "HF_HUB_ENABLE_HF_TRANSFER": "0",
+        "HF_HUB_OFFLINE": "0",
     }
     env.pop("HF_TOKEN", None)
     return subprocess.run(

@@ -187,6 +187,7 @@ def remote_files(items: list[Wanted]) -> list[RemoteFile]:
     """Each wanted path as the repository's files (a folder is every file under it), with the Hub's sizes."""
     import requests
     from huggingface_hub import HfApi
+    from huggingface_hub.errors import OfflineModeIsEnabled
     from huggingface_hub.hf_api import RepoFile
     from huggingface_hub.utils import HfHubHTTPError
 
@@ -199,7 +200,7 @@ def remote_files(items: list[Wanted]) -> list[RemoteFile]:
             try:
                 listing = api.list_repo_tree(item.source.repo_id, revision=item.revision, recursive=True)
                 trees[key] = {entry.path: entry.size for entry in listing if isinstance(entry, RepoFile)}
-            except (HfHubHTTPError, requests.RequestException) as error:
+            except (HfHubHTTPError, requests.RequestException, OfflineModeIsEnabled) as error:
                 raise WeightsError(
                     f"listing {item.source.repo_id} at {item.revision} failed: {_hub_error(error)}"
                 ) from None
