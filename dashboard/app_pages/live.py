@@ -7,7 +7,7 @@ from typing import Any
 
 import streamlit as st
 
-from dashboard import navigation, signin, state, views
+from dashboard import navigation, partial_view, signin, state, views
 from dashboard.jobs import Backoff, LiveView, cancel, live_view, mark_lost, poll_all, recover, retry
 from worker.client import LOCAL_POLL_START_S, POLL_MAX_S, POLL_START_S, EndpointError
 from worker.contract import ERROR_INFO, JobError, JobStatus
@@ -81,6 +81,7 @@ def _card(view: LiveView) -> None:
         cols[1].metric("ETA", views.duration(view.eta_s))
         cols[2].metric("Chunk", f"{view.chunk[0]} / {view.chunk[1]}" if view.chunk else "—")
         cols[3].metric("Frames", f"{view.frames[0]} / {view.frames[1]}" if view.frames else "—")
+        partial_view.show(state.store(), state.catalog().progress_events(view.run_id, limit=1))
         if view.log:
             st.code("\n".join(view.log), language=None)
         problem = st.session_state.get(PROBLEMS, {}).get(view.run_id)

@@ -1,0 +1,118 @@
+"""The Live card in a real browser plays a streaming job's video so far while the job is still rendering.
+
+Debian's Chromium, driven by Playwright, against `streamlit run` and a real local endpoint whose preview engine
+publishes a partial video after every clip (STUDIO_PARTIAL_EVERY_S=0). The job is made slow with real knobs: a
+minute of text to speech at 720p, cut into 20-frame clips.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from playwright.sync_api import sync_playwright
+
+from catalog import Catalog
+from dashboard.jobs import submit
+from tests.dashboard_support import EXAMPLES, LONG_SPEECH, MEDIA, ROOT
+from tests.endpoint_server import running_endpoint, wait_for
+from tests.s3server import free_port
+from worker.client import StudioClient
+from worker.contract import JobStatus
+from worker.settings import Settings
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+SLOW_JOB = {
+    "prompt": "A long streaming job the Live card previews",
+    "cond_video": str(MEDIA / "portrait.jpg"),
+    "tts_audio": {"text": LONG_SPEECH, "human1_voice": "en-us"},
+    "mode": "streaming",
+    "size": "infinitetalk-720",
+    "frame_num": 25,
+    "motion_frame": 5,
+}
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, str]]:
+    """The endpoint and the dashboard sharing one data dir; yields (dashboard URL, data dir, endpoint base)."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    data_dir = tmp_path_factory.mktemp("partial-browser")
+    port = free_port()
+    env = {
+        "STUDIO_DATA_DIR": str(data_dir),
+        "STUDIO_LOCAL_PORT": str(port),
+        "STUDIO_INPUT_ROOTS": str(EXAMPLES),
+        "STUDIO_PARTIAL_EVERY_S": "0",
+    }
+    with running_endpoint(env, port=port) as base:
+        wait_for(f"{base}/local/health", lambda health: health["workers"]["idle"] >= 1, timeout_s=60)
+        web_port = free_port()
+        log = (data_dir / "streamlit.log").open("wb")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(web_port)],
+            cwd=ROOT,
+            env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{web_port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if requests.get(f"{url}/_stcore/health", timeout=2).status_code == 200:
+                        break
+                except requests.ConnectionError:
+                    pass
+                assert process.poll() is None, (data_dir / "streamlit.log").read_text()
+                assert time.monotonic() < deadline, "streamlit did not start"
+                time.sleep(0.3)
+            yield url, data_dir, base
+        finally:
+            process.terminate()
+            process.wait(timeout=20)
+            log.close()
+
+
+PLAY = """async (video) => {
+    video.muted = true;
+    try { await video.play(); } catch (e) { return {error: String(e)}; }
+    await new Promise((done) => setTimeout(done, 800));
+    return {time: video.currentTime, duration: video.duration, width: video.videoWidth,
+            error: video.error && video.error.code};
+}"""
+
+
+def test_the_live_card_plays_the_video_so_far_while_the_job_renders(studio: tuple[str, Path, str]) -> None:
+    url, data_dir, base = studio
+    settings = Settings(data_dir=data_dir, endpoint_base_url=base)
+    client, catalog = StudioClient(settings), Catalog(data_dir / "catalog.db")
+    job_id = submit(client, catalog, SLOW_JOB, settings.endpoint_id)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        page.goto(f"{url}/live")
+        video = page.locator("video").first
+        video.wait_for(state="attached", timeout=240_000)
+        played = video.evaluate(PLAY)
+        caption = page.get_by_text("So far:").first.inner_text()
+        page.screenshot(path=str(SCREENSHOTS / "live-partial-video.png"), full_page=True)
+        browser.close()
+    still_running = client.status(job_id)
+    client.cancel(job_id)
+
+    assert played.get("error") is None, played
+    assert played["width"] > 0 and played["duration"] > 0.5 and played["time"] > 0, played
+    assert "finished" in caption and "still rendering" in caption
+    assert still_running.status == JobStatus.IN_PROGRESS, "the video played before the job ended"
