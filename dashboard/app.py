@@ -17,7 +17,10 @@ import streamlit as st  # noqa: E402
 
 from dashboard import navigation, sidebar, signin  # noqa: E402
 
-st.set_page_config(page_title="InfiniteTalk Studio", page_icon=":material/record_voice_over:", layout="wide")
+# The favicon is a file served by this app: a `:material/…:` page icon makes the browser fetch its SVG from
+# fonts.gstatic.com, an error on every page load offline or behind a strict firewall (issue 16).
+FAVICON = Path(__file__).resolve().parent / "assets" / "favicon.png"
+st.set_page_config(page_title="InfiniteTalk Studio", page_icon=str(FAVICON), layout="wide")
 visitor = signin.gate(navigation.all_pages())
 if visitor.admitted:
     current = st.navigation(navigation.all_pages())

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -19,7 +20,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from catalog import Catalog
-from tests.dashboard_support import MEDIA, ROOT, local_endpoint
+from tests.dashboard_support import LONG_SPEECH, MEDIA, ROOT, local_endpoint
 from tests.s3server import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -84,9 +85,22 @@ def page(studio: tuple[str, Path, int]) -> Iterator[Page]:
             ],
         )
         context = browser.new_context(permissions=["microphone", "camera"], viewport={"width": 1400, "height": 1800})
-        yield context.new_page()
+        page = context.new_page()
+        page.on("request", lambda request: _note_if_outside(request.url))
+        yield page
         context.close()
         browser.close()
+
+
+OUTSIDE_REQUESTS: list[str] = []
+"""Every request the pages made to a host other than this machine: an offline dashboard makes none (the favicon
+came from fonts.gstatic.com, an error on each page load offline, issue 16)."""
+
+
+def _note_if_outside(url: str) -> None:
+    host = urlsplit(url).hostname
+    if urlsplit(url).scheme in ("http", "https", "ws", "wss") and host not in ("127.0.0.1", "localhost"):
+        OUTSIDE_REQUESTS.append(url)
 
 
 def _shot(page: Page, name: str) -> None:
@@ -149,8 +163,7 @@ def test_record_submit_watch_find_play_and_reuse(studio: tuple[str, Path, int], 
     p.wait_for_timeout(6000)
     p.get_by_role("button", name="Stop recording").first.click(timeout=10_000)
     expect(p.get_by_text("Speech:")).to_be_visible(timeout=30_000)
-    p.get_by_role("combobox", name="Mode").click()
-    p.get_by_role("option", name="streaming").click()
+    # Streaming is the form's default (the whole recording is rendered): nothing to choose.
     p.get_by_label("Describe the scene").fill(PROMPT)
     p.get_by_label("Describe the scene").press("Control+Enter")
     p.wait_for_timeout(1000)
@@ -203,3 +216,72 @@ def test_record_submit_watch_find_play_and_reuse(studio: tuple[str, Path, int], 
     p.wait_for_timeout(2000)
     _shot(p, "8-health")
     assert _rss_bytes(pid) < 1024**3, "the dashboard stays under Community Cloud's 1 GB"
+    assert OUTSIDE_REQUESTS == [], "the pages fetch nothing from outside this machine"
+
+
+def test_cancel_a_running_job_then_retry_a_failed_one_each_state_explained(
+    studio: tuple[str, Path, int], page: Page
+) -> None:
+    """The rest of the journey (issue 16): a running job is cancelled after one confirmation and reads as the
+    user's own stop, not a failure; a job whose photo cannot be downloaded fails with its reason and what to try,
+    and Retry sends it again. At no step is there a red box without a message or a badge the text contradicts."""
+    url, data_dir, _ = studio
+    p = page
+    catalog = Catalog(data_dir / "catalog.db")
+
+    p.goto(url)
+    expect(p.get_by_role("heading", name="Submit a talking video")).to_be_visible(timeout=30_000)
+    _upload_photo(p)
+    p.get_by_text("Text to speech", exact=True).first.click()
+    p.get_by_label("Text to speak").fill(LONG_SPEECH)
+    p.get_by_label("Text to speak").press("Control+Enter")
+    p.get_by_label("Describe the scene").fill("a long talk to cancel from the browser")
+    p.get_by_label("Describe the scene").press("Control+Enter")
+    p.wait_for_timeout(1000)
+    p.get_by_role("button", name="Submit", exact=True).click()
+    expect(p.get_by_role("heading", name="Live jobs")).to_be_visible(timeout=30_000)
+    long_run = catalog.search("cancel from the browser").rows[0]
+    deadline = time.monotonic() + 60
+    while (catalog.get(long_run["run_id"]) or {}).get("status") != "IN_PROGRESS":
+        assert time.monotonic() < deadline, "the long job did not start"
+        p.wait_for_timeout(200)
+
+    p.get_by_role("button", name="Cancel").first.click()
+    expect(p.get_by_text("Stop it? The work so far is lost.")).to_be_visible(timeout=15_000)
+    _shot(p, "10-live-cancel-confirm")
+    p.get_by_role("button", name="Stop", exact=True).first.click()
+    expect(p.get_by_text("Cancelled: it was stopped before it finished")).to_be_visible(timeout=60_000)
+    assert (catalog.get(long_run["run_id"]) or {})["status"] == "CANCELLED"
+    expect(p.get_by_text("no code")).to_have_count(0)
+    _shot(p, "11-live-cancelled")
+
+    p.get_by_role("button", name="Start a new one").click()
+    expect(p.get_by_role("heading", name="Submit a talking video")).to_be_visible(timeout=30_000)
+    expect(p.get_by_label("Describe the scene")).to_have_value("", timeout=15_000)
+    p.get_by_text("URL or stored path", exact=True).first.click()
+    link = p.get_by_role("textbox", name="URL or stored path").first
+    link.fill("https://photos.invalid/face.jpg")
+    link.press("Enter")
+    p.get_by_label("Describe the scene").fill("a photo that cannot be downloaded")
+    p.get_by_label("Describe the scene").press("Control+Enter")
+    p.get_by_role("button", name="Record").first.click()
+    p.wait_for_timeout(3000)
+    p.get_by_role("button", name="Stop recording").first.click(timeout=10_000)
+    expect(p.get_by_text("Speech:")).to_be_visible(timeout=30_000)
+    p.get_by_role("button", name="Submit", exact=True).click()
+    expect(p.get_by_role("heading", name="Live jobs")).to_be_visible(timeout=30_000)
+    expect(p.get_by_text("What to try:").first).to_be_visible(timeout=60_000)
+    failed = catalog.search("cannot be downloaded").rows[0]
+    assert failed["status"] == "FAILED" and failed["error_code"] == "E_DOWNLOAD_FAILED"
+    expect(p.get_by_text("E_DOWNLOAD_FAILED").first).to_be_visible()
+    _shot(p, "12-live-failed-retry")
+    p.get_by_role("button", name="Retry").first.click()
+    expect(p.get_by_text("Retrying as job").first).to_be_visible(timeout=30_000)
+    deadline = time.monotonic() + 60
+    # Retry clears the outcome and the endpoint runs the job again: it ends again, later than the first time.
+    while (catalog.get(failed["run_id"]) or {}).get("finished_at") in (None, failed["finished_at"]):
+        assert time.monotonic() < deadline, "Retry did not send the job again"
+        p.wait_for_timeout(200)
+    assert (catalog.get(failed["run_id"]) or {})["error_code"] == "E_DOWNLOAD_FAILED"
+    expect(p.get_by_text("What to try:").first).to_be_visible(timeout=60_000)
+    assert OUTSIDE_REQUESTS == [] or all("photos.invalid" in url for url in OUTSIDE_REQUESTS), OUTSIDE_REQUESTS

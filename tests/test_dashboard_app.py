@@ -106,3 +106,18 @@ def test_no_page_loads_torch_transformers_or_xformers(offline: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "heavy: []" in done.stdout
+
+
+def test_no_page_script_has_a_bare_string_that_streamlit_would_draw() -> None:
+    """Streamlit's magic writes every bare expression of a page script on the page: a docstring under a constant
+    in submit.py was shown above the title ("Placeholders that read as hints…"). Only the module docstring is safe."""
+    import ast
+
+    for script in [ROOT / "dashboard" / "app.py", *sorted((ROOT / "dashboard" / "app_pages").glob("*.py"))]:
+        body = ast.parse(script.read_text()).body
+        drawn = [
+            node.lineno
+            for node in body[1:]
+            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+        ]
+        assert drawn == [], f"{script.name}: bare strings at lines {drawn} would be drawn on the page; use comments"

@@ -373,6 +373,17 @@ def _example_speech_at(level_db: float) -> np.ndarray:
     return speech * 10 ** ((level_db - speech_level(speech)) / 20)
 
 
+def test_every_parameter_is_labelled_in_words(data_dir: Path) -> None:
+    from dashboard.forms import PARAM_NAMES
+    from dashboard.words import label
+
+    at = open_page("submit")
+    widgets = {w.key: w for kind in ("selectbox", "toggle", "text_input", "number_input") for w in at.get(kind)}
+    for name in PARAM_NAMES:
+        assert widgets[f"submit.param.{name}"].label == label(name), name
+    assert widgets["submit.param.size"].label == "Size" and widgets["submit.param.mode"].label == "Mode"
+
+
 def test_messages_use_the_forms_words_not_field_names_or_the_browsers_file_name(data_dir: Path) -> None:
     """Issue 16: a short recording was "cond_audio.person1: 2026-12-02T10-31_audio.wav lasts 0.10 s"."""
     at = open_page("submit")

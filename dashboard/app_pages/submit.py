@@ -46,10 +46,11 @@ RECORD = "Record"
 TTS = "Text to speech"
 VISUAL_TYPES = ["jpg", "jpeg", "png", "webp", "mp4", "webm", "mov", "mkv"]
 AUDIO_TYPES = ["wav", "mp3", "ogg", "oga", "webm", "m4a", "flac", "aac"]
+# Placeholders that read as hints, not as text already typed: a bare sample sentence in a new form looked filled
+# in, so a new user thought the prompt was set (issue 16). Each starts with "For example:". (A comment, not a
+# docstring: Streamlit's magic draws any bare string in a page script on the page.)
 PROMPT_HINT = "For example: a woman speaks warmly to the camera in a bright studio"
 TTS_HINT = "For example: Hello! (s2) Hi there. Tag what each person says with (s1) / (s2)"
-"""Placeholders that read as hints, not as text already typed: a bare sample sentence in a new form looked filled
-in, so a new user thought the prompt was set (issue 16). Each starts with "For example:"."""
 HELP = {
     "mode": "clip renders one clip of `Frames per clip`; streaming renders the whole speech, clip after clip.",
     "frame_num": "Must be 4n+1 (81 = 3.2 s at 25 fps).",
@@ -273,7 +274,7 @@ def _param_widget(name: str) -> None:
     options = choices(name)
     current = st.session_state[key]
     if options:
-        st.selectbox(label, options, key=key, help=help_text, format_func=_choice_label)
+        st.selectbox(label_text, options, key=key, help=help_text, format_func=_choice_label)
     elif isinstance(default_params()[name], bool):
         st.toggle(label_text, key=key, help=help_text)
     elif name == "quant_dir":
