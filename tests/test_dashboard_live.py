@@ -23,7 +23,7 @@ from tests.dashboard_support import (
     texts,
 )
 from worker.client import StudioClient
-from worker.contract import ErrorCode, JobStatus
+from worker.contract import ErrorCode, JobError, JobStatus
 from worker.settings import Settings
 
 
@@ -188,3 +188,32 @@ def test_a_cancelled_job_offers_no_retry(live: tuple[StudioClient, Catalog]) -> 
     at = _live_page(job_id)
     rerun_until(at, lambda a: "Just finished" in texts(a))
     assert f"live.retry.{job_id}" not in [b.key for b in at.button]
+
+
+def test_on_runpod_retry_sends_the_same_request_as_a_new_job(
+    live: tuple[StudioClient, Catalog], endpoint_env: dict[str, str]
+) -> None:
+    """RunPod has no /retry for a failed job: the dashboard resubmits the same input (a new job id) and keeps the
+    failed run as it was. The request goes to the local endpoint, which speaks RunPod's /run contract; only the
+    settings say "RunPod cloud" (the branch is chosen by the endpoint's base URL)."""
+    from dashboard.jobs import retry
+    from worker.contract import INLINE_MEDIA_NOTE
+    from worker.settings import RUNPOD_API_BASE
+
+    client, catalog = live
+    job_id = _send(live, {**example_job("resubmit on runpod"), "cond_video": "https://photos.invalid/face.jpg"})
+    rerun_until(_live_page(job_id), lambda a: catalog.get(job_id)["status"] == JobStatus.FAILED)  # type: ignore[index]
+    cloud = Settings.from_env(endpoint_env).with_(endpoint_base_url=RUNPOD_API_BASE)
+    assert not cloud.is_local_endpoint
+
+    failed = catalog.get(job_id)
+    assert failed is not None
+    again = retry(client, catalog, failed, cloud)
+    assert again != job_id
+    resent = catalog.get(again)
+    assert resent is not None and resent["params"] == failed["params"]
+    assert catalog.get(job_id)["status"] == JobStatus.FAILED, "the failed run stays as it ended"  # type: ignore[index]
+
+    inline = {**failed, "params": {**failed["params"], "cond_video": INLINE_MEDIA_NOTE}}
+    with pytest.raises(JobError, match="sent inline and not kept"):
+        retry(client, catalog, inline, cloud)
