@@ -220,3 +220,23 @@ def test_two_speakers_use_the_multi_model_and_their_boxes(engine: InfiniteTalkEn
     assert set(call["input_data"]["cond_audio"]) == {"person1", "person2"}
     assert call["input_data"]["bbox"] == {"person1": [20, 10, 220, 110], "person2": [40, 300, 260, 420]}
     assert wan_multitalk().BUILDS[-1]["infinitetalk_dir"].endswith("/multi/infinitetalk.safetensors")
+
+
+def test_a_streaming_jobs_clips_reach_the_encoder_as_each_finishes_and_its_partial_video_is_published(
+    engine: InfiniteTalkEngine, gpu_settings: Settings
+) -> None:
+    """generate_infinitetalk runs in a thread; each clip InfiniteTalk's loop finishes is encoded, and published as
+    the video so far, while the next clip is still sampling; the final video is the whole one."""
+    settings = gpu_settings.with_(partial_every_s=0.0)
+    output, events = run(settings, engine, job(mode="streaming", frame_num=33, motion_frame=9))
+
+    assert output["status"] == "success", output
+    clips = max(e["details"]["chunks"] for e in events if "chunks" in e["details"])
+    assert clips >= 3
+    during = [e for e in events if e["stage"] == Stage.GENERATION and "partial_video" in e]
+    assert during, "a partial video was announced while InfiniteTalk was still generating"
+    first = during[0]["partial_video"]
+    assert first["clips_done"] < first["clips_total"] == clips
+    later_steps = [e["details"].get("chunk") for e in events[events.index(during[0]) :] if "step" in e["details"]]
+    assert later_steps and max(later_steps) > first["clips_done"], "clips were still rendering after it"
+    assert output["video"]["frames"] == round(output["video"]["duration_s"] * 25)

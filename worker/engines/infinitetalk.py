@@ -3,8 +3,10 @@
 `load()` runs once at cold start: it checks every weight file the cold-start variant needs (naming the missing
 path and its env var), imports InfiniteTalk's `wan` package from INFINITETALK_SRC, loads wav2vec2 and builds
 `InfiniteTalkPipeline` the way generate_infinitetalk.py does. Per job, `embed()` turns each speaker's speech into
-wav2vec2 features and `generate()` runs `generate_infinitetalk`, reporting each clip and sampling step, and
-yields the frames of the video tensor it returns; the pipeline's encoder muxes them with the soundtrack.
+wav2vec2 features and `generate()` runs `generate_infinitetalk` in a thread, reporting each clip and sampling step,
+and yields each clip's frames as soon as InfiniteTalk's streaming loop has finished it (so the pipeline encodes,
+and publishes the video so far, while the next clip renders); the pipeline's encoder muxes them with the
+soundtrack.
 
 Nothing here imports torch at module level, so the weight checks run (and are tested) on machines without it.
 """
@@ -12,9 +14,12 @@ Nothing here imports torch at module level, so the weight checks run (and are te
 from __future__ import annotations
 
 import argparse
+import contextvars
 import gc
 import importlib
+import queue
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -145,30 +150,58 @@ def oom_error(at_stage: str, what: str) -> JobError:
     )
 
 
+FINISHED_CLIPS = "gen_video_list"
+"""The local of generate_infinitetalk (wan/multitalk.py) holding each finished clip's frames, motion frames cut,
+as (B, C, T, H, W) CPU tensors: what its result concatenates. Read, never written, when the next clip starts."""
+
+
 class StepProgress:
     """Stands in for tqdm inside wan.multitalk: called once per clip, iterated once per sampling step.
 
-    Each call and step reports progress and is a point where a cancelled job stops.
+    Each call and step reports progress and is a point where a cancelled job stops (or a stopped consumer:
+    `halt`). A call is also the moment the previous clips are finished: their tensors, read from the calling
+    frame's FINISHED_CLIPS, go to `on_clips`, so the frames stream out while InfiniteTalk's code stays unchanged.
     """
 
-    def __init__(self, report: Reporter, cancel: CancelToken, chunks: int, steps: int) -> None:
+    def __init__(
+        self,
+        report: Reporter,
+        cancel: CancelToken,
+        chunks: int,
+        steps: int,
+        on_clips: Callable[[list[Any]], None] | None = None,
+        halt: threading.Event | None = None,
+    ) -> None:
         self.report = report
         self.cancel = cancel
         self.chunks = chunks
         self.steps = steps
         self.chunk = 0
+        self.on_clips = on_clips
+        self.halt = halt or threading.Event()
+        self.clips_sent = 0
 
     def __call__(self, iterable: Iterable[Any], total: int | None = None, **_: Any) -> Iterator[Any]:
         self.chunk += 1
-        self.cancel.check(Stage.GENERATION)
+        self._check()
+        if self.on_clips is not None:
+            finished = sys._getframe(1).f_locals.get(FINISHED_CLIPS)
+            if isinstance(finished, list) and len(finished) > self.clips_sent:
+                self.on_clips(finished[self.clips_sent :])
+                self.clips_sent = len(finished)
         self._report(0)
         return self._steps(iterable)
+
+    def _check(self) -> None:
+        if self.halt.is_set():
+            raise JobError(ErrorCode.CANCELLED, "the job's frames are no longer wanted", at_stage=Stage.GENERATION)
+        self.cancel.check(Stage.GENERATION)
 
     def _steps(self, iterable: Iterable[Any]) -> Iterator[Any]:
         for step, item in enumerate(iterable, 1):
             yield item
             self._report(step)
-            self.cancel.check(Stage.GENERATION)
+            self._check()
 
     def _report(self, step: int) -> None:
         chunks = max(self.chunks, self.chunk)
@@ -343,14 +376,43 @@ class InfiniteTalkEngine:
             "running InfiniteTalk",
             extra={"chunks": call.chunks, "equivalent_cli": call.cli_args(self.paths, "<input_json>")},
         )
-        video = self._run(call, modules, report, cancel)
+        clips: queue.Queue[list[Any] | None] = queue.Queue()
+        halt = threading.Event()
+        outcome: dict[str, Any] = {}
+
+        def render() -> None:
+            try:
+                outcome["video"] = self._run(call, modules, report, cancel, on_clips=clips.put, halt=halt)
+            except BaseException as error:  # handed to the consuming thread, which raises it
+                outcome["error"] = error
+            finally:
+                clips.put(None)
+
+        context = contextvars.copy_context()  # the job's id on the render thread's log lines too
+        thread = threading.Thread(target=context.run, args=(render,), name="infinitetalk", daemon=True)
+        thread.start()
+        yielded = 0
+        try:
+            while (finished := clips.get()) is not None:
+                for clip in finished:
+                    frames = clip[0]
+                    count = min(frames.shape[1], job.num_frames - yielded)
+                    yield from video_frames(frames, count, job.width, job.height)
+                    yielded += count
+            thread.join()
+        finally:
+            halt.set()  # a consumer that stopped early (an encoder error) stops the render at its next step
+            thread.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        video = outcome["video"]
         if video.shape[1] < job.num_frames:
             raise JobError(
                 ErrorCode.GENERATION_RUNTIME,
                 f"InfiniteTalk returned {video.shape[1]} frames for a {job.num_frames}-frame video",
                 at_stage=Stage.GENERATION,
             )
-        yield from video_frames(video, job.num_frames, job.width, job.height)
+        yield from video_frames(video[:, yielded:], job.num_frames - yielded, job.width, job.height)
 
     def _use_variant(self, variant: Variant, job: PreparedJob, report: Reporter) -> None:
         """Rebuild the pipeline when the job needs another variant than the loaded one (minutes for 14B)."""
@@ -365,11 +427,18 @@ class InfiniteTalkEngine:
         )
 
     def _run(
-        self, call: InfiniteTalkCall, modules: InfiniteTalkModules, report: Reporter, cancel: CancelToken
+        self,
+        call: InfiniteTalkCall,
+        modules: InfiniteTalkModules,
+        report: Reporter,
+        cancel: CancelToken,
+        on_clips: Callable[[list[Any]], None] | None = None,
+        halt: threading.Event | None = None,
     ) -> torch.Tensor:
-        """generate_infinitetalk with progress hooked in; CUDA OOM becomes E_OOM, other failures
-        E_GENERATION_RUNTIME."""
-        progress = StepProgress(report, cancel, call.chunks, call.generate_kwargs["sampling_steps"])
+        """generate_infinitetalk with progress (and finished clips) hooked in; CUDA OOM becomes E_OOM, other
+        failures E_GENERATION_RUNTIME."""
+        steps = call.generate_kwargs["sampling_steps"]
+        progress = StepProgress(report, cancel, call.chunks, steps, on_clips=on_clips, halt=halt)
         try:
             with replaced_tqdm(modules.multitalk, progress):
                 return self.pipeline.generate_infinitetalk(
