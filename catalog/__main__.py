@@ -85,7 +85,10 @@ def _facets_text(result: SearchResult) -> str:
 
 
 def _stats_text(stats: dict[str, Any]) -> str:
-    lines = [f"runs: {stats['runs']}  favourites: {stats['favourites']}  video: {stats['video_seconds']} s"]
+    lines = [
+        f"runs: {stats['runs']}  favourites: {stats['favourites']}  video: {stats['video_seconds']} s  "
+        f"cost: ${stats['cost_usd']:.2f}"
+    ]
     for name in ("by_status", "by_engine"):
         counts = ", ".join(f"{value} ({count})" for value, count in stats[name].items())
         lines.append(f"{name.replace('_', ' ')}: {counts or '-'}")

@@ -638,12 +638,12 @@ class Catalog:
         return dict(self.conn.execute(sql + " GROUP BY error_code ORDER BY 2 DESC", args).fetchall())
 
     def stats(self) -> dict[str, Any]:
-        """Totals: runs, runs by status and by engine, favourites, seconds of video made."""
+        """Totals: runs, runs by status and by engine, favourites, seconds of video made, dollars spent."""
         by_status = dict(self.conn.execute(f"SELECT status, COUNT(*) FROM runs WHERE {COUNTED} GROUP BY status"))
         by_engine = dict(self.conn.execute(f"SELECT engine, COUNT(*) FROM runs WHERE {COUNTED} GROUP BY engine"))
-        total, favourites, video_s = self.conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(favourite), 0), COALESCE(SUM(video_duration_s), 0) "
-            f"FROM runs WHERE {COUNTED}"
+        total, favourites, video_s, spent = self.conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(favourite), 0), COALESCE(SUM(video_duration_s), 0), "
+            f"COALESCE(SUM(cost_usd), 0) FROM runs WHERE {COUNTED}"
         ).fetchone()
         return {
             "runs": total,
@@ -651,4 +651,5 @@ class Catalog:
             "by_engine": by_engine,
             "favourites": favourites,
             "video_seconds": round(video_s, 1),
+            "cost_usd": round(spent, 4),
         }

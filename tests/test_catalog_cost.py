@@ -105,3 +105,10 @@ def test_runs_sort_by_cost_and_a_search_sums_what_its_runs_cost(tmp_path: Path) 
     assert catalog.cost_total("nothing matches this").runs == 0
     days = catalog.spend("runpod-abc")
     assert sorted(round(row["cost_usd"], 4) for row in days) == sorted(round(s * 0.00116, 4) for s in (10, 1000, 100))
+
+
+def test_stats_say_what_everything_cost(tmp_path: Path) -> None:
+    catalog = Catalog(tmp_path / "catalog.db")
+    _finished_on_gpu(catalog, "one", 10_000)
+    _finished_on_gpu(catalog, "two", 20_000)
+    assert catalog.stats()["cost_usd"] == pytest.approx(30 * 0.00116)
