@@ -14,7 +14,8 @@ import streamlit as st
 from dashboard import state
 from dashboard.cost import price_table
 from dashboard.forms import clean_params, default_params, speech_seconds
-from worker.estimate import Estimate, describe, estimate_job, minutes, recent_runs
+from worker.estimate import DEFAULT_GPU, Estimate, describe, estimate_job, minutes, recent_runs
+from worker.prices import CPU
 
 K = "submit.estimate."
 TIMEOUT = K + "timeout_s"
@@ -41,13 +42,16 @@ def speech_length(speech: list[Any], audio_type: str) -> float | None:
     return speech_seconds([float(d) for d in durations], audio_type)
 
 
-def current(params: dict[str, Any], speech: list[Any], audio_type: str, tts_text: str | None) -> Estimate:
-    """The estimate for the form as it stands, from the catalogue's runs on this endpoint."""
+def current(
+    params: dict[str, Any], speech: list[Any], audio_type: str, tts_text: str | None, gpu: str | None = None
+) -> Estimate:
+    """The estimate for the form as it stands, from the catalogue's runs on this endpoint (on `gpu`, when named,
+    rather than on the endpoint's own engine)."""
     settings = state.settings()
     runs = recent_runs(state.catalog(), settings.endpoint_id)
     job = job_like(params, two_people=len(speech) > 1, tts_text=tts_text)
     seconds = None if tts_text is not None else speech_length(speech, audio_type)
-    return estimate_job(job, seconds, settings=settings, runs=runs)
+    return estimate_job(job, seconds, settings=settings, runs=runs, gpu=gpu)
 
 
 def render(params: dict[str, Any], speech: list[Any], audio_type: str, tts_text: str | None) -> int | None:
@@ -65,6 +69,10 @@ def render(params: dict[str, Any], speech: list[Any], audio_type: str, tts_text:
         f"Estimate: **{describe(result)}** · {basis + ': ' if basis else ''}{result.note}",
         help="docs/estimates.md says where each published figure comes from and how past runs are used.",
     )
+    if result.gpu == CPU:
+        # Trying things out on the preview: what the same job would take and cost on the GPU worker.
+        on_gpu = current(params, speech, audio_type, tts_text, gpu=state.settings().gpu or DEFAULT_GPU)
+        st.caption(f"On a GPU worker it would be {describe(on_gpu)} ({on_gpu.note}).")
     if result.execution_timeout_s is None:
         return None
     suggested = result.execution_timeout_s

@@ -58,6 +58,9 @@ def test_the_local_preview_engine_shows_it_costs_nothing(tmp_path: Path, monkeyp
     line = _estimate_line(at)
     assert "$0" in line and "preview engine" in line
     assert not at.warning, "no timeout guard for a job that runs here"
+    on_gpu = estimate(work_for({"mode": "streaming"}, 8.299), "H200 PRO", [], PriceTable())
+    assert f"On a GPU worker it would be ≈ {on_gpu.seconds / 60:.0f} min" in texts(at)
+    assert f"on H200 PRO, ≈ ${on_gpu.cost_usd:.2f}" in texts(at)
 
 
 def test_a_long_job_gets_the_guard_and_the_request_carries_the_timeout_the_user_chose(
