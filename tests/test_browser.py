@@ -82,6 +82,9 @@ def page(studio: tuple[str, Path, int]) -> Iterator[Page]:
                 "--disable-component-update",
                 "--disable-sync",
                 "--no-first-run",
+                # Host ICE candidates as addresses, not mDNS names, so WebRTC connects over this machine's own
+                # interfaces with no STUN/TURN server (the live level meter's recorder).
+                "--disable-features=WebRtcHideLocalIpsWithMdns",
             ],
         )
         context = browser.new_context(permissions=["microphone", "camera"], viewport={"width": 1400, "height": 1800})
@@ -285,3 +288,29 @@ def test_cancel_a_running_job_then_retry_a_failed_one_each_state_explained(
     assert (catalog.get(failed["run_id"]) or {})["error_code"] == "E_DOWNLOAD_FAILED"
     expect(p.get_by_text("What to try:").first).to_be_visible(timeout=60_000)
     assert OUTSIDE_REQUESTS == [] or all("photos.invalid" in url for url in OUTSIDE_REQUESTS), OUTSIDE_REQUESTS
+
+
+def test_recording_with_the_live_level_meter(studio: tuple[str, Path, int], page: Page) -> None:
+    """The WebRTC recorder: the fake microphone's speech moves the meter while it plays, and Stop hands the take
+    to the form as the speech (the same checks as an upload: its length, the frames it makes)."""
+    url, _, _ = studio
+    p = page
+    p.goto(url)
+    expect(p.get_by_role("heading", name="Submit a talking video")).to_be_visible(timeout=30_000)
+    p.get_by_text("Record with level meter", exact=True).first.click()
+    frame = p.frame_locator("iframe[title*='streamlit_webrtc']").first
+    frame.get_by_role("button", name="Start recording").click(timeout=30_000)
+    meter = p.get_by_text("s recorded", exact=False).first
+    expect(meter).to_be_visible(timeout=30_000)
+    deadline = time.monotonic() + 30
+    reading = meter.inner_text()
+    while float(reading.split("·")[1].split()[0]) < 3.0:
+        assert time.monotonic() < deadline, f"the take did not grow: {reading}"
+        p.wait_for_timeout(300)
+        reading = meter.inner_text()
+    _shot(p, "13-submit-live-meter")
+    level_db = float(reading.split()[1])
+    assert -50 < level_db < 0, f"the meter shows the speech's level: {reading}"
+    frame.get_by_role("button", name="Stop recording").click()
+    expect(p.get_by_text("Speech:")).to_be_visible(timeout=30_000)
+    assert p.locator("audio").count() >= 1

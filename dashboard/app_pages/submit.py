@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import streamlit as st
 
 from catalog.records import INLINE_NOTE
-from dashboard import estimate_view, face_picker, navigation, state, views
+from dashboard import estimate_view, face_picker, live_mic, navigation, state, views
 from dashboard.batch import BatchFileError, read_batch
 from dashboard.forms import (
     ADVANCED_PARAMS,
@@ -43,6 +44,7 @@ UPLOAD = "Upload"
 LINK = "URL or stored path"
 CAMERA = "Camera"
 RECORD = "Record"
+LIVE_RECORD = "Record with level meter"
 TTS = "Text to speech"
 VISUAL_TYPES = ["jpg", "jpeg", "png", "webp", "mp4", "webm", "mov", "mkv"]
 AUDIO_TYPES = ["wav", "mp3", "ogg", "oga", "webm", "m4a", "flac", "aac"]
@@ -206,6 +208,12 @@ def _speech_input(person: int, sources: list[str]) -> Slot:
             "audio",
             called="your recording",
         )
+    elif source == LIVE_RECORD:
+        # The take streams to the server as it is made, with a live level meter (dashboard/live_mic.py).
+        take = live_mic.recorder(K + f"{prefix}_live")
+        if take is not None:
+            slot.take(SimpleNamespace(name="recording.wav", getvalue=lambda: take), "audio", called="your recording")
+            st.audio(take, format="audio/wav")
     elif source == UPLOAD:
         uploaded = st.file_uploader(f"Speech file for person {person}", type=AUDIO_TYPES, key=K + f"{prefix}_upload")
         slot.take(uploaded, "audio")
@@ -459,13 +467,13 @@ def main() -> None:
     with left:
         cond = _visual_input()
         st.subheader("Speech", divider="gray")
-        p1 = _speech_input(1, [RECORD, UPLOAD, LINK, TTS])
+        p1 = _speech_input(1, [RECORD, LIVE_RECORD, UPLOAD, LINK, TTS])
         tts = st.session_state[K + "p1_source"] == TTS
         speech = [p1]
         if tts:
             _tts_input()
         elif st.toggle("Add a second person", key=K + "two_people"):
-            p2 = _speech_input(2, [RECORD, UPLOAD, LINK])
+            p2 = _speech_input(2, [RECORD, LIVE_RECORD, UPLOAD, LINK])
             speech.append(p2)
             st.radio(
                 "How they talk",
