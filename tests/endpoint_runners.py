@@ -27,7 +27,8 @@ def paced(
     """`{"chunks": n, "chunk_s": s}` runs n chunks of s seconds; `{"fail": "E_..."}` fails with that code.
 
     `{"ignore_cancel": true}` never looks at the cancel token, like a job stuck inside one long step;
-    `{"raise": "text"}` raises instead of returning, as run_job never does but another runner might.
+    `{"raise": "text"}` raises instead of returning, as run_job never does but another runner might;
+    `{"partial_video": {...}}` announces that partial video before the chunks, as a streaming job does.
     """
     cancel = cancel or CancelToken()
     report = Reporter(sink, job_id)
@@ -37,6 +38,8 @@ def paced(
     try:
         if raw_input.get("fail"):
             raise JobError(raw_input["fail"], "asked to fail", at_stage=Stage.GENERATION)
+        if raw_input.get("partial_video"):
+            report.partial(raw_input["partial_video"])
         report.stage(Stage.GENERATION_STARTED)
         for chunk in range(chunks):
             if not raw_input.get("ignore_cancel"):

@@ -36,6 +36,7 @@ from worker.settings import Settings
 from worker.store import S3Store, Store, is_partial_key, open_store
 
 pytestmark = pytest.mark.slow
+PACED = "tests.endpoint_runners:paced"
 
 SLOW_STREAMING_JOB = {
     "prompt": "a woman talks",
@@ -220,3 +221,22 @@ def test_clip_ends_follow_infinitetalks_streaming_steps() -> None:
     assert clip_ends(81, params) == [81]
     clip = JobParams.model_validate({**SLOW_STREAMING_JOB, "mode": "clip"})
     assert clip_ends(81, clip) == [81]
+
+
+def test_a_job_stopped_by_force_keeps_the_partial_video_it_last_announced(tmp_path: Path) -> None:
+    """A job that ignores its cancel is ended by the endpoint, which kills its worker: the worker cannot tidy up,
+    so the partial video it last announced becomes its result rather than an object nothing names."""
+    announced = {"url": "file:///v.mp4", "key": "jobs/x/partial-002.mp4", "duration_s": 6.12, "clips_done": 2}
+    settings = Settings(data_dir=tmp_path / "data")
+    with running_endpoint({"STUDIO_DATA_DIR": str(settings.data_dir)}, PACED, cancel_grace_s=1.0) as base:
+        client = StudioClient(settings.with_(endpoint_base_url=base))
+        stuck = client.submit({"chunks": 200, "chunk_s": 0.1, "ignore_cancel": True, "partial_video": announced})
+        deadline = time.monotonic() + 30
+        while not (client.status(stuck).progress or {}).get("partial_video"):
+            assert time.monotonic() < deadline, "the partial video was never announced"
+            time.sleep(0.05)
+        client.cancel(stuck)
+        final = client.wait(stuck, timeout_s=20)
+
+    assert final.status == JobStatus.CANCELLED and "did not stop within" in final.error["message"]
+    assert final.output["partial_video"] == announced

@@ -51,8 +51,8 @@ class Reporter:
 
     In a batch each item covers an equal share of 0–100 %, and payloads carry item_index/item_count/item_id.
     Once a streaming job has a partial video (`partial`), every later payload carries it as `partial_video`:
-    the local endpoint and RunPod keep only the latest payload as the job's IN_PROGRESS output. Payloads are
-    sent under a lock, since partial videos are announced from the encoder's thread.
+    the local endpoint and RunPod keep only the latest payload as the job's IN_PROGRESS output. A lock guards
+    it, since partial videos are announced from the encoder's thread.
     """
 
     def __init__(
@@ -94,14 +94,11 @@ class Reporter:
             self._sink(payload)
 
     def partial(self, video: dict[str, Any]) -> None:
-        """Announce a playable video of the clips finished so far: `{url, duration_s, clips_done, clips_total}`
-        (and its key). The latest payload is sent again with it, so a poll sees it before the next step."""
+        """Announce a playable video of the clips finished so far: `{url, key, duration_s, clips_done,
+        clips_total}`. It rides on the next payload (the engine's next frame or step report, a second or a sampling
+        step away) rather than on a payload of its own, which would repeat the last step for whoever counts them."""
         with self._lock:
             self.partial_video = video
-            payload = {**(self.last or {"stage": Stage.GENERATION, "pct": 0.0, "job_id": self.job_id, "details": {}})}
-            payload["partial_video"] = video
-            self.last = payload
-            self._sink(payload)
 
     def generation(self, done: int, total: int, details: dict[str, Any] | None = None) -> None:
         """Report generation progress (chunks, steps or frames done of total) inside the generation span."""

@@ -309,6 +309,11 @@ class WorkerPool:
                 self._end(job, JobStatus.CANCELLED, error_output(ErrorCode.CANCELLED, f"{message} stopped"))
 
     def _end(self, job: QueuedJob, status: str, output: dict[str, Any]) -> None:
+        partial = job.progress.get("partial_video") if isinstance(job.progress, dict) else None
+        if partial:
+            # The worker is killed, so it cannot tidy up: the video so far it last announced becomes the result,
+            # as a cancelled job's does (worker/partial.py), instead of an object nothing names.
+            output = {**output, "partial_video": partial}
         if self.queue.finish(job.id, status, output=output, error=output["error"]):
             log.warning("job ended by the endpoint", extra={"job_id": job.id, "status": status})
             with self._lock:
