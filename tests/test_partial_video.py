@@ -10,6 +10,7 @@ when they came.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -150,6 +151,7 @@ def test_a_streaming_job_in_progress_offers_a_playable_partial_video_that_grows_
         assert streams["video"]["codec_name"] == "h264" and streams["audio"]["codec_name"] == "aac"
         assert float(probe["format"]["duration"]) == pytest.approx(announced["duration_s"], abs=0.1)
         assert announced["clips_total"] == 11 and 1 <= announced["clips_done"] < 11
+        assert len(json.dumps(announced)) < 4096, "a URL and a few numbers: small beside RunPod's payload limits"
         durations.append(float(streams["video"]["duration"]))
     assert durations == sorted(durations) and durations[-1] > durations[0], "each later partial is longer"
     assert durations[-1] < final.output["video"]["duration_s"], "a partial is never the whole video"
