@@ -138,7 +138,7 @@ def _run(chosen: list[str], src: Path, tree: Path, work: Path, out: Callable[[st
     paths = tiny.build_tree(tree)
     weights = {var: str(getattr(paths, name)) for name, var in ENV_VARS.items()} | {"INFINITETALK_SRC": str(src)}
     settings = Settings(data_dir=work / "data", engine="infinitetalk", store="volume", weights=weights)
-    if "kokoro" in chosen:  # about 240 MB even tiny (Kokoro's decoder fixes its channels): built only when asked
+    if "kokoro" in chosen:  # about 130 MB even tiny (Kokoro's decoder fixes its channels): built only when asked
         from worker.kokoro_tts import spacy_model_installed
         from worker.selftest.tiny_kokoro import build_tiny_kokoro
 
