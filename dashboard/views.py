@@ -40,7 +40,7 @@ def plain(text: str | None) -> str:
 def warnings(run: dict[str, Any]) -> None:
     """The worker's warnings about a run (speech cut short, no face found, a default used), as text."""
     for warning in run.get("warnings") or []:
-        st.caption(f"⚠ {plain(warning)}")
+        st.caption(f"⚠ {plain(in_words(warning))}")
 
 
 def duration(seconds: float | None) -> str:

@@ -97,6 +97,15 @@ def test_the_workers_warnings_show_on_the_just_finished_card(live: tuple[StudioC
     assert any("clip mode renders at most 25 frames" in c.value for c in at.caption), texts(at)
 
 
+def test_warnings_name_fields_by_their_labels(live: tuple[StudioClient, Catalog]) -> None:
+    """The worker says `raise max_frame_num`; the card says the form's label for it."""
+    job_id = _send(live, {**example_job("cut in streaming"), "mode": "streaming", "max_frame_num": 29})
+    at = _live_page(job_id)
+    rerun_until(at, lambda a: "Just finished" in texts(a))
+    (warning,) = [c.value for c in at.caption if c.value.startswith("⚠")]
+    assert warning.endswith(views.plain("raise Most frames (streaming)")) and "max_frame_num" not in warning
+
+
 def test_cancel_stops_a_running_job(live: tuple[StudioClient, Catalog]) -> None:
     long_job = {**example_job("cancel from live"), "cond_audio": None, "tts_audio": {"text": LONG_SPEECH}}
     job_id = _send(live, {**long_job, "mode": "streaming"})
