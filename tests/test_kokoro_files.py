@@ -4,7 +4,6 @@ this needs torch, misaki or the weights."""
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from pathlib import Path
 
@@ -127,30 +126,14 @@ def test_a_tts_job_on_a_worker_without_kokoro_fails_with_e_pipeline_load_naming_
     assert run_job(recorded, "job-2", settings=kokoro, sink=lambda _: None)["status"] == "success", "speech still runs"
 
 
-def bake_step() -> str:
-    """The Dockerfile's RUN that downloads Kokoro's files with BAKE_WEIGHTS=1."""
-    steps = [rest for keyword, rest in instructions() if keyword == "RUN" and KOKORO_REPO in rest]
-    assert len(steps) == 1, "one RUN downloads Kokoro-82M"
-    return steps[0]
-
-
-def test_the_image_as_built_speaks_tts_with_kokoro_and_misakis_english_g2p() -> None:
-    settings = Settings.from_env(args_and_env())
-    assert (settings.engine, settings.speech_engine, settings.kokoro_g2p) == ("infinitetalk", "kokoro", "misaki")
-
-
-def test_the_image_points_kokoro_dir_at_the_settings_default_and_bakes_exactly_kokoro_files() -> None:
+def test_the_image_points_kokoro_dir_at_the_settings_default_and_bakes_kokoro_with_the_weights() -> None:
     env = args_and_env()
     assert Path(env["KOKORO_DIR"]) == Settings().kokoro_dir == Settings.from_env(env).kokoro_dir
-    step = bake_step()
-    assert "BAKE_WEIGHTS" in step and "${KOKORO_DIR}" in step
-    patterns = re.findall(r"'([^']+)'", step.partition("allow_patterns=")[2])
-    assert patterns, "the download names its files"
-    every_voice_file = [f"voices/{voice}.pt" for voice in ("af_x", "am_x", "bf_x", "bm_x", "ef_dora", "zf_xiaobei")]
-    fetched = [name for name in [*KOKORO_FILES, *every_voice_file, "kokoro-v1_1-zh.pth", "README.md"]
-               if any(fnmatch.fnmatch(name, pattern) for pattern in patterns)]  # fmt: skip
-    assert set(KOKORO_FILES) <= set(fetched)
-    assert not {"voices/ef_dora.pt", "voices/zf_xiaobei.pt", "kokoro-v1_1-zh.pth", "README.md"} & set(fetched)
+    assert Path(env["KOKORO_DIR"]) == Path(env["MODELS_DIR"]) / "Kokoro-82M", "where `weights fetch --to` puts it"
+    bake = [rest for keyword, rest in instructions() if keyword == "RUN" and "weights fetch" in rest]
+    assert len(bake) == 1 and "BAKE_WEIGHTS" in bake[0]
+    variants = re.search(r"--variant (\S+);", bake[0])
+    assert variants and "kokoro" in variants.group(1).split(",")
 
 
 def test_the_image_bakes_the_spacy_model_misakis_english_g2p_loads() -> None:
