@@ -3,7 +3,7 @@
 A streaming preview job (the portrait, its 8.3 s speech repeated to 40 s, 480p: 14 clips of 81 frames stepping
 72) runs with STUDIO_PARTIAL_PREVIEW on and off, alternately, so that both see the same machine. With it on, the
 pipeline encodes in segments cut at clip ends and publishes an MP4 of the video so far at most every
-STUDIO_PARTIAL_EVERY_S (default 5 s; worker/partial.py). Prints the median wall time and CPU time (this process
+STUDIO_PARTIAL_EVERY_S (default 10 s; worker/partial.py). Prints the median wall time and CPU time (this process
 and its ffmpeg children) of each, their ratios (goal: on within 5 % of off), and the partials announced. On a
 shared machine the wall time is noisy; the CPU time is the work itself.
 

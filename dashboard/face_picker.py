@@ -2,9 +2,11 @@
 
 In a photo with two people, the worker has to be told who is person 1 and who is person 2; typing a bbox by
 hand was the only way. Here the photo (or a video's first frame) is shown with the faces found on it boxed and
-numbered, and a choice per person assigns a face, or a box drawn by hand where no face was found. The faces are
-found by the worker's own detector (worker.engines.preview_face.face_boxes), so the boxes shown are the ones the
-preview engine animates; InfiniteTalk takes the same boxes as each person's region.
+numbered. Clicking a face assigns it to the person being set (person 1, or person 2 when two speak); dragging
+draws a box by hand where no face was found; a choice per person says the same in words and can be set without
+the picture (what the AppTests drive). The faces are found by the worker's own detector
+(worker.engines.preview_face.face_boxes), so the boxes shown are the ones the preview engine animates;
+InfiniteTalk takes the same boxes as each person's region.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import streamlit as st
+from streamlit_image_coordinates import streamlit_image_coordinates
 
 from worker.contract import JobError
 from worker.engines.preview_face import default_box, face_boxes
@@ -24,6 +27,9 @@ AUTO = "Found by the worker"
 DRAW = "A box I draw"
 COLOURS = [(255, 196, 0), (0, 200, 255), (170, 170, 170)]
 """Person 1's box, person 2's box, a face nobody was given (RGB)."""
+SIDES = ("left", "top", "right", "bottom")
+DRAG_PX = 8
+"""A press and release further apart than this (on the shown picture) is a drawn box, not a click."""
 
 
 def _decode(data: bytes, kind: str) -> np.ndarray | None:
@@ -72,22 +78,65 @@ def drawn(image: np.ndarray, boxes: list[list[int]], chosen: dict[str, list[int]
     return out
 
 
-def _hand_box(person: int, size: tuple[int, int], people: int, key: str) -> list[int] | None:
-    """Four numbers for a box drawn by hand, starting where a face most likely is."""
+def _start_box(person: int, size: tuple[int, int], people: int) -> list[int]:
+    """Where a hand-drawn box starts: where a face most likely is."""
     width, height = size
     x, y, w, h = default_box(width, height, person - 1, people)
-    start = [max(0, round(x)), max(0, round(y)), min(width, round(x + w)), min(height, round(y + h))]
+    return [max(0, round(x)), max(0, round(y)), min(width, round(x + w)), min(height, round(y + h))]
+
+
+def _hand_box(person: int, size: tuple[int, int], people: int, key: str) -> list[int] | None:
+    """Four numbers for a box drawn by hand (dragging on the picture fills them in)."""
+    width, height = size
+    start = _start_box(person, size, people)
     columns = st.columns(4)
-    names = ("left", "top", "right", "bottom")
     limits = (width, height, width, height)
     values = [
         int(column.number_input(name, 0, limit, start[i], key=f"{key}.person{person}.{name}"))
-        for i, (column, name, limit) in enumerate(zip(columns, names, limits, strict=True))
+        for i, (column, name, limit) in enumerate(zip(columns, SIDES, limits, strict=True))
     ]
     if values[2] <= values[0] or values[3] <= values[1]:
         st.warning(f"Person {person}'s box needs right > left and bottom > top.", icon=":material/crop_free:")
         return None
     return values
+
+
+def _held(person: int, boxes: list[list[int]], size: tuple[int, int], people: int, key: str) -> list[int] | None:
+    """What the form holds for a person so far (before its widgets are drawn this run), to draw on the picture."""
+    choice = st.session_state.get(f"{key}.person{person}", AUTO)
+    if choice == DRAW:
+        start = _start_box(person, size, people)
+        return [int(st.session_state.get(f"{key}.person{person}.{n}", v)) for n, v in zip(SIDES, start, strict=True)]
+    if isinstance(choice, str) and choice.startswith("Face "):
+        index = int(choice.removeprefix("Face ")) - 1
+        return boxes[index] if index < len(boxes) else None
+    return None
+
+
+def _take_pointer(value: dict | None, boxes: list[list[int]], size: tuple[int, int], person: int, key: str) -> bool:
+    """Apply a click (the face under it goes to `person`) or a drag (a box drawn by hand for `person`); True when
+    the form changed. Each pointer event is taken once (its time is remembered)."""
+    if not value or "x1" not in value or value.get("unix_time") == st.session_state.get(f"{key}.pointer"):
+        return False
+    st.session_state[f"{key}.pointer"] = value.get("unix_time")
+    width, height = size
+    scale = width / max(1, float(value.get("width") or width))
+    x1, y1, x2, y2 = (float(value[name]) for name in ("x1", "y1", "x2", "y2"))
+    if abs(x2 - x1) > DRAG_PX and abs(y2 - y1) > DRAG_PX:
+        drawn_box = [min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)]
+        limits = (width, height, width, height)
+        box = [min(limit, max(0, round(v * scale))) for v, limit in zip(drawn_box, limits, strict=True)]
+        st.session_state[f"{key}.person{person}"] = DRAW
+        for name, v in zip(SIDES, box, strict=True):
+            st.session_state[f"{key}.person{person}.{name}"] = v
+        return True
+    x, y = x1 * scale, y1 * scale
+    hit = next((i for i, b in enumerate(boxes) if b[0] <= x <= b[2] and b[1] <= y <= b[3]), None)
+    if hit is None:
+        st.toast("No face there: click inside a box, or drag to draw one.", icon=":material/crop_free:")
+        return False
+    st.session_state[f"{key}.person{person}"] = f"Face {hit + 1}"
+    return True
 
 
 def pick(data: bytes | None, kind: str | None, people: int, key: str) -> dict[str, list[int]] | None:
@@ -100,8 +149,23 @@ def pick(data: bytes | None, kind: str | None, people: int, key: str) -> dict[st
     height, width = image.shape[:2]
     found = len(boxes)
     note = f"{found} face{'s' if found != 1 else ''} found" if found else "no face found: draw a box by hand"
+    options = [AUTO, *(f"Face {index}" for index in range(1, found + 1)), DRAW]
+    for person in range(1, people + 1):
+        if st.session_state.get(f"{key}.person{person}", AUTO) not in options:  # a new photo with fewer faces
+            st.session_state.pop(f"{key}.person{person}", None)
     with st.expander(f"Who speaks · {note}", expanded=people > 1 or found > 1):
-        options = [AUTO, *(f"Face {index}" for index in range(1, found + 1)), DRAW]
+        target = 1
+        if people > 1:
+            setting = st.radio("Clicking sets", ["Person 1", "Person 2"], key=f"{key}.target", horizontal=True)
+            target = int(setting[-1])
+        held = {f"person{n}": _held(n, boxes, (width, height), people, key) for n in range(1, people + 1)}
+        pointer = streamlit_image_coordinates(
+            drawn(image, boxes, held), key=f"{key}.picture", width="stretch", click_and_drag=True,
+            cursor="crosshair",
+        )  # fmt: skip
+        st.caption("Click a numbered face to give it to the person being set, or drag to draw a box by hand.")
+        if _take_pointer(pointer, boxes, (width, height), target, key):
+            st.rerun()
         chosen: dict[str, list[int] | None] = {}
         for person in range(1, people + 1):
             choice = st.selectbox(f"Person {person}'s face", options, key=f"{key}.person{person}")
@@ -111,7 +175,6 @@ def pick(data: bytes | None, kind: str | None, people: int, key: str) -> dict[st
                 chosen[f"person{person}"] = boxes[int(choice.removeprefix("Face ")) - 1]
             else:
                 chosen[f"person{person}"] = None
-        st.image(drawn(image, boxes, chosen), caption="Numbered: the faces found. P1, P2: the people's faces.")
         if chosen.get("person2") and not chosen.get("person1"):
             st.caption("Pick person 1's face too: a box for person 2 alone is not used.")
     if not chosen.get("person1"):

@@ -1,4 +1,5 @@
-"""The Live card in a real browser plays a streaming job's video so far while the job is still rendering.
+"""Issue 19 in a real browser: the Live card plays a streaming job's video so far while the job is still
+rendering, and Submit's face picker takes a click on a face.
 
 Debian's Chromium, driven by Playwright, against `streamlit run` and a real local endpoint whose preview engine
 publishes a partial video after every clip (STUDIO_PARTIAL_EVERY_S=0). The job is made slow with real knobs: a
@@ -25,6 +26,8 @@ from tests.endpoint_server import running_endpoint, wait_for
 from tests.s3server import free_port
 from worker.client import StudioClient
 from worker.contract import JobStatus
+from worker.engines.preview_face import face_boxes
+from worker.media import read_image
 from worker.settings import Settings
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -116,3 +119,31 @@ def test_the_live_card_plays_the_video_so_far_while_the_job_renders(studio: tupl
     assert played["width"] > 0 and played["duration"] > 0.5 and played["time"] > 0, played
     assert "finished" in caption and "still rendering" in caption
     assert still_running.status == JobStatus.IN_PROGRESS, "the video played before the job ended"
+
+
+def test_clicking_the_second_face_on_submit_gives_it_to_person_1(studio: tuple[str, Path, str]) -> None:
+    """The face picker in the browser: the picture is a clickable component; a click inside the right-hand face
+    of examples/media/two_people.jpg assigns that face, and the form says so."""
+    url, _, _ = studio
+    image = read_image(MEDIA / "two_people.jpg", field="test")
+    x0, y0, x1, y1 = face_boxes(image)[1]
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        page.goto(url)
+        chooser = page.locator("[data-testid='stFileUploaderDropzoneInput']").first
+        chooser.set_input_files(str(MEDIA / "two_people.jpg"))
+        picture = page.frame_locator("iframe[title*='streamlit_image_coordinates']").locator("img")
+        picture.wait_for(timeout=60_000)
+        shown = picture.bounding_box()
+        assert shown is not None
+        scale = shown["width"] / image.shape[1]
+        picture.click(position={"x": (x0 + x1) / 2 * scale, "y": (y0 + y1) / 2 * scale})
+        picker = page.locator("[data-testid='stSelectbox']").filter(has_text="Person 1's face")
+        shown_value = "el => el.innerText + ' ' + [...el.querySelectorAll('input')].map((i) => i.value).join(' ')"
+        deadline = time.monotonic() + 30
+        while "Face 2" not in picker.evaluate(shown_value):
+            assert time.monotonic() < deadline, picker.evaluate(shown_value)
+            page.wait_for_timeout(200)
+        page.screenshot(path=str(SCREENSHOTS / "submit-face-picked.png"), full_page=True)
+        browser.close()

@@ -71,7 +71,7 @@ class Settings:
     partial_preview: bool = True
     """Publish a streaming job's video so far as each clip is encoded (STUDIO_PARTIAL_PREVIEW, on unless 0/false):
     the Live card plays it while the rest renders; see worker/partial.py."""
-    partial_every_s: float = 5.0
+    partial_every_s: float = 10.0
     """At least this long between two partial videos (STUDIO_PARTIAL_EVERY_S; 0 = after every clip): a GPU clip
     takes minutes and gets its own, the preview engine's sub-second clips are grouped so it stays fast."""
     max_download_bytes: int = 200 * 1024 * 1024
@@ -197,7 +197,7 @@ class Settings:
             input_roots=roots,
             allow_private_urls=_flag(env.get("STUDIO_ALLOW_PRIVATE_URLS")),
             partial_preview=_flag(env.get("STUDIO_PARTIAL_PREVIEW"), default=True),
-            partial_every_s=float(env.get("STUDIO_PARTIAL_EVERY_S") or 5.0),
+            partial_every_s=float(env.get("STUDIO_PARTIAL_EVERY_S") or 10.0),
             max_download_bytes=int(env.get("STUDIO_MAX_DOWNLOAD_BYTES") or 200 * 1024 * 1024),
             catalog_path=Path(env["STUDIO_CATALOG"]) if env.get("STUDIO_CATALOG") else None,
             local_port=port,
