@@ -46,6 +46,13 @@ def test_an_unknown_speech_engine_is_refused_by_name(settings: Settings) -> None
     assert "STUDIO_TTS_ENGINE='festival'" in caught.value.message and "espeak, kokoro" in caught.value.message
 
 
+def test_an_unknown_g2p_is_refused_by_its_setting(tmp_path: Path) -> None:
+    with pytest.raises(JobError) as caught:
+        KokoroSpeech.load(tmp_path, tmp_path, g2p="festival")
+    assert caught.value.code == ErrorCode.PIPELINE_LOAD
+    assert caught.value.message == "tts_audio: STUDIO_KOKORO_G2P='festival' is not a G2P: use misaki or espeak"
+
+
 def test_kokoro_dir_holds_the_config_the_model_and_one_file_per_english_voice() -> None:
     assert KOKORO_REPO == "hexgrad/Kokoro-82M"
     assert KOKORO_FILES[:2] == ("config.json", KOKORO_MODEL_FILE) == ("config.json", "kokoro-v1_0.pth")
