@@ -39,6 +39,15 @@ def test_the_gpu_engine_speaks_with_kokoro_and_the_preview_with_espeak() -> None
     assert settings.kokoro_dir == Path("/models/kokoro") and settings.kokoro_g2p == "espeak"
 
 
+def test_a_client_of_a_runpod_endpoint_expects_kokoro_and_of_the_local_one_its_own_engine() -> None:
+    assert Settings.from_env({"RUNPOD_ENDPOINT_ID": "abc"}).endpoint_speech_engine == "kokoro"
+    assert Settings.from_env({"RUNPOD_ENDPOINT_ID": "abc", "STUDIO_TTS_ENGINE": "espeak"}).endpoint_speech_engine == (
+        "espeak"
+    )
+    assert Settings.from_env({}).endpoint_speech_engine == "espeak"
+    assert Settings.from_env({"STUDIO_ENGINE": "infinitetalk"}).endpoint_speech_engine == "kokoro"
+
+
 def test_an_unknown_speech_engine_is_refused_by_name(settings: Settings) -> None:
     with pytest.raises(JobError) as caught:
         load_speech_engine(settings.with_(tts_engine="festival"))

@@ -142,6 +142,13 @@ class Settings:
         return self.tts_engine or ("kokoro" if self.engine == "infinitetalk" else "espeak")
 
     @property
+    def endpoint_speech_engine(self) -> str:
+        """What speaks tts_audio on the endpoint a client sends to, so a form offers that engine's voices: the
+        local endpoint's worker shares these settings (speech_engine); a RunPod endpoint runs the GPU image, which
+        speaks with Kokoro, unless STUDIO_TTS_ENGINE says otherwise here too."""
+        return self.speech_engine if self.is_local_endpoint else (self.tts_engine or "kokoro")
+
+    @property
     def catalog_file(self) -> Path:
         """The SQLite catalogue's path."""
         return self.catalog_path or self.data_dir / "catalog.db"
