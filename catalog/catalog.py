@@ -23,7 +23,6 @@ from catalog.records import (
     FINAL_RANK,
     known_status,
     metadata_row,
-    outcome_status,
     param_columns,
     result_columns,
     run_id_for,
@@ -31,7 +30,7 @@ from catalog.records import (
 )
 from catalog.schema import connect, rebuild_indexes
 from catalog.search import COUNTED, CostTotal, Filters, SearchResult, cost_total, search
-from worker.contract import ErrorCode, JobError, JobStatus, utc_now
+from worker.contract import ErrorCode, JobError, JobStatus, output_status, utc_now
 from worker.prices import PriceTable, run_cost
 from worker.store import Store
 
@@ -177,7 +176,7 @@ class Catalog:
         """
         rank = status_rank(status)
         if status == JobStatus.COMPLETED and isinstance(output, dict):
-            status = outcome_status(output)
+            status = output_status(output)
         with self._write() as conn:
             current = self._row(run_id)
             if current is None or status_rank(current["status"]) == FINAL_RANK or rank < status_rank(current["status"]):
@@ -245,7 +244,7 @@ class Catalog:
         container = run_id_for(job_id)
         items = output.get("items") if isinstance(output.get("items"), list) else None
         if items is None:
-            self.apply_status(container, outcome_status(output), output=output, error=output.get("error"))
+            self.apply_status(container, output_status(output), output=output, error=output.get("error"))
             return [container]
         parent = self.get(container) or {}
         ids = []
@@ -259,10 +258,10 @@ class Catalog:
                 created_at=parent.get("created_at"),
                 item_id=item_id,
             )
-            self.apply_status(run_id, outcome_status(item), output=item, error=item.get("error"))
+            self.apply_status(run_id, output_status(item), output=item, error=item.get("error"))
             ids.append(run_id)
         summary = {key: value for key, value in output.items() if key != "items"}
-        self.apply_status(container, outcome_status(summary), output=summary, error=output.get("error"))
+        self.apply_status(container, output_status(summary), output=summary, error=output.get("error"))
         with self._write() as conn:
             self._update(conn, container, {"batch_items": len(ids)})
         return ids

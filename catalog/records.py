@@ -11,7 +11,7 @@ from pydantic import AfterValidator, ConfigDict, Field, ValidationError, create_
 
 from catalog.schema import RUN_COLUMNS
 from worker.contract import INLINE_MEDIA_NOTE as INLINE_NOTE
-from worker.contract import KEY_PART_RULE, ErrorCode, JobStatus, is_key_part, storable_params, utc_now
+from worker.contract import KEY_PART_RULE, JobStatus, is_key_part, output_status, storable_params, utc_now
 
 STATUS_RANK = {JobStatus.IN_QUEUE: 0, JobStatus.IN_PROGRESS: 1} | {status: 2 for status in JobStatus.FINAL}
 FINAL_RANK = 2
@@ -50,24 +50,6 @@ def known_status(status: str) -> str:
 def status_rank(status: str) -> int:
     """Where a status sits in a job's life: queued < running < any final status."""
     return STATUS_RANK[known_status(status)]
-
-
-def outcome_status(output: dict[str, Any]) -> str:
-    """The final status a job's output stands for.
-
-    RunPod reports COMPLETED for whatever the handler returned, and the worker returns its errors rather than
-    raising, so the output's own status decides: an error is FAILED, or CANCELLED / TIMED_OUT for those codes
-    (the same mapping the local endpoint uses).
-    """
-    if output.get("status") != "error":
-        return JobStatus.COMPLETED
-    error = output.get("error")
-    code = error.get("code") if isinstance(error, dict) else None
-    if not isinstance(code, str):
-        return JobStatus.FAILED
-    return {ErrorCode.CANCELLED: JobStatus.CANCELLED, ErrorCode.TIMEOUT: JobStatus.TIMED_OUT}.get(
-        code, JobStatus.FAILED
-    )
 
 
 def _speech_duration(params: dict[str, Any], inputs: list[dict[str, Any]] | None = None) -> float | None:
@@ -301,7 +283,7 @@ def metadata_row(metadata: dict[str, Any], metadata_key: str) -> dict[str, Any]:
         "endpoint_id": metadata.get("endpoint_id"),
         "engine": (metadata.get("engine") or {}).get("name"),
         "engine_version": (metadata.get("engine") or {}).get("version"),
-        "status": outcome_status(metadata),
+        "status": output_status(metadata),
         "created_at": metadata["created_at"],
         "started_at": metadata.get("started_at"),
         "finished_at": metadata.get("finished_at"),

@@ -48,3 +48,17 @@ def test_a_batch_output_config_applies_to_items_that_have_none() -> None:
     parsed = parse_job_input(load_payload(EXAMPLES / "batch.json"))
     assert isinstance(parsed, BatchInput)
     assert {item.output_config.prefix for item in parsed.batch} == {"batches"}
+
+
+def test_a_failure_has_one_shape_and_one_status_rule() -> None:
+    """`{"status": "error", "error": …}` was assembled by hand in seven places; `final_status` (endpoint) and
+    `outcome_status` (catalogue) were one rule written twice. Both now live in the contract."""
+    from worker.contract import ErrorCode, JobError, JobFailure, JobStatus, output_status
+
+    cancelled = JobFailure.of(JobError(ErrorCode.CANCELLED, "stopped"), job_id="j1", item_id=None)
+    assert cancelled == {"status": "error", "error": JobError(ErrorCode.CANCELLED, "stopped").to_dict(), "job_id": "j1"}
+    assert output_status(cancelled) == JobStatus.CANCELLED
+    assert output_status(JobFailure.of({"code": ErrorCode.TIMEOUT, "message": "late"})) == JobStatus.TIMED_OUT
+    assert output_status(JobFailure.of({"code": ErrorCode.OOM, "message": "big"})) == JobStatus.FAILED
+    assert output_status({"status": "error", "error": "not a dict"}) == JobStatus.FAILED
+    assert output_status({"status": "success"}) == output_status("anything") == JobStatus.COMPLETED

@@ -1,4 +1,4 @@
-"""`python -m worker run|serve|endpoint|studio|submit|selftest|estimate|weights|deploy|schema`: the worker's command line."""
+"""`python -m worker run|serve|endpoint|studio|submit|selftest|estimate|weights|deploy|schema`: the command line."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 
 from worker import logs
-from worker.contract import JobError, friendly_error, job_input_schema, metadata_schema
+from worker.contract import JobError, JobFailure, friendly_error, job_input_schema, metadata_schema
 from worker.payloads import load_payload
 from worker.progress_bar import ProgressBar
 from worker.settings import Settings
@@ -22,7 +22,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         job_input = load_payload(Path(args.payload))
     except JobError as error:
-        print(json.dumps({"status": "error", "error": error.to_dict()}, indent=2))
+        print(json.dumps(JobFailure.of(error), indent=2))
         return 2
     from worker.pipeline import run_job
 

@@ -623,6 +623,39 @@ class JobResult(BaseModel):
     gpu: GpuInfo | None = None
 
 
+class JobFailure(BaseModel):
+    """A failed job's output: what run_job returns instead of raising, what the local endpoint stores for a job
+    it could not run (a lost worker, a result that is not JSON) and what the command line prints. One shape, so
+    the catalogue, the client and `output_status` read every failure alike; the fields after `error` are what the
+    job had got to (its engine, timings, the video so far), present when known."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: Literal["error"] = "error"
+    error: dict[str, Any]
+
+    @classmethod
+    def of(cls, error: JobError | dict[str, Any], **known: Any) -> dict[str, Any]:
+        """The output for `error` (a JobError or its to_dict()), with whatever else is known; None fields left out."""
+        body = error.to_dict() if isinstance(error, JobError) else error
+        return cls(error=body, **{k: v for k, v in known.items() if v is not None}).model_dump()
+
+
+def output_status(output: Any) -> str:
+    """The final status a finished job's output stands for: the one rule the local endpoint and the catalogue use.
+
+    The worker returns its errors rather than raising (RunPod reports COMPLETED for whatever a handler returns), so
+    the output's own status decides: an error is FAILED, or CANCELLED / TIMED_OUT for E_CANCELLED / E_TIMEOUT.
+    """
+    if not isinstance(output, dict) or output.get("status") != "error":
+        return JobStatus.COMPLETED
+    error = output.get("error")
+    code = error.get("code") if isinstance(error, dict) else None
+    return {ErrorCode.CANCELLED: JobStatus.CANCELLED, ErrorCode.TIMEOUT: JobStatus.TIMED_OUT}.get(
+        code if isinstance(code, str) else "", JobStatus.FAILED
+    )
+
+
 class InputDescriptor(BaseModel):
     """What the worker received for one input, never the raw data."""
 

@@ -471,7 +471,7 @@ def main(payload: Any, settings: Any, gpu: str | None = None) -> int:
     from pathlib import Path
 
     from catalog import Catalog
-    from worker.contract import BatchInput, JobError, parse_job_input
+    from worker.contract import BatchInput, JobError, JobFailure, parse_job_input
     from worker.payloads import load_payload
 
     try:
@@ -489,7 +489,7 @@ def main(payload: Any, settings: Any, gpu: str | None = None) -> int:
                 f"--gpu: {gpu!r} is not a GPU of RunPod's price table; use one of {', '.join(SHORT_NAMES.values())}",
             )
     except JobError as error:
-        print(json.dumps({"status": "error", "error": error.to_dict()}, indent=2))
+        print(json.dumps(JobFailure.of(error), indent=2))
         return 2
     runs: list[dict[str, Any]] = []
     if settings.catalog_file.exists():

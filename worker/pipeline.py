@@ -31,6 +31,7 @@ from worker.contract import (
     GpuInfo,
     InputDescriptor,
     JobError,
+    JobFailure,
     JobMetadata,
     JobParams,
     JobResult,
@@ -219,9 +220,7 @@ def _encoder(job: PreparedJob, out_path: Path, partial: PartialVideo | None) -> 
     return ClipEncoder(out_path, job.width, job.height, job.soundtrack, ends, partial.publish, every_s=partial.every_s)
 
 
-def _render(
-    run: Run, engine: Engine, job: PreparedJob, partial: PartialVideo | None = None
-) -> tuple[Path, np.ndarray]:
+def _render(run: Run, engine: Engine, job: PreparedJob, partial: PartialVideo | None = None) -> tuple[Path, np.ndarray]:
     """Stream the engine's frames into the encoder; generate_ms and encode_ms are measured apart.
 
     Returns the MP4 and a representative frame for the thumbnail: the one a third of the way in, past any
@@ -458,17 +457,16 @@ def _item_output(run: Run, params: JobParams, engine: Engine | None) -> dict[str
     reached = run.report.last.get("stage", at_stage)
     run.report.stage(Stage.ERROR, {"code": failure.code, "at_stage": failure.at_stage}, pct=Stage.PCT.get(reached, 0.0))
     log.warning("job failed", extra={"code": failure.code, "at_stage": failure.at_stage, "item_id": run.item_id})
-    return {
-        "status": "error",
-        "job_id": run.job_id,
-        **({"item_id": run.item_id} if run.item_id else {}),
-        "error": _error_dict(failure, run.settings),
-        "engine": run.engine_info or {"name": run.settings.engine},
-        **({"partial_video": run.partial_video} if run.partial_video else {}),
-        "timings": run.timings,
-        "warnings": run.warnings,
-        "gpu": run.gpu.model_dump(),
-    }
+    return JobFailure.of(
+        _error_dict(failure, run.settings),
+        job_id=run.job_id,
+        item_id=run.item_id or None,
+        engine=run.engine_info or {"name": run.settings.engine},
+        partial_video=run.partial_video or None,
+        timings=run.timings,
+        warnings=run.warnings,
+        gpu=run.gpu.model_dump(),
+    )
 
 
 def run_job(
@@ -505,12 +503,11 @@ def run_job(
         except JobError as error:
             first.stage(Stage.ERROR, {"code": error.code})
             validate_ms = round((time.perf_counter() - started) * 1000)
-            return {
-                "status": "error",
-                "job_id": job_id,
-                "error": _error_dict(error, settings),
-                "timings": {"validate_ms": validate_ms, "total_ms": validate_ms},
-            }
+            return JobFailure.of(
+                _error_dict(error, settings),
+                job_id=job_id,
+                timings={"validate_ms": validate_ms, "total_ms": validate_ms},
+            )
         validate_ms = round((time.perf_counter() - started) * 1000)
         items = parsed.batch if isinstance(parsed, BatchInput) else [parsed]
         outputs = []

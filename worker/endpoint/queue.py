@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from worker.contract import ErrorCode, JobError, JobStatus, Stage
+from worker.contract import ErrorCode, JobError, JobFailure, JobStatus, Stage
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -300,7 +300,7 @@ class JobQueue:
                     "UPDATE jobs SET status = ?, output = ?, error = ?, finished_ms = ? WHERE id = ?",
                     (
                         JobStatus.TIMED_OUT,
-                        json.dumps({"status": "error", "error": error}),
+                        json.dumps(JobFailure.of(error)),
                         json.dumps(error),
                         now,
                         row["id"],
@@ -345,7 +345,7 @@ class JobQueue:
     def mark_lost(self, job_id: str, message: str) -> bool:
         """A running job whose worker went away: FAILED with the retryable E_WORKER_LOST."""
         error = lost_error(message)
-        return self.finish(job_id, JobStatus.FAILED, output={"status": "error", "error": error}, error=error)
+        return self.finish(job_id, JobStatus.FAILED, output=JobFailure.of(error), error=error)
 
     def request_cancel(self, job_id: str) -> QueuedJob | None:
         """Cancel a queued job at once; ask a running one to stop at its next stage or chunk boundary."""
@@ -357,7 +357,7 @@ class JobQueue:
                 "UPDATE jobs SET status = ?, output = ?, error = ?, finished_ms = ? WHERE id = ? AND status = ?",
                 (
                     JobStatus.CANCELLED,
-                    json.dumps({"status": "error", "error": error}),
+                    json.dumps(JobFailure.of(error)),
                     json.dumps(error),
                     now_ms(),
                     job_id,

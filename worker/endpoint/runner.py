@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from worker import logs
-from worker.contract import ErrorCode, JobError, JobStatus, Stage
+from worker.contract import ErrorCode, JobError, JobFailure, JobStatus, Stage, output_status
 from worker.endpoint.queue import RETRY_INPUT_S, JobQueue, QueuedJob, now_ms, stopped_message
 from worker.progress import CancelToken
 from worker.settings import Settings
@@ -54,17 +54,7 @@ log = logs.get_logger("endpoint.runner")
 
 def error_output(code: str, message: str, at_stage: str = Stage.GENERATION) -> dict[str, Any]:
     """A failed job's output, shaped as run_job shapes it."""
-    return {"status": "error", "error": JobError(code, message, at_stage=at_stage).to_dict()}
-
-
-def final_status(output: Any) -> str:
-    """The RunPod status a finished job's output maps to: E_CANCELLED → CANCELLED, E_TIMEOUT → TIMED_OUT."""
-    if not isinstance(output, dict) or output.get("status") != "error":
-        return JobStatus.COMPLETED
-    code = (output.get("error") or {}).get("code")
-    return {ErrorCode.CANCELLED: JobStatus.CANCELLED, ErrorCode.TIMEOUT: JobStatus.TIMED_OUT}.get(
-        code, JobStatus.FAILED
-    )
+    return JobFailure.of(JobError(code, message, at_stage=at_stage))
 
 
 def record(queue: JobQueue, job_id: str, output: Any) -> None:
@@ -73,7 +63,7 @@ def record(queue: JobQueue, job_id: str, output: Any) -> None:
         json.dumps(output)
     except (TypeError, ValueError) as error:
         output = error_output(ErrorCode.GENERATION_RUNTIME, f"the job's result is not JSON ({error})")
-    status = final_status(output)
+    status = output_status(output)
     error = None
     if status != JobStatus.COMPLETED:
         error = output.get("error") or error_output(ErrorCode.GENERATION_RUNTIME, "the job failed")["error"]
@@ -100,7 +90,7 @@ def run_claimed(
     except Exception as error:  # run_job never raises; another runner might, and the worker must live on
         log.exception("job runner raised", extra={"job_id": job.id})
         output = error_output(ErrorCode.GENERATION_RUNTIME, f"{type(error).__name__}: {error}")
-    if final_status(output) == JobStatus.CANCELLED and leaving() and not queue.cancel_requested(job.id):
+    if output_status(output) == JobStatus.CANCELLED and leaving() and not queue.cancel_requested(job.id):
         queue.mark_lost(job.id, stopped_message(job.id))
     else:
         record(queue, job.id, output)

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from worker.contract import ErrorCode, JobError, Stage
+from worker.contract import ErrorCode, JobError, JobFailure, Stage
 from worker.engines.infinitetalk_args import DEFAULT_SRC, ENV_VARS, INFINITETALK_COMMIT
 
 if TYPE_CHECKING:
@@ -217,7 +217,7 @@ def run_selftest_job(job_input: dict[str, Any], timeout_s: float = 900.0) -> dic
     error = JobError(
         ErrorCode.PIPELINE_LOAD, f"InfiniteTalk's selftest failed: {message}", at_stage=Stage.PIPELINE_WARM_STARTED
     )
-    return {"status": "error", "error": error.to_dict(), "selftest": summary}
+    return JobFailure.of(error, selftest=summary)
 
 
 def main(argv: list[str] | None = None) -> int:
