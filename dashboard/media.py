@@ -23,12 +23,11 @@ from worker.audio import (
     quiet_gain_db,
     speech_level,
 )
-from worker.contract import ErrorCode, JobError, Limits, safe_file_name
+from worker.contract import ErrorCode, JobError, Limits
 from worker.inputs import fetch_audio, fetch_visual
 from worker.settings import Settings
-from worker.store import Store, content_type
-
-UPLOADS_PREFIX = "uploads"
+from worker.store import UPLOADS_PREFIX, Store, content_type
+from worker.store import upload_key as store_upload_key
 
 
 @dataclass(frozen=True)
@@ -111,14 +110,9 @@ def inspect(media: Media, field: str, expect: str) -> MediaFacts:
     return MediaFacts(fetched.kind, duration, info.width, info.height, level)
 
 
-def safe_name(name: str) -> str:
-    """A file name that is safe as the last part of a store key: the contract's one rule for key parts."""
-    return safe_file_name(name)
-
-
 def upload_key(media: Media) -> str:
-    """`uploads/{sha256}/{name}`: the same bytes always land on the same key, so uploads never duplicate."""
-    return f"{UPLOADS_PREFIX}/{media.digest}/{safe_name(media.name)}"
+    """The store's one upload-key rule (worker.store.upload_key), for media handed to the page."""
+    return store_upload_key(media.data, media.name)
 
 
 @dataclass(frozen=True)
@@ -140,8 +134,9 @@ def plan(media: Media, store: Store, settings: Settings) -> Planned:
     key = upload_key(media)
     if store.kind == "s3":
         return Planned(media, store.url(key), key)
-    if settings.is_local_endpoint:
-        return Planned(media, str(store.path(key)), key)  # type: ignore[attr-defined]
+    local = store.local_path(key)
+    if local is not None and settings.is_local_endpoint:
+        return Planned(media, str(local), key)
     encoded = base64.b64encode(media.data).decode("ascii")
     return Planned(media, f"data:{content_type(media.name)};base64,{encoded}", None)
 

@@ -197,3 +197,16 @@ def test_quiet_speech_is_measured_and_warned_about_and_normal_speech_is_not() ->
     assert quiet.level_db is not None and round(quiet.level_db) == -40
     note = quiet.quiet_note("cond_audio.person1") or ""
     assert note.startswith("Person 1's speech is very quiet (-40 dB") and "raise it by 17 dB" in note
+
+
+def test_the_client_and_the_dashboard_store_an_upload_under_one_key(tmp_path: Path) -> None:
+    """One upload-key rule (worker.store.upload_key): the same bytes and name land on the same key whichever
+    program stored them, and a folder store's path comes through the Store interface (no type: ignore)."""
+    from worker.client import upload_media
+    from worker.store import LocalStore
+
+    store = LocalStore(tmp_path / "store")
+    data, name = b"RIFF-ish bytes", "my take (1)/../ë.wav"
+    ref = upload_media(store, data, name)
+    key = upload_key(Media(name, data))
+    assert Path(ref) == store.local_path(key) and store.exists(key)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -23,9 +22,9 @@ from typing import Any
 import requests
 from urllib3.exceptions import NewConnectionError
 
-from worker.contract import ErrorCode, JobError, JobStatus, Limits, Stage, safe_file_name
+from worker.contract import ErrorCode, JobError, JobStatus, Limits, Stage
 from worker.settings import Settings
-from worker.store import Store
+from worker.store import Store, upload_key
 
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 NOT_ACTED_ON_STATUSES = {429, 503}
@@ -292,13 +291,11 @@ def upload_media(store: Store, data: bytes, name: str) -> str:
     The local folder store gives a path under its root (an allowed root for the local endpoint's workers when
     they share the data dir); S3 gives a presigned URL.
     """
-    digest = hashlib.sha256(data).hexdigest()
-    key = f"uploads/{digest}/{safe_file_name(name)}"
+    key = upload_key(data, name)
     if not store.exists(key):
         store.put_bytes(key, data)
-    if store.kind == "volume":
-        return str(store.path(key))  # type: ignore[attr-defined]
-    return store.url(key)
+    local = store.local_path(key)
+    return str(local) if local is not None else store.url(key)
 
 
 def prepare_input(

@@ -8,6 +8,7 @@ Writes are idempotent: putting the same key again replaces the object. Every wri
 
 from __future__ import annotations
 
+import hashlib
 import mimetypes
 import shutil
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import quote
 
-from worker.contract import KEY_PART_RULE, ErrorCode, JobError, Stage, is_key_part
+from worker.contract import KEY_PART_RULE, ErrorCode, JobError, Stage, is_key_part, safe_file_name
 from worker.settings import Settings
 
 CONTENT_TYPES = {".mp4": "video/mp4", ".jpg": "image/jpeg", ".json": "application/json", ".wav": "audio/wav"}
@@ -72,10 +73,24 @@ def deletable_key(key: str) -> str:
     return key
 
 
+UPLOADS_PREFIX = "uploads"
+
+
+def upload_key(data: bytes, name: str) -> str:
+    """`uploads/{sha256}/{name}`: media a person hands in, keyed by content so the same bytes are stored once,
+    with the name cleaned by the contract's one rule for key parts. The one upload-key rule (the client and the
+    dashboard each had their own, cleaning names differently)."""
+    return f"{UPLOADS_PREFIX}/{hashlib.sha256(data).hexdigest()}/{safe_file_name(name)}"
+
+
 class Store(Protocol):
     """Put, fetch, list and delete artifacts by key, and mint URLs for them."""
 
     kind: str
+
+    def local_path(self, key: str) -> Path | None:
+        """The file behind a key when the store is a folder on this machine (which a local worker sharing it can
+        read); None for a bucket."""
 
     def put(self, key: str, path: Path, *, within: str = "") -> int:
         """Store the file at `key` (which must lie under `within`, see checked_key); return its size in bytes."""
@@ -110,6 +125,10 @@ class LocalStore:
     def __init__(self, root: Path, base_url: str | None = None) -> None:
         self.root = root
         self.base_url = base_url.rstrip("/") if base_url else None
+
+    def local_path(self, key: str) -> Path:
+        """The file behind a key (see Store.local_path)."""
+        return self.path(key)
 
     def path(self, key: str) -> Path:
         """The file behind a key; keys that would leave the root are refused."""
@@ -182,6 +201,10 @@ class S3Store:
     """Any S3-compatible bucket through boto3, with presigned GET URLs."""
 
     kind = "s3"
+
+    def local_path(self, key: str) -> None:
+        """A bucket has no file on this machine (see Store.local_path)."""
+        return None
 
     def __init__(
         self,
