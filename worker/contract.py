@@ -81,6 +81,8 @@ SIZES: dict[str, tuple[int, int]] = {"infinitetalk-480": (480, 832), "infiniteta
 InfiniteTalk's buckets for the input's aspect ratio."""
 
 ARTIFACT_NAMES = ("video.mp4", "thumb.jpg", "metadata.json")
+VIDEO_NAME, THUMB_NAME, METADATA_NAME = ARTIFACT_NAMES
+"""Each finished job's files, by these names in its job folder and under its store prefix."""
 
 KEY_PART = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
 """The one pattern for every value that becomes part of a store key or a file path: job and item ids, each part

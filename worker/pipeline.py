@@ -23,9 +23,14 @@ import numpy as np
 from worker import logs
 from worker.audio import prepare_audio
 from worker.contract import (
+    ARTIFACT_NAMES,
     FPS,
     KEY_PART_RULE,
+    METADATA_NAME,
+    THUMB_NAME,
     TIMING_KEYS,
+    VIDEO_NAME,
+    Artifact,
     BatchInput,
     ErrorCode,
     GpuInfo,
@@ -37,6 +42,7 @@ from worker.contract import (
     JobResult,
     Limits,
     Stage,
+    VideoInfo,
     is_key_part,
     parse_job_input,
     utc_now,
@@ -202,12 +208,11 @@ def _engine(run: Run, engine: Engine | None) -> Engine:
 
 def _embed(run: Run, engine: Engine, job: PreparedJob) -> None:
     """Engines that turn speech into features up front (InfiniteTalk's wav2vec2) do it here, timed on its own."""
-    embed = getattr(engine, "embed", None)
-    if embed is None:
+    if not engine.embeds:
         return
     run.report.stage(Stage.EMBEDDINGS_STARTED)
     with run.timed("embedding_ms"):
-        embed(job, run.report, run.cancel)
+        engine.embed(job, run.report, run.cancel)
     run.report.stage(Stage.EMBEDDINGS_OK)
     run.cancel.check(Stage.EMBEDDINGS_OK)
 
@@ -226,7 +231,7 @@ def _render(run: Run, engine: Engine, job: PreparedJob, partial: PartialVideo | 
     Returns the MP4 and a representative frame for the thumbnail: the one a third of the way in, past any
     opening stillness, taken as it goes by rather than decoded again from the video.
     """
-    out_path = job.work_dir / "video.mp4"
+    out_path = job.work_dir / VIDEO_NAME
     poster: np.ndarray | None = None
     run.report.stage(Stage.GENERATION_STARTED, {"frames": job.num_frames, "width": job.width, "height": job.height})
     frames = engine.generate(job, run.report, run.cancel)
@@ -313,10 +318,10 @@ class _Publisher:
             return None
         return PartialVideo(self.store, self.folder, self.run.report, clips, self.run.settings.partial_every_s)
 
-    def publish(self, path: Path, name: str) -> dict[str, Any]:
+    def publish(self, path: Path, name: str) -> Artifact:
         key = self.key(name)
         size = path.stat().st_size
-        artifact: dict[str, Any] = {"key": key, "mime": content_type(name), "bytes": size}
+        artifact = Artifact(key=key, mime=content_type(name), bytes=size)
         if self.store is None:
             if size > Limits.MAX_INLINE_OUTPUT_BYTES:
                 raise JobError(
@@ -325,10 +330,10 @@ class _Publisher:
                     f"{Limits.MAX_INLINE_OUTPUT_BYTES / 1e6:.0f} MB; use store=volume or store=s3",
                     at_stage=Stage.UPLOAD_STARTED,
                 )
-            artifact["data_base64"] = base64.b64encode(path.read_bytes()).decode("ascii")
+            artifact.data_base64 = base64.b64encode(path.read_bytes()).decode("ascii")
             return artifact
         _put_with_retry(self.store, key, path, self.folder)
-        artifact["url"] = self.store.url(key)
+        artifact.url = self.store.url(key)
         return artifact
 
 
@@ -353,15 +358,16 @@ def _run_item_in(run: Run, params: JobParams, engine: Engine | None, work_dir: P
         video_path, poster = _render(run, loaded, job, partial)
 
         with run.timed("thumbnail_ms"):
-            thumb_path = make_thumbnail(poster, work_dir / "thumb.jpg")
+            thumb_path = make_thumbnail(poster, work_dir / THUMB_NAME)
         run.report.stage(Stage.THUMBNAIL_OK)
         run.cancel.check(Stage.THUMBNAIL_OK)
 
         run.report.stage(Stage.UPLOAD_STARTED)
         with run.timed("upload_ms"):
-            video = publisher.publish(video_path, "video.mp4")
-            thumbnail = publisher.publish(thumb_path, "thumb.jpg")
-        video.update(
+            published = publisher.publish(video_path, VIDEO_NAME)
+            thumbnail = publisher.publish(thumb_path, THUMB_NAME)
+        video = VideoInfo(
+            **published.model_dump(),
             duration_s=round(job.num_frames / FPS, 3),
             fps=FPS,
             width=job.width,
@@ -371,29 +377,29 @@ def _run_item_in(run: Run, params: JobParams, engine: Engine | None, work_dir: P
         with run.timed("metadata_ms"):
             run.finish_timing()
             outputs = {
-                "video": {k: v for k, v in video.items() if k not in ("url", "data_base64")},
-                "thumbnail": {k: v for k, v in thumbnail.items() if k not in ("url", "data_base64")},
-                "metadata": {"key": publisher.key("metadata.json"), "mime": "application/json"},
+                "video": video.model_dump(exclude={"url", "data_base64"}),
+                "thumbnail": thumbnail.model_dump(exclude={"url", "data_base64"}),
+                "metadata": {"key": publisher.key(METADATA_NAME), "mime": "application/json"},
             }
             record = run.metadata(params, resolved, outputs)
-            meta_path = work_dir / "metadata.json"
+            meta_path = work_dir / METADATA_NAME
             meta_path.write_text(record.model_dump_json(indent=2))
         with run.timed("upload_ms"):
-            metadata = publisher.publish(meta_path, "metadata.json")
+            metadata = publisher.publish(meta_path, METADATA_NAME)
         run.finish_timing()
         result = JobResult(
             job_id=run.job_id,
             item_id=run.item_id,
             engine=run.engine_info,
-            video=video,  # type: ignore[arg-type]
-            thumbnail=thumbnail,  # type: ignore[arg-type]
-            metadata=metadata,  # type: ignore[arg-type]
+            video=video,
+            thumbnail=thumbnail,
+            metadata=metadata,
             timings=run.timings,
             params=resolved,
             warnings=run.warnings,
             gpu=run.gpu,
         )
-        run.report.stage(Stage.COMPLETED, {"video": video["key"]})
+        run.report.stage(Stage.COMPLETED, {"video": video.key})
         log.info("job completed", extra={"timings": run.timings, "item_id": run.item_id})
         return result.model_dump(mode="json", exclude_none=True)
     except JobError as error:
@@ -411,7 +417,7 @@ def _run_item_in(run: Run, params: JobParams, engine: Engine | None, work_dir: P
 
 def _keep_unpublished(run: Run, work_dir: Path) -> Path | None:
     """When the store fails, move the rendered files out of the temp dir so the work is not lost."""
-    files = [work_dir / name for name in ("video.mp4", "thumb.jpg", "metadata.json") if (work_dir / name).exists()]
+    files = [work_dir / name for name in ARTIFACT_NAMES if (work_dir / name).exists()]
     if not files:
         return None
     target = run.settings.data_dir / "unpublished" / checked_key(run.key_id)
@@ -433,13 +439,13 @@ def _publish_error_metadata(
     if publisher is None or publisher.store is None or error.code == ErrorCode.UPLOAD:
         return
     try:
-        outputs = {"metadata": {"key": publisher.key("metadata.json"), "mime": "application/json"}}
+        outputs = {"metadata": {"key": publisher.key(METADATA_NAME), "mime": "application/json"}}
         if run.partial_video:
             outputs["partial_video"] = {k: v for k, v in run.partial_video.items() if k != "url"}
         record = run.metadata(params, resolved, outputs, error=_error_dict(error, run.settings))
         path = work_dir / "metadata.error.json"
         path.write_text(record.model_dump_json(indent=2))
-        publisher.store.put(publisher.key("metadata.json"), path, within=publisher.folder)
+        publisher.store.put(publisher.key(METADATA_NAME), path, within=publisher.folder)
     except Exception as failure:  # the job's own error is what the caller needs; this one is only logged
         log.warning("could not publish the error metadata", extra={"error": str(failure)})
 

@@ -29,9 +29,15 @@ class Engine(Protocol):
 
     name: str
     version: str
+    embeds: bool
+    """Whether the engine turns speech into features before generating (InfiniteTalk's wav2vec2 embeddings, a
+    stage of its own with its own timing); False for engines that read the audio as they go (the preview)."""
 
     def load(self) -> None:
         """Load weights or warm up; raise JobError(E_PIPELINE_LOAD) naming what is missing."""
+
+    def embed(self, job: PreparedJob, report: Reporter, cancel: CancelToken) -> None:
+        """Compute the job's conditioning from its speech (only called when `embeds`)."""
 
     def generate(self, job: PreparedJob, report: Reporter, cancel: CancelToken) -> Iterator[np.ndarray]:
         """Yield exactly job.num_frames RGB uint8 frames of shape (job.height, job.width, 3).

@@ -257,6 +257,7 @@ class InfiniteTalkEngine:
 
     name = "infinitetalk"
     version = f"{ENGINE_VERSION}+infinitetalk.{INFINITETALK_COMMIT[:7]}"
+    embeds = True
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

@@ -96,9 +96,13 @@ class PreviewEngine:
 
     name = "preview"
     version = "1.0.0"
+    embeds = False
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+
+    def embed(self, job: PreparedJob, report: Reporter, cancel: CancelToken) -> None:
+        """Nothing to do: the preview reads the speech's loudness as it animates."""
 
     def load(self) -> None:
         """Load OpenCV's face and eye detectors."""
