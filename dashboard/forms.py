@@ -131,7 +131,7 @@ class Speech:
     person2: str | None = None
     audio_type: str = "add"
     tts_text: str | None = None
-    voice1: str = Defaults.TTS_VOICE_1
+    voice1: str | None = Defaults.TTS_VOICE_1
     voice2: str | None = None
 
 
@@ -141,7 +141,10 @@ def build_job_input(prompt: str, cond_video: str | None, speech: Speech, params:
     if cond_video:
         job["cond_video"] = cond_video
     if speech.tts_text is not None:
-        tts: dict[str, Any] = {"text": speech.tts_text, "human1_voice": speech.voice1}
+        # A voice left at "default" is left out: the endpoint's speech engine speaks its own defaults.
+        tts: dict[str, Any] = {"text": speech.tts_text}
+        if speech.voice1:
+            tts["human1_voice"] = speech.voice1
         if speech.voice2:
             tts["human2_voice"] = speech.voice2
         job["tts_audio"] = tts
@@ -201,23 +204,24 @@ def path_errors(job_input: dict[str, Any], settings: Settings, pending: frozense
     return errors
 
 
-def voice_errors(job_input: dict[str, Any]) -> dict[str, str]:
-    """The worker's voice rule, applied before sending: each TTS voice must be one espeak-ng has (see
-    worker.audio.VoiceCatalogue.refusal). The list is this machine's: locally the worker's own; the RunPod worker
-    image installs the same espeak-ng package. Without espeak-ng here the worker is left to judge."""
+def voice_errors(job_input: dict[str, Any], engine: str = "espeak") -> dict[str, str]:
+    """The worker's voice rule, applied before sending: each TTS voice must be one the endpoint's speech engine
+    has (`engine`, Settings.endpoint_speech_engine: espeak-ng locally, Kokoro on the GPU image; see
+    worker.audio.voice_catalogue). espeak-ng's list is this machine's (the RunPod image installs the same
+    package); Kokoro's is fixed. Without espeak-ng here the worker is left to judge."""
     items = job_input.get("batch")
     if isinstance(items, list):
         return {
             f"batch[{index}].{name}": text
             for index, item in enumerate(items)
             if isinstance(item, dict)
-            for name, text in voice_errors(item).items()
+            for name, text in voice_errors(item, engine).items()
         }
     tts = job_input.get("tts_audio")
     if not isinstance(tts, dict):
         return {}
     try:
-        catalogue = voice_catalogue()
+        catalogue = voice_catalogue(engine)
     except JobError:
         return {}
     errors = {}
@@ -237,7 +241,7 @@ def validate(
         parse_job_input(job_input)
     except JobError as error:
         return field_errors(error.message)
-    errors = voice_errors(job_input)
+    errors = voice_errors(job_input, settings.endpoint_speech_engine if settings else "espeak")
     return errors | (path_errors(job_input, settings, pending) if settings else {})
 
 
@@ -288,7 +292,7 @@ class Prefill:
     person2: str = ""
     audio_type: str = "add"
     tts_text: str = ""
-    voice1: str = Defaults.TTS_VOICE_1
+    voice1: str = ""
     voice2: str = ""
     params: dict[str, Any] = field(default_factory=dict)
 
@@ -305,7 +309,7 @@ def prefill_from(params: dict[str, Any]) -> Prefill:
         person2=str(audio.get("person2") or ""),
         audio_type=str(params.get("audio_type") or "add"),
         tts_text=str(tts.get("text") or ""),
-        voice1=str(tts.get("human1_voice") or Defaults.TTS_VOICE_1),
+        voice1=str(tts.get("human1_voice") or ""),
         voice2=str(tts.get("human2_voice") or ""),
         params=tunable,
     )

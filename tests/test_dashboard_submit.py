@@ -233,7 +233,8 @@ def test_text_to_speech_needs_no_recording(data_dir: Path) -> None:
     assert at.title[0].value == "Live jobs"
     run = _catalog(data_dir).get(at.session_state[state.SUBMITTED][-1])
     assert run is not None
-    assert run["params"]["tts_audio"] == {"text": "Hello from the speech synthesiser.", "human1_voice": "en-us+f3"}
+    # No voice chosen: none is sent, and the endpoint's speech engine speaks its own default.
+    assert run["params"]["tts_audio"] == {"text": "Hello from the speech synthesiser."}
     assert "cond_audio" not in run["params"]
 
 
@@ -415,12 +416,42 @@ def test_a_silent_recording_is_refused_before_sending_and_a_quiet_one_is_warned_
     assert any(w.value.startswith("Person 1's speech is very quiet (-40 dB") for w in at.warning)
 
 
+def test_a_kokoro_endpoint_gets_kokoros_voices_and_an_espeak_name_is_refused(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The GPU image speaks with Kokoro: the form offers Kokoro's voices (no preview: no Kokoro beside the
+    dashboard) and refuses an espeak-ng name before sending, as the worker would."""
+    from worker.kokoro_tts import DEFAULT_VOICES
+
+    monkeypatch.setenv("STUDIO_TTS_ENGINE", "kokoro")
+    at = open_page("submit")
+    at.radio(key="submit.p1_source").set_value("Text to speech").run()
+    voices = at.selectbox(key="submit.voice1")
+    assert voices.options[0] == f"default ({DEFAULT_VOICES[0]})"
+    assert any(option.startswith("af_heart") for option in voices.options)
+    assert not any(option.startswith("en-us+f3") for option in voices.options)
+    assert "submit.voice1_hear" not in [b.key for b in at.button]
+    from dashboard.forms import validate
+    from worker.settings import Settings
+
+    settings = Settings.from_env()
+    assert settings.endpoint_speech_engine == "kokoro"
+    job = {
+        "prompt": "p",
+        "cond_video": str(MEDIA / "portrait.jpg"),
+        "tts_audio": {"text": "Hi", "human1_voice": "en-us+f3"},
+    }
+    assert "tts_audio.human1_voice" in validate(job, settings)
+    job["tts_audio"]["human1_voice"] = "af_heart"
+    assert "tts_audio.human1_voice" not in validate(job, settings)
+
+
 def test_the_tts_voices_are_offered_with_a_preview_and_an_unknown_voice_is_refused(data_dir: Path) -> None:
     """espeak-ng quietly speaks `en-us+nosuch` as plain en-us: the form offers the worker's voices and refuses it."""
     at = open_page("submit")
     at.radio(key="submit.p1_source").set_value("Text to speech").run()
     voices = at.selectbox(key="submit.voice1")
-    assert voices.value == Defaults.TTS_VOICE_1
+    assert voices.value == "" and voices.options[0] == f"default ({Defaults.TTS_VOICE_1})"
     assert "en-us+f3 · English (America), variant female3" in voices.options
     assert "en-gb · English (Great Britain)" in voices.options
     at.button(key="submit.voice1_hear").click().run()

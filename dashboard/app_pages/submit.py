@@ -36,7 +36,7 @@ from dashboard.signin import signed_in_email
 from dashboard.words import in_words, label
 from worker.audio import voice_catalogue, voice_sample
 from worker.client import EndpointError
-from worker.contract import SIZES, Defaults, JobError, Limits
+from worker.contract import SIZES, JobError, Limits
 from worker.geometry import output_size
 
 K = "submit."
@@ -74,7 +74,7 @@ def _init_defaults() -> None:
         "p2_url": "",
         "audio_type": "add",
         "tts_text": "",
-        "voice1": Defaults.TTS_VOICE_1,
+        "voice1": "",
         "voice2": "",
         **{f"param.{name}": value for name, value in form_defaults().items()},
     }
@@ -235,32 +235,38 @@ def _tts_input() -> None:
         max_chars=Limits.MAX_TTS_CHARS,
         placeholder=TTS_HINT,
     )
+    engine = state.settings().endpoint_speech_engine
     try:
-        catalogue = voice_catalogue()
+        catalogue = voice_catalogue(engine)
     except JobError as error:  # no espeak-ng beside the dashboard: the worker judges the names
         st.caption(views.plain(error.message))
         left, right = st.columns(2)
-        left.text_input("Voice of person 1", key=K + "voice1", help="An espeak-ng voice, e.g. en-us+f3")
-        right.text_input("Voice of person 2", key=K + "voice2", placeholder=Defaults.TTS_VOICE_2)
+        left.text_input("Voice of person 1", key=K + "voice1", placeholder="the worker's default")
+        right.text_input("Voice of person 2", key=K + "voice2", placeholder="the worker's default")
         return
-    # The worker's espeak-ng voices (the RunPod image installs the same package); any voice+variant may be typed.
-    help_text = "espeak-ng voices on the worker; type voice+variant (e.g. en-gb+m3) for other combinations"
+    # The endpoint's speech engine's voices: espeak-ng's here and in the preview, Kokoro's on the GPU image.
+    defaults = catalogue.offered()[:2]
+    if engine == "kokoro":
+        help_text = "Kokoro-82M voices on the GPU worker (a = American, b = British; f = female, m = male)"
+        st.caption("The GPU worker speaks with Kokoro-82M; its voices are heard in the video, not previewed here.")
+    else:
+        help_text = "espeak-ng voices on the worker; type voice+variant (e.g. en-gb+m3) for other combinations"
     for column, person in zip(st.columns(2), (1, 2), strict=True):
         key, field = K + f"voice{person}", f"tts_audio.human{person}_voice"
-        default = f"default ({Defaults.TTS_VOICE_2})"
-        offered = catalogue.offered() if person == 1 else ["", *catalogue.offered()]
-        # A typed or reused name stays in the list, so the form shows it (and refuses it if espeak-ng lacks it).
+        default = f"default ({defaults[person - 1]})"
+        offered = ["", *catalogue.offered()]
+        # A typed or reused name stays in the list, so the form shows it (and refuses it if the engine lacks it).
         typed = st.session_state.get(key)
         column.selectbox(
             f"Voice of person {person}",
             offered if typed in (None, *offered) else [*offered, typed],
             key=key,
             help=help_text,
-            accept_new_options=True,
+            accept_new_options=engine != "kokoro",
             format_func=lambda name, default=default: catalogue.describe(name) if name else default,
         )
-        voice = (st.session_state[key] or "").strip() or (Defaults.TTS_VOICE_1 if person == 1 else Defaults.TTS_VOICE_2)
-        if column.button("Hear it", key=key + "_hear", icon=":material/play_arrow:"):
+        voice = (st.session_state[key] or "").strip() or defaults[person - 1]
+        if engine != "kokoro" and column.button("Hear it", key=key + "_hear", icon=":material/play_arrow:"):
             try:
                 column.audio(_voice_sample(voice, field), format="audio/wav")
             except JobError as error:
@@ -517,7 +523,7 @@ def main() -> None:
             person2=_ref(speech[1], planned["cond_audio.person2"]) if len(speech) > 1 else None,
             audio_type=audio_type,
             tts_text=st.session_state[K + "tts_text"] if tts else None,
-            voice1=(st.session_state[K + "voice1"] or "").strip() or Defaults.TTS_VOICE_1,
+            voice1=(st.session_state[K + "voice1"] or "").strip() or None,
             voice2=(st.session_state[K + "voice2"] or "").strip() or None,
         ),
         params,
