@@ -17,11 +17,17 @@ from worker.contract import JobParams
 from worker.engines.preview import PreviewEngine
 from worker.engines.preview_face import face_boxes
 from worker.geometry import Fit, fit_image, output_size
-from worker.media import read_image
+from worker.media import probe, read_image, read_video_frames
 from worker.prepared import PreparedJob, Speaker
 from worker.settings import Settings
 
 TWO_PEOPLE = MEDIA / "two_people.jpg"
+
+
+def video_size(path: Path) -> tuple[int, int]:
+    info = probe(path, field="test")
+    assert info.width and info.height
+    return info.width, info.height
 
 
 @pytest.fixture(scope="module")
@@ -104,3 +110,13 @@ def test_the_preview_animates_exactly_the_face_picked(picked: int, settings: Set
     centre = (animated[0] + animated[2] / 2, animated[1] + animated[3] / 2)
     assert x <= centre[0] <= x + w and y <= centre[1] <= y + h, (animated, (x, y, w, h))
     assert not job.warnings
+
+
+def test_for_a_video_the_picker_shows_its_first_frame_and_the_faces_on_it() -> None:
+    clip = MEDIA / "clip.mp4"
+    image, boxes = faces(clip.read_bytes(), "video")
+    first = next(iter(read_video_frames(clip, *video_size(clip), field="test")))
+
+    assert image is not None and image.shape == first.shape
+    assert boxes == face_boxes(image)
+    assert np.abs(image.astype(int) - first.astype(int)).mean() < 4, "the first frame, not another"
