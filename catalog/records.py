@@ -123,6 +123,10 @@ def result_columns(result: dict[str, Any]) -> dict[str, Any]:
             height=video.get("height"),
             frames=video.get("frames"),
         )
+    partial = result.get("partial_video")
+    if not video and isinstance(partial, dict) and partial.get("key"):
+        # A cancelled streaming job keeps the video so far as its result (worker/partial.py): it is the run's video.
+        columns.update(video_key=partial["key"], video_duration_s=partial.get("duration_s"))
     if result.get("thumbnail"):
         columns["thumb_key"] = result["thumbnail"].get("key")
     if result.get("metadata"):

@@ -67,7 +67,7 @@ def outcome(run: dict[str, Any]) -> None:
     message and what to try. Nothing for a run still going or one that made its video."""
     status = run.get("status")
     if status == JobStatus.CANCELLED:
-        st.info("Cancelled: it was stopped before it finished, so nothing was published.", icon=":material/block:")
+        st.info("Cancelled: it was stopped before it finished, so no final video was made.", icon=":material/block:")
     elif status in JobStatus.FAILURES:
         failure(run.get("error_code"), run.get("error_message"))
 

@@ -238,6 +238,9 @@ def test_cancel_a_running_job_then_retry_a_failed_one_each_state_explained(
     p.get_by_text("Text to speech", exact=True).first.click()
     p.get_by_label("Text to speak").fill(LONG_SPEECH)
     p.get_by_label("Text to speak").press("Control+Enter")
+    # 720p makes the minute of speech take long enough to be caught running, even on a fast machine.
+    p.get_by_role("combobox", name="Size").click()
+    p.get_by_role("option", name="720p").click()
     p.get_by_label("Describe the scene").fill("a long talk to cancel from the browser")
     p.get_by_label("Describe the scene").press("Control+Enter")
     p.wait_for_timeout(1000)
@@ -249,7 +252,7 @@ def test_cancel_a_running_job_then_retry_a_failed_one_each_state_explained(
         assert time.monotonic() < deadline, "the long job did not start"
         p.wait_for_timeout(200)
 
-    p.get_by_role("button", name="Cancel").first.click()
+    p.get_by_role("button", name="Cancel").first.click(timeout=60_000)
     expect(p.get_by_text("Stop it? The work so far is lost.")).to_be_visible(timeout=15_000)
     _shot(p, "10-live-cancel-confirm")
     p.get_by_role("button", name="Stop", exact=True).first.click()

@@ -226,3 +226,24 @@ def test_on_runpod_retry_sends_the_same_request_as_a_new_job(
     inline = {**failed, "params": {**failed["params"], "cond_video": INLINE_MEDIA_NOTE}}
     with pytest.raises(JobError, match="sent inline and not kept"):
         retry(client, catalog, inline, cloud)
+
+
+def test_a_cancelled_streaming_job_shows_the_video_it_had_rendered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancel keeps the newest partial video as the job's result: the finished card plays it and says what it
+    is, rather than an empty space where the video would be. (Its own endpoint publishes a partial per clip.)"""
+    monkeypatch.setenv("STUDIO_PARTIAL_EVERY_S", "0")
+    with local_endpoint(tmp_path / "data") as env:
+        dashboard_env(monkeypatch, tmp_path / "data", int(env["STUDIO_LOCAL_PORT"]))
+        client, catalog = StudioClient(Settings.from_env(env)), Catalog(tmp_path / "data" / "catalog.db")
+        job = {**example_job("cancel after a partial"), "size": "infinitetalk-720", "frame_num": 21}
+        job_id = submit(client, catalog, {**job, "mode": "streaming"}, "local")
+        at = _live_page(job_id)
+        seen = lambda: [e for e in catalog.progress_events(job_id, limit=50) if e.get("partial_video")]  # noqa: E731
+        rerun_until(at, lambda a: len({e["partial_video"]["clips_done"] for e in seen()}) >= 2, timeout_s=120)
+        client.cancel(job_id)
+        rerun_until(at, lambda a: "Just finished" in texts(a), timeout_s=60)
+        assert catalog.get(job_id)["status"] == JobStatus.CANCELLED  # type: ignore[index]
+        assert any(c.value.startswith("Rendered before the cancel: ") for c in at.caption), texts(at)
+        assert at.get("video"), "the kept partial plays on the card"

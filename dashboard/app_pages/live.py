@@ -128,6 +128,8 @@ def _finished(run_ids: list[str]) -> None:
                     _retry_button(run)
                 views.warnings(run)
             with watch:
+                if run["status"] == JobStatus.CANCELLED and run.get("video_key"):
+                    st.caption(f"Rendered before the cancel: {views.duration(run.get('video_duration_s'))}")
                 views.video(store, run.get("video_key"))
             about.page_link(
                 navigation.page("history"),
