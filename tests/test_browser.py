@@ -6,26 +6,20 @@ Screenshots of every page land in test-artifacts/screenshots/.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-import requests
 from playwright.sync_api import Page, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from catalog import Catalog
-from tests.dashboard_support import LONG_SPEECH, MEDIA, ROOT, local_endpoint
-from tests.s3server import free_port
+from tests.browser_support import CHROMIUM, SCREENSHOTS, streamlit_app
+from tests.dashboard_support import LONG_SPEECH, MEDIA, local_endpoint
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 PROMPT = "A cheerful astronaut greets mission control from the browser test"
 
 
@@ -35,33 +29,8 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
     data_dir = tmp_path_factory.mktemp("browser")
-    with local_endpoint(data_dir) as env:
-        port = free_port()
-        log = (data_dir / "streamlit.log").open("wb")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port)],
-            cwd=ROOT,
-            env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if requests.get(f"{url}/_stcore/health", timeout=2).status_code == 200:
-                        break
-                except requests.ConnectionError:
-                    pass
-                assert process.poll() is None, (data_dir / "streamlit.log").read_text()
-                assert time.monotonic() < deadline, "streamlit did not start"
-                time.sleep(0.3)
-            yield url, data_dir, process.pid
-        finally:
-            process.terminate()
-            process.wait(timeout=20)
-            log.close()
+    with local_endpoint(data_dir) as env, streamlit_app(data_dir, env) as (url, pid):
+        yield url, data_dir, pid
 
 
 @pytest.fixture(scope="module")

@@ -8,20 +8,17 @@ minute of text to speech at 720p, cut into 20-frame clips.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 from playwright.sync_api import sync_playwright
 
 from catalog import Catalog
 from dashboard.jobs import submit
-from tests.dashboard_support import EXAMPLES, LONG_SPEECH, MEDIA, ROOT
+from tests.browser_support import CHROMIUM, SCREENSHOTS, streamlit_app
+from tests.dashboard_support import EXAMPLES, LONG_SPEECH, MEDIA
 from tests.endpoint_server import running_endpoint, wait_for
 from tests.s3server import free_port
 from worker.client import StudioClient
@@ -31,8 +28,6 @@ from worker.media import read_image
 from worker.settings import Settings
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 SLOW_JOB = {
     "prompt": "A long streaming job the Live card previews",
     "cond_video": str(MEDIA / "portrait.jpg"),
@@ -59,38 +54,18 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     }
     with running_endpoint(env, port=port) as base:
         wait_for(f"{base}/local/health", lambda health: health["workers"]["idle"] >= 1, timeout_s=60)
-        web_port = free_port()
-        log = (data_dir / "streamlit.log").open("wb")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(web_port)],
-            cwd=ROOT,
-            env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        url = f"http://127.0.0.1:{web_port}"
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if requests.get(f"{url}/_stcore/health", timeout=2).status_code == 200:
-                        break
-                except requests.ConnectionError:
-                    pass
-                assert process.poll() is None, (data_dir / "streamlit.log").read_text()
-                assert time.monotonic() < deadline, "streamlit did not start"
-                time.sleep(0.3)
+        with streamlit_app(data_dir, env) as (url, _):
             yield url, data_dir, base
-        finally:
-            process.terminate()
-            process.wait(timeout=20)
-            log.close()
 
 
 PLAY = """async (video) => {
+    // Wait for the data (a busy machine takes a while to fetch it), play, and wait for time to move.
+    const until = async (ok, ms) => { const end = Date.now() + ms;
+        while (!ok() && Date.now() < end) await new Promise((done) => setTimeout(done, 100)); };
+    await until(() => video.readyState >= 2 || video.error, 20000);
     video.muted = true;
     try { await video.play(); } catch (e) { return {error: String(e)}; }
-    await new Promise((done) => setTimeout(done, 800));
+    await until(() => video.currentTime > 0.2, 10000);
     return {time: video.currentTime, duration: video.duration, width: video.videoWidth,
             error: video.error && video.error.code};
 }"""
