@@ -6,8 +6,8 @@ from pathlib import Path
 # Run as a script, Python puts .runpod/ on the path rather than the checkout that holds the worker package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from core.settings import Settings
 from worker.handler import serve
-from worker.settings import Settings
 
 if __name__ == "__main__":
     serve(Settings.from_env())

@@ -36,12 +36,12 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 from bench.bench_catalog import fill  # noqa: E402
 from bench.measure import quantile, timed  # noqa: E402
 from catalog import Catalog  # noqa: E402
+from core.settings import Settings  # noqa: E402
+from core.store import LocalStore  # noqa: E402
 from dashboard.history import Query, page_key, search  # noqa: E402
+from endpoint.queue import JobQueue  # noqa: E402
 from tests.endpoint_server import running_endpoint  # noqa: E402
 from tests.s3server import free_port  # noqa: E402
-from worker.endpoint.queue import JobQueue  # noqa: E402
-from worker.settings import Settings  # noqa: E402
-from worker.store import LocalStore  # noqa: E402
 
 APP = ROOT / "dashboard" / "app.py"
 HISTORY_QUERIES: list[tuple[str, dict[str, Any]]] = [

@@ -28,11 +28,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.measure import quantile  # noqa: E402
+from client.payloads import load_payload  # noqa: E402
+from core.contract import JobStatus  # noqa: E402
+from core.settings import Settings  # noqa: E402
 from tests.endpoint_server import running_endpoint, wait_for  # noqa: E402
-from worker.contract import JobStatus  # noqa: E402
-from worker.payloads import load_payload  # noqa: E402
 from worker.pipeline import run_job  # noqa: E402
-from worker.settings import Settings  # noqa: E402
 
 EXAMPLES = ROOT / "examples"
 

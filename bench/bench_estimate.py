@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from catalog import Catalog  # noqa: E402
-from worker.estimate import estimate, recent_runs, work_for, work_of_run  # noqa: E402
-from worker.prices import PriceTable  # noqa: E402
+from client.estimate import estimate, recent_runs, work_for, work_of_run  # noqa: E402
+from core.prices import PriceTable  # noqa: E402
 
 LOAD_S = 45.0
 PER_UNIT = {False: 0.075, True: 0.030}

@@ -26,9 +26,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from worker.payloads import load_payload  # noqa: E402
+from client.payloads import load_payload  # noqa: E402
+from core.settings import Settings  # noqa: E402
 from worker.pipeline import run_job  # noqa: E402
-from worker.settings import Settings  # noqa: E402
 
 
 def long_speech(seconds: float, folder: Path) -> Path:

@@ -18,9 +18,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from worker.payloads import load_payload  # noqa: E402
+from client.payloads import load_payload  # noqa: E402
+from core.settings import Settings  # noqa: E402
 from worker.pipeline import run_job  # noqa: E402
-from worker.settings import Settings  # noqa: E402
 
 
 def measure(size: str, repeat: int, data_dir: Path) -> dict[str, float]:

@@ -39,10 +39,10 @@ from bench.bench_catalog import MANNERS, PLACES, SUBJECTS, VERBS  # noqa: E402
 from bench.measure import timed  # noqa: E402
 from catalog import Catalog, SyncReport, sync  # noqa: E402
 from catalog.sync import READERS  # noqa: E402
+from core.contract import ErrorCode, InputDescriptor, JobMetadata  # noqa: E402
+from core.settings import Settings  # noqa: E402
+from core.store import LocalStore, S3Store, Store, artifact_key, open_store  # noqa: E402
 from tests.s3server import running_s3  # noqa: E402
-from worker.contract import ErrorCode, InputDescriptor, JobMetadata  # noqa: E402
-from worker.settings import Settings  # noqa: E402
-from worker.store import LocalStore, S3Store, Store, artifact_key, open_store  # noqa: E402
 
 NEW_FILES = 10
 UPLOADERS = 8

@@ -18,10 +18,10 @@ from catalog.catalog import Catalog, clean_tags
 from catalog.schema import CatalogError, explain
 from catalog.search import SORTS, SearchResult
 from catalog.sync import sync
-from worker.contract import JobError, JobStatus
-from worker.prices import PriceTable
-from worker.settings import Settings
-from worker.store import open_store
+from core.contract import JobError, JobStatus
+from core.prices import PriceTable
+from core.settings import Settings
+from core.store import open_store
 
 TABLE_COLUMNS = (
     ("created_at", "created (UTC)", 16),

@@ -24,8 +24,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from catalog.documents import read_json, validation_reason
 from catalog.records import LONG_TEXT, SHORT_TEXT, InvalidRecord, _iso_time, _text, check_home, run_id_for
-from worker.contract import INLINE_MEDIA_NOTE, Defaults, storable_params, utc_now
-from worker.store import Store, artifact_key
+from core.contract import INLINE_MEDIA_NOTE, Defaults, storable_params, utc_now
+from core.store import Store, artifact_key
 
 CURATION = "curation.json"
 REQUEST = "request.json"

@@ -30,9 +30,9 @@ from catalog.records import (
 )
 from catalog.schema import connect, rebuild_indexes
 from catalog.search import COUNTED, CostTotal, Filters, SearchResult, cost_total, search
-from worker.contract import ErrorCode, JobError, JobStatus, output_status, utc_now
-from worker.prices import PriceTable, run_cost
-from worker.store import Store
+from core.contract import ErrorCode, JobError, JobStatus, output_status, utc_now
+from core.prices import PriceTable, run_cost
+from core.store import Store
 
 PROGRESS_EVENTS_KEPT = 200
 log = logging.getLogger("studio.catalog")

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from worker.store import Store
+from core.store import Store
 
 MAX_BYTES = 1024 * 1024
 """The largest document read: the worker's metadata files are a few KB (params are stored without inline media),

@@ -10,8 +10,8 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, ConfigDict, Field, ValidationError, create_model
 
 from catalog.schema import RUN_COLUMNS
-from worker.contract import INLINE_MEDIA_NOTE as INLINE_NOTE
-from worker.contract import KEY_PART_RULE, JobStatus, is_key_part, output_status, storable_params, utc_now
+from core.contract import INLINE_MEDIA_NOTE as INLINE_NOTE
+from core.contract import KEY_PART_RULE, JobStatus, is_key_part, output_status, storable_params, utc_now
 
 STATUS_RANK = {JobStatus.IN_QUEUE: 0, JobStatus.IN_PROGRESS: 1} | {status: 2 for status in JobStatus.FINAL}
 FINAL_RANK = 2

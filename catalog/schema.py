@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlite_utils
 
-from worker.contract import storable_params
+from core.contract import storable_params
 
 SCHEMA_VERSION = 9
 BUSY_TIMEOUT_MS = 30_000
@@ -82,7 +82,7 @@ in a catalogue rebuilt from the bucket, which holds the items alone). `submitted
 sent the job, `request_key` the request file a submit wrote or a sync took in, and `tags_at`, `favourite_at`,
 `note_at` when each was last changed: the bucket's curation file carries the same times, and the newer wins.
 `gpu_name` and `gpu_count` are the GPU the worker ran on (metadata.json's `gpu`), `cost_usd` what the run cost:
-billed seconds × that GPU's per-second price (worker/prices.py), 0 for the preview engine, NULL when unknown."""
+billed seconds × that GPU's per-second price (core/prices.py), 0 for the preview engine, NULL when unknown."""
 FTS_COLUMNS = ["prompt", "tags", "note", "error_message"]
 FACET_COLUMNS = ("status", "engine", "size", "mode", "sample_steps", "speakers", "input_kind")
 
@@ -231,7 +231,7 @@ def _v8(db: sqlite_utils.Database) -> None:
 
 
 def _v9(db: sqlite_utils.Database) -> None:
-    """The GPU each run ran on and what it cost (worker/prices.py).
+    """The GPU each run ran on and what it cost (core/prices.py).
 
     Runs made before GPUs were recorded keep a NULL cost, which History shows as unknown rather than guessing a
     GPU; finished runs of the preview engine cost nothing, and say so. History sorts and sums by cost.

@@ -16,8 +16,8 @@ from catalog import bucket
 from catalog.catalog import Catalog
 from catalog.documents import MAX_BYTES, MAX_DEPTH, MISSING, read_json, validation_reason  # noqa: F401
 from catalog.records import InvalidRecord
-from worker.contract import SCHEMA_VERSION, ErrorCode, JobError, JobMetadata
-from worker.store import Store
+from core.contract import SCHEMA_VERSION, ErrorCode, JobError, JobMetadata
+from core.store import Store
 
 log = logging.getLogger("studio.catalog.sync")
 READERS = 8

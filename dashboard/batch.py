@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.contract import Limits
+from core.settings import Settings
 from dashboard.forms import media_refs, validate
-from worker.contract import Limits
 from worker.inputs import classify
-from worker.settings import Settings
 
 MAX_JOBS = Limits.MAX_BATCH_ITEMS
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from worker.settings import LOCAL_ENDPOINT_ID, Settings
+from core.settings import LOCAL_ENDPOINT_ID, Settings
 
 CONNECTION_KEYS = ("RUNPOD_ENDPOINT_ID", "RUNPOD_API_KEY", "RUNPOD_ENDPOINT_BASE_URL")
 """What the sidebar's connection form may set for a session (and save)."""

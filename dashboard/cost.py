@@ -1,5 +1,5 @@
 """What runs cost, as the pages say it: on History's cards and detail, summed under a search, and as Health's
-spend per day and cost per second of video. The numbers are the catalogue's `cost_usd` (worker/prices.py)."""
+spend per day and cost per second of video. The numbers are the catalogue's `cost_usd` (core/prices.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 import pandas as pd
 
 from catalog.search import CostTotal
-from worker.contract import JobError
-from worker.prices import CPU, PREVIEW_ENGINE, PriceTable, billed_seconds, gpu_class
+from core.contract import JobError
+from core.prices import CPU, PREVIEW_ENGINE, PriceTable, billed_seconds, gpu_class
 
 PREVIEW_FREE = "$0 (preview engine)"
 

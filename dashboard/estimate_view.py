@@ -1,7 +1,7 @@
 """Submit's estimate line and timeout guard: how long the job will take on the endpoint's GPU, what it will cost,
 and the execution timeout the request must carry so that a long job is not cut off as TIMED_OUT.
 
-The numbers are worker.estimate's, the same the `python -m worker estimate` command prints; this module only
+The numbers are client.estimate's, the same the `python -m worker estimate` command prints; this module only
 gathers the form's values and says them.
 """
 
@@ -11,11 +11,11 @@ from typing import Any
 
 import streamlit as st
 
+from client.estimate import DEFAULT_GPU, Estimate, describe, estimate_job, minutes, recent_runs
+from core.prices import CPU
 from dashboard import state
 from dashboard.cost import price_table
 from dashboard.forms import clean_params, default_params, speech_seconds
-from worker.estimate import DEFAULT_GPU, Estimate, describe, estimate_job, minutes, recent_runs
-from worker.prices import CPU
 
 K = "submit.estimate."
 TIMEOUT = K + "timeout_s"

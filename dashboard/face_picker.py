@@ -19,7 +19,7 @@ import numpy as np
 import streamlit as st
 from streamlit_image_coordinates import streamlit_image_coordinates
 
-from worker.contract import JobError
+from core.contract import JobError
 from worker.engines.preview_face import default_box, face_boxes
 from worker.media import run_ffmpeg
 

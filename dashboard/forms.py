@@ -17,10 +17,10 @@ from typing import Any
 from annotated_types import Ge, Gt, Le
 from pydantic.fields import FieldInfo
 
+from core.contract import FPS, Defaults, JobError, JobParams, Limits, parse_job_input
+from core.settings import Settings
 from worker.audio import frames_for, voice_catalogue
-from worker.contract import FPS, Defaults, JobError, JobParams, Limits, parse_job_input
 from worker.inputs import classify, path_refusal
-from worker.settings import Settings
 
 BASIC_PARAMS = ("size", "mode", "frame_num", "max_frame_num", "sample_steps", "base_seed")
 GPU_ONLY_PARAMS = (

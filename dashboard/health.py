@@ -9,8 +9,8 @@ from typing import Any
 import pandas as pd
 
 from catalog import Catalog
-from worker.client import EndpointError, StudioClient
-from worker.contract import JobStatus
+from client.api import EndpointError, StudioClient
+from core.contract import JobStatus
 
 RECENT_RUNS = 200
 """The catalogue's largest page: enough finished runs for the latency and failure charts."""

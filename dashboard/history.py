@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from catalog import Catalog, SearchResult
-from worker.contract import TIMING_KEYS
+from core.contract import TIMING_KEYS
 
 PER_PAGE = 24
 FACETS: dict[str, str] = {

@@ -16,11 +16,11 @@ from typing import Any
 
 from catalog import Catalog, bucket
 from catalog.sync import restore_unfinished, settle
+from client.api import EndpointError, JobState, StudioClient
+from core.contract import INLINE_MEDIA_NOTE, ErrorCode, JobError, JobStatus, Stage
+from core.settings import Settings
+from core.store import Store
 from dashboard.media import stored_key
-from worker.client import EndpointError, JobState, StudioClient
-from worker.contract import INLINE_MEDIA_NOTE, ErrorCode, JobError, JobStatus, Stage
-from worker.settings import Settings
-from worker.store import Store
 
 LOG_LINES = 6
 POLL_CONCURRENCY = 8

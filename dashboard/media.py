@@ -13,6 +13,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.contract import ErrorCode, JobError, Limits
+from core.settings import Settings
+from core.store import UPLOADS_PREFIX, Store, content_type
+from core.store import upload_key as store_upload_key
 from dashboard.words import label
 from worker.audio import (
     QUIET_SPEECH_DB,
@@ -23,11 +27,7 @@ from worker.audio import (
     quiet_gain_db,
     speech_level,
 )
-from worker.contract import ErrorCode, JobError, Limits
 from worker.inputs import fetch_audio, fetch_visual
-from worker.settings import Settings
-from worker.store import UPLOADS_PREFIX, Store, content_type
-from worker.store import upload_key as store_upload_key
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ def inspect(media: Media, field: str, expect: str) -> MediaFacts:
 
 
 def upload_key(media: Media) -> str:
-    """The store's one upload-key rule (worker.store.upload_key), for media handed to the page."""
+    """The store's one upload-key rule (core.store.upload_key), for media handed to the page."""
     return store_upload_key(media.data, media.name)
 
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import streamlit as st
 
-from worker.contract import JobError
-from worker.store import Store
+from core.contract import JobError
+from core.store import Store
 
 
 def latest(events: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -15,11 +15,11 @@ import streamlit as st
 from streamlit.errors import StreamlitSecretNotFoundError
 
 from catalog import Catalog
+from client.api import StudioClient
+from core.settings import Settings
+from core.store import Store, open_store
 from dashboard.config import Access, load_access, load_settings
 from dashboard.cost import price_table
-from worker.client import StudioClient
-from worker.settings import Settings
-from worker.store import Store, open_store
 
 TYPED_CONNECTION = "connection.typed"
 REUSE_PARAMS = "submit.reuse"

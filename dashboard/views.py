@@ -10,9 +10,9 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from core.contract import JobError, JobStatus, friendly_error
+from core.store import Store
 from dashboard.words import in_words
-from worker.contract import JobError, JobStatus, friendly_error
-from worker.store import Store
 
 STATUS_COLOURS = {
     JobStatus.IN_QUEUE: "gray",

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from core.settings import Settings
 from tests.s3server import S3Server, running_s3
 from tests.webhook_receiver import Receiver
 from worker.selftest.cpu import has_module, torchvision_without_compiled_ops
-from worker.settings import Settings
 
 if has_module("torchvision"):
     # The tests' torchvision is PyPI's CUDA build beside CPU torch (studio.sh): let it, and transformers, import.

@@ -12,10 +12,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from catalog import Catalog
+from core.settings import Settings
 from tests.endpoint_server import running_endpoint, wait_for
 from tests.s3server import free_port
 from worker.pipeline import run_job
-from worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "dashboard" / "app.py"

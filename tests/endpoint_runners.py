@@ -9,9 +9,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from worker.contract import JobError, Stage
+from core.contract import JobError, Stage
+from core.settings import Settings
 from worker.progress import CancelToken, ProgressSink, Reporter
-from worker.settings import Settings
 
 
 def paced(

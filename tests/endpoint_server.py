@@ -97,10 +97,10 @@ def wait_for(url: str, predicate: Callable[[dict], bool], timeout_s: float = 30.
 def main() -> None:
     import importlib
 
-    from worker.endpoint import run_server
-    from worker.endpoint.app import create_app
-    from worker.endpoint.runner import CANCEL_GRACE_S
-    from worker.settings import Settings
+    from core.settings import Settings
+    from endpoint import run_server
+    from endpoint.app import create_app
+    from endpoint.runner import CANCEL_GRACE_S
 
     port = int(sys.argv[1])
     runner = None

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from worker.contract import AUDIO_SAMPLE_RATE
+from core.contract import AUDIO_SAMPLE_RATE
 from worker.media import decode_audio, write_wav
 
 

@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from worker.deploy import GPU_TYPE_IDS
+from client.deploy import GPU_TYPE_IDS
 
 TEMPLATE_CREATE = {"category", "containerDiskInGb", "containerRegistryAuthId", "dockerEntrypoint", "dockerStartCmd",
                    "env", "imageName", "isPublic", "isServerless", "name", "ports", "readme", "volumeInGb",

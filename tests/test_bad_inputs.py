@@ -12,12 +12,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from core.contract import AUDIO_SAMPLE_RATE, Defaults, ErrorCode
+from core.settings import Settings
 from tests.conftest import EXAMPLES
 from worker.audio import speech_level, voice_catalogue
-from worker.contract import AUDIO_SAMPLE_RATE, Defaults, ErrorCode
 from worker.media import decode_audio, write_wav
 from worker.pipeline import run_job
-from worker.settings import Settings
 
 PORTRAIT = str(EXAMPLES / "media" / "portrait.jpg")
 SPEECH = str(EXAMPLES / "media" / "speech_1.wav")
@@ -168,7 +168,7 @@ def test_an_unknown_tts_voice_names_the_voice_field(settings: Settings) -> None:
 
 
 def test_tts_turns_merge_a_speakers_consecutive_lines_and_tags_read_alike_everywhere() -> None:
-    from worker.contract import TTSAudio, tts_turns
+    from core.contract import TTSAudio, tts_turns
 
     assert tts_turns("(s1)a(s1)b (S2) c ( s2 ) d") == [(1, "a b"), (2, "c d")]
     assert tts_turns("(s1)a(s2)b" * 50) == [(1, "a"), (2, "b")] * 50

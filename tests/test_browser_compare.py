@@ -9,9 +9,9 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from catalog import Catalog
+from core.settings import Settings
 from tests.dashboard_support import EXAMPLES, example_job, real_run
 from tests.test_browser import SCREENSHOTS, page, studio  # noqa: F401  (the browser and the running dashboard)
-from worker.settings import Settings
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -16,16 +16,16 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from catalog import Catalog
+from client.api import StudioClient
+from core.contract import JobStatus
+from core.settings import Settings
 from dashboard.jobs import submit
 from tests.browser_support import CHROMIUM, SCREENSHOTS, streamlit_app
 from tests.dashboard_support import EXAMPLES, LONG_SPEECH, MEDIA
 from tests.endpoint_server import running_endpoint, wait_for
 from tests.s3server import free_port
-from worker.client import StudioClient
-from worker.contract import JobStatus
 from worker.engines.preview_face import face_boxes
 from worker.media import read_image
-from worker.settings import Settings
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 SLOW_JOB = {

@@ -14,10 +14,10 @@ import pytest
 from catalog import Catalog, bucket, sync
 from catalog.__main__ import main as cli
 from catalog.sync import restore_unfinished
+from core.contract import INLINE_MEDIA_NOTE, JobStatus
+from core.settings import Settings
+from core.store import LocalStore, S3Store, Store, open_store
 from tests.test_catalog_sync import metadata, publish
-from worker.contract import INLINE_MEDIA_NOTE, JobStatus
-from worker.settings import Settings
-from worker.store import LocalStore, S3Store, Store, open_store
 
 
 @pytest.fixture

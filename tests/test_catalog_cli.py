@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from catalog import Catalog
+from core.settings import Settings
+from core.store import LocalStore
 from tests.test_catalog_sync import metadata, publish
-from worker.settings import Settings
-from worker.store import LocalStore
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -99,12 +99,13 @@ def test_the_catalogue_loads_without_the_worker_pipeline_or_torch() -> None:
         subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     )
     assert not {"torch", "cv2", "runpod", "requests"} & set(loaded)
-    assert [name for name in loaded if name.startswith("worker")] == [
-        "worker",
-        "worker.contract",
-        "worker.prices",
-        "worker.settings",
-        "worker.store",
+    assert [name for name in loaded if name.split(".")[0] in {"worker", "endpoint", "client", "dashboard"}] == []
+    assert [name for name in loaded if name.split(".")[0] == "core"] == [
+        "core",
+        "core.contract",
+        "core.prices",
+        "core.settings",
+        "core.store",
     ]
 
 

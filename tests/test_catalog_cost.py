@@ -10,14 +10,14 @@ import pytest
 
 from catalog import Catalog, sync
 from catalog.schema import SCHEMA_VERSION
+from core.contract import JobStatus
+from core.prices import PriceTable
+from core.settings import Settings
+from core.store import LocalStore
 from tests.conftest import SHORT_JOB
 from tests.test_catalog_schema import file_at_version
 from tests.test_catalog_sync import metadata, publish
-from worker.contract import JobStatus
 from worker.pipeline import run_job
-from worker.prices import PriceTable
-from worker.settings import Settings
-from worker.store import LocalStore
 
 H100 = {"name": "NVIDIA H100 80GB HBM3", "count": 1}
 

@@ -16,9 +16,9 @@ import pytest
 
 from catalog import Catalog, sync
 from catalog.sync import MAX_BYTES, MAX_DEPTH
+from core.settings import Settings
+from core.store import LocalStore, Store, open_store
 from tests.test_catalog_sync import metadata, publish
-from worker.settings import Settings
-from worker.store import LocalStore, Store, open_store
 
 
 def nested(levels: int) -> Any:

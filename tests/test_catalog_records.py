@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from catalog import Catalog
-from worker.contract import ErrorCode, JobStatus
+from core.contract import ErrorCode, JobStatus
 
 PARAMS = {
     "prompt": "A woman greets the audience warmly",

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from catalog import Catalog
-from worker.contract import JobStatus
+from core.contract import JobStatus
 
 PARAMS = {
     "cond_video": "/runpod-volume/in/face.jpg",

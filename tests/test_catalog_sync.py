@@ -10,11 +10,11 @@ import pytest
 import requests
 
 from catalog import Catalog, sync
+from core.contract import ErrorCode, InputDescriptor, JobError, JobMetadata, JobStatus
+from core.settings import Settings
+from core.store import LocalStore, Store, artifact_key, open_store
 from tests.conftest import SHORT_JOB
-from worker.contract import ErrorCode, InputDescriptor, JobError, JobMetadata, JobStatus
 from worker.pipeline import run_job
-from worker.settings import Settings
-from worker.store import LocalStore, Store, artifact_key, open_store
 
 JOB = {**SHORT_JOB, "prompt": "a bucket run"}
 

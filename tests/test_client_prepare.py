@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import requests
 
+from client.api import prepare_input
+from client.payloads import load_payload
+from core.contract import ErrorCode, JobError, Limits
+from core.settings import Settings
+from core.store import open_store
 from tests.conftest import EXAMPLES
-from worker.client import prepare_input
-from worker.contract import ErrorCode, JobError, Limits
-from worker.payloads import load_payload
-from worker.settings import Settings
-from worker.store import open_store
 
 PORTRAIT = EXAMPLES / "media" / "portrait.jpg"
 SPEECH = EXAMPLES / "media" / "speech_1.wav"

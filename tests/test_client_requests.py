@@ -17,9 +17,9 @@ from typing import Any, ClassVar
 
 import pytest
 
-from worker.client import EndpointError, JobState, StudioClient
-from worker.contract import ErrorCode
-from worker.settings import Settings
+from client.api import EndpointError, JobState, StudioClient
+from core.contract import ErrorCode
+from core.settings import Settings
 
 DROP = "DROP"
 
@@ -74,7 +74,7 @@ def api() -> Iterator[str]:
 def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """Every pause the client takes, instead of taking it."""
     taken: list[float] = []
-    monkeypatch.setattr("worker.client.time.sleep", taken.append)
+    monkeypatch.setattr("client.api.time.sleep", taken.append)
     return taken
 
 

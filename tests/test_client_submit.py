@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from client.submit import videos
 from tests.conftest import EXAMPLES
 from tests.endpoint_server import ROOT, running_endpoint
 from tests.media_tools import ffprobe
 from tests.s3server import free_port
 from tests.webhook_receiver import Receiver
-from worker.submit import videos
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from client.payloads import load_payload
+from core.contract import BatchInput, JobParams, job_input_schema, metadata_schema, parse_job_input
 from tests.conftest import EXAMPLES
-from worker.contract import BatchInput, JobParams, job_input_schema, metadata_schema, parse_job_input
-from worker.payloads import load_payload
 
 PAYLOADS = sorted(EXAMPLES.glob("*.json"))
 
@@ -53,7 +53,7 @@ def test_a_batch_output_config_applies_to_items_that_have_none() -> None:
 def test_a_failure_has_one_shape_and_one_status_rule() -> None:
     """`{"status": "error", "error": …}` was assembled by hand in seven places; `final_status` (endpoint) and
     `outcome_status` (catalogue) were one rule written twice. Both now live in the contract."""
-    from worker.contract import ErrorCode, JobError, JobFailure, JobStatus, output_status
+    from core.contract import ErrorCode, JobError, JobFailure, JobStatus, output_status
 
     cancelled = JobFailure.of(JobError(ErrorCode.CANCELLED, "stopped"), job_id="j1", item_id=None)
     assert cancelled == {"status": "error", "error": JobError(ErrorCode.CANCELLED, "stopped").to_dict(), "job_id": "j1"}

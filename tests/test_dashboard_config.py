@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from core.settings import RUNPOD_API_BASE
 from dashboard.config import (
     describe_endpoint,
     load_access,
@@ -17,7 +18,6 @@ from dashboard.config import (
     saved_connection_path,
 )
 from dashboard.signin import is_local_address, make_password_hash, password_matches
-from worker.settings import RUNPOD_API_BASE
 
 AUTH = {
     "redirect_uri": "https://a.streamlit.app/oauth2callback",

@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 
 from catalog import Catalog
+from client.estimate import estimate, work_for
+from core.prices import PriceTable
+from core.settings import Settings
 from dashboard import state
 from dashboard.compare import PICKED
 from tests.dashboard_support import (
@@ -25,9 +28,6 @@ from tests.dashboard_support import (
     texts,
 )
 from tests.test_catalog_sync import metadata
-from worker.estimate import estimate, work_for
-from worker.prices import PriceTable
-from worker.settings import Settings
 
 H100 = {"name": "NVIDIA H100 80GB HBM3", "count": 1}
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from core.contract import Defaults, JobParams, Limits, parse_job_input
 from dashboard.batch import BatchFileError, read_batch
 from dashboard.forms import (
     PARAM_NAMES,
@@ -26,7 +27,6 @@ from dashboard.forms import (
 )
 from dashboard.presets import PRESETS
 from tests.conftest import EXAMPLES
-from worker.contract import Defaults, JobParams, Limits, parse_job_input
 
 
 def test_bounds_choices_and_defaults_are_the_contracts() -> None:
@@ -126,8 +126,8 @@ def test_the_matching_preset_is_named_and_any_difference_makes_it_custom() -> No
 
 def test_the_gpu_only_parameters_are_ones_the_preview_engine_never_reads(tmp_path: Path) -> None:
     """engine_note says "does nothing on the preview engine": true only while the preview never reads them."""
+    from core.settings import Settings
     from dashboard.forms import GPU_ONLY_PARAMS, PREVIEW_NOTE, engine_note
-    from worker.settings import Settings
 
     root = Path(__file__).resolve().parent.parent / "worker"
     preview = "".join((root / name).read_text() for name in ("engines/preview.py", "engines/preview_face.py"))
@@ -193,7 +193,7 @@ def test_a_jsonl_batch_takes_bare_inputs_and_payload_files_alike() -> None:
 def test_a_payload_file_loads_as_it_is_and_its_relative_paths_are_named_per_line(tmp_path: Path) -> None:
     """examples/batch.json used to be refused (".csv or .jsonl"); its media paths are relative to it, which an
     upload does not tell, so each line says so instead of a generic path rule or a lookup beside the dashboard."""
-    from worker.settings import Settings
+    from core.settings import Settings
 
     payload = (EXAMPLES / "batch.json").read_bytes()
     greeting, short = read_batch("batch.json", payload, Settings(data_dir=tmp_path))
@@ -234,8 +234,8 @@ def test_unusable_batch_files_are_refused_with_the_reason(name: str, data: bytes
 
 def test_paths_are_checked_with_the_workers_rule_before_anything_is_sent(tmp_path: Path) -> None:
     """A relative path or one outside the allowed folders used to pass, and every job then failed at once."""
+    from core.settings import Settings
     from dashboard.forms import validate
-    from worker.settings import Settings
 
     local = Settings(data_dir=tmp_path, input_roots=(Path("/runpod-volume"),))
     job = {"prompt": "p", "cond_audio": {"person1": "https://example.com/a.wav"}}
@@ -256,7 +256,7 @@ def test_paths_are_checked_with_the_workers_rule_before_anything_is_sent(tmp_pat
 
 
 def test_a_batch_line_with_a_path_the_worker_would_refuse_needs_fixing(tmp_path: Path) -> None:
-    from worker.settings import Settings
+    from core.settings import Settings
 
     data = b"prompt,cond_video,tts_audio.text\nfine,https://x/p.jpg,hello\nrelative,faces/p.jpg,hello\n"
     fine, relative = read_batch("jobs.csv", data, Settings(data_dir=tmp_path))

@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-import pandas as pd
-
 from catalog import Catalog
+from core.contract import ErrorCode, JobStatus
 from dashboard import views
 from tests.dashboard_support import dashboard_env, example_job, local_endpoint, open_page, texts
-from worker.contract import ErrorCode, JobStatus
-
 
 ORANGES_AND_REDS = {"#ff8700", "#ffa421", "#ff2b2b", "#ff4b4b", "orange", "red", "#f58518"}
 

@@ -9,16 +9,16 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from catalog import Catalog
+from core.contract import JobStatus
+from core.settings import Settings
+from core.store import LocalStore
 from dashboard import state, views
-from dashboard.views import THUMB_BOX, boxed
 from dashboard.history import Query, download_name, search
+from dashboard.views import THUMB_BOX, boxed
 from tests.dashboard_support import APP, EXAMPLES, dashboard_env, example_job, open_page, real_run, texts
 from tests.test_catalog_cli import damaged_files, filled_catalogue
 from tests.test_catalog_hostile import HOSTILE
 from tests.test_catalog_sync import metadata, publish
-from worker.contract import JobStatus
-from worker.settings import Settings
-from worker.store import LocalStore
 
 PAGES = APP.parent / "app_pages"
 CARD_HEIGHT = 400

@@ -10,6 +10,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from catalog import Catalog
+from client.api import StudioClient
+from core.contract import ErrorCode, JobError, JobStatus
+from core.settings import Settings
 from dashboard import state, views
 from dashboard.jobs import STAGE_WORDS, submit
 from tests.dashboard_support import (
@@ -22,9 +25,6 @@ from tests.dashboard_support import (
     rerun_until,
     texts,
 )
-from worker.client import StudioClient
-from worker.contract import ErrorCode, JobError, JobStatus
-from worker.settings import Settings
 
 
 @pytest.fixture(scope="module")
@@ -205,9 +205,9 @@ def test_on_runpod_retry_sends_the_same_request_as_a_new_job(
     """RunPod has no /retry for a failed job: the dashboard resubmits the same input (a new job id) and keeps the
     failed run as it was. The request goes to the local endpoint, which speaks RunPod's /run contract; only the
     settings say "RunPod cloud" (the branch is chosen by the endpoint's base URL)."""
+    from core.contract import INLINE_MEDIA_NOTE
+    from core.settings import RUNPOD_API_BASE
     from dashboard.jobs import retry
-    from worker.contract import INLINE_MEDIA_NOTE
-    from worker.settings import RUNPOD_API_BASE
 
     client, catalog = live
     job_id = _send(live, {**example_job("resubmit on runpod"), "cond_video": "https://photos.invalid/face.jpg"})

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from core.contract import ErrorCode, Stage
 from dashboard.jobs import STAGE_WORDS, _log_line, stage_words
-from worker.contract import ErrorCode, Stage
 
 
 def test_every_stage_of_the_contract_has_words() -> None:

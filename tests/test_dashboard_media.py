@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 import requests
 
+from core.contract import ErrorCode, JobError, Limits
+from core.settings import Settings
+from core.store import S3Store, open_store
 from dashboard.media import Media, commit, inspect, plan, refresh_ref, stored_key, upload_key
 from tests.media_tools import wav_bytes
 from tests.s3server import S3Server
 from worker.audio import speech_level
-from worker.contract import ErrorCode, JobError, Limits
 from worker.inputs import fetch_audio, fetch_visual
-from worker.settings import Settings
-from worker.store import S3Store, open_store
 
 MEDIA = Path(__file__).resolve().parent.parent / "examples" / "media"
 
@@ -200,10 +200,10 @@ def test_quiet_speech_is_measured_and_warned_about_and_normal_speech_is_not() ->
 
 
 def test_the_client_and_the_dashboard_store_an_upload_under_one_key(tmp_path: Path) -> None:
-    """One upload-key rule (worker.store.upload_key): the same bytes and name land on the same key whichever
+    """One upload-key rule (core.store.upload_key): the same bytes and name land on the same key whichever
     program stored them, and a folder store's path comes through the Store interface (no type: ignore)."""
-    from worker.client import upload_media
-    from worker.store import LocalStore
+    from client.api import upload_media
+    from core.store import LocalStore
 
     store = LocalStore(tmp_path / "store")
     data, name = b"RIFF-ish bytes", "my take (1)/../ë.wav"

@@ -12,6 +12,10 @@ from pathlib import Path
 import pytest
 
 from catalog import Catalog, sync
+from client.api import StudioClient
+from core.contract import JobStatus
+from core.settings import Settings
+from core.store import open_store
 from dashboard.jobs import poll, submit
 from tests.dashboard_support import (
     LONG_SPEECH,
@@ -23,11 +27,7 @@ from tests.dashboard_support import (
     texts,
 )
 from tests.test_catalog_bucket import wipe
-from worker.client import StudioClient
-from worker.contract import JobStatus
 from worker.pipeline import run_job
-from worker.settings import Settings
-from worker.store import open_store
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from catalog import Catalog
+from client.api import StudioClient
+from core.contract import ErrorCode, JobStatus, Stage
+from core.settings import Settings
 from dashboard import health as health_logic
 from dashboard.history import Query, facet_options, params_rows, parse_tags, search, timing_rows
 from dashboard.jobs import Backoff, cancel, eta_seconds, live_view, mark_lost, poll, submit
 from tests.dashboard_support import LONG_SPEECH, example_job, local_endpoint
-from worker.client import StudioClient
-from worker.contract import ErrorCode, JobStatus, Stage
-from worker.settings import Settings
 
 
 @pytest.fixture(scope="module")

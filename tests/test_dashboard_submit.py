@@ -13,12 +13,12 @@ from streamlit.testing.v1 import AppTest
 
 from catalog import Catalog
 from catalog.records import INLINE_NOTE
+from core.contract import Defaults, JobStatus, Limits
 from dashboard import state
 from dashboard.forms import GPU_ONLY_PARAMS, PREVIEW_NOTE, bounds
 from tests.dashboard_support import MEDIA, dashboard_env, local_endpoint, open_page, texts
 from tests.media_tools import wav_bytes
 from worker.audio import speech_level
-from worker.contract import Defaults, JobStatus, Limits
 
 
 @pytest.fixture(scope="module")
@@ -431,8 +431,8 @@ def test_a_kokoro_endpoint_gets_kokoros_voices_and_an_espeak_name_is_refused(
     assert any(option.startswith("af_heart") for option in voices.options)
     assert not any(option.startswith("en-us+f3") for option in voices.options)
     assert "submit.voice1_hear" not in [b.key for b in at.button]
+    from core.settings import Settings
     from dashboard.forms import validate
-    from worker.settings import Settings
 
     settings = Settings.from_env()
     assert settings.endpoint_speech_engine == "kokoro"

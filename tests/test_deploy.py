@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from client.deploy import DEFAULT_GPUS, main
+from core.settings import Settings
 from tests.runpod_rest_server import RunPodRest
-from worker.deploy import DEFAULT_GPUS, main
-from worker.settings import Settings
 
 API_KEY = "rpa_TESTKEY0123456789abcdef"
 S3_SECRET = "s3-secret-value-never-sent-9f8e7d"

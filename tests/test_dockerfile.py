@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from core.settings import Settings
 from worker.engines.infinitetalk_args import INFINITETALK_COMMIT, WeightPaths
-from worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile.worker"

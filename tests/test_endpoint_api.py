@@ -16,10 +16,10 @@ import pytest
 import requests
 import runpod
 
+from client.api import EndpointError, StudioClient
+from core.contract import ErrorCode
+from core.settings import Settings
 from tests.endpoint_server import running_endpoint, wait_for
-from worker.client import EndpointError, StudioClient
-from worker.contract import ErrorCode
-from worker.settings import Settings
 
 PACED = "tests.endpoint_runners:paced"
 FINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"}

@@ -10,14 +10,14 @@ from urllib.request import url2pathname
 import pytest
 import runpod
 
+from client.api import StudioClient, prepare_input
+from client.payloads import load_payload
+from core.contract import JobResult, Stage
+from core.settings import Settings
+from core.store import open_store
 from tests.conftest import EXAMPLES
 from tests.endpoint_server import running_endpoint
 from tests.media_tools import ffprobe
-from worker.client import StudioClient, prepare_input
-from worker.contract import JobResult, Stage
-from worker.payloads import load_payload
-from worker.settings import Settings
-from worker.store import open_store
 
 pytestmark = pytest.mark.slow
 

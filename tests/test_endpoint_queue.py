@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from worker.contract import ErrorCode, JobStatus, Stage
-from worker.endpoint.lock import DataDirLock, EndpointBusy
-from worker.endpoint.queue import SCHEMA, JobQueue, now_ms
+from core.contract import ErrorCode, JobStatus, Stage
+from endpoint.lock import DataDirLock, EndpointBusy
+from endpoint.queue import SCHEMA, JobQueue, now_ms
 
 
 @pytest.fixture
@@ -170,7 +170,7 @@ def test_a_second_endpoint_on_the_same_data_dir_is_refused_until_the_first_is_go
         [
             sys.executable,
             "-c",
-            "import sys, time; from pathlib import Path; from worker.endpoint.lock import DataDirLock; "
+            "import sys, time; from pathlib import Path; from endpoint.lock import DataDirLock; "
             "lock = DataDirLock(Path(sys.argv[1])); lock.acquire(); print('held', flush=True); time.sleep(60)",
             str(path),
         ],

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from core.contract import ErrorCode
 from tests.endpoint_server import start_endpoint, stop_endpoint, wait_for
 from tests.s3server import free_port
-from worker.contract import ErrorCode
 
 PACED = "tests.endpoint_runners:paced"
 ENDED_WITHIN_S = 20.0

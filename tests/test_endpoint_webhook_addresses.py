@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 import requests
 
+from core import logs
+from core.contract import JobStatus
+from core.settings import Settings
+from endpoint.queue import JobQueue
+from endpoint.webhooks import ATTEMPTS, deliver, post_json
 from tests.endpoint_server import running_endpoint
 from tests.s3server import free_port
 from tests.webhook_receiver import Receiver
-from worker import logs
-from worker.contract import JobStatus
-from worker.endpoint.queue import JobQueue
-from worker.endpoint.webhooks import ATTEMPTS, deliver, post_json
-from worker.settings import Settings
 
 PACED = "tests.endpoint_runners:paced"
 TOKEN = "tok3n-in-the-query"

@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 import requests
 
+from core.contract import ErrorCode, JobStatus
+from core.settings import Settings
+from endpoint import queue as queue_module
+from endpoint.queue import JobQueue, job_view
+from endpoint.webhooks import ATTEMPTS, RETRY_DELAY_MS, deliver, post_json
 from tests.endpoint_server import running_endpoint, wait_for
 from tests.webhook_receiver import Receiver
-from worker.contract import ErrorCode, JobStatus
-from worker.endpoint import queue as queue_module
-from worker.endpoint.queue import JobQueue, job_view
-from worker.endpoint.webhooks import ATTEMPTS, RETRY_DELAY_MS, deliver, post_json
-from worker.settings import Settings
 
 PACED = "tests.endpoint_runners:paced"
 PRIVATE_OK = {"STUDIO_ALLOW_PRIVATE_URLS": "1"}

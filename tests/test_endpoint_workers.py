@@ -9,11 +9,11 @@ import sys
 import time
 from pathlib import Path
 
+from client.api import StudioClient
+from core.contract import ErrorCode
+from core.settings import Settings
 from tests.endpoint_server import ROOT, running_endpoint, start_endpoint, stop_endpoint, wait_for
 from tests.s3server import free_port
-from worker.client import StudioClient
-from worker.contract import ErrorCode
-from worker.settings import Settings
 
 PACED = "tests.endpoint_runners:paced"
 

@@ -1,4 +1,4 @@
-"""The time and cost estimate (worker/estimate.py), the price table (worker/prices.py) and
+"""The time and cost estimate (client/estimate.py), the price table (core/prices.py) and
 `python -m worker estimate`: published figures before there is history, the catalogue's own runs after, the
 timeout guard, and the JSON the command prints."""
 
@@ -13,10 +13,7 @@ from pathlib import Path
 import pytest
 
 from catalog import Catalog
-from tests.dashboard_support import EXAMPLES, ROOT
-from tests.test_catalog_sync import metadata
-from worker.contract import JobError
-from worker.estimate import (
+from client.estimate import (
     DEFAULT_GPU,
     MIN_HISTORY,
     PUBLISHED,
@@ -31,9 +28,12 @@ from worker.estimate import (
     tts_seconds,
     work_for,
 )
+from core.contract import JobError
+from core.prices import GPU_PRICES, PriceTable, billed_seconds, gpu_class, run_cost
+from core.settings import Settings
+from tests.dashboard_support import EXAMPLES, ROOT
+from tests.test_catalog_sync import metadata
 from worker.metadata import gpu_info
-from worker.prices import GPU_PRICES, PriceTable, billed_seconds, gpu_class, run_cost
-from worker.settings import Settings
 
 H100 = "NVIDIA H100 80GB HBM3"
 FLEX = PriceTable()

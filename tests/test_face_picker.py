@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 
 from catalog import Catalog
+from core.contract import JobParams
+from core.settings import Settings
 from dashboard import state
 from dashboard.face_picker import DRAW, faces
 from tests.dashboard_support import MEDIA, dashboard_env, local_endpoint, open_page
-from worker.contract import JobParams
 from worker.engines.preview import PreviewEngine
 from worker.engines.preview_face import face_boxes
 from worker.geometry import Fit, fit_image, output_size
 from worker.media import probe, read_image, read_video_frames
 from worker.prepared import PreparedJob, Speaker
-from worker.settings import Settings
 
 TWO_PEOPLE = MEDIA / "two_people.jpg"
 

@@ -17,17 +17,17 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
+from client.api import EndpointError, StudioClient
+from core.contract import ErrorCode
+from core.settings import Settings
+from core.store import open_store
 from tests.conftest import SHORT_JOB
 from tests.endpoint_server import running_endpoint, wait_for
 from tests.s3server import running_s3
-from worker.client import EndpointError, StudioClient
-from worker.contract import ErrorCode
 from worker.engines.preview import PreviewEngine
 from worker.pipeline import run_job
 from worker.prepared import PreparedJob
 from worker.progress import CancelToken, Reporter
-from worker.settings import Settings
-from worker.store import open_store
 
 JOB = {**SHORT_JOB, "output_config": {"store": "s3"}}
 

@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from core.contract import ErrorCode
+from core.settings import Settings
 from tests.conftest import EXAMPLES
-from worker.contract import ErrorCode
 from worker.pipeline import run_job
-from worker.settings import Settings
 
 hypothesis_settings.register_profile(
     "ci", max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
+from core.settings import Settings
 from tests.conftest import EXAMPLES
 from worker.handler import make_handler
-from worker.settings import Settings
 
 
 def test_the_handler_reports_progress_to_runpod_and_returns_the_result(

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
+from core.contract import ErrorCode, JobError, is_key_part, parse_job_input, safe_file_name
+from core.settings import Settings
+from core.store import LocalStore, Store, open_store
 from tests.conftest import SHORT_JOB
-from worker.contract import ErrorCode, JobError, is_key_part, parse_job_input, safe_file_name
 from worker.pipeline import run_job
-from worker.settings import Settings
-from worker.store import LocalStore, Store, open_store
 
 HOSTILE = {
     "parent": "../x",

@@ -14,10 +14,10 @@ from typing import Any, ClassVar
 
 import pytest
 
+from core.contract import ErrorCode
+from core.settings import Settings
 from tests.conftest import EXAMPLES
-from worker.contract import ErrorCode
 from worker.pipeline import run_job
-from worker.settings import Settings
 
 SPEECH = str(EXAMPLES / "media" / "speech_1.wav")
 PORTRAIT = (EXAMPLES / "media" / "portrait.jpg").read_bytes()

@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
+from core.contract import ErrorCode, JobError
+from core.settings import Settings
 from tests.conftest import EXAMPLES, SHORT_JOB
-from worker.contract import ErrorCode, JobError
 from worker.media import DEMUXERS, decode_audio, probe, read_video_frames
 from worker.pipeline import run_job
-from worker.settings import Settings
 
 CLIP = EXAMPLES / "media" / "clip.mp4"
 SPEECH = EXAMPLES / "media" / "speech_1.wav"

@@ -22,13 +22,13 @@ from typing import Any
 import certifi
 import pytest
 
+from core.contract import ErrorCode
+from core.settings import Settings
+from core.store import open_store
 from tests.conftest import EXAMPLES
 from tests.s3server import free_port
 from worker import inputs
-from worker.contract import ErrorCode
 from worker.pipeline import run_job
-from worker.settings import Settings
-from worker.store import open_store
 
 SPEECH = str(EXAMPLES / "media" / "speech_1.wav")
 PORTRAIT = (EXAMPLES / "media" / "portrait.jpg").read_bytes()

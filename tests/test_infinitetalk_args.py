@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from worker.contract import ErrorCode, JobError, JobParams
+from core.contract import ErrorCode, JobError, JobParams
 from worker.engines.infinitetalk_args import (
     LIGHTX2V_LORA,
     InfiniteTalkCall,

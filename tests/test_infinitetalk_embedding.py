@@ -16,7 +16,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from worker.contract import AUDIO_SAMPLE_RATE, FPS  # noqa: E402
+from core.contract import AUDIO_SAMPLE_RATE, FPS  # noqa: E402
 from worker.embedding import SpeechEncoder, frames_of, pad_to_frames  # noqa: E402
 from worker.selftest.tiny import save_tiny_wav2vec2  # noqa: E402
 

@@ -15,15 +15,15 @@ from typing import Any
 
 import pytest
 
+from core.contract import ERROR_INFO, ErrorCode, JobError, Stage
+from core.settings import Settings
 from tests.conftest import EXAMPLES
 from tests.fake_infinitetalk.install import FAKE_SRC, weights_tree
-from worker.contract import ERROR_INFO, ErrorCode, JobError, Stage
 from worker.engines import load_engine
 from worker.engines.infinitetalk import InfiniteTalkEngine
 from worker.engines.infinitetalk_args import INFINITETALK_COMMIT
 from worker.pipeline import run_job
 from worker.progress import CancelToken
-from worker.settings import Settings
 
 PORTRAIT = str(EXAMPLES / "media" / "portrait.jpg")
 TWO_PEOPLE = str(EXAMPLES / "media" / "two_people.jpg")

@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
-from worker.contract import ErrorCode
+from core.contract import ErrorCode
+from core.settings import Settings
 from worker.engines.infinitetalk_args import CKPT_COMMON, INFINITETALK_COMMIT, Variant, WeightPaths
 from worker.handler import make_handler
 from worker.selftest import SOURCE_HINT
 from worker.selftest.cases import CASES
-from worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SRC = Path(os.environ.get("INFINITETALK_SRC") or "/opt/InfiniteTalk")

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from worker.contract import ErrorCode, JobError
+from core.contract import ErrorCode, JobError
+from core.settings import Settings
 from worker.engines.infinitetalk import InfiniteTalkEngine
 from worker.engines.infinitetalk_args import LIGHTX2V_LORA, WeightPaths, preload_variant
 from worker.engines.infinitetalk_weights import (
@@ -19,7 +20,6 @@ from worker.engines.infinitetalk_weights import (
     wanted,
     weight_files,
 )
-from worker.settings import Settings
 
 ROOT = Path("/models-root")
 PATHS = WeightPaths.under(ROOT)

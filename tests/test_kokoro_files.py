@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from core.contract import Defaults, ErrorCode, JobError, JobParams, Stage
+from core.settings import Settings
 from tests.conftest import EXAMPLES, SHORT_JOB
 from tests.test_dockerfile import DOCKERFILE, args_and_env, instructions
 from worker.audio import EspeakSpeech, turn_voices, voice_catalogue
-from worker.contract import Defaults, ErrorCode, JobError, JobParams, Stage
 from worker.kokoro_tts import (
     DEFAULT_VOICES,
     KOKORO_FILES,
@@ -24,7 +25,6 @@ from worker.kokoro_tts import (
     files_error,
 )
 from worker.pipeline import run_job
-from worker.settings import Settings
 from worker.speech_engines import load_speech_engine
 
 PORTRAIT = str(EXAMPLES / "media" / "portrait.jpg")

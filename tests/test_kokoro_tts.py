@@ -13,13 +13,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from core.contract import AUDIO_SAMPLE_RATE, TARGET_LOUDNESS_DB, ErrorCode, JobError, JobParams, Stage
+from core.settings import Settings
 from tests.conftest import EXAMPLES
 from worker.audio import SAMPLES_PER_FRAME, prepare_audio, speech_level, voice_sample
-from worker.contract import AUDIO_SAMPLE_RATE, TARGET_LOUDNESS_DB, ErrorCode, JobError, JobParams, Stage
 from worker.media import decode_audio
 from worker.pipeline import run_job
 from worker.selftest.cpu import has_module
-from worker.settings import Settings
 from worker.speech_engines import load_speech_engine
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -22,19 +22,19 @@ import numpy as np
 import pytest
 import requests
 
+from client.api import StudioClient
+from core.contract import ErrorCode, JobError, JobStatus, Stage
+from core.settings import Settings
+from core.store import S3Store, Store, is_partial_key, open_store
 from tests.conftest import EXAMPLES
 from tests.endpoint_server import running_endpoint
 from tests.media_tools import ffprobe
 from tests.s3server import S3Server
-from worker.client import StudioClient
-from worker.contract import ErrorCode, JobError, JobStatus, Stage
 from worker.engines.preview import PreviewEngine
 from worker.partial import clip_ends
 from worker.pipeline import run_job
 from worker.prepared import PreparedJob
 from worker.progress import CancelToken, Reporter
-from worker.settings import Settings
-from worker.store import S3Store, Store, is_partial_key, open_store
 
 pytestmark = pytest.mark.slow
 PACED = "tests.endpoint_runners:paced"
@@ -216,7 +216,7 @@ def test_a_job_that_fails_mid_stream_leaves_no_partial_objects(
 
 
 def test_clip_ends_follow_infinitetalks_streaming_steps() -> None:
-    from worker.contract import JobParams
+    from core.contract import JobParams
 
     params = JobParams.model_validate({**SLOW_STREAMING_JOB, "frame_num": 81, "motion_frame": 9})
     assert clip_ends(207, params) == [81, 153, 207]

@@ -9,14 +9,14 @@ from typing import Any
 import numpy as np
 import pytest
 
+from client.payloads import load_payload
+from core.contract import FPS, JobMetadata, Stage
+from core.settings import Settings
+from core.store import LocalStore
 from tests.conftest import EXAMPLES
 from tests.media_tools import ffprobe, speech_then_silence, video_frames
-from worker.contract import FPS, JobMetadata, Stage
 from worker.engines.preview_face import find_faces, mouth_box
-from worker.payloads import load_payload
 from worker.pipeline import run_job
-from worker.settings import Settings
-from worker.store import LocalStore
 
 PORTRAIT = str(EXAMPLES / "media" / "portrait.jpg")
 SPEECH = str(EXAMPLES / "media" / "speech_1.wav")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import requests
 
+from core.contract import JobMetadata
+from core.settings import Settings
+from core.store import S3Store, open_store
 from tests.conftest import EXAMPLES
-from worker.contract import JobMetadata
 from worker.pipeline import run_job
-from worker.settings import Settings
-from worker.store import S3Store, open_store
 
 JOB = {
     "prompt": "a woman talks",

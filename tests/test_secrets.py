@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from core import logs
+from core.settings import Settings
+from core.store import open_store
 from tests.conftest import EXAMPLES, SHORT_JOB
 from tests.s3server import S3Server
-from worker import logs
 from worker.pipeline import run_job
-from worker.settings import Settings
-from worker.store import open_store
 
 API_KEY = "rpa_SECRETAPIKEY0123456789"
 JOB = SHORT_JOB
@@ -53,8 +53,8 @@ def test_a_secret_echoed_in_an_error_is_masked(settings: Settings) -> None:
 
 
 def test_the_local_endpoint_never_logs_its_api_key(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    from client.api import StudioClient
     from tests.endpoint_server import running_endpoint
-    from worker.client import StudioClient
 
     env = {"STUDIO_DATA_DIR": str(tmp_path / "data"), "RUNPOD_API_KEY": API_KEY}
     with running_endpoint(env, "tests.endpoint_runners:paced") as base:

@@ -23,13 +23,13 @@ def bake_step() -> int:
 def copied_before_the_bake() -> set[str]:
     files = set()
     for keyword, rest in instructions()[: bake_step()]:
-        if keyword == "COPY" and rest.split()[-1].startswith("/app/worker"):
+        if keyword == "COPY" and rest.split()[-1].startswith(("/app/worker", "/app/core")):
             files |= set(rest.split()[:-1])
     return files
 
 
 def fetch_imports(tmp_path: Path) -> set[str]:
-    """The worker modules `python -m worker weights fetch` imports, as it runs (here, until the Hub is refused)."""
+    """The worker and core modules `python -m worker weights fetch` imports, run until the Hub is refused."""
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "worker", "weights", "fetch", "--to", str(tmp_path / "m")],
         cwd=ROOT, env={**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf"),
@@ -37,7 +37,7 @@ def fetch_imports(tmp_path: Path) -> set[str]:
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 1 and "weights fetch: listing " in done.stderr, done.stderr[-2000:]
-    modules = set(re.findall(r"\|\s+(worker(?:\.\w+)*)\s*$", done.stderr, flags=re.MULTILINE))
+    modules = set(re.findall(r"\|\s+((?:worker|core)(?:\.\w+)*)\s*$", done.stderr, flags=re.MULTILINE))
     files = set()
     for module in modules | {"worker.__main__"}:
         path = Path(*module.split("."))
@@ -57,6 +57,7 @@ def test_the_files_copied_before_the_bake_are_exactly_what_the_command_imports(t
     assert copied_before_the_bake() == imported
 
 
-def test_the_whole_worker_is_copied_after_the_bake() -> None:
+def test_the_whole_worker_and_core_are_copied_after_the_bake() -> None:
     steps = instructions()
     assert steps.index(("COPY", "worker/ /app/worker/")) > bake_step()
+    assert steps.index(("COPY", "core/ /app/core/")) > bake_step()

@@ -11,12 +11,12 @@ import sys
 import time
 from pathlib import Path
 
+from client.api import StudioClient
+from core.contract import ErrorCode
+from core.settings import Settings
 from tests.conftest import EXAMPLES, SHORT_JOB
 from tests.endpoint_server import running_endpoint, wait_for
-from worker.client import StudioClient
-from worker.contract import ErrorCode
 from worker.pipeline import run_job
-from worker.settings import Settings
 from worker.workdirs import LOCK_NAME, UNLOCKED_GRACE_S, job_dir, sweep
 
 ROOT = Path(__file__).resolve().parent.parent

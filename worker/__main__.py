@@ -1,4 +1,10 @@
-"""`python -m worker run|serve|endpoint|studio|submit|selftest|estimate|weights|deploy|schema`: the command line."""
+"""`python -m worker run|serve|endpoint|studio|submit|selftest|estimate|weights|deploy|schema`: the product's command
+line.
+
+It is the one module allowed to reach every program (tests/test_layering.py): each command imports the endpoint or
+the client side inside its own function, so the GPU image, which holds only worker/ and core/, runs `serve` and
+`weights` without them.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +15,17 @@ import sys
 import uuid
 from pathlib import Path
 
-from worker import logs
-from worker.contract import JobError, JobFailure, friendly_error, job_input_schema, metadata_schema
-from worker.payloads import load_payload
-from worker.progress_bar import ProgressBar
-from worker.settings import Settings
+from core import logs
+from core.contract import JobError, JobFailure, friendly_error, job_input_schema, metadata_schema
+from core.settings import Settings
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.engine:
         settings = settings.with_(engine=args.engine)
+    from client.payloads import load_payload
+    from client.progress_bar import ProgressBar
+
     try:
         job_input = load_payload(Path(args.payload))
     except JobError as error:
@@ -45,7 +52,7 @@ def _schema(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _estimate(args: argparse.Namespace, settings: Settings) -> int:
-    from worker.estimate import main as estimate_main
+    from client.estimate import main as estimate_main
 
     return estimate_main(args.payload, settings, gpu=args.gpu)
 
@@ -58,7 +65,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _endpoint(args: argparse.Namespace, settings: Settings) -> int:
-    from worker.endpoint import serve
+    from endpoint import serve
 
     logs.configure()
     serve(settings, host=args.host, port=args.port)
@@ -66,7 +73,7 @@ def _endpoint(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _studio(args: argparse.Namespace, settings: Settings) -> int:
-    from worker.studio import main as studio_main
+    from client.launcher import main as studio_main
 
     if args.endpoint_port:
         settings = Settings.from_env({**os.environ, "STUDIO_LOCAL_PORT": str(args.endpoint_port)})
@@ -77,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run one command."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["submit"]:
-        from worker.submit import main as submit_main
+        from client.submit import main as submit_main
 
         return submit_main(argv[1:])
     if argv[:1] == ["selftest"]:
@@ -89,10 +96,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return weights_main(argv[1:])
     if argv[:1] == ["deploy"]:
-        from worker.deploy import main as deploy_main
+        from client.deploy import main as deploy_main
 
         return deploy_main(argv[1:])
-    parser = argparse.ArgumentParser(prog="python -m worker", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m worker", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run one job here and print its result JSON")
     run.add_argument("payload", help="a payload JSON file, e.g. examples/single_image.json")

@@ -17,7 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
-from worker.contract import (
+from core.contract import (
     AUDIO_SAMPLE_RATE,
     FPS,
     TARGET_LOUDNESS_DB,

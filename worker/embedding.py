@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
-from worker.contract import AUDIO_SAMPLE_RATE, FPS
+from core.contract import AUDIO_SAMPLE_RATE, FPS
 
 
 def frames_of(samples: np.ndarray) -> int:

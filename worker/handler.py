@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from worker import logs
-from worker.contract import JobError
+from core import logs
+from core.contract import JobError
+from core.settings import Settings
 from worker.engines import load_engine
 from worker.pipeline import run_job
 from worker.selftest import is_selftest_request, run_selftest_job
-from worker.settings import Settings
 from worker.speech_engines import load_speech_engine
 from worker.workdirs import sweep
 

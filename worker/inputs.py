@@ -27,9 +27,9 @@ from urllib3.response import BaseHTTPResponse
 from urllib3.util import parse_url
 from urllib3.util.connection import create_connection
 
-from worker.contract import ErrorCode, InputDescriptor, JobError, Limits, Stage
+from core.contract import ErrorCode, InputDescriptor, JobError, Limits, Stage
+from core.settings import Settings
 from worker.media import MediaInfo, probe
-from worker.settings import Settings
 
 AT = Stage.DOWNLOADS_STARTED
 _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w-]+=[\w.-]+)*)(?P<b64>;base64)?,", re.I)

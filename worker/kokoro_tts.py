@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from worker.contract import ErrorCode, JobError, Limits, Stage
+from core.contract import ErrorCode, JobError, Limits, Stage
 from worker.media import decode_audio, write_wav
 
 KOKORO_REPO = "hexgrad/Kokoro-82M"

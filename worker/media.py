@@ -22,8 +22,8 @@ from types import TracebackType
 
 import numpy as np
 
-from worker import logs
-from worker.contract import AUDIO_SAMPLE_RATE, FPS, ErrorCode, JobError, Stage
+from core import logs
+from core.contract import AUDIO_SAMPLE_RATE, FPS, ErrorCode, JobError, Stage
 
 FFMPEG = "ffmpeg"
 FFPROBE = "ffprobe"

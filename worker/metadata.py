@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from worker.contract import GpuInfo, InputDescriptor, JobMetadata, JobParams, storable_params, utc_now
+from core.contract import GpuInfo, InputDescriptor, JobMetadata, JobParams, storable_params, utc_now
 
 NO_GPU = GpuInfo(name="cpu", count=0)
 

@@ -16,10 +16,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from worker import logs
-from worker.contract import FPS, JobParams
+from core import logs
+from core.contract import FPS, JobParams
+from core.store import Store, is_partial_key, partial_name
 from worker.progress import Reporter
-from worker.store import Store, is_partial_key, partial_name
 
 log = logs.get_logger("partial")
 

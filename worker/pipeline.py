@@ -20,9 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from worker import logs
-from worker.audio import prepare_audio
-from worker.contract import (
+from core import logs
+from core.contract import (
     ARTIFACT_NAMES,
     FPS,
     KEY_PART_RULE,
@@ -47,6 +46,9 @@ from worker.contract import (
     parse_job_input,
     utc_now,
 )
+from core.settings import Settings
+from core.store import Store, artifact_key, checked_key, content_type, open_store
+from worker.audio import prepare_audio
 from worker.engines import Engine, load_engine
 from worker.geometry import output_size
 from worker.inputs import fetch_audio, fetch_visual
@@ -55,9 +57,7 @@ from worker.metadata import build_metadata, gpu_info, resolved_params
 from worker.partial import PartialVideo, clip_ends
 from worker.prepared import PreparedJob
 from worker.progress import CancelToken, ProgressSink, Reporter
-from worker.settings import Settings
 from worker.speech_engines import load_speech_engine
-from worker.store import Store, artifact_key, checked_key, content_type, open_store
 from worker.workdirs import job_dir, unwritable
 
 log = logs.get_logger("pipeline")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from worker.contract import FPS, JobParams
+from core.contract import FPS, JobParams
 
 
 @dataclass

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from worker.contract import ErrorCode, JobError, Stage
+from core.contract import ErrorCode, JobError, Stage
 
 ProgressSink = Callable[[dict[str, Any]], None]
 """Receives `{stage, pct, details, ...}`; RunPod binds it to progress_update, the local endpoint to its table."""

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import threading
 
+from core.contract import ErrorCode, JobError, Stage
+from core.settings import Settings
 from worker.audio import EspeakSpeech, SpeechEngine
-from worker.contract import ErrorCode, JobError, Stage
 from worker.engines.infinitetalk_args import WeightPaths
-from worker.settings import Settings
 
 SPEECH_ENGINES = ("espeak", "kokoro")
 

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from worker.contract import JobError
+from core.contract import JobError
+from core.settings import Settings
 from worker.engines.infinitetalk_args import PRELOAD_VAR, WeightPaths, preload_variant
 from worker.engines.infinitetalk_weights import (
     COMPONENTS,
@@ -35,7 +36,6 @@ from worker.engines.infinitetalk_weights import (
     wanted,
     weight_files,
 )
-from worker.settings import Settings
 
 ATTEMPTS = 3
 """Tries per file when the connection drops mid-file; each resumes where the last one stopped."""

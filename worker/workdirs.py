@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from worker import logs
-from worker.contract import ErrorCode, JobError, Stage
+from core import logs
+from core.contract import ErrorCode, JobError, Stage
 
 LOCK_NAME = ".running"
 PREFIX = "job-"

@@ -8,8 +8,8 @@ from __future__ import annotations
 import streamlit as st
 
 from catalog.search import MAX_PER_PAGE
+from core.contract import JobStatus
 from dashboard import compare, navigation, state, views
-from worker.contract import JobStatus
 
 K = "compare."
 

@@ -6,6 +6,7 @@ import datetime as dt
 
 import streamlit as st
 
+from core.contract import utc_now
 from dashboard import cost, state, views
 from dashboard.config import describe_endpoint
 from dashboard.health import (
@@ -18,7 +19,6 @@ from dashboard.health import (
     sample,
     samples_frame,
 )
-from worker.contract import utc_now
 
 K = "health."
 REFRESH_S = 5.0

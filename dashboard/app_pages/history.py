@@ -12,6 +12,7 @@ import streamlit as st
 from catalog import CatalogError, SearchResult, sync
 from catalog.schema import explain
 from catalog.search import MAX_PER_PAGE
+from core.contract import JobError
 from dashboard import compare, cost, navigation, state, views
 from dashboard.history import (
     FACETS,
@@ -28,7 +29,6 @@ from dashboard.history import (
     timing_rows,
 )
 from dashboard.signin import signed_in_email
-from worker.contract import JobError
 
 K = "history."
 GRID_COLUMNS = 4

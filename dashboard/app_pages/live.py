@@ -7,10 +7,10 @@ from typing import Any
 
 import streamlit as st
 
+from client.api import LOCAL_POLL_START_S, POLL_MAX_S, POLL_START_S, EndpointError
+from core.contract import ERROR_INFO, JobError, JobStatus
 from dashboard import navigation, partial_view, signin, state, views
 from dashboard.jobs import Backoff, LiveView, cancel, live_view, mark_lost, poll_all, recover, retry
-from worker.client import LOCAL_POLL_START_S, POLL_MAX_S, POLL_START_S, EndpointError
-from worker.contract import ERROR_INFO, JobError, JobStatus
 
 BACKOFF = "live.backoff"
 SEEN = "live.seen"

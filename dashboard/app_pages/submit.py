@@ -8,6 +8,8 @@ from typing import Any
 import streamlit as st
 
 from catalog.records import INLINE_NOTE
+from client.api import EndpointError
+from core.contract import SIZES, JobError, Limits
 from dashboard import estimate_view, face_picker, live_mic, navigation, state, views
 from dashboard.batch import BatchFileError, read_batch
 from dashboard.forms import (
@@ -35,8 +37,6 @@ from dashboard.presets import PRESETS, is_default, matching
 from dashboard.signin import signed_in_email
 from dashboard.words import in_words, label
 from worker.audio import voice_catalogue, voice_sample
-from worker.client import EndpointError
-from worker.contract import SIZES, JobError, Limits
 from worker.geometry import output_size
 
 K = "submit."

@@ -13,10 +13,10 @@ from typing import Protocol
 
 import numpy as np
 
-from worker.contract import ErrorCode, JobError, Stage
+from core.contract import ErrorCode, JobError, Stage
+from core.settings import Settings
 from worker.prepared import PreparedJob
 from worker.progress import CancelToken, Reporter
-from worker.settings import Settings
 
 ENGINES = {
     "preview": "worker.engines.preview:PreviewEngine",

@@ -30,8 +30,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from worker import logs
-from worker.contract import ERROR_INFO, FPS, ErrorCode, JobError, Stage
+from core import logs
+from core.contract import ERROR_INFO, FPS, ErrorCode, JobError, Stage
+from core.settings import Settings
 from worker.engines.infinitetalk_args import (
     INFINITETALK_COMMIT,
     PRELOAD_VAR,
@@ -48,7 +49,6 @@ from worker.geometry import fit_image
 from worker.media import run_ffmpeg
 from worker.prepared import PreparedJob, Speaker
 from worker.progress import CancelToken, Reporter
-from worker.settings import Settings
 
 if TYPE_CHECKING:
     import torch

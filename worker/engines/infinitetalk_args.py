@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from worker.contract import Defaults, ErrorCode, JobError, JobParams, Stage, describe_validation_error
+from core.contract import Defaults, ErrorCode, JobError, JobParams, Stage, describe_validation_error
 from worker.prepared import PreparedJob
 
 INFINITETALK_COMMIT = "0107cd96421b3b1bef7728bde14447dbff7b2db2"

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
+from core.contract import FPS, ErrorCode, JobError, Stage
+from core.settings import Settings
 from worker.audio import frame_levels_db
-from worker.contract import FPS, ErrorCode, JobError, Stage
 from worker.engines.preview_face import Box, FaceRig, default_box, find_faces, load_detectors
 from worker.geometry import Fit, fit_image
 from worker.media import read_image, read_video_frames
 from worker.prepared import PreparedJob
 from worker.progress import CancelToken, Reporter
-from worker.settings import Settings
 
 SPEECH_FLOOR_DB = -48.0
 """Frames quieter than this keep the mouth closed (speech is normalised to about -23 dB)."""

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from worker.contract import ErrorCode, JobError, JobFailure, Stage
+from core.contract import ErrorCode, JobError, JobFailure, Stage
 from worker.engines.infinitetalk_args import DEFAULT_SRC, ENV_VARS, INFINITETALK_COMMIT
 
 if TYPE_CHECKING:
@@ -127,12 +127,12 @@ def run_selftest(
 def _run(chosen: list[str], src: Path, tree: Path, work: Path, out: Callable[[str], None]) -> dict[str, Any]:
     import torch
 
+    from core.settings import Settings
     from worker.engines import load_engine
     from worker.engines.infinitetalk import InfiniteTalkEngine
     from worker.selftest import tiny
     from worker.selftest.cases import Bench
     from worker.selftest.media import make_media
-    from worker.settings import Settings
 
     device, kernels = prepare_runtime(src)
     paths = tiny.build_tree(tree)

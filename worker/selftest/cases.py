@@ -19,14 +19,14 @@ from typing import Any
 import cv2
 import numpy as np
 
-from worker.contract import ErrorCode, Stage
+from core.contract import ErrorCode, Stage
+from core.settings import Settings
+from core.store import LocalStore
 from worker.engines.infinitetalk import InfiniteTalkEngine
 from worker.geometry import output_size
 from worker.pipeline import run_job
 from worker.progress import CancelToken
 from worker.selftest.media import Media
-from worker.settings import Settings
-from worker.store import LocalStore
 
 
 class CheckFailed(AssertionError):

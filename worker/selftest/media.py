@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from worker.contract import AUDIO_SAMPLE_RATE, FPS, Stage
+from core.contract import AUDIO_SAMPLE_RATE, FPS, Stage
 from worker.media import run_ffmpeg, write_wav
 
 

@@ -24,9 +24,9 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from worker.contract import FPS, SIZES, Defaults, JobStatus
+from core.contract import FPS, SIZES, Defaults, JobStatus
+from core.prices import CPU, PriceTable, gpu_class
 from worker.engines.infinitetalk_args import chunk_count
-from worker.prices import CPU, PriceTable, gpu_class
 
 MIN_HISTORY = 5
 """Past runs of the same variant on the same GPU needed before the catalogue's own times are trusted."""
@@ -471,8 +471,8 @@ def main(payload: Any, settings: Any, gpu: str | None = None) -> int:
     from pathlib import Path
 
     from catalog import Catalog
-    from worker.contract import BatchInput, JobError, JobFailure, parse_job_input
-    from worker.payloads import load_payload
+    from client.payloads import load_payload
+    from core.contract import BatchInput, JobError, JobFailure, parse_job_input
 
     try:
         job_input = load_payload(Path(payload))
@@ -481,8 +481,8 @@ def main(payload: Any, settings: Any, gpu: str | None = None) -> int:
         lengths = [_speech_of(item) for item in (job_input.get("batch") or [job_input])]
         prices = PriceTable.from_settings(settings)
         if gpu and gpu_class(gpu) is None:
-            from worker.contract import ErrorCode
-            from worker.prices import SHORT_NAMES
+            from core.contract import ErrorCode
+            from core.prices import SHORT_NAMES
 
             raise JobError(
                 ErrorCode.INPUT_VALIDATION,
@@ -513,7 +513,7 @@ def minutes(seconds: float) -> str:
 
 def describe(result: Estimate) -> str:
     """The estimate in one line: `≈ 6 min (4 min–9 min) on H100 PRO, ≈ $0.42`."""
-    from worker.prices import SHORT_NAMES
+    from core.prices import SHORT_NAMES
 
     if result.seconds is None:
         return "no time estimate yet; the local preview engine costs $0"

@@ -22,9 +22,9 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from worker.contract import JobError
+from core.contract import JobError
+from core.settings import Settings
 from worker.engines.infinitetalk_args import PRELOAD_VAR, WeightPaths, preload_variant
-from worker.settings import Settings
 
 REST_API = "https://rest.runpod.io/v1"
 DEFAULT_NAME = "infinitetalk-studio"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import requests
 
-from worker.settings import Settings
+from core.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT_S = 60.0

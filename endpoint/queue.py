@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from worker.contract import ErrorCode, JobError, JobFailure, JobStatus, Stage
+from core.contract import ErrorCode, JobError, JobFailure, JobStatus, Stage
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (

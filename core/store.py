@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import quote
 
-from worker.contract import KEY_PART_RULE, ErrorCode, JobError, Stage, is_key_part, safe_file_name
-from worker.settings import Settings
+from core.contract import KEY_PART_RULE, ErrorCode, JobError, Stage, is_key_part, safe_file_name
+from core.settings import Settings
 
 CONTENT_TYPES = {".mp4": "video/mp4", ".jpg": "image/jpeg", ".json": "application/json", ".wav": "audio/wav"}
 

@@ -22,9 +22,9 @@ from typing import Any
 import requests
 from urllib3.exceptions import NewConnectionError
 
-from worker.contract import ErrorCode, JobError, JobStatus, Limits, Stage
-from worker.settings import Settings
-from worker.store import Store, upload_key
+from core.contract import ErrorCode, JobError, JobStatus, Limits, Stage
+from core.settings import Settings
+from core.store import Store, upload_key
 
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 NOT_ACTED_ON_STATUSES = {429, 503}

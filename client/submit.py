@@ -20,12 +20,12 @@ from urllib.request import url2pathname
 
 import requests
 
-from worker.client import EndpointError, JobState, StudioClient, prepare_input
-from worker.contract import JobError, JobStatus, friendly_error
-from worker.payloads import load_payload
-from worker.progress_bar import ProgressBar
-from worker.settings import Settings
-from worker.store import open_store
+from client.api import EndpointError, JobState, StudioClient, prepare_input
+from client.payloads import load_payload
+from client.progress_bar import ProgressBar
+from core.contract import JobError, JobStatus, friendly_error
+from core.settings import Settings
+from core.store import open_store
 
 
 def videos(output: Any) -> list[dict[str, Any]]:

@@ -21,11 +21,11 @@ from urllib.parse import urlsplit
 
 from urllib3.exceptions import HTTPError
 
-from worker import logs
-from worker.contract import ErrorCode, JobError
-from worker.endpoint.queue import JobQueue, QueuedJob, job_view
+from core import logs
+from core.contract import ErrorCode, JobError
+from core.settings import Settings
+from endpoint.queue import JobQueue, QueuedJob, job_view
 from worker.inputs import open_checked
-from worker.settings import Settings
 
 ATTEMPTS = 3
 RETRY_DELAY_MS = 10_000

@@ -102,7 +102,7 @@ class Settings:
     price_tier: str = "flex"
     """RunPod's price tier runs are costed at: flex (scale to zero) or active (always on), STUDIO_PRICE_TIER."""
     gpu_prices: str = ""
-    """Per-second price overrides, `H100 PRO=0.00116; A100=0.00076` (STUDIO_GPU_PRICES); see worker/prices.py."""
+    """Per-second price overrides, `H100 PRO=0.00116; A100=0.00076` (STUDIO_GPU_PRICES); see core/prices.py."""
 
     @property
     def artifact_dir(self) -> Path:

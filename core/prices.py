@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.contract import ErrorCode, JobError
+from core.contract import ErrorCode, JobError
 
 PRICES_SOURCE = "https://docs.runpod.io/serverless/pricing"
 PRICES_READ = "2026-12-02"

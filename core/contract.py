@@ -603,7 +603,7 @@ class VideoInfo(Artifact):
 
 class GpuInfo(BaseModel):
     """The GPU a job ran on: CUDA's device name (`NVIDIA H100 80GB HBM3`) and how many the worker saw, or `cpu`
-    and 0 where there was no CUDA device (the preview engine); worker/prices.py prices it."""
+    and 0 where there was no CUDA device (the preview engine); core/prices.py prices it."""
 
     name: str = Field(max_length=128)
     count: int = Field(ge=0, le=64)

@@ -25,13 +25,13 @@ from fastapi.responses import FileResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from worker.contract import JobError, JobStatus, Limits
-from worker.endpoint.lock import DataDirLock
-from worker.endpoint.queue import RETRY_INPUT_S, JobQueue, QueuedJob, QueueFull, job_view, now_ms
-from worker.endpoint.runner import CANCEL_GRACE_S, JobRunner, WorkerPool
-from worker.endpoint.webhooks import WebhookSender, webhook_problem
-from worker.settings import Settings
-from worker.store import LocalStore
+from core.contract import JobError, JobStatus, Limits
+from core.settings import Settings
+from core.store import LocalStore
+from endpoint.lock import DataDirLock
+from endpoint.queue import RETRY_INPUT_S, JobQueue, QueuedJob, QueueFull, job_view, now_ms
+from endpoint.runner import CANCEL_GRACE_S, JobRunner, WorkerPool
+from endpoint.webhooks import WebhookSender, webhook_problem
 from worker.workdirs import sweep
 
 RUNSYNC_WAIT_MS = 90_000
@@ -114,7 +114,7 @@ class BodyBudget:
                 raise Refused(
                     429,
                     f"the endpoint is busy reading {self.held / 1024 / 1024:.0f} MB of other requests; retry in a "
-                    "moment, or send media as URLs or paths instead of base64 (worker.client.prepare_input)",
+                    "moment, or send media as URLs or paths instead of base64 (client.api.prepare_input)",
                     close=True,
                     retry_after_s=1,
                 ) from None
@@ -178,7 +178,7 @@ def _too_large(size: float, limit: int, route: str) -> Refused:
         413,
         f"the request body is {size / 1024 / 1024:.1f} MB; {route} takes at most {limit // (1024 * 1024)} MB. "
         "Upload media to the artifact store and send its URL or path instead of base64 "
-        "(worker.client.prepare_input does this).",
+        "(client.api.prepare_input does this).",
         close=True,
     )
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from worker.contract import ErrorCode, JobError, Stage
+from core.contract import ErrorCode, JobError, Stage
 from worker.inputs import classify
 
 MEDIA_FIELDS = ("cond_video",)

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
-from worker.settings import Settings
+from core.settings import Settings
 
 SHUTDOWN_GRACE_S = 2
 """How long a stop waits for requests under way (a /runsync may be waiting minutes) before cutting them off."""
@@ -61,8 +61,8 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int | None = Non
             f"cannot start the local endpoint on {host}: without RUNPOD_API_KEY anyone who can reach it could run "
             "jobs and read every result; set RUNPOD_API_KEY, or listen on 127.0.0.1 (the default)"
         )
-    from worker.endpoint.app import create_app
-    from worker.endpoint.lock import EndpointBusy
+    from endpoint.app import create_app
+    from endpoint.lock import EndpointBusy
 
     try:
         app = create_app(settings)

@@ -30,11 +30,11 @@ from multiprocessing.synchronize import Semaphore
 from pathlib import Path
 from typing import Any
 
-from worker import logs
-from worker.contract import ErrorCode, JobError, JobFailure, JobStatus, Stage, output_status
-from worker.endpoint.queue import RETRY_INPUT_S, JobQueue, QueuedJob, now_ms, stopped_message
+from core import logs
+from core.contract import ErrorCode, JobError, JobFailure, JobStatus, Stage, output_status
+from core.settings import Settings
+from endpoint.queue import RETRY_INPUT_S, JobQueue, QueuedJob, now_ms, stopped_message
 from worker.progress import CancelToken
-from worker.settings import Settings
 
 JobRunner = Callable[..., dict[str, Any]]
 """`run_job(raw_input, job_id, *, settings, sink, cancel, endpoint_id) -> dict`, which never raises."""
