@@ -1,7 +1,8 @@
 """The catalogue's SQLite schema, created and migrated in one place.
 
 `PRAGMA user_version` holds the schema version; each migration moves it up by one and runs once, inside a
-transaction, so an old catalogue file opens with every column the code expects. Column changes go through
+transaction (core/db.py, shared with the endpoint's queue), so an old catalogue file opens with every column the
+code expects. Column changes go through
 sqlite-utils `transform` (SQLite cannot alter a column in place), via `_transform_runs`, which also restores
 the triggers (full-text index, facet combinations) that a table rebuild would otherwise leave behind.
 """
@@ -16,10 +17,10 @@ from typing import Any
 
 import sqlite_utils
 
+from core import db as sqlite_files
 from core.contract import storable_params
 
 SCHEMA_VERSION = 9
-BUSY_TIMEOUT_MS = 30_000
 
 _V1_RUN_COLUMNS: dict[str, type] = {
     "run_id": str,
@@ -332,12 +333,7 @@ def connect(path: Path) -> sqlite_utils.Database:
     A file that is not a catalogue or cannot be written is a CatalogError naming the fix (see `explain`).
     """
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        db = sqlite_utils.Database(conn)
+        db = sqlite_utils.Database(sqlite_files.connect(path, "journal_mode=WAL", "synchronous=NORMAL"))
         migrate(db)
     except (sqlite3.Error, OSError) as error:
         raise explain(error, path) from error
@@ -346,18 +342,4 @@ def connect(path: Path) -> sqlite_utils.Database:
 
 def migrate(db: sqlite_utils.Database) -> int:
     """Apply the migrations the file has not seen yet; return the schema version."""
-    conn = db.conn
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    while version < len(MIGRATIONS):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            current = conn.execute("PRAGMA user_version").fetchone()[0]
-            if current == version:  # another process may have migrated while we waited for the lock
-                MIGRATIONS[version](db)
-                conn.execute(f"PRAGMA user_version={version + 1}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-    return version
+    return sqlite_files.migrate(db.conn, MIGRATIONS, db)

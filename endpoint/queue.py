@@ -11,12 +11,13 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core import db as sqlite_files
 from core.contract import ErrorCode, JobError, JobFailure, JobStatus, Stage
 
 SCHEMA = """
@@ -44,7 +45,7 @@ ADDED_COLUMNS = {
     "ttl_ms": "INTEGER",
     "input_bytes": "INTEGER NOT NULL DEFAULT 0",
 }
-"""Columns newer than the first queue files: added to an existing file when it is opened."""
+"""Columns newer than the first queue files: added to an existing file by migration 1."""
 FINAL_SQL = ", ".join(f"'{status}'" for status in JobStatus.FINAL)
 WEBHOOK_SCHEMA = f"""
 CREATE INDEX IF NOT EXISTS jobs_webhook_due ON jobs (webhook_due_ms) WHERE webhook_due_ms IS NOT NULL;
@@ -73,6 +74,25 @@ COLUMNS = (
 )
 """Every column but the input, which only a worker claiming the job reads: /status, /runsync's wait (every
 100 ms) and the supervisor (every 500 ms) would otherwise parse up to 20 MB each time."""
+
+
+def _v1(db: sqlite3.Connection) -> None:
+    """The jobs table with every column and trigger of the queue files written before migrations were numbered.
+
+    Those files all have user_version 0, some without the newer columns: this brings each to the same schema
+    (CREATE … IF NOT EXISTS, and only the missing columns), so it is safe on an empty file and on any old one.
+    """
+    sqlite_files.run_script(db, SCHEMA)
+    have = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+    for name, kind in ADDED_COLUMNS.items():
+        if name not in have:
+            db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
+    sqlite_files.run_script(db, WEBHOOK_SCHEMA)
+    sqlite_files.run_script(db, DROP_INPUT_SCHEMA)
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1]
+"""The queue file's numbered migrations (core/db.py): a schema change is one more function here."""
 
 
 class QueueFull(Exception):
@@ -175,17 +195,7 @@ class JobQueue:
         with self._connect() as db:
             db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # takes effect on a new file only: freed pages returned
             db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(SCHEMA)
-            have = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
-            for name, kind in ADDED_COLUMNS.items():
-                if name not in have:
-                    try:
-                        db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
-                    except sqlite3.OperationalError as error:  # another process opening the file added it first
-                        if "duplicate column" not in str(error):
-                            raise
-            db.executescript(WEBHOOK_SCHEMA)
-            db.executescript(DROP_INPUT_SCHEMA)
+            sqlite_files.migrate(db, MIGRATIONS, db)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -193,9 +203,8 @@ class JobQueue:
         # many times a job, and reopening the file each time costs about a millisecond.
         db = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db = sqlite_files.connect(self.path, f"journal_size_limit={JOURNAL_SIZE_LIMIT}")
             db.row_factory = sqlite3.Row
-            db.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
             self._local.db = db
         yield db
 

@@ -103,6 +103,7 @@ def test_the_catalogue_loads_without_the_worker_pipeline_or_torch() -> None:
     assert [name for name in loaded if name.split(".")[0] == "core"] == [
         "core",
         "core.contract",
+        "core.db",
         "core.prices",
         "core.settings",
         "core.store",
