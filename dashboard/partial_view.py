@@ -45,4 +45,3 @@ def show(store: Store, events: list[dict[str, Any]]) -> None:
         st.video(_media(store, partial))
     except JobError:
         st.caption("A newer part is being published; it plays on the next refresh.")
-

@@ -84,7 +84,8 @@ def test_the_charts_read_at_a_glance(tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert pd.Timestamp(end) - pd.Timestamp(start) == pd.Timedelta(hours=1), "the axis spans the chosen window"
         assert x["axis"]["format"] == "%H:%M", "an hour's ticks are minutes, each label different"
     workers = next(spec for spec in specs if spec["encoding"]["y"]["title"] == "workers")
-    colours = dict(zip(workers["encoding"]["color"]["scale"]["domain"], workers["encoding"]["color"]["scale"]["range"]))
+    scale = workers["encoding"]["color"]["scale"]
+    colours = dict(zip(scale["domain"], scale["range"], strict=True))
     assert colours["idle"] == views.SERIES_COLOURS["idle"] and colours["idle"].lower() not in ORANGES_AND_REDS
     failures = next(spec for spec in specs if spec["mark"]["type"] == "bar")
     assert failures["encoding"]["x2"]["field"] == "end", "each bar is as wide as the 5 minutes it counts"
