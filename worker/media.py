@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import numpy as np
 
@@ -256,7 +257,23 @@ def raw_frames_input(width: int, height: int) -> list[str]:
     return ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(FPS), "-i", "pipe:0"]
 
 
-class VideoEncoder:
+class _AbortOnError:
+    """An encoder as a context manager: leaving the block on an exception stops ffmpeg and forgets the file."""
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        if kind is not None:
+            self.abort()
+
+
+class VideoEncoder(_AbortOnError):
     """Streams RGB frames into ffmpeg and muxes them with the soundtrack: H.264 yuv420p + AAC, 25 fps, faststart.
 
     Frames go through a pipe, so a long video never sits in memory; ffmpeg encodes on its own core while the
@@ -342,15 +359,6 @@ class VideoEncoder:
         self._stderr.unlink(missing_ok=True)
         self.out_path.unlink(missing_ok=True)
 
-    def __enter__(self) -> VideoEncoder:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        if kind is not None:
-            self.abort()
-
 
 PartialSink = Callable[[Path, int, int], None]
 """Receives (a playable MP4 of the clips finished so far, its frame count, how many clips it holds)."""
@@ -405,7 +413,7 @@ class _Segment:
     log: Path
 
 
-class ClipEncoder:
+class ClipEncoder(_AbortOnError):
     """Encodes a streaming job in segments cut at clip ends, so that everything finished so far plays while the
     rest renders.
 
@@ -560,15 +568,6 @@ class ClipEncoder:
         self._stop_partials()
         shutil.rmtree(self.folder, ignore_errors=True)
         self.out_path.unlink(missing_ok=True)
-
-    def __enter__(self) -> ClipEncoder:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        if kind is not None:
-            self.abort()
 
 
 def make_thumbnail(frame: np.ndarray, out_path: Path, *, max_side: int = 480) -> Path:
