@@ -10,8 +10,15 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, ConfigDict, Field, ValidationError, create_model
 
 from catalog.schema import RUN_COLUMNS
-from core.contract import INLINE_MEDIA_NOTE as INLINE_NOTE
-from core.contract import KEY_PART_RULE, JobStatus, is_key_part, output_status, storable_params, utc_now
+from core.contract import (
+    INLINE_MEDIA_NOTE,
+    KEY_PART_RULE,
+    JobStatus,
+    is_key_part,
+    output_status,
+    storable_params,
+    utc_now,
+)
 
 STATUS_RANK = {JobStatus.IN_QUEUE: 0, JobStatus.IN_PROGRESS: 1} | {status: 2 for status in JobStatus.FINAL}
 FINAL_RANK = 2
@@ -75,7 +82,7 @@ def _input_kind(params: dict[str, Any], inputs: list[dict[str, Any]] | None = No
     if ref.endswith((".mp4", ".webm", ".mov", ".mkv", ".avi")):
         return "video"
     # Inline data already stored as a note says nothing about its kind: leave what the submission knew.
-    return "image" if ref and ref != INLINE_NOTE else None
+    return "image" if ref and ref != INLINE_MEDIA_NOTE else None
 
 
 def _typed(value: Any, kind: type) -> Any:

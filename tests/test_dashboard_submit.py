@@ -12,8 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from catalog import Catalog
-from catalog.records import INLINE_NOTE
-from core.contract import Defaults, JobStatus, Limits
+from core.contract import INLINE_MEDIA_NOTE, Defaults, JobStatus, Limits
 from dashboard import state
 from dashboard.forms import GPU_ONLY_PARAMS, PREVIEW_NOTE, bounds
 from tests.dashboard_support import MEDIA, dashboard_env, local_endpoint, open_page, texts
@@ -340,8 +339,8 @@ def test_reusing_a_run_whose_media_went_inline_asks_for_them_again(data_dir: Pat
     at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py"), default_timeout=90)
     at.session_state[state.REUSE_PARAMS] = {
         "prompt": "Inline before",
-        "cond_video": INLINE_NOTE,
-        "cond_audio": {"person1": INLINE_NOTE},
+        "cond_video": INLINE_MEDIA_NOTE,
+        "cond_audio": {"person1": INLINE_MEDIA_NOTE},
     }
     at.run()
     assert at.text_input(key="submit.cond_url").value == ""

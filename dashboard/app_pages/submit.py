@@ -7,9 +7,8 @@ from typing import Any
 
 import streamlit as st
 
-from catalog.records import INLINE_NOTE
 from client.api import EndpointError
-from core.contract import SIZES, JobError, Limits
+from core.contract import INLINE_MEDIA_NOTE, SIZES, JobError, Limits
 from dashboard import estimate_view, face_picker, live_mic, navigation, state, views
 from dashboard.batch import BatchFileError, read_batch
 from dashboard.forms import (
@@ -97,7 +96,7 @@ def _apply_reuse() -> None:
     dropped: list[str] = []
 
     def refresh(ref: str) -> str:
-        if ref == INLINE_NOTE or ref.startswith("data:"):
+        if ref == INLINE_MEDIA_NOTE or ref.startswith("data:"):
             # The catalogue keeps no inline media: the earlier run's file must be given again.
             dropped.append(ref)
             return ""
