@@ -23,7 +23,16 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from catalog.documents import read_json, validation_reason
-from catalog.records import LONG_TEXT, SHORT_TEXT, InvalidRecord, _iso_time, _text, check_home, run_id_for
+from catalog.records import (
+    KEY_TEXT,
+    LONG_TEXT,
+    SHORT_TEXT,
+    InvalidRecord,
+    _iso_time,
+    check_home,
+    run_id_for,
+    text_checks,
+)
 from core.contract import INLINE_MEDIA_NOTE, Defaults, storable_params, utc_now
 from core.store import Store, artifact_key
 
@@ -35,35 +44,39 @@ CURATED = ("tags", "favourite", "note")
 """The curated fields; each has a `<field>_at` column and its own time in curation.json."""
 MAX_TAGS = 100
 
-Time = _text(40, AfterValidator(_iso_time))
-Tag = _text(SHORT_TEXT)
-Email = _text(320)
+Time = Annotated[str, *text_checks(40, AfterValidator(_iso_time))]
+Tag = Annotated[str, *text_checks(SHORT_TEXT)]
+Email = Annotated[str, *text_checks(320)]
+Id = Annotated[str, *text_checks(128)]
+ShortText = Annotated[str, *text_checks(SHORT_TEXT)]
+LongText = Annotated[str, *text_checks(LONG_TEXT)]
+Key = Annotated[str, *text_checks(KEY_TEXT)]
 
 
 class _File(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     version: Literal[1] = 1
-    job_id: _text(128)  # type: ignore[valid-type]
-    item_id: _text(128) | None = None  # type: ignore[valid-type]
+    job_id: Id
+    item_id: Id | None = None
 
 
 class StampedTags(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    value: Annotated[list[Tag], Field(max_length=MAX_TAGS)]  # type: ignore[valid-type]
-    at: Time  # type: ignore[valid-type]
+    value: Annotated[list[Tag], Field(max_length=MAX_TAGS)]
+    at: Time
 
 
 class StampedFavourite(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     value: bool
-    at: Time  # type: ignore[valid-type]
+    at: Time
 
 
 class StampedNote(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    value: _text(LONG_TEXT)  # type: ignore[valid-type]
-    at: Time  # type: ignore[valid-type]
+    value: LongText
+    at: Time
 
 
 class CurationFile(_File):
@@ -79,11 +92,11 @@ class RequestFile(_File):
     """`request.json`: the job as the dashboard sent it, for a catalogue rebuilt before the job finished."""
 
     kind: Literal["studio.request"] = "studio.request"
-    endpoint_id: _text(SHORT_TEXT)  # type: ignore[valid-type]
-    submitted_by: Email | None = None  # type: ignore[valid-type]
-    submitted_at: Time  # type: ignore[valid-type]
+    endpoint_id: ShortText
+    submitted_by: Email | None = None
+    submitted_at: Time
     params: dict[str, Any]
-    media: dict[_text(SHORT_TEXT), _text(1024)] = Field(default_factory=dict, max_length=16)  # type: ignore[valid-type]
+    media: dict[ShortText, Key] = Field(default_factory=dict, max_length=16)
 
     @field_validator("params")
     @classmethod
@@ -98,8 +111,8 @@ class TombstoneFile(_File):
     """`deleted.json`: the run was deleted for good; a sync never brings it back."""
 
     kind: Literal["studio.deleted"] = "studio.deleted"
-    deleted_at: Time  # type: ignore[valid-type]
-    deleted_by: Email | None = None  # type: ignore[valid-type]
+    deleted_at: Time
+    deleted_by: Email | None = None
 
 
 MODELS: dict[str, type[_File]] = {CURATION: CurationFile, REQUEST: RequestFile, TOMBSTONE: TombstoneFile}
@@ -177,10 +190,12 @@ def newest(*sides: dict[str, tuple[Any, str]]) -> dict[str, tuple[Any, str]]:
 def write_curation(store: Store, run: dict[str, Any], stamps: dict[str, tuple[Any, str]]) -> str:
     """Write the run's curation.json (every field with its time); returns the key."""
     folder = run_folder(run)
-    document = CurationFile(
-        job_id=run["job_id"],
-        item_id=run.get("item_id"),
-        **{name: {"value": value, "at": at} for name, (value, at) in stamps.items()},
+    document = CurationFile.model_validate(
+        {
+            "job_id": run["job_id"],
+            "item_id": run.get("item_id"),
+            **{name: {"value": value, "at": at} for name, (value, at) in stamps.items()},
+        }
     )
     key = f"{folder}/{CURATION}"
     store.put_bytes(key, _dump(document), within=folder)

@@ -247,7 +247,7 @@ class Catalog:
             self.apply_status(container, output_status(output), output=output, error=output.get("error"))
             return [container]
         parent = self.get(container) or {}
-        ids = []
+        ids: list[str] = []
         for item in items:
             item_id = item.get("item_id") or f"item-{len(ids):03d}"
             run_id = self.record_submission(
@@ -574,7 +574,7 @@ class Catalog:
         idle = int(workers.get("idle") or 0)
         running = int(workers.get("running") or 0)
         other = sum(int(v or 0) for k, v in workers.items() if k not in ("idle", "running", "ready"))
-        self.db["health_samples"].insert(
+        self.db.table("health_samples").insert(
             {
                 "endpoint_id": endpoint_id,
                 "at": at or utc_now(),

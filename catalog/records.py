@@ -173,8 +173,16 @@ def _iso_time(value: str) -> str:
     return value
 
 
+def text_checks(max_length: int, *checks: Any) -> tuple[Any, ...]:
+    """The pydantic metadata of a text field: strictly a str, at most `max_length`, valid UTF-8, then `checks`.
+
+    Spelled `Annotated[str, *text_checks(...)]` where a type is written, so the type checker sees a str.
+    """
+    return (Field(strict=True, max_length=max_length), AfterValidator(_utf8), *checks)
+
+
 def _text(max_length: int, *checks: Any) -> Any:
-    return Annotated[str, Field(strict=True, max_length=max_length), AfterValidator(_utf8), *checks]
+    return Annotated[str, *text_checks(max_length, *checks)]
 
 
 SHORT_TEXT = 256
@@ -206,11 +214,10 @@ def _column_type(name: str, kind: type) -> Any:
     return _text(TEXT_LIMITS.get(name, SHORT_TEXT), *checks)
 
 
-RunRecord = create_model(
-    "RunRecord",
-    __config__=ConfigDict(extra="forbid"),
-    **{name: (_column_type(name, kind) | None, None) for name, kind in RUN_COLUMNS.items()},
-)
+# Field definitions are (type, default) pairs built at run time; create_model's stubs type its ** parameter
+# against its other keyword parameters too (__module__: str...), so the pairs are declared as what they are, Any.
+_RUN_FIELDS: dict[str, Any] = {name: (_column_type(name, kind) | None, None) for name, kind in RUN_COLUMNS.items()}
+RunRecord = create_model("RunRecord", __config__=ConfigDict(extra="forbid"), **_RUN_FIELDS)
 """A row of `runs` as SQLite and every page can take it: the one check a record from a metadata.json passes
 before it is written. Each column has its type, strictly (a string is not a number, a bool not an int); integers
 fit 64 bits, reals are finite, text is valid UTF-8 of a bounded length, times are ISO 8601. A row that passed

@@ -89,16 +89,16 @@ FACET_COLUMNS = ("status", "engine", "size", "mode", "sample_steps", "speakers",
 
 
 def _v1(db: sqlite_utils.Database) -> None:
-    db["runs"].create(_V1_RUN_COLUMNS, pk="run_id", not_null={"status", "created_at"}, defaults={"favourite": 0})
-    db["runs"].create_index(["created_at"])
-    db["runs"].create_index(["status", "created_at"])
-    db["runs"].create_index(["job_id"])
-    db["runs"].enable_fts(FTS_COLUMNS, create_triggers=True, tokenize="porter")
-    db["progress_events"].create(
+    db.table("runs").create(_V1_RUN_COLUMNS, pk="run_id", not_null={"status", "created_at"}, defaults={"favourite": 0})
+    db.table("runs").create_index(["created_at"])
+    db.table("runs").create_index(["status", "created_at"])
+    db.table("runs").create_index(["job_id"])
+    db.table("runs").enable_fts(FTS_COLUMNS, create_triggers=True, tokenize="porter")
+    db.table("progress_events").create(
         {"id": int, "run_id": str, "at": str, "stage": str, "pct": float, "payload": str}, pk="id"
     )
-    db["progress_events"].create_index(["run_id", "id"])
-    db["health_samples"].create(
+    db.table("progress_events").create_index(["run_id", "id"])
+    db.table("health_samples").create(
         {
             "id": int,
             "endpoint_id": str,
@@ -115,12 +115,12 @@ def _v1(db: sqlite_utils.Database) -> None:
         },
         pk="id",
     )
-    db["health_samples"].create_index(["endpoint_id", "at"])
+    db.table("health_samples").create_index(["endpoint_id", "at"])
 
 
 def _v2(db: sqlite_utils.Database) -> None:
     # Facets scan one covering index instead of the table.
-    db["runs"].create_index(list(FACET_COLUMNS), index_name="runs_facets")
+    db.table("runs").create_index(list(FACET_COLUMNS), index_name="runs_facets")
 
 
 def _transform_runs(db: sqlite_utils.Database, **changes: Any) -> None:
@@ -133,7 +133,7 @@ def _transform_runs(db: sqlite_utils.Database, **changes: Any) -> None:
     triggers = [
         sql for (sql,) in db.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'runs'")
     ]
-    db["runs"].transform(**changes)
+    db.table("runs").transform(**changes)
     for sql in triggers:
         db.execute(sql)
 
@@ -156,10 +156,10 @@ def _v4(db: sqlite_utils.Database) -> None:
     Counting facets then groups one integer per matching run in a narrow table (`run_combos`), instead of
     reading and sorting seven columns of the wide `runs` rows: 3-4x faster at 100 000 runs.
     """
-    db["facet_combos"].create({"id": int, **{c: RUN_COLUMNS[c] for c in FACET_COLUMNS}}, pk="id")
-    db["facet_combos"].create_index(list(FACET_COLUMNS), index_name="facet_combos_values")
-    db["run_combos"].create({"run_rowid": int, "combo": int}, pk="run_rowid", not_null={"combo"})
-    db["run_combos"].create_index(["combo"])
+    db.table("facet_combos").create({"id": int, **{c: RUN_COLUMNS[c] for c in FACET_COLUMNS}}, pk="id")
+    db.table("facet_combos").create_index(list(FACET_COLUMNS), index_name="facet_combos_values")
+    db.table("run_combos").create({"run_rowid": int, "combo": int}, pk="run_rowid", not_null={"combo"})
+    db.table("run_combos").create_index(["combo"])
     _fill_combos(db)
     db.executescript(_combo_triggers(containers=False))
     db.execute("DROP INDEX runs_facets")
@@ -167,7 +167,7 @@ def _v4(db: sqlite_utils.Database) -> None:
 
 def _v5(db: sqlite_utils.Database) -> None:
     """Batch containers (`batch_items`) leave the facet combinations: their items are counted instead."""
-    db["runs"].add_column("batch_items", int)
+    db.table("runs").add_column("batch_items", int)
     db.executescript("DROP TRIGGER runs_combo_ai; DROP TRIGGER runs_combo_au; DROP TRIGGER runs_combo_ad;")
     db.executescript(_combo_triggers())
     items = "SELECT COUNT(*) FROM runs AS item WHERE item.job_id = runs.run_id AND item.item_id IS NOT NULL"
@@ -226,9 +226,9 @@ def _v8(db: sqlite_utils.Database) -> None:
     rebuilt on a wiped disk gets them back and two dashboards on one bucket merge them, newest first.
     """
     for name, kind in _V8_RUN_COLUMNS.items():
-        db["runs"].add_column(name, kind)
-    db["runs"].create_index(["submitted_by", "created_at"])
-    db["runs"].create_index(["request_key"])
+        db.table("runs").add_column(name, kind)
+    db.table("runs").create_index(["submitted_by", "created_at"])
+    db.table("runs").create_index(["request_key"])
 
 
 def _v9(db: sqlite_utils.Database) -> None:
@@ -238,15 +238,15 @@ def _v9(db: sqlite_utils.Database) -> None:
     GPU; finished runs of the preview engine cost nothing, and say so. History sorts and sums by cost.
     """
     for name, kind in _V9_RUN_COLUMNS.items():
-        db["runs"].add_column(name, kind)
+        db.table("runs").add_column(name, kind)
     db.execute("UPDATE runs SET cost_usd = 0 WHERE engine = 'preview' AND finished_at IS NOT NULL")
-    db["runs"].create_index(["cost_usd"])
+    db.table("runs").create_index(["cost_usd"])
 
 
 def _fill_combos(db: sqlite_utils.Database) -> None:
     names = ", ".join(FACET_COLUMNS)
     same = " AND ".join(f"facet_combos.{c} IS runs.{c}" for c in FACET_COLUMNS)
-    counted = "runs.batch_items IS NULL" if "batch_items" in db["runs"].columns_dict else "1"
+    counted = "runs.batch_items IS NULL" if "batch_items" in db.table("runs").columns_dict else "1"
     db.execute("DELETE FROM run_combos")
     db.execute(
         f"INSERT INTO facet_combos ({names}) SELECT DISTINCT {names} FROM runs EXCEPT SELECT {names} FROM facet_combos"
@@ -263,7 +263,7 @@ def rebuild_indexes(db: sqlite_utils.Database) -> None:
     Triggers keep both in step with every write; a rebuild is needed only if rowids changed behind their back
     (a VACUUM may renumber a table without an INTEGER PRIMARY KEY) or a file was edited by hand.
     """
-    db["runs"].rebuild_fts()
+    db.table("runs").rebuild_fts()
     _fill_combos(db)
 
 

@@ -253,7 +253,7 @@ def search(
         return _run(conn, query, filters, sort, page, per_page)
     safe = safe_fts_query(query)
     if not safe:
-        empty = {name: {} for name in FACET_COLUMNS}
+        empty: dict[str, dict[Any, int]] = {name: {} for name in FACET_COLUMNS}
         return SearchResult([], 0, page, per_page, empty, "the search has no words in it")
     result = _run(conn, safe, filters, sort, page, per_page)
     result.query_note = f"searched for the words {safe} (the query was not valid search syntax)"

@@ -145,7 +145,11 @@ def tts_seconds(text: str) -> float:
 def work_for(params: dict[str, Any], speech_s: float | None, engine: str = "infinitetalk") -> Work:
     """The work of one job from its parameters (defaults filled in) and its speech's length in seconds; with no
     length the job's frame cap is assumed, as the worker would stop there."""
-    get = lambda name, default: params.get(name) if params.get(name) is not None else default  # noqa: E731
+
+    def get(name: str, default: Any) -> Any:
+        value = params.get(name)
+        return value if value is not None else default
+
     mode = get("mode", Defaults.MODE)
     frame_num = int(get("frame_num", Defaults.FRAME_NUM))
     cap = frame_num if mode == "clip" else int(get("max_frame_num", Defaults.MAX_FRAME_NUM))
@@ -429,7 +433,7 @@ def estimate_job(
 ) -> Estimate:
     """The estimate for a job input (one job or a batch) on the configured endpoint; `speech_s` is the speech's
     length per job (None where unknown)."""
-    items = job_input.get("batch") if isinstance(job_input.get("batch"), list) else [job_input]
+    items = batch if isinstance(batch := job_input.get("batch"), list) else [job_input]
     lengths = speech_s if isinstance(speech_s, list) else [speech_s] * len(items)
     row = target_gpu(settings, runs, gpu)
     # A GPU named by the caller means the GPU worker, even from a machine whose local endpoint runs the preview.

@@ -34,7 +34,7 @@ def videos(output: Any) -> list[dict[str, Any]]:
         return []
     if isinstance(output.get("video"), dict):
         return [output["video"]]
-    items = output.get("items") if isinstance(output.get("items"), list) else []
+    items = found if isinstance(found := output.get("items"), list) else []
     return [item["video"] for item in items if isinstance(item, dict) and isinstance(item.get("video"), dict)]
 
 

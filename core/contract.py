@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -56,8 +56,9 @@ class Limits:
 class Defaults:
     """Default generation parameters, as InfiniteTalk's own CLI and the seeds give them."""
 
-    SIZE = "infinitetalk-480"
-    MODE = "clip"
+    # Final keeps the literal types, so they are valid defaults of JobParams' Literal fields.
+    SIZE: Final = "infinitetalk-480"
+    MODE: Final = "clip"
     FRAME_NUM = 81
     MAX_FRAME_NUM = 1000
     SAMPLE_STEPS = 40

@@ -37,9 +37,10 @@ def job_like(params: dict[str, Any], *, two_people: bool, tts_text: str | None) 
 def speech_length(speech: list[Any], audio_type: str) -> float | None:
     """The speech's length from the form's speech inputs (their measured facts); None until each is known."""
     durations = [getattr(slot.facts, "duration_s", None) for slot in speech]
-    if not durations or any(not d for d in durations):
+    known = [float(d) for d in durations if d]
+    if not durations or len(known) < len(durations):
         return None
-    return speech_seconds([float(d) for d in durations], audio_type)
+    return speech_seconds(known, audio_type)
 
 
 def current(

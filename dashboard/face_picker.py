@@ -70,11 +70,11 @@ def drawn(image: np.ndarray, boxes: list[list[int]], chosen: dict[str, list[int]
         if tuple(box) not in given:
             cv2.rectangle(out, tuple(box[:2]), tuple(box[2:]), COLOURS[2], thickness)
             cv2.putText(out, str(index), (box[0] + 4, box[1] + 22), cv2.FONT_HERSHEY_SIMPLEX, 0.7, COLOURS[2], 2)
-    for box, person in given.items():
+    for corners, person in given.items():
         colour = COLOURS[0] if person == "person1" else COLOURS[1]
-        cv2.rectangle(out, box[:2], box[2:], colour, thickness + 1)
+        cv2.rectangle(out, corners[:2], corners[2:], colour, thickness + 1)
         label = f"P{person[-1]}"
-        cv2.putText(out, label, (box[0] + 4, box[1] + 22), cv2.FONT_HERSHEY_SIMPLEX, 0.7, colour, 2)
+        cv2.putText(out, label, (corners[0] + 4, corners[1] + 22), cv2.FONT_HERSHEY_SIMPLEX, 0.7, colour, 2)
     return out
 
 

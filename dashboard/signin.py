@@ -26,7 +26,7 @@ import ipaddress
 import secrets
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from urllib.parse import urlsplit
@@ -129,7 +129,7 @@ def _browser_url() -> str | None:
     return f"//{host}" if host else None
 
 
-def _user() -> dict[str, object]:
+def _user() -> Mapping[str, object]:
     """What the identity provider said about this session's user (Streamlit's signed cookie), or nothing."""
     return st.user.to_dict()
 

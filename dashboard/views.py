@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import re
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import altair as alt
 import pandas as pd
@@ -13,6 +13,10 @@ import streamlit as st
 from core.contract import JobError, JobStatus, friendly_error
 from core.store import Store
 from dashboard.words import in_words
+
+if TYPE_CHECKING:
+    # Vega's colour scheme names; altair types Scale(scheme=...) with this alias but exports it only from here.
+    from altair.vegalite.v6.schema._typing import ColorScheme_T
 
 STATUS_COLOURS = {
     JobStatus.IN_QUEUE: "gray",
@@ -94,8 +98,8 @@ def boxed(data: bytes, box: tuple[int, int] = THUMB_BOX) -> bytes:
     """An image scaled to fit `box` whole and centred on a neutral ground, as JPEG."""
     from PIL import Image
 
-    with Image.open(io.BytesIO(data)) as image:
-        image = image.convert("RGB")
+    with Image.open(io.BytesIO(data)) as opened:
+        image = opened.convert("RGB")
         image.thumbnail(box)
         ground = Image.new("RGB", box, (38, 39, 48))
         ground.paste(image, ((box[0] - image.width) // 2, (box[1] - image.height) // 2))
@@ -169,7 +173,7 @@ def time_chart(
     percent: bool = False,
     window: tuple[Any, Any] | None = None,
     bucket: str | None = None,
-    scheme: str | None = None,
+    scheme: ColorScheme_T | None = None,
 ) -> None:
     """Chart a time-indexed frame, one colour per column; counts get whole-number ticks from zero.
 

@@ -384,7 +384,8 @@ def create_app(
         current = job
         while current.status not in JobStatus.FINAL and time.monotonic() < deadline:
             await asyncio.sleep(RUNSYNC_POLL_S)
-            current = await run_in_threadpool(queue.get, job.id) or current
+            latest = await run_in_threadpool(queue.get, job.id)
+            current = latest or current
         return job_view(current)
 
     @app.get("/v2/{endpoint_id}/status/{job_id}")

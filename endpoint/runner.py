@@ -61,8 +61,8 @@ def record(queue: JobQueue, job_id: str, output: Any) -> None:
     """Store a finished job's output under its final status."""
     try:
         json.dumps(output)
-    except (TypeError, ValueError) as error:
-        output = error_output(ErrorCode.GENERATION_RUNTIME, f"the job's result is not JSON ({error})")
+    except (TypeError, ValueError) as not_json:
+        output = error_output(ErrorCode.GENERATION_RUNTIME, f"the job's result is not JSON ({not_json})")
     status = output_status(output)
     error = None
     if status != JobStatus.COMPLETED:

@@ -199,7 +199,7 @@ def _addresses(host: str, port: int, field: str, settings: Settings) -> tuple[st
     return addresses
 
 
-class _Pinned:
+class _Pinned(HTTPConnection):
     """A urllib3 connection that connects to the addresses checked for its hop, not to a new lookup of the name.
 
     TLS still sends the URL's host name (SNI) and checks the certificate against it, and the Host header is the
@@ -212,17 +212,17 @@ class _Pinned:
 
     def _new_conn(self) -> socket.socket:
         failure: OSError | None = None
-        for address in self.addresses:  # type: ignore[attr-defined]
+        for address in self.addresses:
             try:
                 return create_connection(
-                    (address, self.port),  # type: ignore[attr-defined]
-                    self.timeout,  # type: ignore[attr-defined]
-                    source_address=self.source_address,  # type: ignore[attr-defined]
-                    socket_options=self.socket_options,  # type: ignore[attr-defined]
+                    (address, self.port),
+                    self.timeout,
+                    source_address=self.source_address,
+                    socket_options=self.socket_options,
                 )
             except OSError as error:
                 failure = error
-        raise NewConnectionError(self, f"Failed to establish a new connection: {failure}")  # type: ignore[arg-type]
+        raise NewConnectionError(self, f"Failed to establish a new connection: {failure}")
 
 
 class _PinnedHTTP(_Pinned, HTTPConnection):

@@ -187,9 +187,8 @@ def remote_files(items: list[Wanted]) -> list[RemoteFile]:
     """Each wanted path as the repository's files (a folder is every file under it), with the Hub's sizes."""
     import requests
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import OfflineModeIsEnabled
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
     from huggingface_hub.hf_api import RepoFile
-    from huggingface_hub.utils import HfHubHTTPError
 
     api = HfApi()
     trees: dict[tuple[str, str], dict[str, int]] = {}

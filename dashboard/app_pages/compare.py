@@ -27,8 +27,8 @@ def _choose() -> None:
         return
     labels = {run["run_id"]: _label(run) for run in runs}
     left, right = st.columns(2)
-    first = left.selectbox("Run A", list(labels), format_func=labels.get, key=K + "a")
-    second = right.selectbox("Run B", list(labels), index=1, format_func=labels.get, key=K + "b")
+    first = left.selectbox("Run A", list(labels), format_func=labels.__getitem__, key=K + "a")
+    second = right.selectbox("Run B", list(labels), index=1, format_func=labels.__getitem__, key=K + "b")
     if st.button("Compare", type="primary", key=K + "go", disabled=first == second, icon=":material/compare:"):
         st.query_params[compare.PARAM] = compare.link_value(first, second)
         st.rerun()
@@ -61,6 +61,7 @@ def main() -> None:
         _choose()
         return
     a, b = runs
+    assert a is not None and b is not None  # both found: the missing ones returned above
     st.caption(f"Link to this comparison: `?{compare.PARAM}={compare.link_value(*ids)}`")
     left, right = st.columns(2, gap="medium")
     with left:

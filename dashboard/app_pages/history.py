@@ -75,7 +75,7 @@ def _search_bar() -> None:
         key=K + "text",
         placeholder='e.g. studio, "orange suit", talk*',
     )
-    sort_col.selectbox("Sort", list(SORT_LABELS), format_func=SORT_LABELS.get, key=K + "sort")
+    sort_col.selectbox("Sort", list(SORT_LABELS), format_func=SORT_LABELS.__getitem__, key=K + "sort")
     if sync_col.button(
         "Sync from bucket", icon=":material/sync:", help="Add runs found as metadata.json in the store", key=K + "sync"
     ):

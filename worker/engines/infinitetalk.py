@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -210,8 +210,14 @@ class StepProgress:
         self.report.generation(done, chunks * self.steps, details)
 
 
+class _UsesTqdm(Protocol):
+    """A module with a module-level `tqdm` to swap (wan.multitalk)."""
+
+    tqdm: Callable[..., Iterator[Any]]
+
+
 @contextmanager
-def replaced_tqdm(module: ModuleType, progress: Callable[..., Iterator[Any]]) -> Iterator[None]:
+def replaced_tqdm(module: _UsesTqdm, progress: Callable[..., Iterator[Any]]) -> Iterator[None]:
     """Swap a module's `tqdm` for the length of a run."""
     original = module.tqdm
     module.tqdm = progress

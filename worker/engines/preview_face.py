@@ -10,8 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import cv2
 
 Box = tuple[float, float, float, float]
 """(x, y, w, h) in output pixels."""
@@ -26,8 +30,9 @@ MOUTH_INTERIOR_RGB = np.array([74.0, 30.0, 30.0], np.float32)
 
 
 @cache
-def _cascade(name: str):
+def _cascade(name: str) -> cv2.CascadeClassifier:
     import cv2
+    import cv2.data  # the Haar cascades' folder; cv2's stubs only know it imported by name
 
     classifier = cv2.CascadeClassifier(cv2.data.haarcascades + name)
     if classifier.empty():
@@ -56,8 +61,8 @@ def find_faces(frame: np.ndarray, limit: int = 2) -> list[Box]:
         gray, scaleFactor=1.1, minNeighbors=5, minSize=(max(24, side // 12),) * 2, outputRejectLevels=True
     )
     ranked = sorted(zip(weights, found, strict=True), key=lambda pair: float(pair[0]), reverse=True)
-    boxes = [tuple(float(v) for v in box) for _, box in ranked[:limit]]
-    return sorted(boxes, key=lambda b: b[0])  # type: ignore[return-value]
+    boxes: list[Box] = [(float(x), float(y), float(w), float(h)) for _, (x, y, w, h) in ranked[:limit]]
+    return sorted(boxes, key=lambda b: b[0])
 
 
 PICKABLE_FACES = 6

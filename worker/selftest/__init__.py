@@ -208,8 +208,8 @@ def run_selftest_job(job_input: dict[str, Any], timeout_s: float = 900.0) -> dic
     try:
         done = subprocess.run(args, capture_output=True, text=True, timeout=timeout_s, check=False)
         summary = json.loads(done.stdout.strip().splitlines()[-1])
-    except (subprocess.TimeoutExpired, IndexError, json.JSONDecodeError) as error:
-        summary = {"status": "failed", "error": f"the selftest did not report: {type(error).__name__}: {error}"}
+    except (subprocess.TimeoutExpired, IndexError, json.JSONDecodeError) as silent:
+        summary = {"status": "failed", "error": f"the selftest did not report: {type(silent).__name__}: {silent}"}
     if summary.get("status") == "ok":
         return {"status": "success", "selftest": summary}
     failed = [case["name"] for case in summary.get("cases", []) if case.get("status") != "passed"]

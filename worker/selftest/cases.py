@@ -190,6 +190,8 @@ def case_photo(bench: Bench) -> int:
     run = bench.baseline()
     expect_steps(run, clips=1, steps=2)
     video, image = run.output["video"], cv2.imread(str(bench.media.portrait))
+    if image is None:
+        raise CheckFailed(f"OpenCV cannot read the portrait {bench.media.portrait}")
     expected = output_size(image.shape[1], image.shape[0], "infinitetalk-480")
     check(
         (video["width"], video["height"]) == expected,

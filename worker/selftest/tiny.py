@@ -251,8 +251,8 @@ def build_tree(root: Path, sizes: TinySizes = SIZES, *, quant: tuple[str, ...] =
         for people in ("single", "multi"):
             dit = model_module.WanModel(weight_init=False, **sizes.dit_kwargs())
             dit.load_state_dict(base | audio[people])
-            stem = paths.quant_dir / f"infinitetalk_{people}_{name}"
-            _save_quantised(dit, weights, stem.with_suffix(".safetensors"), stem.with_suffix(".json"))
+            quant_stem = paths.quant_dir / f"infinitetalk_{people}_{name}"
+            _save_quantised(dit, weights, quant_stem.with_suffix(".safetensors"), quant_stem.with_suffix(".json"))
         encoder = t5.umt5_xxl(encoder_only=True, return_tokenizer=False, dtype=torch.float32, device="cpu")
         encoder.load_state_dict(text_encoder.state_dict())
         _save_quantised(
