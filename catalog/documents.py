@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from core.store import Store
+from core.store import LocalStore, S3Store, Store
 
 MAX_BYTES = 1024 * 1024
 """The largest document read: the worker's metadata files are a few KB (params are stored without inline media),
@@ -25,13 +25,11 @@ broke pydantic's serializer at 255 levels and json at about 1000, and would reac
 
 def fetch(store: Store, key: str) -> bytes:
     """The object's first MAX_BYTES + 1 bytes: enough to tell that it is too big without holding all of it."""
-    path = getattr(store, "path", None)
-    client = getattr(store, "client", None)
-    if callable(path):  # a local folder: read no further than the limit
-        with open(path(key), "rb") as file:
+    if isinstance(store, LocalStore):  # a local folder: read no further than the limit
+        with open(store.path(key), "rb") as file:
             return file.read(MAX_BYTES + 1)
-    if client is not None and hasattr(client, "get_object"):  # S3: a ranged GET
-        answer = client.get_object(Bucket=store.bucket, Key=key, Range=f"bytes=0-{MAX_BYTES}")  # type: ignore[attr-defined]
+    if isinstance(store, S3Store):  # S3: a ranged GET
+        answer = store.client.get_object(Bucket=store.bucket, Key=key, Range=f"bytes=0-{MAX_BYTES}")
         return answer["Body"].read(MAX_BYTES + 1)
     return store.get(key)
 

@@ -659,12 +659,17 @@ def output_status(output: Any) -> str:
     )
 
 
+MediaSource = Literal["url", "base64", "path", "tts"]
+"""Where an input came from: a URL, inline base64, a file path, or spoken by text-to-speech."""
+MediaKind = Literal["image", "video", "audio"]
+
+
 class InputDescriptor(BaseModel):
     """What the worker received for one input, never the raw data."""
 
     field: str
-    source: Literal["url", "base64", "path", "tts"]
-    kind: Literal["image", "video", "audio"]
+    source: MediaSource
+    kind: MediaKind
     bytes: int
     sha256: str
     duration_s: float | None = None

@@ -9,6 +9,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 LOCAL_ENDPOINT_ID = "local"
@@ -163,9 +164,9 @@ class Settings:
         """True when the client talks to the bundled local endpoint rather than RunPod's cloud."""
         return not self.endpoint_base_url.startswith(RUNPOD_API_BASE)
 
-    def with_(self, **changes: object) -> Settings:
-        """A copy with some fields changed."""
-        return replace(self, **changes)  # type: ignore[arg-type]
+    def with_(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (each field has its own type, so the values can only be Any here)."""
+        return replace(self, **changes)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     # Vega's colour scheme names; altair types Scale(scheme=...) with this alias but exports it only from here.
     from altair.vegalite.v6.schema._typing import ColorScheme_T
 
-STATUS_COLOURS = {
+BadgeColour = Literal["red", "orange", "yellow", "blue", "green", "violet", "gray", "grey", "primary"]
+"""The colours st.badge takes."""
+STATUS_COLOURS: dict[str, BadgeColour] = {
     JobStatus.IN_QUEUE: "gray",
     JobStatus.IN_PROGRESS: "blue",
     JobStatus.COMPLETED: "green",
@@ -63,7 +65,7 @@ def duration(seconds: float | None) -> str:
 
 def status_badge(status: str) -> None:
     """A coloured badge for a run's status."""
-    st.badge(status.replace("_", " ").title(), color=STATUS_COLOURS.get(status, "gray"))  # type: ignore[arg-type]
+    st.badge(status.replace("_", " ").title(), color=STATUS_COLOURS.get(status, "gray"))
 
 
 def outcome(run: dict[str, Any]) -> None:

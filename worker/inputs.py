@@ -16,7 +16,7 @@ import socket
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urljoin, urlsplit
 
 import certifi
@@ -27,7 +27,7 @@ from urllib3.response import BaseHTTPResponse
 from urllib3.util import parse_url
 from urllib3.util.connection import create_connection
 
-from core.contract import ErrorCode, InputDescriptor, JobError, Limits, Stage
+from core.contract import ErrorCode, InputDescriptor, JobError, Limits, MediaKind, MediaSource, Stage
 from core.settings import Settings
 from worker.media import MediaInfo, probe
 
@@ -53,8 +53,8 @@ class FetchedMedia:
 
     field: str
     path: Path
-    source: str
-    kind: str
+    source: MediaSource
+    kind: MediaKind
     info: MediaInfo
     bytes: int
     sha256: str
@@ -63,8 +63,8 @@ class FetchedMedia:
         """The metadata record of this input (no raw data)."""
         return InputDescriptor(
             field=self.field,
-            source=self.source,  # type: ignore[arg-type]
-            kind=self.kind,  # type: ignore[arg-type]
+            source=self.source,
+            kind=self.kind,
             bytes=self.bytes,
             sha256=self.sha256,
             duration_s=round(self.info.duration_s, 3) if self.info.duration_s and self.kind != "image" else None,
@@ -88,7 +88,7 @@ def sniff_image(head: bytes) -> str | None:
     return None
 
 
-def classify(ref: str) -> str:
+def classify(ref: str) -> Literal["url", "base64", "path", "unsupported-scheme"]:
     """`url`, `base64` or `path`, from the shape of the reference."""
     lowered = ref[:16].lower()
     if lowered.startswith(("http://", "https://")):
@@ -339,7 +339,7 @@ def _copy_allowed_path(ref: str, field: str, dest: Path, roots: tuple[Path, ...]
 
 def fetch_bytes(
     ref: str, field: str, dest: Path, settings: Settings, *, max_bytes: int, extra_roots: tuple[Path, ...] = ()
-) -> str:
+) -> Literal["url", "base64", "path"]:
     """Put the referenced bytes at dest; return the source kind (url, base64, path)."""
     if "\x00" in ref:
         raise _invalid(field, "the reference contains a NUL character; send a URL, base64 data or a file path")
@@ -385,7 +385,7 @@ def fetch_visual(
             f"the picture is {info.width}×{info.height}; the limit is {Limits.MAX_IMAGE_SIDE} px a side and "
             f"{Limits.MAX_IMAGE_PIXELS // 1_000_000} megapixels: scale it down",
         )
-    kind = "image" if image_format else "video"
+    kind: MediaKind = "image" if image_format else "video"
     if kind == "video":
         if info.frames == 0 or (info.duration_s is not None and info.duration_s <= 0):
             raise _invalid(field, "the video has no frames")

@@ -169,11 +169,13 @@ class PreviewEngine:
             if people > 1 and given.person2:
                 boxes[1] = _face_in_region(first, fit.box(given.person2))
         if any(box is None for box in boxes):
-            found = find_faces(first, limit=people)
-            if len(found) == 1 and people == 2:
+            faces = find_faces(first, limit=people)
+            found: list[Box | None] = list(faces)
+            if len(faces) == 1 and people == 2:
                 # One face for two people: give it to the side of the frame it is on.
-                side = 0 if found[0][0] + found[0][2] / 2 < job.width / 2 else 1
-                found = [found[0], None] if side == 0 else [None, found[0]]  # type: ignore[list-item]
+                face = faces[0]
+                side = 0 if face[0] + face[2] / 2 < job.width / 2 else 1
+                found = [face, None] if side == 0 else [None, face]
             for person in range(people):
                 if boxes[person] is None and person < len(found):
                     boxes[person] = found[person]
@@ -194,13 +196,13 @@ class PreviewEngine:
         found = find_faces(frame, limit=len(rigs))
         updated = []
         for rig in rigs:
-            x, y, w, _h = rig.face
+            x, y, w, h = rig.face
             near = min(found, key=lambda f: abs(f[0] - x) + abs(f[1] - y), default=None)
             if near is None or abs(near[0] - x) + abs(near[1] - y) > w:
                 updated.append(rig)
                 continue
-            box = tuple(0.6 * old + 0.4 * new for old, new in zip(rig.face, near, strict=True))
-            updated.append(FaceRig(frame, box))  # type: ignore[arg-type]
+            box = (0.6 * x + 0.4 * near[0], 0.6 * y + 0.4 * near[1], 0.6 * w + 0.4 * near[2], 0.6 * h + 0.4 * near[3])
+            updated.append(FaceRig(frame, box))
         return updated
 
 

@@ -323,14 +323,16 @@ def _quantised(bench: Bench, quant: str) -> int:
 def kokoro_seconds(bench: Bench, words: str, voice: str) -> float:
     """How long Kokoro speaks `words`: its predicted durations, each phoneme (and its start and end tokens)
     lasting the tiny model's fixed frames of 25 ms (worker/selftest/tiny_kokoro.py)."""
+    from worker.kokoro_tts import KokoroSpeech
     from worker.selftest.tiny_kokoro import SAMPLES_PER_FRAME
     from worker.speech_engines import load_speech_engine
 
     speaker = load_speech_engine(bench.settings)
-    check(speaker.name == "kokoro", f"the GPU engine's tts_audio is spoken by {speaker.name}, not Kokoro")
+    if not isinstance(speaker, KokoroSpeech):
+        raise CheckFailed(f"the GPU engine's tts_audio is spoken by {speaker.name}, not Kokoro")
     frames = 0
-    for phonemes, audio, durations in speaker.phonemes_and_audio(words, voice):  # type: ignore[attr-defined]
-        known = sum(symbol in speaker.model.vocab for symbol in phonemes)  # type: ignore[attr-defined]
+    for phonemes, audio, durations in speaker.phonemes_and_audio(words, voice):
+        known = sum(symbol in speaker.model.vocab for symbol in phonemes)
         check(len(durations) == known + 2, f"{len(durations)} durations for {known} phonemes of {phonemes!r}")
         check(set(durations.tolist()) == {bench.kokoro_frames}, f"durations {durations.tolist()}")
         check(audio.numel() == SAMPLES_PER_FRAME * int(durations.sum()), "Kokoro's audio is not 600 samples a frame")
