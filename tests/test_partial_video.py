@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -180,16 +180,23 @@ def test_a_cancelled_streaming_job_keeps_the_partial_video_its_user_saw(tmp_path
 
 
 class FailsAfter(PreviewEngine):
-    """The real preview engine, whose generation fails with a runtime error after `frames` frames."""
+    """The real preview engine, whose generation fails with a runtime error after `frames` frames, once `ready()`
+    says so: a partial was published, which comes whenever the encoder's thread gets to it, so the engine waits
+    (the frames so far are more than x264 holds back, so their first clips can be made into a partial)."""
 
-    def __init__(self, settings: Settings, frames: int) -> None:
+    def __init__(self, settings: Settings, frames: int, ready: Callable[[], bool]) -> None:
         super().__init__(settings)
         self.frames = frames
+        self.ready = ready
         self.load()
 
     def generate(self, job: PreparedJob, report: Reporter, cancel: CancelToken) -> Iterator[np.ndarray]:
         for index, frame in enumerate(super().generate(job, report, cancel)):
             if index == self.frames:
+                deadline = time.monotonic() + 120
+                while not self.ready():
+                    assert time.monotonic() < deadline, "no partial video came in 2 minutes"
+                    time.sleep(0.01)
                 raise JobError(ErrorCode.GENERATION_RUNTIME, "stopped on purpose", at_stage=Stage.GENERATION)
             yield frame
 
@@ -206,11 +213,17 @@ def test_a_job_that_fails_mid_stream_leaves_no_partial_objects(
     settings = settings.with_(partial_every_s=0.0)
     job = {**SLOW_STREAMING_JOB, "size": "infinitetalk-480"}
     events: list[dict[str, Any]] = []
-    output = run_job(job, "fails-1", settings=settings, sink=events.append, engine=FailsAfter(settings, 150))
+    store, stored = open_store(settings), []
+
+    def published() -> bool:
+        stored.extend(partial_keys(store, "jobs/fails-1"))
+        return bool(stored)
+
+    engine = FailsAfter(settings, 100, published)
+    output = run_job(job, "fails-1", settings=settings, sink=events.append, engine=engine)
 
     assert output["status"] == "error" and output["error"]["code"] == ErrorCode.GENERATION_RUNTIME
-    announced = {e["partial_video"]["key"] for e in events if "partial_video" in e}
-    assert announced, "partials were published before the failure"
+    assert stored, "a partial was published before the failure"
     assert partial_keys(open_store(settings), "jobs/fails-1") == []
     assert "partial_video" not in output and "partial_video" not in events[-1]
 

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import queue
-import shutil
+import re
 import subprocess
 import threading
-import time
 import wave
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -23,7 +21,6 @@ from typing import Self
 
 import numpy as np
 
-from core import logs
 from core.contract import AUDIO_SAMPLE_RATE, FPS, ErrorCode, JobError, Stage
 
 FFMPEG = "ffmpeg"
@@ -60,7 +57,7 @@ def guarded(args: list[str]) -> list[str]:
     return out
 
 
-def _tail(text: bytes | str, limit: int = 600, paths: tuple[str, ...] = (), name: str = "the file") -> str:
+def stderr_tail(text: bytes | str, limit: int = 600, paths: tuple[str, ...] = (), name: str = "the file") -> str:
     """The end of ffmpeg's stderr, with the worker's own file paths replaced by what the user calls the file."""
     value = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
     for path in sorted(paths, key=len, reverse=True):
@@ -84,7 +81,7 @@ def run_ffmpeg(args: list[str], *, at_stage: str, what: str, timeout: float = 60
     if done.returncode != 0:
         local = tuple(arg for arg in args if arg.startswith("/"))
         raise JobError(
-            ErrorCode.FFMPEG, f"{what}: {_tail(done.stderr, paths=local) or 'ffmpeg failed'}", at_stage=at_stage
+            ErrorCode.FFMPEG, f"{what}: {stderr_tail(done.stderr, paths=local) or 'ffmpeg failed'}", at_stage=at_stage
         )
     return done.stdout
 
@@ -131,7 +128,7 @@ def probe(path: Path, *, field: str, at_stage: str = Stage.DOWNLOADS_STARTED) ->
             at_stage=at_stage,
         )
     if done.returncode != 0:
-        reason = _tail(done.stderr, 200, (str(path),), field) or "unknown format"
+        reason = stderr_tail(done.stderr, 200, (str(path),), field) or "unknown format"
         raise JobError(
             ErrorCode.INPUT_VALIDATION,
             f"{field}: the file is not readable media ({reason}); {ACCEPTED}",
@@ -145,7 +142,7 @@ def probe(path: Path, *, field: str, at_stage: str = Stage.DOWNLOADS_STARTED) ->
     frames = (video or {}).get("nb_frames")
     return MediaInfo(
         format=format_name,
-        duration_s=float(duration) if duration not in (None, "N/A") else None,
+        duration_s=float(str(duration)) if duration not in (None, "N/A") else None,
         width=int(video["width"]) if video and video.get("width") else None,
         height=int(video["height"]) if video and video.get("height") else None,
         has_video=video is not None,
@@ -257,7 +254,7 @@ def raw_frames_input(width: int, height: int) -> list[str]:
     return ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(FPS), "-i", "pipe:0"]
 
 
-class _AbortOnError:
+class AbortOnError:
     """An encoder as a context manager: leaving the block on an exception stops ffmpeg and forgets the file."""
 
     def abort(self) -> None:
@@ -273,14 +270,37 @@ class _AbortOnError:
             self.abort()
 
 
-class VideoEncoder(_AbortOnError):
+def check_frame(frame: np.ndarray, width: int, height: int) -> None:
+    """E_GENERATION_RUNTIME unless the engine's frame is RGB uint8 of the encoder's size."""
+    if frame.shape != (height, width, 3) or frame.dtype != np.uint8:
+        raise JobError(
+            ErrorCode.GENERATION_RUNTIME,
+            f"engine produced a frame of shape {frame.shape} {frame.dtype}, expected ({height}, {width}, 3) uint8",
+            at_stage=Stage.GENERATION,
+        )
+
+
+LIVE_COPY_FLAGS = "empty_moov+default_base_moof+frag_every_frame"
+"""A live copy is a fragmented MP4 (a header, then a fragment per frame, each written out at once): whatever of
+it is on disk, up to its last whole fragment, is a playable video of the frames encoded so far."""
+_TEE_SAFE = re.compile(r"[A-Za-z0-9_./-]+")
+
+
+class VideoEncoder(AbortOnError):
     """Streams RGB frames into ffmpeg and muxes them with the soundtrack: H.264 yuv420p + AAC, 25 fps, faststart.
 
     Frames go through a pipe, so a long video never sits in memory; ffmpeg encodes on its own core while the
     engine renders the next frames.
+
+    With `live_copy` (a path in out_path's folder), the one encode also writes, through ffmpeg's tee muxer, a
+    fragmented MP4 of the same packets that grows frame by frame (LIVE_COPY_FLAGS): the video so far can be read
+    from it while out_path, byte for byte the file made without it, is only whole at the end. A failure of the live
+    copy is ignored by ffmpeg (onfail=ignore): it must never cost the job its video.
     """
 
-    def __init__(self, out_path: Path, width: int, height: int, soundtrack: Path, *, crf: int = 20) -> None:
+    def __init__(
+        self, out_path: Path, width: int, height: int, soundtrack: Path, *, crf: int = 20, live_copy: Path | None = None
+    ) -> None:
         self.out_path = out_path
         self.soundtrack = soundtrack
         self.width = width
@@ -289,16 +309,7 @@ class VideoEncoder(_AbortOnError):
         command = [
             *QUIET_FFMPEG,
             "-y",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgb24",
-            "-s",
-            f"{width}x{height}",
-            "-r",
-            str(FPS),
-            "-i",
-            "pipe:0",
+            *raw_frames_input(width, height),
             "-i",
             str(soundtrack),
             "-map",
@@ -307,23 +318,32 @@ class VideoEncoder(_AbortOnError):
             "1:a:0",
             *x264_args(crf),
             *AAC_ARGS,
-            "-movflags",
-            "+faststart",
-            str(out_path),
+            *(self._tee(out_path, live_copy) if live_copy else ["-movflags", "+faststart", str(out_path)]),
         ]
         self._stderr = out_path.with_suffix(".ffmpeg.log")
         self._stderr_file = self._stderr.open("wb")
-        self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=self._stderr_file)
+        self._process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stderr=self._stderr_file, cwd=out_path.parent if live_copy else None
+        )
+        self._finished: int | None = None
+        """ffmpeg's exit code once finish() has waited for it."""
+        self._log = ""
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _tee(out_path: Path, live_copy: Path) -> list[str]:
+        """The tee muxer's outputs, named relative to out_path's folder (ffmpeg runs there), so that no path needs
+        the tee syntax's escaping; the encoders are told to put their headers where MP4 wants them."""
+        names = [out_path.name, live_copy.relative_to(out_path.parent).as_posix()]
+        if not all(_TEE_SAFE.fullmatch(name) for name in names):
+            raise ValueError(f"encoder output names must be plain file names, not {names}")
+        final, live = names
+        live_options = f"f=mp4:onfail=ignore:flush_packets=1:movflags=+{LIVE_COPY_FLAGS}"
+        return ["-flags", "+global_header", "-f", "tee", f"[f=mp4:movflags=+faststart]{final}|[{live_options}]{live}"]
 
     def write(self, frame: np.ndarray) -> None:
         """Send one RGB frame of the encoder's size."""
-        if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
-            raise JobError(
-                ErrorCode.GENERATION_RUNTIME,
-                f"engine produced a frame of shape {frame.shape} {frame.dtype}, expected "
-                f"({self.height}, {self.width}, 3) uint8",
-                at_stage=Stage.GENERATION,
-            )
+        check_frame(frame, self.width, self.height)
         assert self._process.stdin is not None
         try:
             self._process.stdin.write(np.ascontiguousarray(frame).tobytes())
@@ -336,19 +356,26 @@ class VideoEncoder(_AbortOnError):
 
     def _log_tail(self) -> str:
         self._stderr_file.flush()
-        return _tail(self._stderr.read_bytes(), paths=(str(self.out_path), str(self.soundtrack))) or "ffmpeg stopped"
+        text = self._stderr.read_bytes() if self._stderr.exists() else b""
+        return stderr_tail(text, paths=(str(self.out_path), str(self.soundtrack))) or "ffmpeg stopped"
 
-    def finish(self) -> Path:
-        """Close the pipe and wait for the MP4; E_FFMPEG when ffmpeg failed."""
+    def close(self) -> None:
+        """Send no more frames: ffmpeg finishes the video on its own while the caller goes on."""
         assert self._process.stdin is not None
         with contextlib.suppress(BrokenPipeError):
             self._process.stdin.close()
-        code = self._process.wait()
-        self._stderr_file.close()
-        log = self._log_tail() if code != 0 else ""
-        self._stderr.unlink(missing_ok=True)
-        if code != 0:
-            raise JobError(ErrorCode.FFMPEG, f"encoding the video: {log}", at_stage=Stage.MUXING_STARTED)
+
+    def finish(self) -> Path:
+        """Close the pipe and wait for the MP4; E_FFMPEG when ffmpeg failed. Safe to call from two threads."""
+        self.close()
+        with self._lock:
+            if self._finished is None:
+                self._finished = self._process.wait()
+                self._stderr_file.close()
+                self._log = self._log_tail() if self._finished != 0 else ""
+                self._stderr.unlink(missing_ok=True)
+        if self._finished != 0:
+            raise JobError(ErrorCode.FFMPEG, f"encoding the video: {self._log}", at_stage=Stage.MUXING_STARTED)
         return self.out_path
 
     def abort(self) -> None:
@@ -357,216 +384,6 @@ class VideoEncoder(_AbortOnError):
         self._process.wait()
         self._stderr_file.close()
         self._stderr.unlink(missing_ok=True)
-        self.out_path.unlink(missing_ok=True)
-
-
-PartialSink = Callable[[Path, int, int], None]
-"""Receives (a playable MP4 of the clips finished so far, its frame count, how many clips it holds)."""
-MUX_TIMEOUT_S = 600.0
-
-
-def _concat_list(paths: Sequence[Path], list_path: Path) -> Path:
-    """An ffconcat list of our own segment files (absolute paths, quotes escaped)."""
-    lines = ["ffconcat version 1.0"]
-    lines += ["file '" + str(path.resolve()).replace("'", "'\\''") + "'" for path in paths]
-    list_path.write_text("\n".join(lines) + "\n")
-    return list_path
-
-
-def mux_segments(segments: Sequence[Path], audio: Path, out_path: Path, *, frames: int | None = None) -> Path:
-    """Join H.264 segments and the soundtrack into a faststart MP4: the video by stream copy, the sound copied
-    when it is already AAC (`.m4a`), else encoded as every published MP4's is (AAC_ARGS).
-
-    `frames` cuts the soundtrack to that many frames of video: a partial video ends where its clips end.
-    The inputs are the worker's own files, never a job's media, so the concat demuxer is allowed here.
-    """
-    listing = _concat_list(segments, out_path.with_suffix(".txt"))
-    command = [*QUIET_FFMPEG, "-y", "-f", "concat", "-safe", "0", "-i", str(listing), "-i", str(audio)]
-    command += ["-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy"]
-    command += ["-c:a", "copy"] if audio.suffix == ".m4a" else AAC_ARGS
-    if frames is not None:
-        command += ["-t", f"{frames / FPS:.3f}"]
-    command += ["-movflags", "+faststart", str(out_path)]
-    try:
-        done = subprocess.run(command, capture_output=True, timeout=MUX_TIMEOUT_S, check=False)
-    except subprocess.TimeoutExpired:
-        raise JobError(
-            ErrorCode.FFMPEG, f"muxing the video: ffmpeg took longer than {MUX_TIMEOUT_S:.0f} s",
-            at_stage=Stage.MUXING_STARTED,
-        ) from None  # fmt: skip
-    finally:
-        listing.unlink(missing_ok=True)
-    if done.returncode != 0:
-        out_path.unlink(missing_ok=True)
-        raise JobError(
-            ErrorCode.FFMPEG,
-            f"muxing the video: {_tail(done.stderr) or 'ffmpeg failed'}",
-            at_stage=Stage.MUXING_STARTED,
-        )
-    return out_path
-
-
-@dataclass
-class _Segment:
-    path: Path
-    process: subprocess.Popen[bytes]
-    log: Path
-
-
-class ClipEncoder(_AbortOnError):
-    """Encodes a streaming job in segments cut at clip ends, so that everything finished so far plays while the
-    rest renders.
-
-    Frames go into an H.264 segment (VideoEncoder's encoding); the soundtrack is encoded to AAC once, up front.
-    At a clip's last frame, when `every_s` seconds have passed since the last cut, the segment is closed and a
-    new one begun; a background thread joins the segments so far with the soundtrack cut to their length, by
-    stream copy, into a faststart MP4 and hands it to `on_partial`, so the frame loop never waits for it (a
-    thread that falls behind skips to the newest). Each cut costs two ffmpeg starts (about 0.1 s of CPU): a
-    GPU clip takes minutes and gets its partial at once, while the preview engine's sub-second clips are cut
-    every `every_s` so that the whole job stays within a few percent of VideoEncoder's time
-    (bench/bench_partial.py). finish() joins every segment with the whole soundtrack into out_path: the same
-    H.264 + AAC faststart MP4 VideoEncoder makes, a keyframe at each cut being the one difference.
-
-    A partial that fails is logged and skipped: the preview must never cost the job its video.
-    """
-
-    def __init__(
-        self,
-        out_path: Path,
-        width: int,
-        height: int,
-        soundtrack: Path,
-        clip_ends: Sequence[int],
-        on_partial: PartialSink,
-        *,
-        every_s: float = 0.0,
-        crf: int = 20,
-    ) -> None:
-        self.out_path = out_path
-        self.width = width
-        self.height = height
-        self.frames_written = 0
-        self.crf = crf
-        self.folder = out_path.with_name(out_path.stem + ".clips")
-        self.folder.mkdir(parents=True, exist_ok=True)
-        ends = sorted({end for end in clip_ends if end > 0})
-        self._cuts = {end: clip for clip, end in enumerate(ends[:-1], 1)}
-        """Frame count at each clip's end (the last excepted: finish() makes the video) → clips done there."""
-        self.every_s = every_s
-        self._last_cut = time.monotonic()
-        self._on_partial = on_partial
-        self.soundtrack = soundtrack
-        self.audio = self.folder / "soundtrack.m4a"
-        """The soundtrack as AAC, made once at the first partial, so that each partial copies it; a job too short
-        for any partial encodes it only once, into the final video."""
-        self._segments: list[_Segment] = []
-        self._done: queue.Queue[tuple[int, int, int] | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._partials, name="partial-video", daemon=True)
-        self._thread.start()
-        self._open_segment()
-
-    def _open_segment(self) -> None:
-        index = len(self._segments)
-        path = self.folder / f"clip-{index:04d}.mp4"
-        log_path = path.with_suffix(".log")
-        command = [*QUIET_FFMPEG, "-y", *raw_frames_input(self.width, self.height), "-an", *x264_args(self.crf)]
-        with log_path.open("wb") as log_file:
-            process = subprocess.Popen([*command, str(path)], stdin=subprocess.PIPE, stderr=log_file)
-        self._segments.append(_Segment(path, process, log_path))
-
-    def write(self, frame: np.ndarray) -> None:
-        """Send one RGB frame of the encoder's size; at a clip's last frame, close its segment."""
-        if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
-            raise JobError(
-                ErrorCode.GENERATION_RUNTIME,
-                f"engine produced a frame of shape {frame.shape} {frame.dtype}, expected "
-                f"({self.height}, {self.width}, 3) uint8",
-                at_stage=Stage.GENERATION,
-            )
-        segment = self._segments[-1]
-        assert segment.process.stdin is not None
-        try:
-            segment.process.stdin.write(np.ascontiguousarray(frame).tobytes())
-        except BrokenPipeError:
-            segment.process.wait()
-            raise JobError(
-                ErrorCode.FFMPEG, f"encoding the video: {self._log_tail(segment)}", at_stage=Stage.MUXING_STARTED
-            ) from None
-        self.frames_written += 1
-        clips = self._cuts.get(self.frames_written)
-        if clips is not None and time.monotonic() - self._last_cut >= self.every_s:
-            self._last_cut = time.monotonic()
-            self._close(segment)
-            self._done.put((clips, self.frames_written, len(self._segments)))
-            self._open_segment()
-
-    @staticmethod
-    def _close(segment: _Segment) -> None:
-        assert segment.process.stdin is not None
-        with contextlib.suppress(BrokenPipeError):
-            segment.process.stdin.close()
-
-    def _log_tail(self, segment: _Segment) -> str:
-        text = segment.log.read_bytes() if segment.log.exists() else b""
-        return _tail(text, paths=(str(segment.path),)) or "ffmpeg stopped"
-
-    def _wait(self, segments: Sequence[_Segment]) -> None:
-        """Wait for segments' encoders; E_FFMPEG naming the first that failed."""
-        for segment in segments:
-            if segment.process.wait() != 0:
-                raise JobError(
-                    ErrorCode.FFMPEG, f"encoding the video: {self._log_tail(segment)}", at_stage=Stage.MUXING_STARTED
-                )
-
-    def _aac(self) -> Path:
-        if not self.audio.exists():
-            made = self.folder / "soundtrack.part.m4a"
-            args = ["-i", str(self.soundtrack), "-vn", *AAC_ARGS, str(made)]
-            subprocess.run([*QUIET_FFMPEG, "-y", *args], capture_output=True, timeout=MUX_TIMEOUT_S, check=True)
-            made.replace(self.audio)
-        return self.audio
-
-    def _partials(self) -> None:
-        """The background thread: mux and hand over the newest finished clips, one partial at a time."""
-        while True:
-            item = self._done.get()
-            while item is not None and not self._done.empty():
-                item = self._done.get()  # fallen behind: only the newest partial is worth making
-            if item is None:
-                return
-            clips, frames, count = item
-            segments = self._segments[:count]
-            partial = self.folder / f"partial-{clips:04d}.mp4"
-            try:
-                self._wait(segments)
-                mux_segments([s.path for s in segments], self._aac(), partial, frames=frames)
-                self._on_partial(partial, frames, clips)
-            except Exception as error:  # a preview that fails must not fail the job; finish() reports real errors
-                logs.get_logger("media").warning("partial video skipped", extra={"clips": clips, "error": str(error)})
-            finally:
-                partial.unlink(missing_ok=True)
-
-    def _stop_partials(self) -> None:
-        self._done.put(None)
-        self._thread.join()
-
-    def finish(self) -> Path:
-        """Close the last segment, wait for the partial thread, and join everything into out_path."""
-        self._close(self._segments[-1])
-        self._stop_partials()
-        self._wait(self._segments)
-        audio = self.audio if self.audio.exists() else self.soundtrack
-        mux_segments([s.path for s in self._segments], audio, self.out_path)
-        shutil.rmtree(self.folder, ignore_errors=True)
-        return self.out_path
-
-    def abort(self) -> None:
-        """Stop every ffmpeg and the partial thread, and forget the files."""
-        for segment in self._segments:
-            segment.process.kill()
-            segment.process.wait()
-        self._stop_partials()
-        shutil.rmtree(self.folder, ignore_errors=True)
         self.out_path.unlink(missing_ok=True)
 
 

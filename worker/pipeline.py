@@ -49,10 +49,11 @@ from core.contract import (
 from core.settings import Settings
 from core.store import Store, artifact_key, checked_key, content_type, open_store
 from worker.audio import prepare_audio
+from worker.clip_encoder import ClipEncoder
 from worker.engines import Engine, load_engine
 from worker.geometry import output_size
 from worker.inputs import fetch_audio, fetch_visual
-from worker.media import ClipEncoder, VideoEncoder, make_thumbnail
+from worker.media import VideoEncoder, make_thumbnail
 from worker.metadata import build_metadata, gpu_info, resolved_params
 from worker.partial import PartialVideo, clip_ends
 from worker.prepared import PreparedJob

@@ -256,13 +256,17 @@ def _tts_input() -> None:
         offered = ["", *catalogue.offered()]
         # A typed or reused name stays in the list, so the form shows it (and refuses it if the engine lacks it).
         typed = st.session_state.get(key)
+
+        def describe(name: str, default: str = default) -> str:
+            return catalogue.describe(name) if name else default
+
         column.selectbox(
             f"Voice of person {person}",
-            offered if typed in (None, *offered) else [*offered, typed],
+            offered if typed in (None, *offered) else [*offered, str(typed)],
             key=key,
             help=help_text,
             accept_new_options=engine != "kokoro",
-            format_func=lambda name, default=default: catalogue.describe(name) if name else default,
+            format_func=describe,
         )
         voice = (st.session_state[key] or "").strip() or defaults[person - 1]
         if engine != "kokoro" and column.button("Hear it", key=key + "_hear", icon=":material/play_arrow:"):
