@@ -319,6 +319,8 @@ class ClipEncoder(AbortOnError):
         self._cuts = {end: clip for clip, end in enumerate(self._ends, 1)}
         self._last_partial = self._clip_began = time.monotonic()
         self._published = 0
+        self._looked_at = (0, 0)
+        """The live copy's (video, AAC) frame counts at the last look: the next look waits for more."""
         """Whole clips in the newest partial handed over: a partial is only made when it holds more."""
         self._on_partial = on_partial
         self.audio = self.folder / "soundtrack.m4a"
@@ -409,8 +411,9 @@ class ClipEncoder(AbortOnError):
         """
         whole, frames = self.live.scan()
         ready = [end for end in self._ends if end <= frames][self._published :]
-        if not ready:
-            return None
+        if not ready or (frames, self.live.audio_frames) == self._looked_at or self.live.audio_s < ready[0] / FPS + AAC_PRIMING_S:
+            return None  # nothing new whole, nothing new since the last look, or the sound not there yet
+        self._looked_at = (frames, self.live.audio_frames)
         self.live.snapshot(whole, sound)
         command = [FFPROBE, "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time"]
         command += ["-of", "csv=p=0", str(sound)]

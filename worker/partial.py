@@ -1,8 +1,8 @@
 """Progressive preview: a streaming job's video so far, published as each clip is encoded.
 
 A streaming job renders clip after clip for minutes. With progressive preview on (STUDIO_PARTIAL_PREVIEW, on
-by default), the pipeline encodes each clip into its own segment (media.ClipEncoder) and, as each clip ends,
-publishes an MP4 of everything finished so far, with its soundtrack, beside the job's artifacts. Its URL travels
+by default), the pipeline's encoder (clip_encoder.ClipEncoder) makes, as clips end, an MP4 of everything finished
+so far, and this module publishes it, with its soundtrack, beside the job's artifacts. Its URL travels
 in the job's IN_PROGRESS output as `partial_video: {url, key, duration_s, clips_done, clips_total}`.
 
 Objects are kept tidy: each new partial replaces the one before the last (the one just announced and its
@@ -40,7 +40,7 @@ class PartialVideo:
     def __init__(self, store: Store, folder: str, report: Reporter, clips_total: int, every_s: float = 0.0) -> None:
         self.store = store
         self.every_s = every_s
-        """The least time between two partials (Settings.partial_every_s; media.ClipEncoder keeps to it)."""
+        """The least time between two partials (Settings.partial_every_s; clip_encoder.ClipEncoder keeps to it)."""
         self.folder = folder.rstrip("/")
         self.report = report
         self.clips_total = clips_total
