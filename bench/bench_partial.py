@@ -4,8 +4,9 @@ A streaming preview job (the portrait, its 8.3 s speech repeated to 40 s, 480p: 
 72) runs with STUDIO_PARTIAL_PREVIEW on and off, alternately, so that both see the same machine. With it on, the
 one encode also writes a live copy (worker/clip_encoder.py), and an MP4 of the video so far is published at most
 every STUDIO_PARTIAL_EVERY_S (the default; worker/partial.py); `every 2 s` makes a few per job, and `every clip`
-(STUDIO_PARTIAL_EVERY_S=0) shows the worst case, a partial after each of the 13 clip ends. Prints the median wall time and CPU time (this
-process and its ffmpeg children) of each, their ratios to off (goal: on within 5 %), and the partials announced.
+(STUDIO_PARTIAL_EVERY_S=0) shows the worst case, a partial after each of the 13 clip ends. Prints the median
+wall time and CPU time (this process and its ffmpeg children) of each, their ratios to off (goal: on within 5 %),
+and the partials announced.
 On a shared machine the wall time is noisy; the CPU time is the work itself.
 
     python bench/bench_partial.py [--repeat 5] [--seconds 40]

@@ -13,7 +13,7 @@ import re
 from typing import Annotated, Any, ClassVar, Final, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator, model_validator
 
 SCHEMA_VERSION = 1
 """Version of the metadata JSON written next to every video; bump on incompatible changes."""
@@ -408,6 +408,23 @@ class OutputConfig(_Strict):
         return value or Defaults.STORE_PREFIX
 
 
+FormGroup = Literal["basic", "advanced"]
+
+
+def form(group: FormGroup, *, gpu: bool = False, step: float | None = None) -> dict[str, JsonValue]:
+    """A generation parameter's form hints, for `Field(json_schema_extra=form(...))`.
+
+    They say which part of a form shows it (basic, or advanced behind an expander), whether only the InfiniteTalk
+    (GPU) engine reads it, and its widget's step where the type's own would be wrong (frame_num's 4n+1). The
+    dashboard's Submit page is derived from these and the field's type, bounds, default and description, so a new
+    field needs nothing but its own line here.
+    """
+    hints: dict[str, JsonValue] = {"group": group, "gpu_only": gpu}
+    if step is not None:
+        hints["step"] = step
+    return {"form": hints}
+
+
 class JobParams(_Strict):
     """Everything one talking video needs: inputs and InfiniteTalk's generation parameters."""
 
@@ -418,32 +435,142 @@ class JobParams(_Strict):
     tts_audio: TTSAudio | None = None
     audio_type: Literal["para", "add"] = "add"
     bbox: BBoxes | None = None
-    size: Literal["infinitetalk-480", "infinitetalk-720"] = Defaults.SIZE
-    mode: Literal["clip", "streaming"] = Defaults.MODE
-    frame_num: int = Field(default=Defaults.FRAME_NUM, ge=Limits.MIN_FRAME_NUM, le=Limits.MAX_FRAME_NUM)
-    max_frame_num: int = Field(default=Defaults.MAX_FRAME_NUM, ge=Limits.MIN_FRAME_NUM, le=Limits.MAX_STREAMING_FRAMES)
-    sample_steps: int = Field(default=Defaults.SAMPLE_STEPS, ge=1, le=Limits.MAX_SAMPLE_STEPS)
-    sample_shift: float | None = Field(default=None, ge=0.0, le=100.0, description="Default: 7 at 480p, 11 at 720p.")
-    sample_text_guide_scale: float = Field(default=Defaults.TEXT_GUIDE_SCALE, ge=0.0, le=Limits.MAX_GUIDE_SCALE)
-    sample_audio_guide_scale: float = Field(default=Defaults.AUDIO_GUIDE_SCALE, ge=0.0, le=Limits.MAX_GUIDE_SCALE)
-    motion_frame: int = Field(default=Defaults.MOTION_FRAME, ge=1, le=Limits.MAX_MOTION_FRAME)
-    color_correction_strength: float = Field(default=Defaults.COLOR_CORRECTION, ge=0.0, le=1.0)
-    use_teacache: bool = False
-    teacache_thresh: float = Field(default=Defaults.TEACACHE_THRESH, gt=0.0, le=1.0)
-    use_apg: bool = False
-    apg_momentum: float = Field(default=Defaults.APG_MOMENTUM, ge=-1.0, le=1.0)
-    apg_norm_threshold: float = Field(default=Defaults.APG_NORM_THRESHOLD, gt=0.0, le=1000.0)
-    base_seed: int = Field(default=Defaults.BASE_SEED, ge=-1, le=2**32 - 1, description="-1 picks a random seed.")
-    num_persistent_param_in_dit: int | None = Field(default=None, ge=0)
-    offload_model: bool = True
-    quant: Literal["int8", "fp8"] | None = None
+    size: Literal["infinitetalk-480", "infinitetalk-720"] = Field(
+        default=Defaults.SIZE,
+        description="The video's resolution: 480p, or 720p (slower).",
+        json_schema_extra=form("basic"),
+    )
+    mode: Literal["clip", "streaming"] = Field(
+        default=Defaults.MODE,
+        description="clip renders one clip of `frame_num` frames; streaming renders the whole speech, clip after clip.",
+        json_schema_extra=form("basic"),
+    )
+    frame_num: int = Field(
+        default=Defaults.FRAME_NUM,
+        ge=Limits.MIN_FRAME_NUM,
+        le=Limits.MAX_FRAME_NUM,
+        description="Frames in one clip; must be 4n+1 (81 = 3.2 s at 25 fps).",
+        json_schema_extra=form("basic", step=4),
+    )
+    max_frame_num: int = Field(
+        default=Defaults.MAX_FRAME_NUM,
+        ge=Limits.MIN_FRAME_NUM,
+        le=Limits.MAX_STREAMING_FRAMES,
+        description="Streaming: the most frames the whole video may have; longer speech is cut there.",
+        json_schema_extra=form("basic"),
+    )
+    sample_steps: int = Field(
+        default=Defaults.SAMPLE_STEPS,
+        ge=1,
+        le=Limits.MAX_SAMPLE_STEPS,
+        description="Sampling steps per clip: fewer is faster (4 with the LoRA).",
+        json_schema_extra=form("basic"),
+    )
+    sample_shift: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=100.0,
+        description="The flow-matching scheduler's shift. Empty: 7 at 480p, 11 at 720p.",
+        json_schema_extra=form("advanced"),
+    )
+    sample_text_guide_scale: float = Field(
+        default=Defaults.TEXT_GUIDE_SCALE,
+        ge=0.0,
+        le=Limits.MAX_GUIDE_SCALE,
+        description="Classifier-free guidance for the prompt: higher follows it more closely.",
+        json_schema_extra=form("advanced"),
+    )
+    sample_audio_guide_scale: float = Field(
+        default=Defaults.AUDIO_GUIDE_SCALE,
+        ge=0.0,
+        le=Limits.MAX_GUIDE_SCALE,
+        description="Classifier-free guidance for the speech: higher follows the lips to it more closely.",
+        json_schema_extra=form("advanced"),
+    )
+    motion_frame: int = Field(
+        default=Defaults.MOTION_FRAME,
+        ge=1,
+        le=Limits.MAX_MOTION_FRAME,
+        description="Streaming: frames each clip takes over from the one before, so that the motion carries on.",
+        json_schema_extra=form("advanced"),
+    )
+    color_correction_strength: float = Field(
+        default=Defaults.COLOR_CORRECTION,
+        ge=0.0,
+        le=1.0,
+        description="How strongly each clip's colours are matched back to the portrait's (0 to 1).",
+        json_schema_extra=form("advanced"),
+    )
+    use_teacache: bool = Field(
+        default=False,
+        description="TeaCache: skip steps that change little; faster.",
+        json_schema_extra=form("advanced", gpu=True),
+    )
+    teacache_thresh: float = Field(
+        default=Defaults.TEACACHE_THRESH,
+        gt=0.0,
+        le=1.0,
+        description="TeaCache's threshold: higher skips more steps.",
+        json_schema_extra=form("advanced", gpu=True),
+    )
+    use_apg: bool = Field(
+        default=False, description="Adaptive projected guidance (APG).", json_schema_extra=form("advanced", gpu=True)
+    )
+    apg_momentum: float = Field(
+        default=Defaults.APG_MOMENTUM,
+        ge=-1.0,
+        le=1.0,
+        description="The momentum APG uses.",
+        json_schema_extra=form("advanced", gpu=True),
+    )
+    apg_norm_threshold: float = Field(
+        default=Defaults.APG_NORM_THRESHOLD,
+        gt=0.0,
+        le=1000.0,
+        description="The norm threshold APG uses.",
+        json_schema_extra=form("advanced", gpu=True),
+    )
+    base_seed: int = Field(
+        default=Defaults.BASE_SEED,
+        ge=-1,
+        le=2**32 - 1,
+        description="-1 picks a random seed.",
+        json_schema_extra=form("basic"),
+    )
+    num_persistent_param_in_dit: int | None = Field(
+        default=None,
+        ge=0,
+        description="DiT parameters kept on the GPU. Empty: keep everything on the GPU; 0 saves the most memory.",
+        json_schema_extra=form("advanced", gpu=True),
+    )
+    offload_model: bool = Field(
+        default=True,
+        description="Move each model to the CPU after use: less GPU memory, a little slower.",
+        json_schema_extra=form("advanced", gpu=True),
+    )
+    quant: Literal["int8", "fp8"] | None = Field(
+        default=None,
+        description="Run the DiT quantised, from the weights in quant_dir.",
+        json_schema_extra=form("advanced", gpu=True),
+    )
     quant_dir: str | None = Field(
         default=None,
         max_length=1024,
         description="The quantised weights' folder, relative to the worker's QUANT_DIR (the default) or inside it.",
+        json_schema_extra=form("advanced", gpu=True),
     )
-    lora: bool = Field(default=False, description="Use the lightx2v 4-step LoRA (set sample_steps to 4).")
-    lora_scale: float = Field(default=Defaults.LORA_SCALE, ge=0.0, le=4.0)
+    lora: bool = Field(
+        default=False,
+        description="Use the lightx2v 4-step LoRA (set sample_steps to 4).",
+        json_schema_extra=form("advanced", gpu=True),
+    )
+    lora_scale: float = Field(
+        default=Defaults.LORA_SCALE,
+        ge=0.0,
+        le=4.0,
+        description="The LoRA's strength.",
+        json_schema_extra=form("advanced", gpu=True),
+    )
     output_config: OutputConfig = Field(default_factory=OutputConfig)
 
     @field_validator("id")

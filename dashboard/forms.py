@@ -22,32 +22,30 @@ from core.settings import Settings
 from worker.audio import frames_for, voice_catalogue
 from worker.inputs import classify, path_refusal
 
-BASIC_PARAMS = ("size", "mode", "frame_num", "max_frame_num", "sample_steps", "base_seed")
-GPU_ONLY_PARAMS = (
-    "use_teacache",
-    "teacache_thresh",
-    "use_apg",
-    "apg_momentum",
-    "apg_norm_threshold",
-    "num_persistent_param_in_dit",
-    "offload_model",
-    "quant",
-    "quant_dir",
-    "lora",
-    "lora_scale",
-)
+
+def _hints(name: str) -> dict[str, Any] | None:
+    extra = JobParams.model_fields[name].json_schema_extra
+    hints = extra.get("form") if isinstance(extra, dict) else None
+    return hints if isinstance(hints, dict) else None
+
+
+def _offered(group: str) -> tuple[str, ...]:
+    """The contract's generation parameters in one part of the form, in the contract's order."""
+    return tuple(name for name in JobParams.model_fields if (_hints(name) or {}).get("group") == group)
+
+
+BASIC_PARAMS = _offered("basic")
+ADVANCED_PARAMS = _offered("advanced")
+PARAM_NAMES = BASIC_PARAMS + ADVANCED_PARAMS
+"""Every parameter the form shows: the contract's fields that carry form hints (core.contract.form)."""
+GPU_ONLY_PARAMS = tuple(name for name in PARAM_NAMES if (_hints(name) or {}).get("gpu_only"))
 """Parameters only the InfiniteTalk (GPU) engine reads: speed-ups, guidance, memory and weights. The preview
 engine never looks at them (tests check its source), so on it they change nothing in the video."""
-ADVANCED_PARAMS = (
-    "sample_shift",
-    "sample_text_guide_scale",
-    "sample_audio_guide_scale",
-    "motion_frame",
-    "color_correction_strength",
-    *GPU_ONLY_PARAMS,
+OPTIONAL_PARAMS = frozenset(
+    name
+    for name in PARAM_NAMES
+    if JobParams.model_fields[name].default is None and not JobParams.model_fields[name].is_required()
 )
-PARAM_NAMES = BASIC_PARAMS + ADVANCED_PARAMS
-OPTIONAL_PARAMS = frozenset({"sample_shift", "num_persistent_param_in_dit", "quant", "quant_dir"})
 """Parameters whose absence means "the worker decides" (a size's default shift, the GPU's memory, no quant)."""
 
 PREVIEW_NOTE = "Does nothing on the preview engine this local endpoint runs; the GPU worker uses it."
@@ -81,14 +79,50 @@ def bounds(name: str) -> tuple[float | None, float | None]:
     """
     low: float | None = None
     high: float | None = None
-    for rule in _field(name).metadata:
+    for rule in _field(name).metadata:  # annotated_types types its bounds as "comparable"; the contract's are numbers
         if isinstance(rule, Ge):
-            low = rule.ge  # type: ignore[assignment]
+            low = float(typing.cast(float, rule.ge))
         elif isinstance(rule, Gt):
-            low = rule.gt + 0.01  # type: ignore[operator]
+            low = float(typing.cast(float, rule.gt)) + 0.01
         elif isinstance(rule, Le):
-            high = rule.le  # type: ignore[assignment]
+            high = float(typing.cast(float, rule.le))
     return low, high
+
+
+def _value_type(name: str) -> Any:
+    """A parameter's type without its None."""
+    annotation = _field(name).annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        return members[0] if len(members) == 1 else annotation
+    return annotation
+
+
+@dataclass(frozen=True)
+class Widget:
+    """The widget a parameter gets, read from its type, bounds and form hints."""
+
+    kind: typing.Literal["choice", "toggle", "text", "int", "float"]
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+
+
+def widget(name: str) -> Widget:
+    """A choice for a Literal, a toggle for a bool, a text box for a str, else a number input within the
+    contract's bounds, stepping by the form hint's step, 1 for whole numbers, or a step fit for the range."""
+    kind = _value_type(name)
+    if choices(name):
+        return Widget("choice")
+    if kind is bool:
+        return Widget("toggle")
+    if kind is str:
+        return Widget("text")
+    low, high = bounds(name)
+    step = (_hints(name) or {}).get("step")
+    if kind is int:
+        return Widget("int", low, high, step or 1)
+    return Widget("float", low, high, step or (0.05 if (high or 10) <= 1 else 0.5))
 
 
 def choices(name: str) -> list[Any]:

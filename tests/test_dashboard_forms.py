@@ -11,8 +11,11 @@ import pytest
 from core.contract import Defaults, JobParams, Limits, parse_job_input
 from dashboard.batch import BatchFileError, read_batch
 from dashboard.forms import (
+    GPU_ONLY_PARAMS,
+    OPTIONAL_PARAMS,
     PARAM_NAMES,
     Speech,
+    Widget,
     bounds,
     build_job_input,
     choices,
@@ -24,6 +27,7 @@ from dashboard.forms import (
     prefill_from,
     speech_seconds,
     validate,
+    widget,
 )
 from dashboard.presets import PRESETS
 from tests.conftest import EXAMPLES
@@ -41,6 +45,38 @@ def test_bounds_choices_and_defaults_are_the_contracts() -> None:
     assert defaults["sample_steps"] == Defaults.SAMPLE_STEPS
     assert defaults["frame_num"] == Defaults.FRAME_NUM
     assert set(defaults) == set(PARAM_NAMES) <= set(JobParams.model_fields)
+
+
+SUBMIT_PAGE_OWN_INPUTS = {
+    "id",
+    "prompt",
+    "cond_video",
+    "cond_audio",
+    "tts_audio",
+    "audio_type",
+    "bbox",
+    "output_config",
+}
+"""The job's fields the Submit page asks for with inputs of its own (media, speech, faces), not as parameters."""
+
+
+def test_every_generation_parameter_of_the_contract_is_in_the_form_with_its_description() -> None:
+    assert set(PARAM_NAMES) == set(JobParams.model_fields) - SUBMIT_PAGE_OWN_INPUTS, (
+        "a new contract field needs form hints (core.contract.form) to appear on Submit"
+    )
+    assert all(JobParams.model_fields[name].description for name in PARAM_NAMES), "each widget has help"
+
+
+def test_widgets_come_from_the_contracts_types_bounds_and_hints() -> None:
+    assert widget("size") == widget("quant") == Widget("choice")
+    assert widget("use_teacache") == widget("lora") == Widget("toggle")
+    assert widget("quant_dir") == Widget("text"), "an optional str is a text box"
+    assert widget("frame_num") == Widget("int", Limits.MIN_FRAME_NUM, Limits.MAX_FRAME_NUM, 4), "4n+1 steps by 4"
+    assert widget("num_persistent_param_in_dit") == Widget("int", 0, None, 1), "an optional int is still whole"
+    assert widget("sample_shift") == Widget("float", 0, 100, 0.5)
+    assert widget("color_correction_strength") == Widget("float", 0, 1, 0.05)
+    assert {"sample_shift", "num_persistent_param_in_dit", "quant", "quant_dir"} == OPTIONAL_PARAMS
+    assert "lora" in GPU_ONLY_PARAMS and "sample_steps" not in GPU_ONLY_PARAMS
 
 
 def test_a_complete_form_builds_an_input_the_worker_accepts() -> None:

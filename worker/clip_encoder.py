@@ -411,9 +411,11 @@ class ClipEncoder(AbortOnError):
         """
         whole, frames = self.live.scan()
         ready = [end for end in self._ends if end <= frames][self._published :]
-        if not ready or (frames, self.live.audio_frames) == self._looked_at or self.live.audio_s < ready[0] / FPS + AAC_PRIMING_S:
+        looking_at = (frames, self.live.audio_frames)
+        sound_short = not ready or self.live.audio_s < ready[0] / FPS + AAC_PRIMING_S
+        if not ready or looking_at == self._looked_at or sound_short:
             return None  # nothing new whole, nothing new since the last look, or the sound not there yet
-        self._looked_at = (frames, self.live.audio_frames)
+        self._looked_at = looking_at
         self.live.snapshot(whole, sound)
         command = [FFPROBE, "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time"]
         command += ["-of", "csv=p=0", str(sound)]

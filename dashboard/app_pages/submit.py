@@ -17,10 +17,8 @@ from dashboard.forms import (
     GPU_ONLY_PARAMS,
     OPTIONAL_PARAMS,
     Speech,
-    bounds,
     build_job_input,
     choices,
-    default_params,
     describe,
     engine_note,
     errors_for,
@@ -29,6 +27,7 @@ from dashboard.forms import (
     prefill_from,
     speech_seconds,
     validate,
+    widget,
 )
 from dashboard.jobs import submit
 from dashboard.media import Media, MediaFacts, Planned, commit, inspect, plan, refresh_ref, stored_key
@@ -52,12 +51,6 @@ AUDIO_TYPES = ["wav", "mp3", "ogg", "oga", "webm", "m4a", "flac", "aac"]
 # docstring: Streamlit's magic draws any bare string in a page script on the page.)
 PROMPT_HINT = "For example: a woman speaks warmly to the camera in a bright studio"
 TTS_HINT = "For example: Hello! (s2) Hi there. Tag what each person says with (s1) / (s2)"
-HELP = {
-    "mode": "clip renders one clip of `Frames per clip`; streaming renders the whole speech, clip after clip.",
-    "frame_num": "Must be 4n+1 (81 = 3.2 s at 25 fps).",
-    "sample_shift": "Empty: 7 at 480p, 11 at 720p.",
-    "num_persistent_param_in_dit": "Empty: keep everything on the GPU; 0 saves the most memory.",
-}
 
 
 def _init_defaults() -> None:
@@ -283,25 +276,23 @@ def _choice_label(value: Any) -> str:
 
 
 def _param_widget(name: str) -> None:
+    """The parameter's widget as forms.widget derives it from the contract, with the contract's description."""
     key = K + f"param.{name}"
     label_text = label(name)
-    help_text = HELP.get(name) or describe(name)
+    help_text = describe(name)
     if note := engine_note(name, state.settings()):
         help_text = f"{note}\n\n{help_text}" if help_text else note
-    options = choices(name)
-    current = st.session_state[key]
-    if options:
-        st.selectbox(label_text, options, key=key, help=help_text, format_func=_choice_label)
-    elif isinstance(default_params()[name], bool):
+    shape = widget(name)
+    if shape.kind == "choice":
+        st.selectbox(label_text, choices(name), key=key, help=help_text, format_func=_choice_label)
+    elif shape.kind == "toggle":
         st.toggle(label_text, key=key, help=help_text)
-    elif name == "quant_dir":
+    elif shape.kind == "text":
         st.text_input(label_text, key=key, help=help_text)
     else:
-        low, high = bounds(name)
-        integral = isinstance(default_params()[name], int) or name == "num_persistent_param_in_dit"
-        step: float = 4 if name == "frame_num" else 1 if integral else 0.05 if (high or 10) <= 1 else 0.5
-        kwargs: dict[str, Any] = {"min_value": low, "max_value": high, "step": step}
-        if integral:
+        kwargs: dict[str, Any] = {"min_value": shape.low, "max_value": shape.high, "step": shape.step}
+        current = st.session_state[key]
+        if shape.kind == "int":
             kwargs = {k: int(v) if v is not None else None for k, v in kwargs.items()}
         elif current is not None:
             st.session_state[key] = float(current)
