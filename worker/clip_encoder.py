@@ -48,6 +48,7 @@ from worker.media import (
     AbortOnError,
     VideoEncoder,
     check_frame,
+    pipe_frame,
     raw_frames_input,
     stderr_tail,
     x264_args,
@@ -230,14 +231,7 @@ class _Segment:
             self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=log_file)
 
     def write(self, frame: np.ndarray) -> None:
-        assert self.process.stdin is not None
-        try:
-            self.process.stdin.write(np.ascontiguousarray(frame).tobytes())
-        except BrokenPipeError:
-            self.process.wait()
-            raise JobError(
-                ErrorCode.FFMPEG, f"encoding the video: {self._log_tail()}", at_stage=Stage.MUXING_STARTED
-            ) from None
+        pipe_frame(self.process, frame, self._log_tail)
 
     def close(self) -> None:
         assert self.process.stdin is not None

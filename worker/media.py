@@ -13,7 +13,7 @@ import re
 import subprocess
 import threading
 import wave
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -280,6 +280,16 @@ def check_frame(frame: np.ndarray, width: int, height: int) -> None:
         )
 
 
+def pipe_frame(process: subprocess.Popen[bytes], frame: np.ndarray, log_tail: Callable[[], str]) -> None:
+    """Write one frame to an encoding ffmpeg's stdin; E_FFMPEG with the end of its log when it has stopped."""
+    assert process.stdin is not None
+    try:
+        process.stdin.write(np.ascontiguousarray(frame).tobytes())
+    except BrokenPipeError:
+        process.wait()
+        raise JobError(ErrorCode.FFMPEG, f"encoding the video: {log_tail()}", at_stage=Stage.MUXING_STARTED) from None
+
+
 LIVE_COPY_FLAGS = "empty_moov+default_base_moof+frag_every_frame"
 """A live copy is a fragmented MP4 (a header, then a fragment per frame, each written out at once): whatever of
 it is on disk, up to its last whole fragment, is a playable video of the frames encoded so far."""
@@ -344,14 +354,7 @@ class VideoEncoder(AbortOnError):
     def write(self, frame: np.ndarray) -> None:
         """Send one RGB frame of the encoder's size."""
         check_frame(frame, self.width, self.height)
-        assert self._process.stdin is not None
-        try:
-            self._process.stdin.write(np.ascontiguousarray(frame).tobytes())
-        except BrokenPipeError:
-            self._process.wait()
-            raise JobError(
-                ErrorCode.FFMPEG, f"encoding the video: {self._log_tail()}", at_stage=Stage.MUXING_STARTED
-            ) from None
+        pipe_frame(self._process, frame, self._log_tail)
         self.frames_written += 1
 
     def _log_tail(self) -> str:
