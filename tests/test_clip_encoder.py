@@ -196,3 +196,17 @@ def test_the_live_copy_reads_as_the_frames_encoded_so_far(tmp_path: Path, soundt
     assert live.scan()[1] == CLIP_ENDS[-1], "once ffmpeg ends, the copy holds every frame"
     assert live.audio_s == pytest.approx(CLIP_ENDS[-1] / FPS, abs=0.1)
     assert packets_md5(live.path, "v") == packets_md5(tmp_path / "video.mp4", "v")
+
+
+def test_paths_relative_to_the_working_folder_work(
+    tmp_path: Path, soundtrack: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ffmpeg runs in the video's folder to name the tee's outputs plainly; a relative soundtrack still works."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "job").mkdir()
+    partials = Partials(tmp_path)
+    encoder = ClipEncoder(Path("job/video.mp4"), WIDTH, HEIGHT, Path(soundtrack.name), CLIP_ENDS, partials,
+                          cut_after_s=math.inf)  # fmt: skip
+    video = encode(encoder, partials)
+    assert len(video_frames(tmp_path / video)) == CLIP_ENDS[-1]
+    assert [clips for _, _, clips in partials.got] == [1, 2, 3]

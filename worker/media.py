@@ -321,7 +321,7 @@ class VideoEncoder(AbortOnError):
             "-y",
             *raw_frames_input(width, height),
             "-i",
-            str(soundtrack),
+            str(soundtrack.resolve()),  # ffmpeg may run in out_path's folder (live_copy)
             "-map",
             "0:v:0",
             "-map",
