@@ -196,6 +196,13 @@ def test_the_live_copy_reads_as_the_frames_encoded_so_far(tmp_path: Path, soundt
     assert live.scan()[1] == CLIP_ENDS[-1], "once ffmpeg ends, the copy holds every frame"
     assert live.audio_s == pytest.approx(CLIP_ENDS[-1] / FPS, abs=0.1)
     assert packets_md5(live.path, "v") == packets_md5(tmp_path / "video.mp4", "v")
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time", "-of", "csv=p=0",
+         str(live.path)],
+        capture_output=True, check=True, text=True,
+    )  # fmt: skip
+    ffprobes = [round(float(at) * FPS) for at in probe.stdout.split()]
+    assert [round(at / live.frame_ticks) for at in live.video_times] == ffprobes, "each frame's time, read as ffprobe"
 
 
 def test_paths_relative_to_the_working_folder_work(

@@ -43,7 +43,6 @@ from core import logs
 from core.contract import FPS, ErrorCode, JobError, Stage
 from worker.media import (
     AAC_ARGS,
-    FFPROBE,
     QUIET_FFMPEG,
     AbortOnError,
     VideoEncoder,
@@ -117,18 +116,41 @@ def mux_segments(segments: Sequence[Path], audio: Path, out_path: Path, *, frame
         listing.unlink(missing_ok=True)
 
 
-def _samples(moof: bytes, track: int) -> int:
-    """The number of samples of `track` in a movie fragment box's body (its trun boxes' sample counts)."""
-    count = 0
+def _u32(data: bytes, at: int) -> int:
+    return int(struct.unpack(">I", data[at : at + 4])[0])
+
+
+def _timing(moof: bytes, track: int) -> list[tuple[int, int]]:
+    """(presentation time, duration), in the track's ticks, of each of `track`'s samples in a movie fragment box's
+    body: the decode time its tfdt gives, each trun's sample durations (their own, else the tfhd's default) and
+    composition offsets (ISO/IEC 14496-12 8.8.7, 8.8.8, 8.8.12)."""
+    samples: list[tuple[int, int]] = []
     for kind, body in _boxes(moof):
-        if kind != b"traf":
+        children = _boxes(body) if kind == b"traf" else []
+        header = next((box for name, box in children if name == b"tfhd"), b"")
+        if len(header) < 8 or _u32(header, 4) != track:
             continue
-        children = dict(_boxes(body))  # one tfhd per traf; several truns are summed below
-        header = children.get(b"tfhd", b"")
-        if len(header) < 8 or struct.unpack(">I", header[4:8])[0] != track:
-            continue
-        count += sum(struct.unpack(">I", run[4:8])[0] for name, run in _boxes(body) if name == b"trun")
-    return count
+        flags = _u32(header, 0) & 0xFFFFFF
+        at = 8 + (8 if flags & 0x01 else 0) + (4 if flags & 0x02 else 0)
+        default_duration = _u32(header, at) if flags & 0x08 else 0
+        decode = 0
+        for name, box in children:
+            if name == b"tfdt":
+                decode = int(struct.unpack(">Q", box[4:12])[0]) if box[0] == 1 else _u32(box, 4)
+            elif name == b"trun":
+                run_flags, count = _u32(box, 0) & 0xFFFFFF, _u32(box, 4)
+                at = 8 + (4 if run_flags & 0x01 else 0) + (4 if run_flags & 0x04 else 0)
+                for _ in range(count):
+                    duration, offset = default_duration, 0
+                    if run_flags & 0x100:
+                        duration, at = _u32(box, at), at + 4
+                    at += (4 if run_flags & 0x200 else 0) + (4 if run_flags & 0x400 else 0)
+                    if run_flags & 0x800:
+                        offset = int(struct.unpack(">i" if box[0] else ">I", box[at : at + 4])[0])
+                        at += 4
+                    samples.append((decode + offset, duration))
+                    decode += duration
+    return samples
 
 
 def _boxes(data: bytes) -> list[tuple[bytes, bytes]]:
@@ -155,8 +177,12 @@ class LiveCopy:
         """Video frames in them."""
         self.audio_frames = 0
         """AAC frames in them (AAC_FRAME_SAMPLES samples each)."""
+        self.video_times: list[int] = []
+        """Each whole video frame's presentation time, in the track's ticks, in file order."""
+        self.frame_ticks = 0
+        """One frame's duration in those ticks."""
         self._offset = 0
-        self._pending = (0, 0)
+        self._pending: tuple[list[tuple[int, int]], int] = ([], 0)
         self._fragments: list[tuple[int, int]] = []
         """(bytes up to the end of a fragment with video in it, video frames up to there), in file order."""
 
@@ -186,14 +212,17 @@ class LiveCopy:
             return False
         if kind == b"moof":
             body = file.read(box - 8)
-            self._pending = (_samples(body, VIDEO_TRACK), _samples(body, AUDIO_TRACK))
+            self._pending = (_timing(body, VIDEO_TRACK), len(_timing(body, AUDIO_TRACK)))
         self._offset += box
         if kind == b"mdat":  # a fragment is whole once its data is
-            self.frames += self._pending[0]
-            self.audio_frames += self._pending[1]
-            if self._pending[0]:
+            video, audio = self._pending
+            self.video_times += [at for at, _ in video]
+            self.frame_ticks = self.frame_ticks or next((duration for _, duration in video if duration), 0)
+            self.frames += len(video)
+            self.audio_frames += audio
+            if video:
                 self._fragments.append((self._offset, self.frames))
-            self._pending = (0, 0)
+            self._pending = ([], 0)
             self.whole = self._offset
         elif kind != b"moof":  # ftyp, moov: the header
             self.whole = self._offset
@@ -410,27 +439,25 @@ class ClipEncoder(AbortOnError):
         if not ready or looking_at == self._looked_at or sound_short:
             return None  # nothing new whole, nothing new since the last look, or the sound not there yet
         self._looked_at = looking_at
-        self.live.snapshot(whole, sound)
-        command = [FFPROBE, "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time"]
-        command += ["-of", "csv=p=0", str(sound)]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
-        times = [float(line) for line in done.stdout.split() if line.strip() not in ("", "N/A")]
-        if not times:
+        times, tick = self.live.video_times, self.live.frame_ticks
+        if not times or not tick:
             return None
-        start = min(times)
-        shown: set[int] = set()
+        start, shown, last = min(times), set(), 0
         runs: list[tuple[int, int]] = []
         """(packets in file order, frames they show without a gap), wherever the two agree."""
         for packets, at in enumerate(times, 1):
-            shown.add(round((at - start) * FPS))
-            if len(shown) == max(shown) + 1:
+            index = round((at - start) / tick)
+            shown.add(index)
+            last = max(last, index)
+            if len(shown) == last + 1:
                 runs.append((packets, len(shown)))
         for end in reversed(ready):  # the most clips first
             packets, shown_frames = next(((p, f) for p, f in runs if f >= end), (0, 0))
             length = self.live.bytes_for(packets) if packets else None
             if length is not None and self.live.audio_s >= shown_frames / FPS + AAC_PRIMING_S:
                 self.live.snapshot(length, video)
-                return _LiveCut(shown_frames, start)
+                self.live.snapshot(whole, sound)
+                return _LiveCut(shown_frames, start / (tick * FPS))
         return None
 
     @staticmethod
