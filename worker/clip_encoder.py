@@ -43,12 +43,14 @@ from core import logs
 from core.contract import FPS, ErrorCode, JobError, Stage
 from worker.media import (
     AAC_ARGS,
+    AAC_RATE,
     QUIET_FFMPEG,
     AbortOnError,
     VideoEncoder,
     check_frame,
     pipe_frame,
     raw_frames_input,
+    run_ffmpeg,
     stderr_tail,
     x264_args,
 )
@@ -59,8 +61,6 @@ MUX_TIMEOUT_S = 600.0
 CUT_AFTER_S = 2.0
 """A clip that took this long means the next one is at least as far away: from then on the encode is cut at clip
 ends, so that each partial holds every frame rendered (a cut costs about 0.1 s of CPU)."""
-AAC_RATE = 48000
-"""AAC_ARGS' sample rate."""
 AAC_FRAME_SAMPLES = 1024
 AAC_PRIMING_S = 1024 / AAC_RATE
 """The silence ffmpeg's AAC encoder puts first (its initial padding)."""
@@ -79,20 +79,14 @@ def _concat_list(paths: Sequence[Path], list_path: Path) -> Path:
     return list_path
 
 
-def _run(command: list[str], out_path: Path, what: str) -> Path:
-    """Run one of our own ffmpeg joins (inputs are the worker's files, never a job's media); E_FFMPEG on failure."""
+def _run(args: list[str], out_path: Path, what: str) -> Path:
+    """Run one of our own ffmpeg joins (media.run_ffmpeg on the worker's files); no half-written out_path is left
+    when it fails."""
     try:
-        done = subprocess.run(command, capture_output=True, timeout=MUX_TIMEOUT_S, check=False)
-    except subprocess.TimeoutExpired:
+        run_ffmpeg(args, at_stage=Stage.MUXING_STARTED, what=what, timeout=MUX_TIMEOUT_S, own_files=True)
+    except JobError:
         out_path.unlink(missing_ok=True)
-        raise JobError(
-            ErrorCode.FFMPEG, f"{what}: ffmpeg took longer than {MUX_TIMEOUT_S:.0f} s", at_stage=Stage.MUXING_STARTED
-        ) from None
-    if done.returncode != 0:
-        out_path.unlink(missing_ok=True)
-        raise JobError(
-            ErrorCode.FFMPEG, f"{what}: {stderr_tail(done.stderr) or 'ffmpeg failed'}", at_stage=Stage.MUXING_STARTED
-        )
+        raise
     return out_path
 
 
@@ -104,7 +98,7 @@ def mux_segments(segments: Sequence[Path], audio: Path, out_path: Path, *, frame
     The inputs are the worker's own files, never a job's media, so the concat demuxer is allowed here.
     """
     listing = _concat_list(segments, out_path.with_suffix(".txt"))
-    command = [*QUIET_FFMPEG, "-y", "-f", "concat", "-safe", "0", "-i", str(listing), "-i", str(audio)]
+    command = ["-f", "concat", "-safe", "0", "-i", str(listing), "-i", str(audio)]
     command += ["-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy"]
     command += ["-c:a", "copy"] if audio.suffix == ".m4a" else AAC_ARGS
     if frames is not None:
@@ -173,8 +167,6 @@ class LiveCopy:
         self.path = path
         self.whole = 0
         """Bytes from the start that are a playable MP4: the header boxes, then whole fragments."""
-        self.frames = 0
-        """Video frames in them."""
         self.audio_frames = 0
         """AAC frames in them (AAC_FRAME_SAMPLES samples each)."""
         self.video_times: list[int] = []
@@ -185,6 +177,11 @@ class LiveCopy:
         self._pending: tuple[list[tuple[int, int]], int] = ([], 0)
         self._fragments: list[tuple[int, int]] = []
         """(bytes up to the end of a fragment with video in it, video frames up to there), in file order."""
+
+    @property
+    def frames(self) -> int:
+        """Video frames in the whole part."""
+        return len(self.video_times)
 
     @property
     def audio_s(self) -> float:
@@ -218,7 +215,6 @@ class LiveCopy:
             video, audio = self._pending
             self.video_times += [at for at, _ in video]
             self.frame_ticks = self.frame_ticks or next((duration for _, duration in video if duration), 0)
-            self.frames += len(video)
             self.audio_frames += audio
             if video:
                 self._fragments.append((self._offset, self.frames))
@@ -342,9 +338,9 @@ class ClipEncoder(AbortOnError):
         self._cuts = {end: clip for clip, end in enumerate(self._ends, 1)}
         self._last_partial = self._clip_began = time.monotonic()
         self._published = 0
+        """Whole clips in the newest partial handed over: a partial is only made when it holds more."""
         self._looked_at = (0, 0)
         """The live copy's (video, AAC) frame counts at the last look: the next look waits for more."""
-        """Whole clips in the newest partial handed over: a partial is only made when it holds more."""
         self._on_partial = on_partial
         self.audio = self.folder / "soundtrack.m4a"
         """The soundtrack as AAC, made at the first partial after a cut, so that each such partial copies it."""
@@ -394,7 +390,7 @@ class ClipEncoder(AbortOnError):
         with self._first_lock:
             if not self._first_video.exists():
                 self._first.finish()
-                command = [*QUIET_FFMPEG, "-y", "-i", str(self.out_path), "-map", "0:v:0", "-c", "copy"]
+                command = ["-i", str(self.out_path), "-map", "0:v:0", "-c", "copy"]
                 _run([*command, str(self._first_video)], self._first_video, "muxing the video")
         return [self._first_video, *(segment.wait() for segment in self._segments[: count - 1])]
 
@@ -402,7 +398,7 @@ class ClipEncoder(AbortOnError):
         if not self.audio.exists():
             made = self.folder / "soundtrack.part.m4a"
             args = ["-i", str(self.soundtrack), "-vn", *AAC_ARGS, str(made)]
-            _run([*QUIET_FFMPEG, "-y", *args], made, "encoding the soundtrack")
+            _run(args, made, "encoding the soundtrack")
             made.replace(self.audio)
         return self.audio
 
@@ -465,7 +461,7 @@ class ClipEncoder(AbortOnError):
         """The ffmpeg command that makes a faststart partial of the snapshots, timed as the final video is: a
         fragmented MP4 written before its first packet cannot carry the edit lists that hide the B-frames' delay
         and the AAC encoder's priming, so both are taken off here."""
-        command = [*QUIET_FFMPEG, "-y", "-itsoffset", f"{-cut.video_start_s:.6f}", "-i", str(video)]
+        command = ["-itsoffset", f"{-cut.video_start_s:.6f}", "-i", str(video)]
         command += ["-itsoffset", f"{-AAC_PRIMING_S:.6f}", "-t", f"{cut.frames / FPS + AAC_PRIMING_S:.6f}"]
         command += ["-i", str(sound), "-map", "0:v:0", "-map", "1:a:0", "-c", "copy"]
         return [*command, "-movflags", "+faststart", str(out_path)]

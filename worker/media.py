@@ -65,13 +65,14 @@ def stderr_tail(text: bytes | str, limit: int = 600, paths: tuple[str, ...] = ()
     return value.strip()[-limit:]
 
 
-def run_ffmpeg(args: list[str], *, at_stage: str, what: str, timeout: float = 600.0) -> bytes:
+def run_ffmpeg(args: list[str], *, at_stage: str, what: str, timeout: float = 600.0, own_files: bool = False) -> bytes:
     """Run ffmpeg quietly on a job's media and return its stdout; raise E_FFMPEG naming `what` on failure.
 
     Every input is guarded (see `guarded`): callers that feed ffmpeg something else (a pipe of raw frames)
-    build their own command, as VideoEncoder does.
+    build their own command, as VideoEncoder does. `own_files` drops the guard for inputs that are the worker's
+    own files, never a job's media (clip_encoder's joins, which need the concat demuxer).
     """
-    command = [*QUIET_FFMPEG, "-y", *guarded(args)]
+    command = [*QUIET_FFMPEG, "-y", *(args if own_files else guarded(args))]
     try:
         done = subprocess.run(command, capture_output=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
@@ -239,7 +240,8 @@ def read_video_frames(path: Path, width: int, height: int, *, field: str) -> Ite
         process.wait()
 
 
-AAC_ARGS = ["-c:a", "aac", "-b:a", "128k", "-ar", "48000"]
+AAC_RATE = 48000
+AAC_ARGS = ["-c:a", "aac", "-b:a", "128k", "-ar", str(AAC_RATE)]
 """The soundtrack's encoding in every published MP4."""
 
 
