@@ -127,13 +127,11 @@ def widget(name: str) -> Widget:
 
 def choices(name: str) -> list[Any]:
     """The values a Literal parameter may take (None first when the parameter is optional); [] for others."""
-    annotation = _field(name).annotation
-    members = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else ()
-    values: list[Any] = [None] if type(None) in members else []
-    for arg in [a for a in members if a is not type(None)] or [annotation]:
-        if typing.get_origin(arg) is typing.Literal:
-            values.extend(typing.get_args(arg))
-    return values if len(values) > (1 if None in values else 0) else []
+    kind = _value_type(name)
+    if typing.get_origin(kind) is not typing.Literal:
+        return []
+    optional = kind is not _field(name).annotation  # _value_type took its None off
+    return [*([None] if optional else []), *typing.get_args(kind)]
 
 
 def describe(name: str) -> str | None:
