@@ -128,11 +128,14 @@ class Catalog:
         submitted_by: str | None = None,
         request_key: str | None = None,
         source: str = "submit",
+        retry_of: str | None = None,
     ) -> str:
         """Record a job just sent to an endpoint (idempotent: a second call changes nothing); return its run id.
 
         `submitted_by` is the signed-in user who sent it; `request_key` the request file written to the bucket for
-        it (bucket.write_request); `source` is `request` for a run a sync restored from that file.
+        it (bucket.write_request); `source` is `request` for a run a sync restored from that file, `endpoint` for
+        one the dashboard found in the local endpoint's queue (sent from the command line or a script);
+        `retry_of` the run this one resubmits (Retry on RunPod, where a failed job cannot run again under its id).
         """
         run_id = run_id_for(job_id, item_id)
         row = {
@@ -149,6 +152,7 @@ class Catalog:
             "favourite": 0,
             "submitted_by": submitted_by,
             "request_key": request_key,
+            "retry_of": retry_of,
             **param_columns(params),
         }
         with self._write() as conn:
@@ -218,9 +222,33 @@ class Catalog:
                 return False
             cleared = dict.fromkeys(("error_code", "error_message", "finished_at", "started_at", "progress_stage"))
             self._update(
-                conn, run_id, {**cleared, "status": JobStatus.IN_QUEUE, "progress_pct": 0.0, "updated_at": utc_now()}
+                conn,
+                run_id,
+                {
+                    **cleared,
+                    "status": JobStatus.IN_QUEUE,
+                    "progress_pct": 0.0,
+                    "retries": (current.get("retries") or 0) + 1,
+                    "updated_at": utc_now(),
+                },
             )
         return True
+
+    def retried_as(self, run_id: str) -> list[str]:
+        """The runs that resubmitted this one (Retry on RunPod), oldest first: its card says "Retried as …"."""
+        rows = self.conn.execute("SELECT run_id FROM runs WHERE retry_of = ? ORDER BY created_at", (run_id,)).fetchall()
+        return [row[0] for row in rows]
+
+    def recently_finished(self, endpoint_id: str | None, since: str, limit: int = 5) -> list[dict[str, Any]]:
+        """Runs (and batches, not their items) that ended at or after `since`, newest first: Live's "Just
+        finished", read from here so that a reload, another tab or another user's session sees the same list."""
+        sql = "SELECT * FROM runs WHERE finished_at >= ? AND item_id IS NULL"
+        args: list[Any] = [since]
+        if endpoint_id:
+            sql += " AND endpoint_id = ?"
+            args.append(endpoint_id)
+        rows = self._rows(sql + " ORDER BY finished_at DESC LIMIT ?", [*args, limit])
+        return [self._decoded(row) for row in rows]
 
     @staticmethod
     def _final_columns(status: str, output: Any, error: Any) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import sqlite_utils
 from core import db as sqlite_files
 from core.contract import storable_params
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 _V1_RUN_COLUMNS: dict[str, type] = {
     "run_id": str,
@@ -76,14 +76,23 @@ _V8_RUN_COLUMNS: dict[str, type] = {
     "note_at": str,
 }
 _V9_RUN_COLUMNS: dict[str, type] = {"gpu_name": str, "gpu_count": int, "cost_usd": float}
-RUN_COLUMNS: dict[str, type] = {**_V1_RUN_COLUMNS, "batch_items": int, **_V8_RUN_COLUMNS, **_V9_RUN_COLUMNS}
+_V10_RUN_COLUMNS: dict[str, type] = {"retry_of": str, "retries": int}
+RUN_COLUMNS: dict[str, type] = {
+    **_V1_RUN_COLUMNS,
+    "batch_items": int,
+    **_V8_RUN_COLUMNS,
+    **_V9_RUN_COLUMNS,
+    **_V10_RUN_COLUMNS,
+}
 """Every column of `runs`. `batch_items` is set on a batch job once its items are runs of their own: from then on
 the batch is only their container, left out of search, facets and totals so each video counts once (as it does
 in a catalogue rebuilt from the bucket, which holds the items alone). `submitted_by` is the signed-in user who
 sent the job, `request_key` the request file a submit wrote or a sync took in, and `tags_at`, `favourite_at`,
 `note_at` when each was last changed: the bucket's curation file carries the same times, and the newer wins.
 `gpu_name` and `gpu_count` are the GPU the worker ran on (metadata.json's `gpu`), `cost_usd` what the run cost:
-billed seconds × that GPU's per-second price (core/prices.py), 0 for the preview engine, NULL when unknown."""
+billed seconds × that GPU's per-second price (core/prices.py), 0 for the preview engine, NULL when unknown.
+`retry_of` is the run a Retry resubmitted as this one (RunPod: a new job), `retries` how many times a run was
+run again under its own id (the local endpoint's /retry)."""
 FTS_COLUMNS = ["prompt", "tags", "note", "error_message"]
 FACET_COLUMNS = ("status", "engine", "size", "mode", "sample_steps", "speakers", "input_kind")
 
@@ -243,6 +252,15 @@ def _v9(db: sqlite_utils.Database) -> None:
     db.table("runs").create_index(["cost_usd"])
 
 
+def _v10(db: sqlite_utils.Database) -> None:
+    """Retry's trace (issue 29): the run a resubmission retries, and how often a run was retried in place, so both
+    cards say so ("Retry of …", "Retried as …") after a reload or on another browser."""
+    for name, kind in _V10_RUN_COLUMNS.items():
+        db.table("runs").add_column(name, kind)
+    db.table("runs").create_index(["retry_of"])
+    db.table("runs").create_index(["finished_at"])  # Live's "Just finished", read every second
+
+
 def _fill_combos(db: sqlite_utils.Database) -> None:
     names = ", ".join(FACET_COLUMNS)
     same = " AND ".join(f"facet_combos.{c} IS runs.{c}" for c in FACET_COLUMNS)
@@ -291,7 +309,7 @@ def _combo_triggers(*, containers: bool = True) -> str:
         END;"""
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10]
 
 
 class CatalogError(Exception):

@@ -84,6 +84,33 @@ class JobState:
         )
 
 
+@dataclass(frozen=True)
+class ListedJob:
+    """A queued or running job as the local endpoint's listing gives it (see StudioClient.jobs)."""
+
+    id: str
+    status: str
+    position: int | None
+    created_ms: int | None
+    prompt: str | None
+    input: dict[str, Any] | None
+
+    @classmethod
+    def from_response(cls, body: Any) -> ListedJob | None:
+        """One entry of `GET /jobs`, or None for an entry without an id and a status (it is skipped)."""
+        if not isinstance(body, dict) or not isinstance(body.get("id"), str) or not isinstance(body.get("status"), str):
+            return None
+        position, created = body.get("position"), body.get("createdMs")
+        return cls(
+            id=body["id"],
+            status=body["status"],
+            position=position if isinstance(position, int) and not isinstance(position, bool) else None,
+            created_ms=created if isinstance(created, int) and not isinstance(created, bool) else None,
+            prompt=body["prompt"] if isinstance(body.get("prompt"), str) else None,
+            input=body["input"] if isinstance(body.get("input"), dict) else None,
+        )
+
+
 class StudioClient:
     """Submit, follow, cancel and inspect jobs on the configured endpoint."""
 
@@ -218,6 +245,19 @@ class StudioClient:
     def retry(self, job_id: str) -> JobState:
         """Run a FAILED or TIMED_OUT job again under the same id (RunPod's /retry)."""
         return JobState.from_response(self._request("POST", f"/retry/{job_id}", submits=True))
+
+    def jobs(self) -> list[ListedJob] | None:
+        """Every queued and running job on the endpoint, queued ones with their place in line; None for RunPod.
+
+        RunPod's job API has no way to list jobs (only /status of an id already known), so there the dashboard
+        knows the jobs it or a request file in the bucket recorded; the local endpoint lists its queue.
+        """
+        if not self.settings.is_local_endpoint:
+            return None
+        listed = self._request("GET", "/jobs").get("jobs")
+        if not isinstance(listed, list):
+            raise EndpointError(f"{self.base}/jobs answered without a `jobs` list: is this the local endpoint?")
+        return [job for job in map(ListedJob.from_response, listed) if job is not None]
 
     def health(self) -> dict[str, Any]:
         """Workers by state and jobs by status."""

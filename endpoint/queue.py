@@ -185,6 +185,27 @@ def lost_error(message: str) -> dict[str, Any]:
     return JobError(ErrorCode.WORKER_LOST, message, at_stage=Stage.GENERATION).to_dict()
 
 
+LISTED_INPUT_BYTES = 256 * 1024
+"""The most input text the job listing returns per job: what a /run input holds once its media travel by
+reference (client.api.prepare_input moves anything bigger to the store). A bigger input (a /runsync body of
+inline media, up to 20 MB) is listed by its prompt alone, so a listing never parses megabytes per job."""
+
+
+@dataclass(frozen=True)
+class ListedJob:
+    """A queued or running job as the listing shows it: `position` is its place in line (1 next), None once it
+    runs; `input` is None when it is over LISTED_INPUT_BYTES (then `prompt` alone is read from it)."""
+
+    id: str
+    status: str
+    created_ms: int
+    started_ms: int | None
+    position: int | None
+    input: Any
+    prompt: str | None
+    progress: Any
+
+
 class JobQueue:
     """The jobs table, shared by the API process and its worker processes."""
 
@@ -505,3 +526,38 @@ class JobQueue:
         with self._connect() as db:
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             db.execute("PRAGMA incremental_vacuum")
+
+    def unfinished(self, input_limit: int = LISTED_INPUT_BYTES) -> list[ListedJob]:
+        """Every queued or running job, running ones first and queued ones in the order workers will take them.
+
+        RunPod's job API has no such listing (only /status of a known id); the local endpoint adds one so the
+        dashboard shows jobs sent from anywhere (the command line, scripts), each with its place in line.
+        """
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT id, status, created_ms, started_ms, progress, "
+                "CASE WHEN input_bytes <= ? THEN input END AS small_input, "
+                "CASE WHEN input_bytes > ? THEN json_extract(input, '$.prompt') END AS big_prompt "
+                "FROM jobs WHERE status IN (?, ?) ORDER BY status = ?, created_ms, rowid",
+                (input_limit, input_limit, JobStatus.IN_PROGRESS, JobStatus.IN_QUEUE, JobStatus.IN_QUEUE),
+            ).fetchall()
+        listed = []
+        place = 0
+        for row in rows:
+            queued = row["status"] == JobStatus.IN_QUEUE
+            place += queued
+            job_input = _load(row["small_input"])
+            prompt = job_input.get("prompt") if isinstance(job_input, dict) else row["big_prompt"]
+            listed.append(
+                ListedJob(
+                    id=row["id"],
+                    status=row["status"],
+                    created_ms=row["created_ms"],
+                    started_ms=row["started_ms"],
+                    position=place if queued else None,
+                    input=job_input,
+                    prompt=prompt if isinstance(prompt, str) else None,
+                    progress=_load(row["progress"]),
+                )
+            )
+        return listed
