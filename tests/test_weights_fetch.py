@@ -222,3 +222,45 @@ def test_an_unknown_variant_is_one_line_listing_the_known_ones(hub: HubServer, t
     assert done.returncode == 2
     assert done.stderr.strip().startswith("weights fetch: --variant: 'fp16' is not one of base, multi, lora")
     assert not hub.requests
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "google/umt5-xxl/../../../../ESCAPED.txt",
+        "google/umt5-xxl/./../../ESCAPED.txt",
+        "google/umt5-xxl//ESCAPED.txt",
+        "google/umt5-xxl/..",
+    ],
+)
+def test_a_listing_path_that_leaves_its_folder_is_refused_and_nothing_is_written(
+    hub: HubServer, tmp_path: Path, hostile: str
+) -> None:
+    """A hostile HF_ENDPOINT (a mirror, a proxy) lists a path with `..` under a wanted folder: huggingface_hub
+    would write it where it points, above --to, so the whole fetch is refused before any file is downloaded."""
+    hub.repos[(WAN, "main")][hostile] = b"escaped"
+    models = tmp_path / "deep" / "er" / "models"
+    done = fetch(hub, tmp_path, "--to", str(models), "--variant", "base")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.strip() == (
+        f"weights fetch: {WAN} at main lists {hostile!r}, a path that leaves its folder "
+        f"{models / 'Wan2.1-I2V-14B-480P'}: refusing to fetch anything from it; check HF_ENDPOINT (a mirror or "
+        "proxy that rewrites listings is not the Hub)"
+    )
+    assert not [r for r in hub.requests if "/resolve/" in r.path or "/cdn/" in r.path]
+    written = {p for p in tmp_path.rglob("*") if p.is_file() and "hf-home" not in p.parts}
+    assert written == set(), written
+
+
+def test_a_listed_path_through_a_symbolic_link_out_of_the_folder_is_refused(hub: HubServer, tmp_path: Path) -> None:
+    """A folder under --to that links elsewhere: the resolved path decides, not the spelling."""
+    models, outside = tmp_path / "models", tmp_path / "outside"
+    tokenizer = models / "Wan2.1-I2V-14B-480P" / "google" / "umt5-xxl"
+    tokenizer.mkdir(parents=True)
+    outside.mkdir()
+    (tokenizer / "escape").symlink_to(outside)
+    hub.repos[(WAN, "main")]["google/umt5-xxl/escape/ESCAPED.txt"] = b"escaped"
+    done = fetch(hub, tmp_path, "--to", str(models), "--variant", "base")
+    assert done.returncode == 1
+    assert "'google/umt5-xxl/escape/ESCAPED.txt', a path that leaves its folder" in done.stderr
+    assert list(outside.iterdir()) == []

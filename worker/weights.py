@@ -183,6 +183,21 @@ def _hub_error(error: Exception) -> str:
     return f"{type(error).__name__}: {text[0] if text else ''}"
 
 
+def refuse_unsafe_path(repo_id: str, revision: str, path: str, folder: Path) -> None:
+    """Refuse a listed path that would land outside `folder`: the listing comes from whatever HF_ENDPOINT answers
+    (a mirror, a proxy, a man in the middle), and huggingface_hub writes `local_dir / path` as it is given, so
+    `google/umt5-xxl/../../../../x` would write above `--to`. An empty, `.` or `..` part, a backslash or a NUL is
+    refused outright; then the resolved path (symbolic links followed) must still be under the folder."""
+    parts = path.split("/")
+    bad = next((part for part in parts if part in ("", ".", "..") or "\\" in part or "\0" in part), None)
+    if bad is not None or not (folder / path).resolve().is_relative_to(folder.resolve()):
+        shown = repr(path[:200])
+        raise WeightsError(
+            f"{repo_id} at {revision} lists {shown}, a path that leaves its folder {folder}: refusing to fetch "
+            "anything from it; check HF_ENDPOINT (a mirror or proxy that rewrites listings is not the Hub)"
+        )
+
+
 def remote_files(items: list[Wanted]) -> list[RemoteFile]:
     """Each wanted path as the repository's files (a folder is every file under it), with the Hub's sizes."""
     import requests
@@ -205,6 +220,8 @@ def remote_files(items: list[Wanted]) -> list[RemoteFile]:
                 ) from None
         tree = trees[key]
         under = {path: size for path, size in tree.items() if path.startswith(item.path_in_repo + "/")}
+        for path in under:
+            refuse_unsafe_path(item.source.repo_id, item.revision, path, item.folder)
         if item.path_in_repo in tree:
             under = {item.path_in_repo: tree[item.path_in_repo]}
         if not under:
