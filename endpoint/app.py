@@ -1,9 +1,12 @@
 """The local endpoint's HTTP API: RunPod's `/v2/{endpoint_id}/…` routes and response shapes.
 
 run, runsync, status, cancel, retry, health, purge-queue: what `runpod.Endpoint`, the studio client and the
-dashboard call on RunPod's cloud, answered here by worker processes running the same job code.
-`GET /v2/{id}/jobs`, not RunPod's, lists the queued and running jobs with their place in line, so the dashboard
-shows jobs sent from anywhere. `/files/{key}` serves the local artifact store, for `STUDIO_FILES_BASE_URL`.
+dashboard call on RunPod's cloud, answered here by worker processes running the same job code. Two routes of
+RunPod's REST API v2 are answered too, for this endpoint's own worker processes, so Endpoint health reads the
+same shapes from both: `GET /v2/serverless/{id}/workers` and `GET /v2/serverless/{id}/workers/{workerId}/logs`
+(a Server-Sent Events stream). `GET /v2/{id}/jobs`, not RunPod's, lists the queued and running jobs with
+their place in line, so the dashboard shows jobs sent from anywhere. `/files/{key}` serves the local artifact
+store, for `STUDIO_FILES_BASE_URL`.
 """
 
 from __future__ import annotations
@@ -22,13 +25,14 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from core.contract import JobError, JobStatus, Limits
 from core.settings import Settings
 from core.store import LocalStore
+from endpoint import worker_logs
 from endpoint.lock import DataDirLock
 from endpoint.queue import RETRY_INPUT_S, JobQueue, QueuedJob, QueueFull, job_view, now_ms
 from endpoint.runner import CANCEL_GRACE_S, JobRunner, WorkerPool
@@ -48,6 +52,41 @@ BODY_BUDGET_BYTES = 2 * Limits.RUNSYNC_PAYLOAD_BYTES
 while it is parsed and written; without a budget, 30 concurrent 19 MB /runsync calls took the API process from
 87 MB to 2 GB, which it never gave back. A request waits its turn for the budget (its bytes stay in the kernel
 meanwhile) up to the body timeout, then gets 429."""
+
+
+LOG_TAIL_DEFAULT = 100
+LOG_TAIL_MAX = 5000
+LOG_FOLLOW_S = 0.5
+"""How often a log stream looks for new lines of the worker it follows."""
+WORKER_STATUSES = ("running", "idle", "initializing", "throttled", "unhealthy")
+
+
+class Problem(Exception):
+    """A refusal of a REST API v2 route, answered as RunPod's v2 answers: an RFC 9457 problem object
+    (`{"title", "status", "detail"}`, `application/problem+json`)."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+    def body(self) -> dict[str, Any]:
+        """The problem object."""
+        title = {400: "Bad Request", 404: "Not Found"}.get(self.status, "Error")
+        return {"title": title, "status": self.status, "detail": self.detail}
+
+
+def _iso(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+def log_tail(tail: str | None) -> int:
+    """The `tail` query parameter: whole lines from 0 to 5000, 100 when absent (RunPod's LogTail)."""
+    if tail is None:
+        return LOG_TAIL_DEFAULT
+    if not tail.isascii() or not tail.isdigit() or int(tail) > LOG_TAIL_MAX:
+        raise Problem(400, f"tail must be a whole number of lines from 0 to {LOG_TAIL_MAX}; got {tail[:40]!r}")
+    return int(tail)
 
 
 class Refused(Exception):
@@ -287,6 +326,10 @@ def create_app(
             headers["Retry-After"] = str(error.retry_after_s)
         return JSONResponse({"error": error.message}, status_code=error.status, headers=headers)
 
+    @app.exception_handler(Problem)
+    async def _problem(_: Request, error: Problem) -> JSONResponse:
+        return JSONResponse(error.body(), status_code=error.status, media_type="application/problem+json")
+
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, error: Exception) -> JSONResponse:
         # Whatever slipped past the checks still answers in RunPod's shape, not as a plain-text 500.
@@ -455,6 +498,83 @@ def create_app(
     def purge(endpoint_id: str) -> dict[str, Any]:
         known(endpoint_id)
         return {"removed": queue.purge_queue(), "status": "completed"}
+
+    def serverless(endpoint_id: str) -> None:
+        if endpoint_id != settings.endpoint_id:
+            raise Problem(404, f"serverless endpoint {endpoint_id!r} not found; this one is {settings.endpoint_id!r}")
+
+    @app.get("/v2/serverless/{endpoint_id}/workers")
+    def workers(endpoint_id: str) -> dict[str, Any]:
+        """RunPod's ListEndpointWorkersResponse for this endpoint's worker processes: no GPU and no image (they
+        run this machine's code, so none is ever stale), the data center `local`."""
+        serverless(endpoint_id)
+        now = time.time()
+        views = pool.describe()
+        summary = {name: sum(1 for v in views if v.status == name.upper()) for name in WORKER_STATUSES}
+        return {
+            "endpointVersion": 1,
+            "summary": {**summary, "total": len(views)},
+            "workers": [
+                {
+                    "id": str(view.pid),
+                    "status": view.status,
+                    "isStale": False,
+                    "version": 1,
+                    "gpuCount": 0,
+                    "image": None,
+                    "uptimeSeconds": max(0, int(now - view.started)),
+                    "gpuTypeId": None,
+                    "dataCenterId": "local",
+                    "startedAt": _iso(view.started),
+                }
+                for view in views
+            ],
+        }
+
+    @app.get("/v2/serverless/{endpoint_id}/workers/{worker_id}/logs")
+    async def worker_log(
+        endpoint_id: str,
+        worker_id: str,
+        request: Request,
+        source: str | None = None,
+        tail: str | None = None,
+        since: str | None = None,
+    ) -> StreamingResponse:
+        """A worker's log as RunPod streams it: Server-Sent Events, each `id: <ts>/<seq>` and `data: {"ts",
+        "source": "container", "line"}`, first the last `tail` lines (or those after `since` / Last-Event-ID),
+        then each new line as the worker writes it, until the client goes, the worker is gone or the endpoint
+        stops. The lines are the worker's structured log (core/logs.py), as it writes them to stderr."""
+        serverless(endpoint_id)
+        if source not in (None, "container", "system"):
+            raise Problem(400, f"source must be container or system; got {source[:40]!r}")
+        count = log_tail(tail)
+        cursor_text = request.headers.get("last-event-id") or since
+        cursor = worker_logs.parse_time(cursor_text) if cursor_text else None
+        if cursor_text and cursor is None:
+            raise Problem(400, f"since / Last-Event-ID must be an RFC 3339 time; got {cursor_text[:40]!r}")
+        folder = worker_logs.folder_for(queue.path)
+        path = worker_logs.path_for(folder, int(worker_id)) if worker_id.isascii() and worker_id.isdigit() else None
+        if path is None or (int(worker_id) not in pool.pids() and not path.exists()):
+            raise Problem(404, f"worker {worker_id[:40]!r} not found on endpoint {endpoint_id!r}")
+        pid = int(worker_id)
+
+        async def events() -> AsyncIterator[str]:
+            if source == "system":  # the local endpoint keeps no host log apart from the worker's own
+                return
+            lines, offset = await run_in_threadpool(worker_logs.backlog, path, tail=count, since=cursor)
+            seq = lines[-1].seq if lines else 0
+            for line in lines:
+                yield f"id: {line.event_id}\ndata: {line.data()}\n\n"
+            while not pool.stopping and pid in pool.pids() and not await request.is_disconnected():
+                await asyncio.sleep(LOG_FOLLOW_S)
+                texts, offset = await run_in_threadpool(worker_logs.read_lines, path, offset)
+                for text in texts:
+                    seq += 1
+                    line = worker_logs.LogLine(worker_logs.time_of(text), text, seq)
+                    yield f"id: {line.event_id}\ndata: {line.data()}\n\n"
+
+        headers = {"Cache-Control": "no-cache", "Connection": "keep-alive", "X-Accel-Buffering": "no"}
+        return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
 
     @app.get("/files/{key:path}")
     def files(key: str) -> FileResponse:

@@ -33,6 +33,7 @@ from typing import Any
 from core import logs
 from core.contract import ErrorCode, JobError, JobFailure, JobStatus, Stage, output_status
 from core.settings import Settings
+from endpoint import worker_logs
 from endpoint.queue import RETRY_INPUT_S, JobQueue, QueuedJob, now_ms, stopped_message
 from worker.progress import CancelToken
 
@@ -147,6 +148,8 @@ def worker_main(
     signal.signal(signal.SIGHUP, leave)
     logs.configure()
     logs.register_secrets(settings.secrets())
+    worker_logs.capture(worker_logs.path_for(worker_logs.folder_for(Path(queue_path)), os.getpid()))
+    log.info("worker started; loading the engine", extra={"pid": os.getpid(), "engine": settings.engine})
     queue = JobQueue(Path(queue_path))
     if runner is None:
         runner, healthy = pipeline_runner(settings)
@@ -176,6 +179,8 @@ class _Worker:
     process: BaseProcess
     state: ctypes.c_int
     wake: Semaphore
+    started: float = 0.0
+    """When the process was started (time.time()), for the uptime /v2/serverless/{id}/workers reports."""
 
     def notify(self) -> None:
         # Posted only when not already pending, so a busy worker's count stays at 1 however many jobs arrive.
@@ -184,6 +189,16 @@ class _Worker:
                 self.wake.release()
         except (OSError, ValueError):  # a semaphore at its maximum is awake enough
             pass
+
+
+@dataclass(frozen=True)
+class WorkerView:
+    """One worker process as the endpoint reports it."""
+
+    pid: int
+    status: str
+    """RunPod's WorkerStatus: RUNNING, IDLE, INITIALIZING or UNHEALTHY (a local worker is never THROTTLED)."""
+    started: float
 
 
 class WorkerPool:
@@ -223,12 +238,13 @@ class WorkerPool:
             daemon=True,
         )
         process.start()
-        return _Worker(process, state, wake)
+        return _Worker(process, state, wake, started=time.time())
 
     def start(self) -> None:
         """Start the processes and the supervisor."""
         with self._lock:
             self._workers = [self._spawn() for _ in range(self.size)]
+            worker_logs.prune(worker_logs.folder_for(self.queue.path), self.pids(locked=False))
         self._thread = threading.Thread(target=self._supervise, name="endpoint-supervisor", daemon=True)
         self._thread.start()
 
@@ -259,10 +275,36 @@ class WorkerPool:
             "unhealthy": unhealthy,
         }
 
-    def pids(self) -> list[int]:
-        """The worker processes' ids."""
+    @property
+    def stopping(self) -> bool:
+        """True once the pool was told to stop (a log stream that follows a worker ends then)."""
+        return self._closing.is_set()
+
+    def pids(self, *, locked: bool = True) -> list[int]:
+        """The worker processes' ids (`locked=False` from code that already holds the pool's lock)."""
+        if not locked:
+            return [w.process.pid for w in self._workers if w.process.pid is not None]
         with self._lock:
             return [w.process.pid for w in self._workers if w.process.pid is not None]
+
+    def describe(self, busy: set[int] | None = None) -> list[WorkerView]:
+        """Each worker as RunPod's worker list shows one: its id (the process id), its state in RunPod's words
+        (the same rules as states()), and when it started. `busy` is the running jobs' worker pids."""
+        if busy is None:
+            busy = self.queue.snapshot()[1]
+        with self._lock:
+            workers = list(self._workers)
+        views = []
+        for worker in workers:
+            pid = worker.process.pid or 0
+            if not worker.process.is_alive():
+                status = "INITIALIZING"  # dead, about to be replaced: /health counts it initializing too
+            elif pid in busy:
+                status = "RUNNING"
+            else:
+                status = {READY: "IDLE", UNHEALTHY: "UNHEALTHY"}.get(worker.state.value, "INITIALIZING")
+            views.append(WorkerView(pid, status, worker.started))
+        return views
 
     def _supervise(self) -> None:
         last_sweep = last_checkpoint = 0.0
@@ -321,6 +363,7 @@ class WorkerPool:
                     if job.worker_pid == worker.process.pid:
                         self.queue.mark_lost(job.id, "the worker process stopped while running this job; retry it")
                 self._workers[index] = self._spawn()
+                worker_logs.prune(worker_logs.folder_for(self.queue.path), self.pids(locked=False))
 
     def begin_stop(self) -> None:
         """Tell the workers to take no more jobs and stop the running ones at their next boundary, at once.
