@@ -104,6 +104,9 @@ class Settings:
     """RunPod's price tier runs are costed at: flex (scale to zero) or active (always on), STUDIO_PRICE_TIER."""
     gpu_prices: str = ""
     """Per-second price overrides, `H100 PRO=0.00116; A100=0.00076` (STUDIO_GPU_PRICES); see core/prices.py."""
+    rest_base_url: str | None = None
+    """RunPod's REST API v2 base (RUNPOD_REST_BASE_URL; unset: `https://api.runpod.io/v2` for a RunPod endpoint):
+    Endpoint health's workers, logs and billing and the GPU catalogue's prices are read there."""
 
     @property
     def artifact_dir(self) -> Path:
@@ -226,6 +229,7 @@ class Settings:
             gpu=env.get("STUDIO_GPU") or None,
             price_tier=(env.get("STUDIO_PRICE_TIER") or "flex").strip().lower(),
             gpu_prices=env.get("STUDIO_GPU_PRICES") or "",
+            rest_base_url=(env.get("RUNPOD_REST_BASE_URL") or "").rstrip("/") or None,
         )
 
     def secrets(self) -> list[str]:
