@@ -114,7 +114,13 @@ PASSWORD_HASH = "STUDIO_PASSWORD_HASH"
 PRIVATE_APP = "STUDIO_PRIVATE_APP"
 """true when the host already limits who can open the app (Community Cloud's private app, a VPN, a signing-in
 proxy): the dashboard cannot see that, so this setting is how its owner says so and stops the open warning."""
-ACCESS_KEYS = (ALLOWED_USERS, ALLOWED_DOMAINS, PASSWORD_HASH, PRIVATE_APP)
+TRUST_UNVERIFIED = "STUDIO_TRUST_UNVERIFIED_EMAIL_PROVIDERS"
+"""st.login providers whose ID tokens never carry `email_verified` (by name: `default` for the one written into
+[auth], else the NAME of [auth.NAME]): their addresses are let in without it. Everyone else needs
+`email_verified: true`; a claim that is false, "false", 0 or null is refused whatever this says."""
+DEFAULT_PROVIDER = "default"
+"""What Streamlit calls the provider written straight into [auth] (st.user's `provider`)."""
+ACCESS_KEYS = (ALLOWED_USERS, ALLOWED_DOMAINS, PASSWORD_HASH, PRIVATE_APP, TRUST_UNVERIFIED)
 """The access settings, read from st.secrets first, then the environment; never typed, saved or shown."""
 AUTH_SECTION = "auth"
 """Streamlit's own secrets section for st.login: redirect_uri, cookie_secret and a provider (see `Access`)."""
@@ -139,6 +145,8 @@ class Access:
     problems: tuple[str, ...] = ()
     private_app: bool = False
     """The owner says the host restricts viewers (STUDIO_PRIVATE_APP); it lets nobody in by itself."""
+    trust_unverified: frozenset[str] = frozenset()
+    """Providers (by st.user's `provider` name) trusted without an `email_verified` claim (TRUST_UNVERIFIED)."""
 
     @property
     def uses_oidc(self) -> bool:
@@ -164,8 +172,31 @@ class Access:
 HASH_SCHEME = "scrypt"
 HASH_COMMAND = "python -m dashboard.signin"
 """Prints a new STUDIO_PASSWORD_HASH line for a password typed at its prompt."""
-SCRYPT_LIMITS = {"n": 2**20, "r": 32, "p": 16}
-"""Bounds on scrypt's cost: a hash past them would take minutes and gigabytes to check at every sign-in."""
+SCRYPT_MAX_MEMORY = 64 * 2**20
+"""The most memory one password check may take (scrypt needs 128·r·N bytes): a hash asking for more (the old
+bounds allowed N=2**20, r=32: 4 GiB) would let a few sign-in attempts exhaust the dashboard's host. New hashes
+take 16 MiB (signin.NEW_HASH_COST)."""
+SCRYPT_MAX_P = 16
+"""scrypt's parallelism runs one after another in hashlib: p multiplies each check's time, not its memory."""
+SCRYPT_MAX_WORK = 4 * SCRYPT_MAX_MEMORY
+"""128·r·N·p, the bytes a check walks through: at most four 64 MiB passes, about a second of CPU."""
+
+
+def scrypt_cost_problem(n: int, r: int, p: int) -> str | None:
+    """Why scrypt costs N, r, p are refused for a password check (one line), or None when they are usable."""
+    if n < 2 or n & (n - 1) or r < 1 or p < 1:
+        return "N must be a power of 2 and r, p at least 1"
+    memory = 128 * r * n
+    if memory > SCRYPT_MAX_MEMORY:
+        return (
+            f"N={n}, r={r} take {memory // 2**20} MiB per check (128·r·N), more than the "
+            f"{SCRYPT_MAX_MEMORY // 2**20} MiB allowed"
+        )
+    if p > SCRYPT_MAX_P or memory * p > SCRYPT_MAX_WORK:
+        return (
+            f"p={p} makes each check too slow (128·r·N·p at most {SCRYPT_MAX_WORK // 2**20} MiB, p <= {SCRYPT_MAX_P})"
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -196,11 +227,9 @@ def parse_password_hash(text: str, problems: list[str]) -> PasswordHash | None:
     except (ValueError, binascii.Error):
         problems.append(f"{PASSWORD_HASH} is damaged (cost, salt or hash unreadable): {fix}")
         return None
-    costs = {"n": n, "r": r, "p": p}
-    if n < 2 or n & (n - 1) or any(not 1 <= costs[k] <= limit for k, limit in SCRYPT_LIMITS.items()):
-        problems.append(
-            f"{PASSWORD_HASH} has unusable scrypt costs (N a power of 2 up to 2**20, r <= 32, p <= 16): {fix}"
-        )
+    costly = scrypt_cost_problem(n, r, p)
+    if costly:
+        problems.append(f"{PASSWORD_HASH} has unusable scrypt costs ({costly}): {fix}")
         return None
     if len(salt) < 16 or len(digest) < 32:
         problems.append(f"{PASSWORD_HASH} has a salt or hash too short to be safe: {fix}")
@@ -299,6 +328,13 @@ def load_access(env: Mapping[str, str], secrets: Mapping[str, Any]) -> Access:
     password_hash = None
     if raw_hash not in (None, "") and not providers:
         password_hash = parse_password_hash(str(raw_hash), problems)
+    trust_unverified = frozenset(_entries(value(TRUST_UNVERIFIED)))
+    known = {DEFAULT_PROVIDER if name is None else name.lower() for name in providers}
+    for name in sorted(trust_unverified - known):
+        problems.append(
+            f"{TRUST_UNVERIFIED}: {name[:40]!r} is not a provider in [{AUTH_SECTION}]; name providers as st.login "
+            f"does ({', '.join(sorted(known)) or 'none configured'})"
+        )
     private_app = str(value(PRIVATE_APP) or "false").strip().lower()
     if private_app not in ("true", "false", "1", "0", "yes", "no", "on", "off", ""):
         problems.append(f"{PRIVATE_APP} must be true or false (true: the host already limits who can open the app)")
@@ -315,4 +351,5 @@ def load_access(env: Mapping[str, str], secrets: Mapping[str, Any]) -> Access:
         password_hash=password_hash,
         problems=tuple(problems),
         private_app=private_app in ("true", "1", "yes", "on"),
+        trust_unverified=trust_unverified,
     )

@@ -23,31 +23,46 @@ import getpass
 import hashlib
 import hmac
 import ipaddress
+import math
 import secrets
 import sys
+import threading
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from enum import Enum
 from urllib.parse import urlsplit
 
 import streamlit as st
+from streamlit.runtime import Runtime
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from dashboard import state, views
+from dashboard import navigation, state, views
 from dashboard.config import (
     ALLOWED_DOMAINS,
     ALLOWED_USERS,
+    DEFAULT_PROVIDER,
     HASH_SCHEME,
     PASSWORD_HASH,
     PRIVATE_APP,
+    TRUST_UNVERIFIED,
     Access,
     PasswordHash,
+    scrypt_cost_problem,
 )
 
 PASSWORD_OK = "signin.password_ok"
 """Session-state flag: this browser session typed the shared password."""
 FAILED_PASSWORD_DELAY_S = 1.0
-"""A wrong password holds its session this long, so guessing through the form is slow."""
+"""A wrong password holds its session this long, so guessing through one session is slow."""
+ATTEMPTS_PER_S = 1.0
+"""Password checks the whole dashboard makes per second, however many sessions ask: the delay above is per
+session, so 32 sessions used to guess 5 times a second (issue 27). A person typing is far below it."""
+ATTEMPT_BURST = 5
+"""Checks allowed at once before the rate applies (a few people signing in together)."""
+FREE_FAILURES = 3
+"""Wrong passwords a source (an IP address) may send before it waits; each further one doubles its wait."""
+MAX_SOURCE_WAIT_S = 300.0
 MIN_PASSWORD_LENGTH = 12
 NEW_HASH_COST = {"n": 2**14, "r": 8, "p": 1}
 """scrypt's costs for new hashes: 16 MiB and about 50 ms per check, cheap for one sign-in, dear for guessing."""
@@ -84,7 +99,9 @@ class Visitor:
 
 
 def make_password_hash(password: str, *, n: int | None = None, r: int | None = None, p: int | None = None) -> str:
-    """A STUDIO_PASSWORD_HASH value for `password`: `scrypt$N$r$p$SALT$HASH` with a fresh 16-byte salt."""
+    """A STUDIO_PASSWORD_HASH value for `password`: `scrypt$N$r$p$SALT$HASH` with a fresh 16-byte salt.
+
+    Costs the dashboard would refuse to check (config.scrypt_cost_problem) raise ValueError in one line."""
     cost = {**NEW_HASH_COST, **{k: v for k, v in {"n": n, "r": r, "p": p}.items() if v is not None}}
     salt = secrets.token_bytes(16)
     digest = _scrypt(password, salt, cost["n"], cost["r"], cost["p"], 32)
@@ -93,7 +110,11 @@ def make_password_hash(password: str, *, n: int | None = None, r: int | None = N
 
 
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, length: int) -> bytes:
-    # hashlib refuses more than 32 MiB by default; the parsed costs are bounded (config.SCRYPT_LIMITS).
+    # hashlib refuses more than 32 MiB by default; the costs are bounded here as well as where a hash is parsed, so
+    # no path runs a check bigger than config.SCRYPT_MAX_MEMORY.
+    problem = scrypt_cost_problem(n, r, p)
+    if problem:
+        raise ValueError(f"scrypt costs refused: {problem}")
     return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, dklen=length, maxmem=2 * 128 * n * r * p + 2**20)
 
 
@@ -101,6 +122,89 @@ def password_matches(password: str, expected: PasswordHash) -> bool:
     """Whether `password` hashes to `expected`, compared in constant time (hmac.compare_digest)."""
     actual = _scrypt(password, expected.salt, expected.n, expected.r, expected.p, len(expected.digest))
     return hmac.compare_digest(actual, expected.digest)
+
+
+@dataclass
+class _Source:
+    failures: int = 0
+    until: float = 0.0
+
+
+@dataclass
+class AttemptLimiter:
+    """How many password checks the whole process makes: a token bucket shared by every session (`rate` a second,
+    `burst` at once), and per source a wait that doubles with each wrong password past `free_failures`.
+
+    The per-session delay alone let guessing scale with sessions; this bucket is process-wide (one Streamlit
+    server is one process), so 32 sessions get what one would. The source is the connection's IP address as
+    Streamlit sees it (st.context.ip_address): behind a proxy every visitor shares the proxy's, and then the
+    global rate is what holds. `clock` is time.monotonic, replaceable so a test counts permitted attempts
+    instead of timing them.
+    """
+
+    rate: float = ATTEMPTS_PER_S
+    burst: int = ATTEMPT_BURST
+    free_failures: int = FREE_FAILURES
+    max_wait_s: float = MAX_SOURCE_WAIT_S
+    clock: Callable[[], float] = time.monotonic
+    _tokens: float = field(default=-1.0, init=False)
+    _last: float = field(default=0.0, init=False)
+    _sources: dict[str, _Source] = field(default_factory=dict, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def acquire(self, source: str) -> float:
+        """0.0 when a check may run now (and counts it), else the seconds to wait before trying again."""
+        with self._lock:
+            now = self.clock()
+            held = self._sources.get(source)
+            if held is not None and held.until > now:
+                return held.until - now
+            if self._tokens < 0:
+                self._tokens, self._last = float(self.burst), now
+            self._tokens = min(float(self.burst), self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            if self._tokens < 1.0:
+                return (1.0 - self._tokens) / self.rate
+            self._tokens -= 1.0
+            return 0.0
+
+    def failed(self, source: str) -> None:
+        """A wrong password from `source`: past the free ones, it waits 2, 4, 8… seconds (at most max_wait_s)."""
+        with self._lock:
+            held = self._sources.setdefault(source, _Source())
+            held.failures += 1
+            extra = held.failures - self.free_failures
+            if extra > 0:
+                held.until = self.clock() + min(self.max_wait_s, 2.0 ** min(extra, 30))
+            if len(self._sources) > 10_000:  # forget the oldest sources rather than grow without end
+                for stale in list(self._sources)[:5_000]:
+                    del self._sources[stale]
+
+    def succeeded(self, source: str) -> None:
+        """The right password from `source`: its count starts again."""
+        with self._lock:
+            self._sources.pop(source, None)
+
+
+LIMITER = AttemptLimiter()
+"""The process's one limiter: every session's password form draws from it."""
+
+
+def _source() -> str:
+    """Who is guessing, as far as Streamlit can tell: the connection's IP address (None on localhost)."""
+    return st.context.ip_address or "local"
+
+
+def check_password(typed: str, hashed: PasswordHash | None, source: str) -> bool | float:
+    """True or False for the typed password, or the seconds to wait when the limiter refuses a check now."""
+    wait = LIMITER.acquire(source)
+    if wait > 0:
+        return wait
+    if hashed is not None and typed and password_matches(typed, hashed):
+        LIMITER.succeeded(source)
+        return True
+    LIMITER.failed(source)
+    return False
 
 
 def is_local_address(url: str | None) -> bool:
@@ -145,9 +249,12 @@ def visitor(access: Access) -> Visitor:
         email = str(user.get("email") or "").strip()
         if not email:
             return Visitor(access, Standing.NOT_ALLOWED, reason="your identity provider sent no email address")
-        if user.get("email_verified") is False:
+        verified = user.get("email_verified")
+        provider = str(user.get("provider") or DEFAULT_PROVIDER).lower()
+        trusted = "email_verified" not in user and provider in access.trust_unverified
+        if verified is not True and not trusted:
             return Visitor(
-                access, Standing.NOT_ALLOWED, email, reason="your identity provider says this address is unverified"
+                access, Standing.NOT_ALLOWED, email, reason=_unverified_reason(verified, "email_verified" in user)
             )
         if not access.admits(email):
             return Visitor(access, Standing.NOT_ALLOWED, email)
@@ -156,6 +263,20 @@ def visitor(access: Access) -> Visitor:
         standing = Standing.ADMITTED if st.session_state.get(PASSWORD_OK) else Standing.SIGNED_OUT
         return Visitor(access, standing)
     return Visitor(access, Standing.OPEN)
+
+
+def _unverified_reason(verified: object, sent: bool) -> str:
+    """Why an identity without `email_verified: true` is refused: only a JSON true proves the provider checked the
+    address (a string "false", 0 or null prove nothing, and a multi-tenant provider may send an address the tenant
+    chose without any claim)."""
+    if not sent:
+        return (
+            "your identity provider did not say this address is verified (the dashboard's owner can trust a provider "
+            f"that never says so with `{TRUST_UNVERIFIED}`)"
+        )
+    if verified is False:
+        return "your identity provider says this address is unverified"
+    return "your identity provider did not confirm this address is verified"
 
 
 def shown_address(email: str) -> str:
@@ -179,12 +300,18 @@ def _signed_out_page(current: Visitor) -> None:
     with st.form("signin.password", clear_on_submit=True):
         typed = st.text_input("Password", type="password", key="signin.password")
         if st.form_submit_button("Sign in", type="primary"):
-            hashed = current.access.password_hash
-            if hashed is not None and typed and password_matches(typed, hashed):
+            result = check_password(typed, current.access.password_hash, _source())
+            if result is True:
                 st.session_state[PASSWORD_OK] = True
                 st.rerun()
-            time.sleep(FAILED_PASSWORD_DELAY_S)
-            st.error("Wrong password.", icon=":material/lock:")
+            if result is False:
+                time.sleep(FAILED_PASSWORD_DELAY_S)
+                st.error("Wrong password.", icon=":material/lock:")
+            else:
+                st.error(
+                    f"Too many sign-in attempts: try again in {math.ceil(result)} s. Nothing was checked.",
+                    icon=":material/timer:",
+                )
 
 
 def _not_allowed_page(current: Visitor) -> None:
@@ -207,6 +334,48 @@ def _misconfigured_page(current: Visitor) -> None:
         st.error(views.plain(problem), icon=":material/key_off:")
 
 
+_ADMITTED_SESSIONS: set[str] = set()
+"""Streamlit session ids whose visitor the gate let in, for the upload route (below)."""
+_GUARD_LOCK = threading.Lock()
+_GUARD_FLAG = "_studio_upload_guard"
+
+
+def guard_uploads(admitted: bool) -> None:
+    """Let only sessions the gate let in store uploads.
+
+    Streamlit's upload route (`PUT /_stcore/upload_file/{session}/{file}`) takes a file of up to
+    server.maxUploadSize for any live session and keeps it in memory until the session ends: a signed-out
+    visitor with their own session id and XSRF cookie could fill the server's memory 200 MB at a time, with
+    the password page showing (issue 27). server.maxUploadSize is one process-wide option, so there is no
+    smaller limit per session; instead the route's one session check, `Runtime.is_active_session` (which
+    nothing else in Streamlit 1.67 calls), is wrapped so it also asks whether the gate let that session in.
+    A refused PUT is answered 400 before any of its body is read; when a session stops being let in (sign
+    out) its stored files are dropped. tests/test_upload_guard.py checks this against a real `streamlit run`,
+    so a Streamlit that moves the check fails the test rather than the bound.
+    """
+    context = get_script_run_ctx(suppress_warning=True)
+    if context is None or not Runtime.exists():
+        return  # AppTest: no server, no upload route
+    runtime = Runtime.instance()
+    with _GUARD_LOCK:
+        if not getattr(runtime, _GUARD_FLAG, False):
+            original = runtime.is_active_session
+
+            def is_active_session(session_id: str) -> bool:
+                return session_id in _ADMITTED_SESSIONS and original(session_id)
+
+            runtime.is_active_session = is_active_session  # type: ignore[method-assign]
+            setattr(runtime, _GUARD_FLAG, original)
+        original_check = getattr(runtime, _GUARD_FLAG)
+        if admitted:
+            for gone in [sid for sid in _ADMITTED_SESSIONS if not original_check(sid)]:
+                _ADMITTED_SESSIONS.discard(gone)
+            _ADMITTED_SESSIONS.add(context.session_id)
+        elif context.session_id in _ADMITTED_SESSIONS:
+            _ADMITTED_SESSIONS.discard(context.session_id)
+            runtime.uploaded_file_mgr.remove_session_files(context.session_id)
+
+
 def gate(pages: Sequence[st.Page]) -> Visitor:
     """Decide who this visitor is; unless they are let in, draw the one page that tells them why, and nothing else.
 
@@ -214,6 +383,7 @@ def gate(pages: Sequence[st.Page]) -> Visitor:
     "page not found"; no page script runs, so no page content, sidebar or job data reaches a visitor who is out.
     """
     current = visitor(state.access())
+    guard_uploads(current.admitted)
     if current.admitted:
         return current
     st.navigation(list(pages), position="hidden")
@@ -226,7 +396,9 @@ def gate(pages: Sequence[st.Page]) -> Visitor:
 
 
 def warn_if_open(current: Visitor) -> None:
-    """On a non-local address with no sign-in configured, say at the top of the page what that means."""
+    """On a non-local address with no sign-in configured, say at the top of the page what that means; and when
+    the server listens beyond this machine, say in the sidebar who can reach it (navigation.reach_notice)."""
+    navigation.reach_notice(signed_in=current.standing is Standing.ADMITTED)
     if current.standing is not Standing.OPEN or current.access.private_app:
         return
     if not is_local_address(_browser_url()):

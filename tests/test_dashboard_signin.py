@@ -6,6 +6,8 @@ The real st.login round trip (a real OIDC provider, Chromium, `streamlit run`) i
 
 from __future__ import annotations
 
+import base64
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +17,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from catalog import Catalog
-from dashboard.signin import make_password_hash
+from dashboard.config import PasswordHash, parse_password_hash
+from dashboard.signin import AttemptLimiter, make_password_hash, password_matches
 from tests.dashboard_support import ROOT, dashboard_env, open_page, texts
 
 PAGES = ("submit", "live", "history", "health")
@@ -44,8 +47,8 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def signed_in(email: str, **claims: Any) -> dict[str, Any]:
-    """What st.user holds after an identity provider signed `email` in."""
-    return {"is_logged_in": True, "email": email, **claims}
+    """What st.user holds after an identity provider signed `email` in (and said it verified the address)."""
+    return {"is_logged_in": True, "email": email, "email_verified": True, "provider": "default", **claims}
 
 
 def everything(at: AppTest) -> str:
@@ -121,6 +124,43 @@ def test_an_address_the_provider_has_not_verified_is_refused(data_dir: Path) -> 
     at = open_page(secrets=secrets, user=signed_in("ada@example.org", email_verified=False))
     assert at.title[0].value == "Not allowed"
     assert "unverified" in texts(at)
+
+
+@pytest.mark.parametrize("claim", ["false", "False", 0, None, "true", 1, "absent"])
+def test_only_an_email_verified_claim_of_true_lets_an_allow_listed_domain_in(data_dir: Path, claim: Any) -> None:
+    """Some providers send the claim as a string, some multi-tenant ones send none with an address the tenant
+    chose: anything but a JSON true is refused (issue 27), and the page says why."""
+    secrets = {"auth": AUTH, "STUDIO_ALLOWED_DOMAINS": "example.org"}
+    user = signed_in("ada@example.org", email_verified=claim)
+    if claim == "absent":
+        del user["email_verified"]
+    at = open_page(secrets=secrets, user=user)
+    assert at.title[0].value == "Not allowed"
+    shown = texts(at)
+    assert "verified" in shown
+    if claim == "absent":
+        assert "`STUDIO_TRUST_UNVERIFIED_EMAIL_PROVIDERS`" in shown
+    assert_no_page_content(at)
+    assert open_page(secrets=secrets, user=signed_in("ada@example.org")).title[0].value == "Submit a talking video"
+
+
+def test_a_provider_named_as_never_sending_the_claim_is_trusted_without_it_and_only_without_it(data_dir: Path) -> None:
+    shared = {key: AUTH[key] for key in ("redirect_uri", "cookie_secret")}
+    provider = {key: AUTH[key] for key in ("client_id", "client_secret", "server_metadata_url")}
+    secrets = {
+        "auth": {**shared, "okta": provider, "google": provider},
+        "STUDIO_ALLOWED_DOMAINS": "example.org",
+        "STUDIO_TRUST_UNVERIFIED_EMAIL_PROVIDERS": "okta",
+    }
+    claimless = {"is_logged_in": True, "email": "ada@example.org"}
+    assert open_page(secrets=secrets, user={**claimless, "provider": "okta"}).title[0].value == "Submit a talking video"
+    assert open_page(secrets=secrets, user={**claimless, "provider": "google"}).title[0].value == "Not allowed"
+    said_no = {**claimless, "provider": "okta", "email_verified": "false"}
+    assert open_page(secrets=secrets, user=said_no).title[0].value == "Not allowed"
+
+    unknown = open_page(secrets={**secrets, "STUDIO_TRUST_UNVERIFIED_EMAIL_PROVIDERS": "octa"}, user=claimless)
+    assert unknown.title[0].value == "Sign-in is not set up correctly"
+    assert "'octa' is not a provider in \\[auth\\]" in texts(unknown)
 
 
 def test_a_broken_auth_section_lets_nobody_in_and_names_the_missing_keys_never_their_values(data_dir: Path) -> None:
@@ -253,3 +293,145 @@ def test_the_recorded_user_is_the_signed_in_address_that_was_let_in_and_nobody_e
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.text[0].value == f"signed in: {expected}"
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Guessing the shared password: one limiter for the whole process (issue 27)
+# ------------------------------------------------------------------------------------------------------------
+
+
+class SteppedClock:
+    """A clock the test moves: the limiter is judged by how many checks it permits in a stretch of its time."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_32_sources_guessing_together_get_no_more_checks_than_the_global_rate() -> None:
+    clock = SteppedClock()
+    limiter = AttemptLimiter(rate=1.0, burst=5, free_failures=10**6, clock=clock)
+    permitted = 0
+    for _ in range(100):  # 100 rounds of 32 sessions, 0.1 s of the limiter's time apart: 10 s in all
+        for source in range(32):
+            if limiter.acquire(f"10.0.0.{source}") == 0.0:
+                permitted += 1
+                limiter.failed(f"10.0.0.{source}")
+        clock.now += 0.1
+    assert permitted <= 5 + 1.0 * 10, permitted
+    assert permitted >= 10, "the rate is a rate, not a lockout: checks go on at about one a second"
+
+
+def test_one_source_that_keeps_guessing_waits_longer_each_time_and_others_are_not_held() -> None:
+    clock = SteppedClock()
+    limiter = AttemptLimiter(rate=1000.0, burst=1000, free_failures=3, max_wait_s=300.0, clock=clock)
+    for _ in range(3):
+        assert limiter.acquire("203.0.113.9") == 0.0
+        limiter.failed("203.0.113.9")
+    waits = []
+    for _ in range(10):
+        assert limiter.acquire("203.0.113.9") == 0.0
+        limiter.failed("203.0.113.9")
+        waits.append(limiter.acquire("203.0.113.9"))
+        assert limiter.acquire("198.51.100.1") == 0.0, "another source is not held by this one's guessing"
+        clock.now += waits[-1]
+    assert waits == [2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 300.0, 300.0]
+    limiter.succeeded("203.0.113.9")
+    assert limiter.acquire("203.0.113.9") == 0.0
+
+
+def _password_gate() -> None:
+    from dashboard import navigation, signin
+
+    signin.gate(navigation.all_pages())
+
+
+def test_32_sessions_on_one_dashboard_share_one_limit(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each AppTest is a session of its own in this one process, as browser tabs are in a Streamlit server; the
+    limiter's clock stands still, so exactly its burst of checks runs, whatever the machine's speed."""
+    from dashboard import signin
+
+    clock = SteppedClock()
+    monkeypatch.setattr(signin, "LIMITER", AttemptLimiter(rate=1.0, burst=5, free_failures=10**6, clock=clock))
+    monkeypatch.setattr(signin, "FAILED_PASSWORD_DELAY_S", 0.0)
+    checks: list[str] = []
+    real_check = signin.password_matches
+
+    def counted(password: str, expected: PasswordHash) -> bool:
+        checks.append(password)
+        return real_check(password, expected)
+
+    monkeypatch.setattr(signin, "password_matches", counted)
+    secrets = {"STUDIO_PASSWORD_HASH": make_password_hash(PASSWORD, n=2**10)}
+    outcomes = []
+    for session in range(32):
+        at = AppTest.from_function(_password_gate, default_timeout=30)
+        at.secrets["STUDIO_PASSWORD_HASH"] = secrets["STUDIO_PASSWORD_HASH"]
+        at.run()
+        at.text_input(key="signin.password").input(f"guess {session}")
+        at.button[0].click().run()
+        assert not at.exception, [e.value for e in at.exception]
+        outcomes.append([e.value for e in at.error])
+    assert len(checks) == 5
+    assert outcomes.count(["Wrong password."]) == 5
+    refused = [o for o in outcomes if o != ["Wrong password."]]
+    assert len(refused) == 27 and all(o[0].startswith("Too many sign-in attempts: try again in 1 s") for o in refused)
+
+    clock.now += 1.0  # a second later the right password gets its check
+    at = AppTest.from_function(_password_gate, default_timeout=30)
+    at.secrets["STUDIO_PASSWORD_HASH"] = secrets["STUDIO_PASSWORD_HASH"]
+    at.run()
+    at.text_input(key="signin.password").input(PASSWORD)
+    at.button[0].click().run()
+    assert at.session_state["signin.password_ok"] is True
+    assert len(checks) == 6
+
+
+# ------------------------------------------------------------------------------------------------------------
+# scrypt's costs: at most 64 MiB per check (issue 27)
+# ------------------------------------------------------------------------------------------------------------
+
+
+def _hash_with_costs(n: int, r: int, p: int) -> str:
+    """A well-formed hash line with these costs (salt and digest random: it is refused before any check)."""
+    salt, digest = (base64.b64encode(secrets.token_bytes(size)).decode() for size in (16, 32))
+    return f"scrypt${n}${r}${p}${salt}${digest}"
+
+
+@pytest.mark.parametrize(
+    ("n", "r", "p", "refusal"),
+    [
+        (2**20, 32, 16, "N=1048576, r=32 take 4096 MiB per check (128·r·N), more than the 64 MiB allowed"),
+        (2**17, 8, 1, "N=131072, r=8 take 128 MiB per check (128·r·N), more than the 64 MiB allowed"),
+        (2**16, 8, 16, "p=16 makes each check too slow (128·r·N·p at most 256 MiB, p <= 16)"),
+        (2**10, 8, 17, "p=17 makes each check too slow"),
+        (3, 8, 1, "N must be a power of 2"),
+    ],
+)
+def test_a_hash_asking_for_more_than_64_mib_or_a_second_per_check_is_refused_in_one_line(
+    n: int, r: int, p: int, refusal: str
+) -> None:
+    problems: list[str] = []
+    assert parse_password_hash(_hash_with_costs(n, r, p), problems) is None
+    assert len(problems) == 1 and "\n" not in problems[0]
+    assert problems[0].startswith("STUDIO_PASSWORD_HASH has unusable scrypt costs (")
+    assert refusal in problems[0] and problems[0].endswith("paste the line it prints")
+    with pytest.raises(ValueError, match="scrypt costs refused"):
+        make_password_hash(PASSWORD, n=n, r=r, p=p)
+
+
+def test_the_largest_allowed_costs_still_work() -> None:
+    problems: list[str] = []
+    made = make_password_hash(PASSWORD, n=2**16, r=8, p=1)  # 64 MiB, the cap
+    parsed = parse_password_hash(made, problems)
+    assert problems == [] and parsed is not None
+    assert password_matches(PASSWORD, parsed) and not password_matches("wrong", parsed)
+
+
+def test_a_dashboard_whose_hash_asks_for_4_gib_lets_nobody_in_and_says_why(data_dir: Path) -> None:
+    at = open_page(secrets={"STUDIO_PASSWORD_HASH": _hash_with_costs(2**20, 32, 16)})
+    assert at.title[0].value == "Sign-in is not set up correctly"
+    assert "4096 MiB per check" in texts(at)
+    assert not at.text_input, "no password box: nothing would run a 4 GiB check"
