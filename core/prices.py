@@ -1,16 +1,27 @@
 """What a second of GPU time costs on RunPod Serverless, and so what a finished run cost.
 
 RunPod bills a serverless worker by the second (partial seconds rounded up), at a price per GPU type that is
-lower for active (always-on) workers than for flex (scale-to-zero) ones. The table below is RunPod's published
-one (docs/estimates.md gives the page and the date it was read); STUDIO_GPU_PRICES overrides any row and
-STUDIO_PRICE_TIER picks flex or active. Nothing here imports torch: the catalogue and the dashboard price runs.
+lower for active (always-on) workers than for flex (scale-to-zero) ones. Where a price comes from, first match:
+
+1. STUDIO_GPU_PRICES, the user's own per-second prices by row (`H100 PRO=0.00116; A100=0.00076`);
+2. RunPod's GPU catalogue (`GET /v2/catalog/gpus`, each GPU's `price.serverless` per hour), read with the API key
+   by client/catalog_prices.py and kept on disk under the data dir with the time it was read (CatalogPrices);
+   it lists the flex (list) price only, so it prices the flex tier;
+3. the table below, RunPod's published one, read on PRICES_READ (docs/estimates.md gives the page).
+
+Every price is shown with where it came from and the date it was read (PriceTable.source). STUDIO_PRICE_TIER picks
+flex or active. Nothing here imports torch or reaches the network: the catalogue and the dashboard price runs.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from core.contract import ErrorCode, JobError
@@ -67,31 +78,170 @@ def gpu_class(device: str | None) -> str | None:
     return None
 
 
+MAX_PRICE_PER_S = 1.0
+"""The most a price may say, in dollars per GPU-second ($3 600 an hour, a thousand times RunPod's dearest GPU): a
+larger figure is a typo, and one like 1e308 would make every cost infinite (and the estimate's JSON invalid)."""
+DECIMAL = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)", re.ASCII)
+"""A price as people write one: ASCII digits and one point. float() would also take `1_000`, `1e308`, `inf`,
+`nan` and digits of other scripts."""
+GPU_NAME = re.compile(r"[A-Za-z0-9 ,.()+-]{1,40}", re.ASCII)
+QUOTED = 40
+"""The most characters of a refused entry quoted back."""
+
+
+def _shown(entry: str) -> str:
+    """A refused entry as the refusal quotes it: control characters escaped, cut to QUOTED characters."""
+    text = entry if len(entry) <= QUOTED else entry[:QUOTED] + "…"
+    return repr(text)
+
+
 def _parse_overrides(text: str) -> dict[str, float]:
     overrides: dict[str, float] = {}
     for entry in (part.strip() for part in text.split(";") if part.strip()):
         name, _, value = entry.partition("=")
-        row = gpu_class(name)
-        try:
-            price = float(value)
-        except ValueError:
-            price = math.nan
-        if row is None or row == CPU or not math.isfinite(price) or price < 0:
+        name, value = name.strip(), value.strip()
+        row = gpu_class(name) if GPU_NAME.fullmatch(name) else None
+        price = float(value) if DECIMAL.fullmatch(value) else math.nan
+        if row is None or row == CPU or not 0 <= price <= MAX_PRICE_PER_S:
             raise JobError(
                 ErrorCode.INPUT_VALIDATION,
-                f"STUDIO_GPU_PRICES: {entry!r} is not GPU=dollars per second; write e.g. "
-                f"'H100 PRO=0.00116; A100=0.00076' with a GPU of {', '.join(SHORT_NAMES.values())}",
+                f"STUDIO_GPU_PRICES: {_shown(entry)} is not GPU=dollars per second (0 to {MAX_PRICE_PER_S:g}); "
+                f"write e.g. 'H100 PRO=0.00116; A100=0.00076' with a GPU of {', '.join(SHORT_NAMES.values())}",
             )
         overrides[row] = price
     return overrides
 
 
+CATALOG_FILE = "runpod-gpu-catalog.json"
+"""The catalogue's prices as last read, under `<data dir>/prices/`."""
+CATALOG_ROUTE = "GET /v2/catalog/gpus"
+CATALOG_MAX_AGE = dt.timedelta(days=1)
+"""A catalogue read longer ago than this is read again when an API key is at hand."""
+
+
+@dataclass(frozen=True)
+class CatalogGpu:
+    """One GPU type of RunPod's catalogue with a serverless price: its id (the CUDA device name RunPod uses, e.g.
+    `NVIDIA H100 80GB HBM3`), its short name, its serverless pool and the pool's list price per GPU-hour."""
+
+    id: str
+    name: str
+    pool: str | None
+    per_hour: float
+
+
+@dataclass(frozen=True)
+class CatalogPrices:
+    """The serverless prices of RunPod's GPU catalogue, and when they were read (UTC, ISO 8601)."""
+
+    gpus: tuple[CatalogGpu, ...]
+    read_at: str
+
+    @property
+    def date(self) -> str:
+        """The day the catalogue was read, `2026-12-07`."""
+        return self.read_at[:10]
+
+    @classmethod
+    def from_answer(cls, gpus: list[dict[str, Any]], read_at: dt.datetime) -> CatalogPrices:
+        """The prices of a ListGpuTypesResponse's `gpus` (`id`, `name`, `pool`, `price.serverless` per hour).
+        A GPU without a serverless price (not in a pool for this account), or with one that is not a number from
+        0 to MAX_PRICE_PER_S × 3600, is left out: it is priced by the table, not by a broken figure."""
+        kept = []
+        for gpu in gpus:
+            if not isinstance(gpu, dict):
+                continue
+            prices = gpu.get("price")
+            price = prices.get("serverless") if isinstance(prices, dict) else None
+            gpu_id, name, pool = gpu.get("id"), gpu.get("name"), gpu.get("pool")
+            if isinstance(price, bool) or not isinstance(price, int | float) or not isinstance(gpu_id, str):
+                continue
+            if not 0 <= price <= MAX_PRICE_PER_S * 3600 or not isinstance(name, str):
+                continue
+            kept.append(CatalogGpu(gpu_id[:200], name[:200], pool if isinstance(pool, str) else None, float(price)))
+        stamp = read_at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return cls(tuple(kept), stamp)
+
+    def stale(self, now: dt.datetime) -> bool:
+        """Whether the catalogue was read longer ago than CATALOG_MAX_AGE (or the date cannot be read)."""
+        try:
+            read = dt.datetime.fromisoformat(self.read_at.replace("Z", "+00:00"))
+        except ValueError:
+            return True
+        return now - read > CATALOG_MAX_AGE
+
+    def find(self, gpu: str | None) -> CatalogGpu | None:
+        """The catalogue's entry for a GPU: by id or name (`NVIDIA H100 80GB HBM3`, `RTX 4090`), by pool id
+        (`ADA_24`), else by the price-table row both fall in (`H100 PRO`, `4090`). Where several entries fit, the
+        dearest: a run or an estimate is never priced below what it may cost."""
+        if not gpu:
+            return None
+        text = gpu.strip().lower()
+        exact = [g for g in self.gpus if text in (g.id.lower(), g.name.lower())]
+        pooled = [g for g in self.gpus if g.pool and g.pool.lower() == text]
+        row = gpu_class(gpu)
+        same_row = [] if row in (None, CPU) else [g for g in self.gpus if row in (gpu_class(g.id), gpu_class(g.name))]
+        for found in (exact, pooled, same_row):
+            if found:
+                return max(found, key=lambda g: g.per_hour)
+        return None
+
+    def to_json(self) -> str:
+        """The file's content: the date read and each GPU's price."""
+        gpus = [{"id": g.id, "name": g.name, "pool": g.pool, "serverless_per_hour": g.per_hour} for g in self.gpus]
+        return json.dumps({"source": CATALOG_ROUTE, "read_at": self.read_at, "gpus": gpus}, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> CatalogPrices | None:
+        """The prices a file holds; None for a file that is not one (it is then read again, never trusted)."""
+        try:
+            data = json.loads(text)
+            gpus = tuple(
+                CatalogGpu(str(g["id"]), str(g["name"]), g["pool"], float(g["serverless_per_hour"]))
+                for g in data["gpus"]
+            )
+            read_at = str(data["read_at"])
+            dt.datetime.fromisoformat(read_at.replace("Z", "+00:00"))
+        except (ValueError, KeyError, TypeError):
+            return None
+        if not all(0 <= g.per_hour <= MAX_PRICE_PER_S * 3600 for g in gpus):
+            return None
+        return cls(gpus, read_at)
+
+
+def catalog_path(data_dir: Path) -> Path:
+    """Where the catalogue's prices are kept."""
+    return data_dir / "prices" / CATALOG_FILE
+
+
+def load_catalog(data_dir: Path) -> CatalogPrices | None:
+    """The catalogue's prices as last read, or None (never read, or the file is damaged)."""
+    try:
+        return CatalogPrices.from_json(catalog_path(data_dir).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def save_catalog(data_dir: Path, prices: CatalogPrices) -> None:
+    """Keep the catalogue's prices: written beside and renamed over, so a reader sees the old or the new file."""
+    path = catalog_path(data_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temp.write_text(prices.to_json(), encoding="utf-8")
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
 @dataclass(frozen=True)
 class PriceTable:
-    """Per-second prices by GPU for one tier, with the settings' overrides applied."""
+    """Per-second prices by GPU for one tier: the settings' overrides, else RunPod's catalogue as last read (flex
+    tier), else the built-in table."""
 
     tier: str = "flex"
     overrides: dict[str, float] = field(default_factory=dict)
+    catalog: CatalogPrices | None = None
 
     def __post_init__(self) -> None:
         if self.tier not in TIERS:
@@ -101,27 +251,58 @@ class PriceTable:
 
     @classmethod
     def from_settings(cls, settings: Any) -> PriceTable:
-        """The table STUDIO_PRICE_TIER and STUDIO_GPU_PRICES (`H100 PRO=0.00116; A100=0.0007`) describe."""
-        return cls(tier=settings.price_tier or "flex", overrides=_parse_overrides(settings.gpu_prices or ""))
+        """The table STUDIO_PRICE_TIER and STUDIO_GPU_PRICES (`H100 PRO=0.00116; A100=0.0007`) describe, with the
+        catalogue's prices last read into the settings' data dir (none read: the built-in table)."""
+        return cls(
+            tier=settings.price_tier or "flex",
+            overrides=_parse_overrides(settings.gpu_prices or ""),
+            catalog=load_catalog(settings.data_dir),
+        )
+
+    def _listed(self, gpu: str | None) -> CatalogGpu | None:
+        return self.catalog.find(gpu) if self.catalog is not None and self.tier == "flex" else None
 
     def per_second(self, gpu: str | None) -> float | None:
-        """Dollars per second of one GPU; 0 for `cpu`; None for a GPU the table does not know."""
+        """Dollars per second of one GPU; 0 for `cpu`; None for a GPU neither the catalogue nor the table knows."""
         row = gpu_class(gpu)
         if row == CPU:
             return 0.0
+        if row in self.overrides:
+            return self.overrides[row or ""]
+        listed = self._listed(gpu)
+        if listed is not None:
+            return listed.per_hour / 3600
         if row is None:
             return None
-        if row in self.overrides:
-            return self.overrides[row]
         price = next(p for p in GPU_PRICES if p.name == row)
         return price.flex if self.tier == "flex" else price.active
 
     def source(self, gpu: str | None) -> str:
-        """Where a GPU's price comes from, in words."""
+        """Where a GPU's price comes from and the date it was read, in words."""
         row = gpu_class(gpu)
         if row in self.overrides:
             return f"{SHORT_NAMES.get(row or '', row)}: STUDIO_GPU_PRICES"
-        return f"{SHORT_NAMES.get(row or '', row)}: RunPod {self.tier} price, read {PRICES_READ}"
+        listed = self._listed(gpu)
+        if listed is not None and self.catalog is not None:
+            return (
+                f"{listed.name}: RunPod's catalogue, ${listed.per_hour:g}/h serverless ({listed.pool or 'no pool'}), "
+                f"read {self.catalog.date}"
+            )
+        if row == CPU:
+            return "no GPU: nothing is billed"
+        if row is None:
+            return f"{gpu}: in neither RunPod's catalogue nor the built-in price table"
+        return f"{SHORT_NAMES.get(row, row)}: RunPod {self.tier} price table built in, read {PRICES_READ}"
+
+    def summary(self) -> str:
+        """Where this table's prices come from, for a page's caption: `RunPod's catalogue, read 2026-12-07 …`."""
+        parts = []
+        if self.overrides:
+            parts.append(f"STUDIO_GPU_PRICES for {', '.join(SHORT_NAMES[row] for row in sorted(self.overrides))}")
+        if self.catalog is not None and self.tier == "flex":
+            parts.append(f"RunPod's GPU catalogue ({CATALOG_ROUTE}), read {self.catalog.date}")
+        parts.append(f"the built-in {self.tier} price table, read {PRICES_READ}")
+        return "Prices: " + ", else ".join(parts)
 
 
 PREVIEW_ENGINE = "preview"

@@ -8,19 +8,29 @@ from typing import Any
 import pandas as pd
 
 from catalog.search import CostTotal
+from client import catalog_prices
 from core.contract import JobError
-from core.prices import CPU, PREVIEW_ENGINE, PriceTable, billed_seconds, gpu_class
+from core.prices import CPU, PREVIEW_ENGINE, PriceTable, billed_seconds, gpu_class, load_catalog
 
 PREVIEW_FREE = "$0 (preview engine)"
 
 
 def price_table(settings: Any) -> tuple[PriceTable, str | None]:
     """The settings' price table, or RunPod's own with the reason when STUDIO_GPU_PRICES cannot be read (a typo
-    there must not take every page down; the Submit estimate says what to fix)."""
+    there must not take every page down; the Submit estimate says what to fix).
+
+    With an API key for a RunPod endpoint, RunPod's GPU catalogue is read first when the kept copy is missing or a
+    day old (client/catalog_prices.py; at most once per RETRY_AFTER while RunPod cannot be reached)."""
+    catalog_prices.refresh(settings)
     try:
         return PriceTable.from_settings(settings), None
     except JobError as error:
-        return PriceTable(), error.message
+        return PriceTable(catalog=load_catalog(settings.data_dir)), error.message
+
+
+def catalogue_problem(settings: Any) -> str | None:
+    """Why RunPod's GPU catalogue could not be read just now (None when its prices are current or not wanted)."""
+    return catalog_prices.refresh(settings)
 
 
 def dollars(value: float) -> str:
@@ -127,3 +137,4 @@ def spend_charts(catalog: Any, endpoint_id: str, since: str, bucket: str) -> Non
             st.caption("No priced videos in this window.")
         else:
             views.time_chart(per_second, "dollars per second of video")
+    st.caption(catalog.prices.summary())

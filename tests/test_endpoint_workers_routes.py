@@ -16,6 +16,7 @@ import requests
 
 from tests.dashboard_support import EXAMPLES, example_job
 from tests.endpoint_server import running_endpoint, wait_for
+from tests.runpod_rest_server import validate
 
 
 def _events(response: requests.Response) -> Iterator[dict[str, Any]]:
@@ -61,6 +62,7 @@ def test_the_worker_list_has_runpods_shape_and_the_log_tail_holds_the_workers_ow
     with running_endpoint(_env(tmp_path)) as base:
         wait_for(f"{base}/local/health", lambda h: h["workers"]["idle"] >= 1, timeout_s=60)
         listing = requests.get(f"{base}/serverless/local/workers", timeout=10).json()
+        assert validate("ListEndpointWorkersResponse", listing) == [], "RunPod's v2 document's own schema"
         assert set(listing) == {"endpointVersion", "summary", "workers"}
         assert listing["summary"] == {
             "running": 0, "idle": 1, "initializing": 0, "throttled": 0, "unhealthy": 0, "total": 1,
@@ -140,6 +142,7 @@ def test_refusals_are_rfc_9457_problems(tmp_path: Path) -> None:
             assert response.status_code == status, url
             assert response.headers["content-type"] == "application/problem+json", url
             problem = response.json()
+            assert validate("ErrorResponse", problem) == [], url
             assert problem["status"] == status and problem["title"] and words in problem["detail"], url
 
 
