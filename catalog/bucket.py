@@ -17,12 +17,15 @@ the bucket can put anything at those keys.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import logging
+import time
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from catalog.documents import read_json, validation_reason
+from catalog.documents import MISSING, not_fetched, read_json, validation_reason
 from catalog.records import (
     KEY_TEXT,
     LONG_TEXT,
@@ -33,8 +36,10 @@ from catalog.records import (
     run_id_for,
     text_checks,
 )
-from core.contract import INLINE_MEDIA_NOTE, Defaults, storable_params, utc_now
+from core.contract import INLINE_MEDIA_NOTE, Defaults, ErrorCode, JobError, storable_params, utc_now
 from core.store import Store, artifact_key
+
+log = logging.getLogger("studio.catalog.bucket")
 
 CURATION = "curation.json"
 REQUEST = "request.json"
@@ -43,13 +48,24 @@ FILES = (CURATION, REQUEST, TOMBSTONE)
 CURATED = ("tags", "favourite", "note")
 """The curated fields; each has a `<field>_at` column and its own time in curation.json."""
 MAX_TAGS = 100
+"""The most tags a run holds; with MAX_TAG_CHARS and MAX_NOTE_CHARS, the limits of curation.json's model, which
+`check_curation` holds every change to before the catalogue's row is touched (the one place they live)."""
+MAX_TAG_CHARS = SHORT_TEXT
+MAX_NOTE_CHARS = LONG_TEXT
+CLOCK_SKEW = dt.timedelta(minutes=5)
+"""How far ahead of this machine's clock a curation time may lie: another dashboard's clock may run a little
+fast, but a time further ahead (`9999-12-31`) is taken as now plus this much, or it would win every comparison
+and freeze the field: each later edit would silently revert to it."""
+READ_RETRY_S = (0.2, 1.0)
+"""Pauses before asking the store again for a curation.json it failed to hand over (a network blip, a busy
+server), before a write that would replace it is refused."""
 
 Time = Annotated[str, *text_checks(40, AfterValidator(_iso_time))]
-Tag = Annotated[str, *text_checks(SHORT_TEXT)]
+Tag = Annotated[str, *text_checks(MAX_TAG_CHARS)]
 Email = Annotated[str, *text_checks(320)]
 Id = Annotated[str, *text_checks(128)]
 ShortText = Annotated[str, *text_checks(SHORT_TEXT)]
-LongText = Annotated[str, *text_checks(LONG_TEXT)]
+LongText = Annotated[str, *text_checks(MAX_NOTE_CHARS)]
 Key = Annotated[str, *text_checks(KEY_TEXT)]
 
 
@@ -162,34 +178,101 @@ def _dump(document: BaseModel) -> bytes:
     return json.dumps(document.model_dump(mode="json"), indent=1, sort_keys=True).encode()
 
 
-def stamped(run: dict[str, Any]) -> dict[str, tuple[Any, str]]:
-    """A catalogue row's curated fields that have a time, as {field: (value, at)}."""
+def stamp_time(text: str | None, now: dt.datetime | None = None) -> dt.datetime:
+    """A curation time as an aware UTC datetime, for comparing: no time (or one that does not parse) is the
+    oldest there is, a time without a zone is UTC, and a time further ahead than CLOCK_SKEW is now + CLOCK_SKEW.
+
+    Times are compared as datetimes, not as text: `2026-12-07T10:00:00+02:00` is earlier than
+    `2026-12-07T09:00:00Z`, which text order gets wrong, and a bare date is midnight.
+    """
+    ceiling = (now or dt.datetime.now(dt.UTC)) + CLOCK_SKEW
+    try:
+        moment = dt.datetime.fromisoformat(text or "")
+    except ValueError:
+        return dt.datetime.min.replace(tzinfo=dt.UTC)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    try:
+        moment = moment.astimezone(dt.UTC)
+    except OverflowError:  # 9999-12-31T23:59-14:00 is past the last year a datetime holds
+        return ceiling
+    return min(moment, ceiling)
+
+
+def sane_time(text: str, now: dt.datetime | None = None) -> str:
+    """A curation time as the catalogue writes times (utc_now's form), clamped as stamp_time says."""
+    return utc_now(stamp_time(text, now))
+
+
+def _sane(stamps: dict[str, tuple[Any, str]], now: dt.datetime | None) -> dict[str, tuple[Any, str]]:
+    return {name: (value, sane_time(at, now)) for name, (value, at) in stamps.items()}
+
+
+def stamped(run: dict[str, Any], now: dt.datetime | None = None) -> dict[str, tuple[Any, str]]:
+    """A catalogue row's curated fields that have a time, as {field: (value, at)}, times clamped (sane_time): a
+    row that took a far-future time before times were clamped does not carry it on into the bucket."""
     values = {
         "tags": [t for t in (run.get("tags") or "").split(",") if t],
         "favourite": bool(run.get("favourite")),
         "note": run.get("note") or "",
     }
-    return {name: (values[name], run[f"{name}_at"]) for name in CURATED if run.get(f"{name}_at")}
+    return _sane({name: (values[name], run[f"{name}_at"]) for name in CURATED if run.get(f"{name}_at")}, now)
 
 
-def file_stamps(document: CurationFile) -> dict[str, tuple[Any, str]]:
-    """A curation file's fields as {field: (value, at)}."""
-    return {name: (field.value, field.at) for name in CURATED if (field := getattr(document, name)) is not None}
+def file_stamps(document: CurationFile, now: dt.datetime | None = None) -> dict[str, tuple[Any, str]]:
+    """A curation file's fields as {field: (value, at)}, each time clamped (sane_time)."""
+    fields = {name: field for name in CURATED if (field := getattr(document, name)) is not None}
+    return _sane({name: (field.value, field.at) for name, field in fields.items()}, now)
 
 
 def newest(*sides: dict[str, tuple[Any, str]]) -> dict[str, tuple[Any, str]]:
-    """Per field, the change with the latest time; on a tie the earlier side (the catalogue's) stays."""
+    """Per field, the change with the latest time (compared as datetimes, stamp_time); on a tie the earlier side
+    (the catalogue's) stays."""
     merged: dict[str, tuple[Any, str]] = {}
     for side in sides:
         for name, (value, at) in side.items():
-            if name not in merged or at > merged[name][1]:
+            if name not in merged or stamp_time(at) > stamp_time(merged[name][1]):
                 merged[name] = (value, at)
     return merged
 
 
+def _limit_line(error: ValidationError, field: str, value: Any) -> str:
+    """The model's first complaint about a curated value as one line naming the limit and the fix."""
+    first = error.errors()[0]
+    where = first["loc"][1:] if first["loc"][:1] == ("value",) else first["loc"]
+    limit = (first.get("ctx") or {}).get("max_length")
+    if field == "tags" and first["type"] == "too_long":
+        return f"tags: a run holds at most {limit} tags (this would be {len(value)}); remove some"
+    if field == "tags" and first["type"] == "string_too_long" and where:
+        tag = value[int(where[0])]
+        return f"tags: a tag is at most {limit} characters (tag {int(where[0]) + 1}, {tag[:20]!r}…, has {len(tag)})"
+    if first["type"] == "string_too_long":
+        return f"{field}: at most {limit} characters (this one has {len(value)}); shorten it"
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return f"{field}{''.join(f'[{part}]' for part in where)}: {message}"
+
+
+def check_curation(*, tags: list[str] | None = None, note: str | None = None) -> None:
+    """Hold a curation change to curation.json's model before anything is written: a value the bucket's file
+    cannot take (101 tags, a 300-character tag, a 25 000-character note, a lone surrogate) is JobError
+    E_INPUT_VALIDATION, one line naming the limit, and the catalogue's row is left as it was."""
+    now = utc_now()
+    for field, model, value in (("tags", StampedTags, tags), ("note", StampedNote, note)):
+        if value is None:
+            continue
+        try:
+            model.model_validate({"value": value, "at": now})
+        except ValidationError as error:
+            raise JobError(ErrorCode.INPUT_VALIDATION, _limit_line(error, field, value)) from None
+
+
 def write_curation(store: Store, run: dict[str, Any], stamps: dict[str, tuple[Any, str]]) -> str:
-    """Write the run's curation.json (every field with its time); returns the key."""
+    """Write the run's curation.json (every field with its time); returns the key. A value the file cannot take
+    (a row curated before check_curation held changes to its limits) is one line, JobError E_INPUT_VALIDATION."""
     folder = run_folder(run)
+    for name, (value, _) in stamps.items():
+        if name != "favourite":
+            check_curation(**{name: value})
     document = CurationFile.model_validate(
         {
             "job_id": run["job_id"],
@@ -200,6 +283,32 @@ def write_curation(store: Store, run: dict[str, Any], stamps: dict[str, tuple[An
     key = f"{folder}/{CURATION}"
     store.put_bytes(key, _dump(document), within=folder)
     return key
+
+
+def current_curation(store: Store, key: str) -> CurationFile | None:
+    """The curation.json a write is about to replace, to merge with; None when there is none, or when what is
+    there is not a curation file (it is replaced, with a warning in the log).
+
+    A store that fails to hand it over (documents.not_fetched) is asked again after each READ_RETRY_S pause; if it
+    still fails, JobError E_DOWNLOAD_FAILED, and nothing is written: the file may hold another dashboard's newer
+    change, which a blind write would lose.
+    """
+    for pause in (*READ_RETRY_S, None):
+        existing = read(store, key)
+        if not (isinstance(existing, str) and not_fetched(existing)):
+            break
+        if pause is None:
+            raise JobError(
+                ErrorCode.DOWNLOAD_FAILED,
+                f"{key} could not be read to merge with ({existing}); it was left as it was, since it may hold "
+                "another dashboard's newer change",
+            )
+        time.sleep(pause)
+    if isinstance(existing, CurationFile):
+        return existing
+    if isinstance(existing, str) and existing != MISSING:
+        log.warning("replacing %s: %s", key, existing)
+    return None
 
 
 def request_document(
@@ -223,9 +332,14 @@ def request_document(
     )
 
 
+def request_folder(document: RequestFile) -> str:
+    """The folder a request file belongs in: the job's, under the prefix its params' output_config names."""
+    return run_folder({"job_id": document.job_id, "item_id": document.item_id, "params": document.params})
+
+
 def write_request(store: Store, document: RequestFile) -> str:
     """Write request.json into the job's folder (the prefix its output_config names); returns the key."""
-    folder = run_folder({"job_id": document.job_id, "params": document.params})
+    folder = request_folder(document)
     key = f"{folder}/{REQUEST}"
     store.put_bytes(key, _dump(document), within=folder)
     return key

@@ -6,11 +6,12 @@ updating the same run never lose an update, and a finished run never moves back 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,9 @@ from typing import Any
 import sqlite_utils
 
 from catalog import bucket
-from catalog.documents import MISSING
 from catalog.records import (
     FINAL_RANK,
+    InvalidRecord,
     known_status,
     metadata_row,
     param_columns,
@@ -39,8 +40,14 @@ log = logging.getLogger("studio.catalog")
 
 
 def clean_tags(tags: list[str]) -> list[str]:
-    """Tags trimmed, lower-cased and deduplicated, in order; a comma inside a tag becomes a space."""
-    return list(dict.fromkeys(t.strip().lower().replace(",", " ") for t in tags if t.strip()))
+    """Tags trimmed and deduplicated ignoring case, in order, each kept as the user wrote it first ("Demo Reel" stays
+    so; searches match tags case-insensitively, issue 29); a comma inside a tag becomes a space."""
+    kept: dict[str, str] = {}
+    for tag in tags:
+        text = tag.strip().replace(",", " ")
+        if text:
+            kept.setdefault(text.lower(), text)
+    return list(kept.values())
 
 
 def _scoped(sql: str, endpoint_id: str | None, since: str | None) -> tuple[str, list[Any]]:
@@ -394,12 +401,17 @@ class Catalog:
         """
         now = utc_now()
         wanted: dict[str, Any] = {}
-        if tags is not None:
-            wanted["tags"] = ",".join(clean_tags(tags))
+        cleaned = clean_tags(tags) if tags is not None else None
+        if note is not None:
+            note = note.strip()
+        # The bucket's file must be able to hold what the row will: its limits are checked before the row changes.
+        bucket.check_curation(tags=cleaned, note=note)
+        if cleaned is not None:
+            wanted["tags"] = ",".join(cleaned)
         if favourite is not None:
             wanted["favourite"] = int(favourite)
         if note is not None:
-            wanted["note"] = note.strip()
+            wanted["note"] = note
         with self._write() as conn:
             current = self._row(run_id)
             if current is None:
@@ -409,29 +421,36 @@ class Catalog:
                 columns = {name: wanted[name] for name in changed} | {f"{name}_at": now for name in changed}
                 self._update(conn, run_id, {**columns, "updated_at": now})
         if store is not None:
-            self.push_curation(run_id, store)
+            self.push_curation(run_id, store, edited=changed)
         return self.get(run_id)
 
-    def push_curation(self, run_id: str, store: Store) -> str | None:
+    def push_curation(self, run_id: str, store: Store, *, edited: Collection[str] = ()) -> str | None:
         """Write the run's curation to `<run folder>/curation.json`, merged with what the file already holds.
 
         Per field the newer change wins, on both sides: a field another dashboard changed later than this
-        catalogue is taken into the row rather than overwritten. Two dashboards writing the same file in the same
-        instant can still lose one change (a store has no compare-and-swap); a later save of either restores it.
-        A store that refuses the write is a JobError saying the change is kept here but not in the bucket.
-        Returns the key, or None when the run no longer exists.
+        catalogue is taken into the row rather than overwritten. The fields in `edited` were just changed here by
+        a person, who saw the value they replaced: they win, with a time just after the file's when the file's is
+        later (a fast clock elsewhere, or a time from the future clamped to now plus bucket.CLOCK_SKEW), so an
+        edit never silently reverts. Two dashboards writing the same file in the same instant can still lose one
+        change (a store has no compare-and-swap); a later save of either restores it. A file the store fails to
+        hand over is never overwritten (bucket.current_curation). A store that refuses the read or the write is a
+        JobError saying the change is kept here but not in the bucket. Returns the key, or None when the run no
+        longer exists.
         """
         run = self._row(run_id)
         if run is None:
             return None
         key = f"{bucket.run_folder(run)}/{bucket.CURATION}"
-        existing = bucket.read(store, key)
-        theirs = bucket.file_stamps(existing) if isinstance(existing, bucket.CurationFile) else {}
-        if isinstance(existing, str) and existing != MISSING:
-            log.warning("replacing %s: %s", key, existing)
-        if self.apply_curation(run_id, theirs):
-            run = self._row(run_id) or run
         try:
+            existing = bucket.current_curation(store, key)
+            theirs = bucket.file_stamps(existing) if existing is not None else {}
+            mine = bucket.stamped(run)
+            for name in [name for name in edited if name in theirs and name in mine]:
+                after = bucket.stamp_time(theirs.pop(name)[1]) + dt.timedelta(milliseconds=1)
+                if after > bucket.stamp_time(mine[name][1]):
+                    theirs[name] = (mine[name][0], utc_now(after))
+            if self.apply_curation(run_id, theirs):
+                run = self._row(run_id) or run
             return bucket.write_curation(store, run, bucket.newest(bucket.stamped(run), theirs))
         except JobError as error:
             raise JobError(
@@ -447,7 +466,7 @@ class Catalog:
                 return False
             columns: dict[str, Any] = {}
             for name, (value, at) in stamps.items():
-                if (current.get(f"{name}_at") or "") >= at:
+                if bucket.stamp_time(current.get(f"{name}_at")) >= bucket.stamp_time(at):
                     continue
                 if name == "tags":
                     value = ",".join(clean_tags(value))
@@ -524,10 +543,18 @@ class Catalog:
 
         A run the catalogue lacks is recorded as queued when `restore` (its folder has no metadata.json yet: the
         job may still be running, and Live will ask the endpoint). A run it has learns who submitted it, which
-        metadata.json does not say.
+        metadata.json does not say, once. A request lying anywhere but in the folder its params name, and the
+        run's own, is InvalidRecord: a copy under another prefix cannot restore or relabel a run.
         """
         run_id = bucket.run_id_of(request)
         current = self._row(run_id)
+        if bucket.folder_of(key) != bucket.request_folder(request):
+            raise InvalidRecord(
+                f"job_id: a request for {run_id!r} belongs in {bucket.request_folder(request)}/, where its params put "
+                f"the job, not in {bucket.folder_of(key)}/"
+            )
+        if current is not None:
+            self._check_folder(current, key)
         if current is None:
             if not restore:
                 return "unchanged"
@@ -542,7 +569,10 @@ class Catalog:
             )
             return "restored"
         columns: dict[str, Any] = {"request_key": key}
-        if current.get("submitted_by") is None and request.submitted_by:
+        if current.get("request_key") is None and current.get("submitted_by") is None and request.submitted_by:
+            # Only a run that never took a request in learns who sent it (a sync from metadata.json, which does
+            # not say). A run recorded at submit knows, even when it is no one (a shared password): a request file
+            # rewritten in the bucket later cannot name someone else.
             columns["submitted_by"] = request.submitted_by
         changes = {name: value for name, value in columns.items() if current.get(name) != value}
         if not changes:
@@ -550,6 +580,17 @@ class Catalog:
         with self._write() as conn:
             self._update(conn, run_id, changes)
         return "updated"
+
+    @staticmethod
+    def _check_folder(run: dict[str, Any], key: str) -> None:
+        """A run lives in one folder, the first the catalogue knew for it (bucket.run_folder: where its
+        metadata.json is, or where the params it was sent with put it): a file about the same run in another
+        folder (`evil/<job_id>/metadata.json`) is InvalidRecord, so it cannot repoint the run's video elsewhere."""
+        home, folder = bucket.run_folder(run), bucket.folder_of(key)
+        if folder != home:
+            raise InvalidRecord(
+                f"job_id: run {run['run_id']!r} lives in {home}/; this copy in {folder}/ is not the same run's"
+            )
 
     def request_keys(self) -> set[str]:
         """The request.json keys the catalogue already took in (at submit or by a sync)."""
@@ -563,9 +604,10 @@ class Catalog:
         """
         row = metadata_row(metadata, metadata_key)
         with self._write() as conn:
-            existing = conn.execute(
-                "SELECT source, finished_at FROM runs WHERE run_id = ?", (row["run_id"],)
-            ).fetchone()
+            current = self._row(row["run_id"])
+            if current is not None:
+                self._check_folder(current, metadata_key)
+            existing = (current["source"], current["finished_at"]) if current is not None else None
             if existing is None:
                 names = ", ".join(row)
                 conn.execute(

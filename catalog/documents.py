@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from core.store import LocalStore, S3Store, Store
+from core.store import LocalStore, NotRegularFile, S3Store, Store
 
 MAX_BYTES = 1024 * 1024
 """The largest document read: the worker's metadata files are a few KB (params are stored without inline media),
@@ -25,9 +25,8 @@ broke pydantic's serializer at 255 levels and json at about 1000, and would reac
 
 def fetch(store: Store, key: str) -> bytes:
     """The object's first MAX_BYTES + 1 bytes: enough to tell that it is too big without holding all of it."""
-    if isinstance(store, LocalStore):  # a local folder: read no further than the limit
-        with open(store.path(key), "rb") as file:
-            return file.read(MAX_BYTES + 1)
+    if isinstance(store, LocalStore):  # a local folder: read no further than the limit, and only a regular file
+        return store.read(key, MAX_BYTES + 1)
     if isinstance(store, S3Store):  # S3: a ranged GET
         answer = store.client.get_object(Bucket=store.bucket, Key=key, Range=f"bytes=0-{MAX_BYTES}")
         return answer["Body"].read(MAX_BYTES + 1)
@@ -79,12 +78,14 @@ def read_json(store: Store, key: str) -> Any | str:
     too deep, a lone surrogate). A missing object is a reason too: `missing(reason)` tells it apart."""
     try:
         raw = fetch(store, key)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return MISSING
+    except NotRegularFile as error:
+        return f"{error}: not a file the studio wrote"
     except Exception as error:
         if _is_missing(error):
             return MISSING
-        return f"unreadable: {type(error).__name__}: {error}"[:300]
+        return f"{NOT_FETCHED}: {type(error).__name__}: {error}"[:300]
     if len(raw) > MAX_BYTES:
         return f"larger than {MAX_BYTES // 1024} KiB: not a file the studio wrote (those are a few KB)"
     try:
@@ -101,6 +102,15 @@ def read_json(store: Store, key: str) -> Any | str:
 
 
 MISSING = "missing: there is no such object in the store"
+NOT_FETCHED = "could not be fetched"
+"""How a reason starts when the store failed to hand the object over (a network error, a refused GET), which may
+pass: unlike a file that is there but bad, it says nothing about what the object holds (see not_fetched)."""
+
+
+def not_fetched(reason: str) -> bool:
+    """Whether read_json's reason is the store failing to hand the object over, rather than the object's content:
+    a writer must not replace what it could not read (another dashboard's newer change may be in it)."""
+    return reason.startswith(NOT_FETCHED)
 
 
 def _is_missing(error: Exception) -> bool:

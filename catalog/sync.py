@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from catalog import bucket
 from catalog.catalog import Catalog
 from catalog.documents import MAX_BYTES, MAX_DEPTH, MISSING, read_json, validation_reason  # noqa: F401
-from catalog.records import InvalidRecord
+from catalog.records import InvalidRecord, run_id_for
 from core.contract import SCHEMA_VERSION, ErrorCode, JobError, JobMetadata
 from core.store import Store
 
@@ -113,25 +113,50 @@ def _documents(pool: ThreadPoolExecutor, store: Store, keys: list[str]) -> Itera
         yield from zip(batch, pool.map(partial(bucket.read, store), batch), strict=True)
 
 
+@dataclass
+class _Deleted:
+    """What the bucket's tombstones cover: their folders, and the ids of the runs deleted (with the folder of
+    each run's tombstone). A tombstone covers its run id under every prefix: a copy of a deleted run's files
+    elsewhere (`evil/<job_id>/metadata.json`) does not bring it back."""
+
+    folders: set[str] = field(default_factory=set)
+    runs: dict[str, str] = field(default_factory=dict)
+
+    def __contains__(self, folder: str) -> bool:
+        return folder in self.folders
+
+    def reason(self, run_id: str) -> str | None:
+        """Why a file about `run_id` is not taken in, when a tombstone covers the run."""
+        folder = self.runs.get(run_id)
+        if folder is None:
+            return None
+        return f"run {run_id!r} was deleted ({folder}/{bucket.TOMBSTONE}); a copy is not brought back"
+
+
 def _tombstones(
     catalog: Catalog, pool: ThreadPoolExecutor, store: Store, listing: _Listing, report: SyncReport
-) -> set[str]:
-    """The folders of deleted runs; each such run still in the catalogue is removed from it.
+) -> _Deleted:
+    """The folders and run ids of deleted runs; each such run still in the catalogue is removed from it.
 
-    A run is removed only when the tombstone lies in the folder the catalogue knows for it, so a file elsewhere
-    naming its ids cannot make it disappear.
+    A run lives in the first folder the catalogue knew for it: a tombstone elsewhere naming its ids is skipped
+    with a warning, and cannot make it disappear. A tombstone for a run the catalogue does not hold covers that
+    run id, whatever folder a copy of its files lies in.
     """
-    deleted: set[str] = set()
+    deleted = _Deleted()
     for key, document in _documents(pool, store, listing.files[bucket.TOMBSTONE]):
         if isinstance(document, str):
             report.skip(key, document)
             continue
-        folder = bucket.folder_of(key)
-        deleted.add(folder)
+        folder, run_id = bucket.folder_of(key), bucket.run_id_of(document)
+        run = catalog.get(run_id)
+        if run is not None and bucket.run_folder(run) != folder:
+            report.skip(key, f"job_id: run {run_id!r} lives in {bucket.run_folder(run)}/; this tombstone is not its")
+            continue
+        deleted.folders.add(folder)
+        deleted.runs.setdefault(run_id, folder)
         report.deleted += 1
-        run = catalog.get(bucket.run_id_of(document))
-        if run is not None and bucket.run_folder(run) == folder:
-            catalog.forget(run["run_id"])
+        if run is not None:
+            catalog.forget(run_id)
     return deleted
 
 
@@ -141,7 +166,7 @@ def _requests(
     store: Store,
     listing: _Listing,
     report: SyncReport,
-    deleted: set[str],
+    deleted: _Deleted,
     full: bool,
 ) -> None:
     """Take in request files not seen before: a job with no metadata.json yet becomes a queued run (Live asks the
@@ -153,12 +178,21 @@ def _requests(
         if isinstance(document, str):
             report.skip(key, document)
             continue
-        if catalog.record_request(document, key, restore=bucket.folder_of(key) not in finished) == "restored":
+        gone = deleted.reason(bucket.run_id_of(document))
+        if gone:
+            report.skip(key, gone)
+            continue
+        try:
+            outcome = catalog.record_request(document, key, restore=bucket.folder_of(key) not in finished)
+        except InvalidRecord as error:
+            report.skip(key, str(error))
+            continue
+        if outcome == "restored":
             report.restored += 1
 
 
 def _curations(
-    catalog: Catalog, pool: ThreadPoolExecutor, store: Store, listing: _Listing, report: SyncReport, deleted: set[str]
+    catalog: Catalog, pool: ThreadPoolExecutor, store: Store, listing: _Listing, report: SyncReport, deleted: _Deleted
 ) -> None:
     """Take each curated field whose time in the bucket is newer than the catalogue's.
 
@@ -171,7 +205,10 @@ def _curations(
             report.skip(key, document)
             continue
         run = catalog.get(bucket.run_id_of(document))
-        if run is None or bucket.run_folder(run) != bucket.folder_of(key):
+        if run is None:
+            continue
+        if bucket.run_folder(run) != bucket.folder_of(key):
+            report.skip(key, f"job_id: run {run['run_id']!r} lives in {bucket.run_folder(run)}/; this file is not its")
             continue
         if catalog.apply_curation(run["run_id"], bucket.file_stamps(document)):
             report.curated += 1
@@ -224,6 +261,10 @@ def sync(
             for key, metadata in zip(batch, pool.map(partial(_read, store), batch), strict=True):
                 if isinstance(metadata, str):
                     report.skip(key, metadata)
+                    continue
+                gone = deleted.reason(run_id_for(metadata["job_id"], metadata.get("item_id")))
+                if gone:
+                    report.skip(key, gone)
                     continue
                 try:
                     outcome = catalog.upsert_metadata(metadata, key)

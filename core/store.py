@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
+import os
 import shutil
-from collections.abc import Iterator
+import stat
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import quote
@@ -71,6 +74,49 @@ def deletable_key(key: str) -> str:
     if any(part in ("", ".", "..") or "\x00" in part or "\\" in part for part in parts):
         raise JobError(ErrorCode.INPUT_VALIDATION, f"store key {key!r}: not the key of an object in this store")
     return key
+
+
+class NotRegularFile(OSError):
+    """A store key names something other than a regular file: a FIFO, a device, a socket or a folder."""
+
+
+def read_regular(path: Path, limit: int = -1) -> bytes:
+    """The bytes of the regular file at `path` (at most `limit`); NotRegularFile for anything else.
+
+    Anyone who can write to a folder store can put a FIFO where a run's curation.json or metadata.json belongs,
+    and opening a FIFO for reading waits for a writer forever: `catalog tag`, History's Save and settle() hung.
+    The file is opened with O_NONBLOCK (so the open itself never waits) and checked with fstat on the open
+    descriptor, so nothing can be swapped in between the check and the read.
+    """
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(descriptor).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a FIFO" if stat.S_ISFIFO(mode) else "a folder" if stat.S_ISDIR(mode) else "not a file"
+            raise NotRegularFile(f"{path.name} is {kind}, not a regular file")
+        os.set_blocking(descriptor, True)
+        with os.fdopen(descriptor, "rb", closefd=False) as file:
+            return file.read(limit)
+    finally:
+        os.close(descriptor)
+
+
+def _write_beside(target: Path, fill: Callable[[Path], object]) -> None:
+    """Write `target` through a temporary file of its own in the same folder, then rename it into place.
+
+    The temporary name is new each time (O_EXCL), so nothing planted at a fixed `.partial` name (a FIFO would
+    block the write) can stand in for it, and a failed write leaves no temporary file behind.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, name = tempfile.mkstemp(prefix=target.name + ".", suffix=".partial", dir=target.parent)
+    os.close(descriptor)
+    temporary = Path(name)
+    try:
+        temporary.chmod(0o644)  # as an ordinary new file, not mkstemp's owner-only mode: a worker may read it
+        fill(temporary)
+        temporary.replace(target)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 UPLOADS_PREFIX = "uploads"
@@ -137,30 +183,39 @@ class LocalStore:
             raise JobError(ErrorCode.INPUT_VALIDATION, f"store key {key!r} leaves the store's folder")
         return target
 
+    def _written(self, key: str, fill: Callable[[Path], object]) -> Path:
+        """Write a key through _write_beside; a folder that cannot take it (a folder or file already at its name,
+        a full disk) is JobError E_UPLOAD naming the key, not a bare OSError."""
+        target = self.path(key)
+        try:
+            _write_beside(target, fill)
+        except OSError as error:
+            raise JobError(ErrorCode.UPLOAD, f"could not write {key} to the local store: {error}") from error
+        return target
+
     def put(self, key: str, path: Path, *, within: str = "") -> int:
         """Copy the file in via a temporary name, so readers never see half a file."""
-        target = self.path(checked_key(key, within))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".partial")
-        shutil.copyfile(path, partial)
-        partial.replace(target)
+        target = self._written(checked_key(key, within), lambda temporary: shutil.copyfile(path, temporary))
         return target.stat().st_size
 
     def put_bytes(self, key: str, data: bytes, *, within: str = "") -> int:
         """Write bytes via a temporary name."""
-        target = self.path(checked_key(key, within))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".partial")
-        partial.write_bytes(data)
-        partial.replace(target)
+        self._written(checked_key(key, within), lambda temporary: temporary.write_bytes(data))
         return len(data)
+
+    def read(self, key: str, limit: int = -1) -> bytes:
+        """The file's bytes (at most `limit`), read only from a regular file (read_regular); FileNotFoundError
+        when there is none, NotRegularFile when something else is at the key."""
+        return read_regular(self.path(key), limit)
 
     def get(self, key: str) -> bytes:
         """The file's bytes."""
-        target = self.path(key)
-        if not target.is_file():
-            raise JobError(ErrorCode.DOWNLOAD_FAILED, f"{key} is not in the local store", retryable=False)
-        return target.read_bytes()
+        try:
+            return self.read(key)
+        except (FileNotFoundError, NotADirectoryError):
+            raise JobError(ErrorCode.DOWNLOAD_FAILED, f"{key} is not in the local store", retryable=False) from None
+        except OSError as error:
+            raise JobError(ErrorCode.DOWNLOAD_FAILED, f"could not read {key}: {error}", retryable=False) from error
 
     def download(self, key: str, dest: Path) -> Path:
         """Copy the file out."""
