@@ -10,6 +10,7 @@ import base64
 import secrets
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -435,3 +436,30 @@ def test_a_dashboard_whose_hash_asks_for_4_gib_lets_nobody_in_and_says_why(data_
     assert at.title[0].value == "Sign-in is not set up correctly"
     assert "4096 MiB per check" in texts(at)
     assert not at.text_input, "no password box: nothing would run a 4 GiB check"
+
+
+@pytest.fixture
+def listening_on() -> Iterator[Callable[[str | None], None]]:
+    """Set server.address as `python -m worker studio --host` would, restoring Streamlit's option afterwards."""
+    from streamlit import config
+
+    before = config.get_option("server.address")
+    yield lambda address: config.set_option("server.address", address)
+    config.set_option("server.address", before)
+
+
+def test_a_dashboard_listening_beyond_loopback_says_who_can_reach_it(
+    data_dir: Path, listening_on: Callable[[str | None], None]
+) -> None:
+    listening_on("0.0.0.0")
+    open_dashboard = texts(open_page().sidebar)
+    assert "Listening on every network interface" in open_dashboard
+    assert "can submit jobs on this endpoint's credit" in open_dashboard
+
+    at = open_page(secrets={"STUDIO_PASSWORD_HASH": make_password_hash(PASSWORD, n=2**10)})
+    at.text_input(key="signin.password").input(PASSWORD)
+    at.button[0].click().run()
+    assert "meets the sign-in page first" in texts(at.sidebar)
+
+    listening_on("127.0.0.1")
+    assert "Listening on" not in texts(open_page().sidebar)

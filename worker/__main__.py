@@ -77,7 +77,7 @@ def _studio(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.endpoint_port:
         settings = Settings.from_env({**os.environ, "STUDIO_LOCAL_PORT": str(args.endpoint_port)})
-    return studio_main(settings, dashboard_port=args.port)
+    return studio_main(settings, dashboard_port=args.port, host=args.host)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     studio.add_argument("--port", type=int, help="the dashboard's port (default STUDIO_DASHBOARD_PORT or 8501)")
     studio.add_argument(
         "--endpoint-port", type=int, help="the local endpoint's port (default STUDIO_LOCAL_PORT or 8799)"
+    )
+    studio.add_argument(
+        "--host",
+        help="the address the dashboard listens on (default 127.0.0.1, or every interface when sign-in is configured)",
     )
     studio.set_defaults(func=_studio)
     commands.add_parser("submit", help="submit a payload to the endpoint (see `submit --help`)")
