@@ -1,4 +1,5 @@
-"""Endpoint health: workers and jobs now, and charts over time from the samples the dashboard keeps."""
+"""Endpoint health: workers and jobs now, each worker as RunPod lists it (with its log one click away), charts
+over time from the samples the dashboard keeps, and what RunPod billed beside what the runs cost."""
 
 from __future__ import annotations
 
@@ -7,17 +8,27 @@ import datetime as dt
 import streamlit as st
 
 from core.contract import utc_now
+from core.prices import SHORT_NAMES, gpu_class
 from dashboard import cost, state, views
 from dashboard.config import describe_endpoint
 from dashboard.health import (
+    BILLING_DAYS,
     HealthReading,
+    billed_vs_runs,
     bucket_for_window,
     delay_vs_execution,
     failure_rates,
+    gap_words,
     latency_percentiles,
+    on_runpod,
+    read_billing,
+    read_log,
+    read_workers,
     recent_finished,
+    rest_for,
     sample,
     samples_frame,
+    workers_frame,
 )
 
 K = "health."
@@ -99,12 +110,98 @@ def board() -> None:
         st.dataframe([{"error code": code, "failed jobs": n} for code, n in counts.items()], hide_index=True)
 
 
+def _refused(what: str, problem: str) -> None:
+    # The reason quotes the server's own words: shown as text, never as Markdown.
+    st.warning(what, icon=":material/cloud_off:")
+    st.text(problem)
+
+
+def workers_board() -> None:
+    """Each worker as RunPod's GET /v2/serverless/{id}/workers lists it (the local endpoint answers the same route
+    for its processes), and the recent log lines of the worker picked, read when asked for."""
+    settings = state.settings()
+    runpod = on_runpod(settings)
+    rest = rest_for(settings)
+    st.markdown("**Workers, as RunPod lists them**" if runpod else "**Workers: the local endpoint's processes**")
+    reading = read_workers(rest, settings.endpoint_id)
+    if reading.workers is None:
+        _refused("The worker list could not be read.", reading.problem or "")
+        return
+    summary = reading.workers.summary
+    counts = ", ".join(f"{n} {name}" for name, n in summary.model_dump().items() if n and name != "total")
+    st.caption(f"{summary.total} active worker{'s' if summary.total != 1 else ''}{': ' + counts if counts else ''}")
+    if not reading.workers.workers:
+        st.caption("No worker is up: the endpoint has scaled to zero (RunPod lists active workers only).")
+        return
+    st.dataframe(workers_frame(reading.workers), hide_index=True)
+    stale = sum(1 for w in reading.workers.workers if w.is_stale)
+    if stale:
+        st.info(
+            f"{stale} worker{' runs' if stale == 1 else 's run'} an older configuration of the endpoint than its "
+            "latest (a redeploy is rolling out): jobs there still use the old image or settings until RunPod "
+            "replaces them.",
+            icon=":material/update:",
+        )
+    ids = [w.id for w in reading.workers.workers]
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    chosen = left.selectbox("Worker", ids, key=K + "log_worker")
+    if right.button("Show its recent log lines", key=K + "log_show", icon=":material/receipt_long:"):
+        lines, problem = read_log(rest, settings.endpoint_id, str(chosen))
+        st.session_state[K + "log"] = (chosen, lines, problem)
+    shown = st.session_state.get(K + "log")
+    if shown is not None and shown[0] in ids:
+        worker, lines, problem = shown
+        if problem:
+            _refused(f"The log of worker {ids.index(worker) + 1} of the table could not be read.", problem)
+        elif not lines:
+            st.caption("This worker has written no log lines yet.")
+        else:
+            st.caption(f"The last {len(lines)} log lines of the worker picked, oldest first:")
+            st.code("\n".join(lines), language=None, wrap_lines=True)
+
+
+def billing_board() -> None:
+    """What RunPod billed the endpoint per day (GET /v2/billing/serverless) beside the catalogue's sum of its
+    runs' costs; the gap between them, in words."""
+    settings = state.settings()
+    st.markdown(f"**What RunPod billed, per day** (last {BILLING_DAYS} days)")
+    if not on_runpod(settings) or not settings.api_key:
+        st.caption(
+            "A RunPod endpoint's bill shows here, with an API key. The local endpoint bills nothing: its runs "
+            "are on this machine."
+        )
+        return
+    billing = read_billing(rest_for(settings), settings.endpoint_id)
+    if billing.problem:
+        _refused("RunPod's billing could not be read.", billing.problem)
+        return
+    catalog = state.catalog()
+    since = utc_now(dt.datetime.now(dt.UTC) - dt.timedelta(days=BILLING_DAYS + 1))
+    frame = billed_vs_runs(billing.records, catalog.spend(settings.endpoint_id, since=since))
+    if not frame.empty:
+        views.time_chart(frame[["billed by RunPod ($)", "runs' cost ($)"]], "dollars", kind="bar", bucket="1D")
+        table = frame.reset_index().assign(day=lambda f: f["day"].dt.strftime("%Y-%m-%d"))
+        st.dataframe(table, hide_index=True)
+    row = gpu_class(settings.gpu) or next(
+        (gpu_class(r.get("gpu_name")) for r in catalog.search("", per_page=1, endpoint_id=settings.endpoint_id).rows),
+        None,
+    )
+    price = catalog.prices.per_second(row) if row else None
+    st.info(gap_words(frame, price, SHORT_NAMES.get(row or "", row)), icon=":material/payments:")
+    st.caption(catalog.prices.summary())
+    problem = cost.catalogue_problem(settings)
+    if problem:
+        _refused("RunPod's GPU catalogue could not be read: the prices above are older.", problem)
+
+
 def main() -> None:
     """Draw the Endpoint health page."""
-    st.title("Endpoint health")
+    st.title("Endpoint health", anchor=False)
     st.caption(describe_endpoint(state.settings()))
     st.segmented_control("Window", list(WINDOWS), key=K + "window", default="Last hour", required=True)
     st.fragment(board, run_every=REFRESH_S)()
+    st.fragment(workers_board, run_every=REFRESH_S)()
+    billing_board()
 
 
 main()
