@@ -2,7 +2,7 @@
 # InfiniteTalk Studio in one command.
 #   ./studio.sh [run --port N --endpoint-port M]
 #                        install (first run) and start the local endpoint + the dashboard (embedded default)
-#   ./studio.sh test     install the test tools and run the whole test suite
+#   ./studio.sh test     install the test tools and the GPU image's Python stack (.venv-image), run every test
 #   ./studio.sh example  run examples/single_image.json through the worker and print the result
 # Set RUNPOD_ENDPOINT_ID and RUNPOD_API_KEY (and S3_* for the bucket) to use RunPod instead of the local endpoint.
 set -euo pipefail
@@ -59,6 +59,41 @@ infinitetalk_source() {
   export INFINITETALK_SRC
 }
 
+# The GPU image's own Python stack in a second venv: requirements-worker.txt's exact pins (PyPI's torch 2.4.1 and
+# torchvision 0.19.1 are CUDA builds that also run on a CPU) plus the pins Dockerfile.worker installs beside them
+# (xformers, num2words), on the image's Python 3.11. tests/test_image_stack.py runs the selftest in it. Built once:
+# a stamp holding the hash of those pins skips the build until they change. flash-attn is not installed (it
+# builds only against CUDA); what stands in for it, and for the other GPU-only parts, the selftest's summary names.
+IMAGE_VENV="${STUDIO_IMAGE_VENV:-.venv-image}"
+image_stack() {
+  local python="${PYTHON_IMAGE:-}" extras want stamp="$IMAGE_VENV/.studio-image-stamp"
+  if [[ -z "$python" ]]; then
+    python=$(command -v python3.11 || true)
+    python="${python:-$PYTHON}"
+  fi
+  extras=$(grep -oE '(xformers|num2words)==[0-9][0-9a-z.]*' Dockerfile.worker | sort -u | tr '\n' ' ')
+  want=$( { cat requirements-worker.txt; echo "$extras"; "$python" -V; } | sha256sum | cut -c1-32)
+  export STUDIO_IMAGE_VENV="$IMAGE_VENV"
+  [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] && return
+  "$python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
+    || echo "the image runs Python 3.11; building $IMAGE_VENV with $("$python" -V) (set PYTHON_IMAGE)" >&2
+  echo "building the GPU image's Python stack in $IMAGE_VENV (requirements-worker.txt; about 2.5 GB, once)" >&2
+  rm -rf "$IMAGE_VENV"
+  "$python" -m venv "$IMAGE_VENV"
+  "$IMAGE_VENV/bin/python" -m pip install -q --upgrade pip
+  if ! "$IMAGE_VENV/bin/python" -m pip install -q -r requirements-worker.txt; then
+    echo "requirements-worker.txt's pins did not install (pip names the package above): the GPU image would" \
+      "not build either; fix the pin" >&2
+    exit 1
+  fi
+  # shellcheck disable=SC2086 # the pins are words
+  if ! "$IMAGE_VENV/bin/python" -m pip install -q --no-deps $extras; then
+    echo "Dockerfile.worker's pins $extras did not install (pip names the package above)" >&2
+    exit 1
+  fi
+  echo "$want" >"$stamp"
+}
+
 case "${1:-run}" in
   run)
     system_packages
@@ -70,6 +105,7 @@ case "${1:-run}" in
     python_packages requirements-dev.txt
     python_packages requirements-ml-tests.txt
     "$VENV/bin/python" -m pip install -q --no-deps torchvision==0.28.0
+    image_stack
     infinitetalk_source
     exec "$VENV/bin/python" -m pytest -p no:cacheprovider "${@:2}"
     ;;

@@ -1,4 +1,4 @@
-"""`python -m worker run|serve|endpoint|studio|submit|selftest|estimate|weights|deploy|schema`: the product's command
+"""`python -m worker run|serve|endpoint|studio|submit|selftest|bench-gpu|estimate|weights|deploy|schema`: the product's command
 line.
 
 It is the one module allowed to reach every program (tests/test_layering.py): each command imports the endpoint or
@@ -91,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         from worker.selftest import main as selftest_main
 
         return selftest_main(argv[1:])
+    if argv[:1] == ["bench-gpu"]:
+        from worker.selftest.bench_gpu import main as bench_gpu_main
+
+        return bench_gpu_main(argv[1:])
     if argv[:1] == ["weights"]:
         from worker.weights import main as weights_main
 
@@ -124,8 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     studio.set_defaults(func=_studio)
     commands.add_parser("submit", help="submit a payload to the endpoint (see `submit --help`)")
     commands.add_parser("selftest", help="run InfiniteTalk's real code on tiny random weights (see `selftest --help`)")
+    commands.add_parser(
+        "bench-gpu", help="InfiniteTalk's speed and memory at full size on random weights (see `bench-gpu --help`)"
+    )
     commands.add_parser("weights", help="check or fetch the GPU engine's weight files (see `weights --help`)")
-    commands.add_parser("deploy", help="create or update the RunPod template and endpoint (see `deploy --help`)")
+    commands.add_parser("deploy", help="create or update the RunPod Serverless endpoint (see `deploy --help`)")
     estimate = commands.add_parser("estimate", help="print a job's expected GPU time, band and cost as JSON")
     estimate.add_argument("payload", help="a payload JSON file, e.g. examples/single_image.json")
     estimate.add_argument("--gpu", help="the GPU to estimate for, e.g. 'H100 PRO' or 4090 (default: the endpoint's)")

@@ -74,19 +74,24 @@ def prepare_runtime(src: Path) -> tuple[str, dict[str, str]]:
         os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")  # @torch.compile needs a C++ toolchain on CPU
         torch._dynamo.config.disable = True
         cpu.install()
-        stood_in = ["xfuser", "xformers"]
     else:
-        stood_in = cpu.install_kernel_standins()
+        cpu.install_kernel_standins()
     modules = import_infinitetalk(src)
     if device == "cpu":
         cpu.adapt(modules)
-        stood_in.append("flash_attention")
     elif not (cpu.has_module("flash_attn") or cpu.has_module("flash_attn_interface")):
         cpu.use_attention_standin()
-        stood_in.append("flash_attention")
     tiny.use_tiny_sizes()
-    standins = {"xformers": "stand-in (SDPA)", "flash_attention": "stand-in (SDPA)", "xfuser": "stand-in (one process)"}
-    return device, {name: standin if name in stood_in else "installed" for name, standin in standins.items()}
+    kernels = {}
+    for name in ("xformers", "flash_attention", "xfuser"):
+        partly = f"{name}.ops.memory_efficient_attention"
+        if name in cpu.STAND_INS:
+            kernels[name] = "stand-in (SDPA)" if name != "xfuser" else "stand-in (one process)"
+        elif partly in cpu.STAND_INS:
+            kernels[name] = "installed; memory_efficient_attention stand-in (SDPA)"
+        else:
+            kernels[name] = "installed"
+    return device, kernels
 
 
 def run_selftest(
@@ -145,6 +150,12 @@ def _run(chosen: list[str], src: Path, tree: Path, work: Path, out: Callable[[st
         kokoro_dir = build_tiny_kokoro(work / "Kokoro-82M", src, frames_per_phoneme=2)
         # The image's misaki English G2P where its spaCy model is installed (the GPU image); espeak-ng's elsewhere.
         g2p = "misaki" if spacy_model_installed() else "espeak"
+        if g2p == "espeak":
+            from worker.selftest import cpu
+
+            cpu.STAND_INS["en_core_web_sm"] = (
+                "espeak-ng's G2P for Kokoro (spaCy's English model, a GitHub release the image installs, is absent)"
+            )
         settings = settings.with_(kokoro_dir=kokoro_dir, kokoro_g2p=g2p)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -163,7 +174,7 @@ def _cases(
 ) -> dict[str, Any]:
     import torch
 
-    from worker.selftest import tiny
+    from worker.selftest import cpu, tiny
     from worker.selftest.cases import CASES
 
     reports = []
@@ -181,6 +192,7 @@ def _cases(
         "device": device,
         "torch": torch.__version__,
         "kernels": kernels,
+        "stand_ins": dict(cpu.STAND_INS),
         "tree_mb": round(tiny.tree_bytes(tree) / 1e6, 1),
         "cases": reports,
     }

@@ -6,7 +6,9 @@ never edited:
 
 - `xfuser` (sequence parallelism; its import asks CUDA for the device name) and `xformers` (CUDA kernels) are
   imported at module level. Where they cannot be imported, stand-ins answer the calls InfiniteTalk makes on one
-  process: a sequence-parallel world of one, and `memory_efficient_attention` as PyTorch's SDPA.
+  process: a sequence-parallel world of one, and `memory_efficient_attention` as PyTorch's SDPA. Where xformers is
+  installed (the image's stack) only its CUDA kernel, `memory_efficient_attention`, is stood in for: its attention
+  biases and the rest of the package are the real ones. STAND_INS names each stand-in and why.
 - PyPI's torchvision is a CUDA build whose compiled ops do not load beside CPU torch, and its import then fails
   registering fake kernels for them. InfiniteTalk uses only its pure-Python transforms, so the registrations are
   skipped.
@@ -32,6 +34,8 @@ if TYPE_CHECKING:
     import torch
 
 _installed = False
+STAND_INS: dict[str, str] = {}
+"""What this process stands in for, each with what stands in and why: the selftest's summary prints it."""
 
 
 def _module(name: str, **attributes: Any) -> types.ModuleType:
@@ -81,7 +85,12 @@ def memory_efficient_attention(
     """xformers.ops.memory_efficient_attention on (batch, tokens, heads, dim) tensors, as SDPA."""
     import torch.nn.functional as F
 
-    mask = attn_bias.materialize(q.device) if isinstance(attn_bias, BlockDiagonalMask) else attn_bias
+    if isinstance(attn_bias, BlockDiagonalMask):
+        mask = attn_bias.materialize(q.device)
+    elif hasattr(attn_bias, "materialize"):  # xformers' own bias (an additive float mask, -inf where masked)
+        mask = attn_bias.materialize((q.shape[1], k.shape[1]), dtype=q.dtype, device=q.device)
+    else:
+        mask = attn_bias
     out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask)
     return out.transpose(1, 2)
 
@@ -140,16 +149,30 @@ def has_module(name: str) -> bool:
 
 
 def install_kernel_standins() -> list[str]:
-    """Stand-ins for xfuser and xformers where they are not installed; returns what was stood in for."""
+    """Stand-ins for what cannot be imported or run here: xfuser where it is missing or there is no CUDA (its
+    import needs a driver), xformers where it is missing, and only xformers' CUDA kernel where it is installed but
+    there is no CUDA. Returns what was stood in for (also recorded in STAND_INS, with why)."""
     import torch
 
+    cuda = torch.cuda.is_available()
     stood_in = []
-    if "xfuser" not in sys.modules and (not torch.cuda.is_available() or not has_module("xfuser")):
+    if "xfuser" not in sys.modules and (not cuda or not has_module("xfuser")):
         _xfuser_standin()
+        why = "its import needs a CUDA driver" if has_module("xfuser") else "not installed"
+        STAND_INS["xfuser"] = f"a one-process sequence-parallel world ({why})"
         stood_in.append("xfuser")
-    if "xformers" not in sys.modules and (not torch.cuda.is_available() or not has_module("xformers")):
+    if "xformers" not in sys.modules and not has_module("xformers"):
         _xformers_standin()
+        STAND_INS["xformers"] = "memory_efficient_attention and BlockDiagonalMask on SDPA (not installed)"
         stood_in.append("xformers")
+    elif not cuda and "xformers" not in sys.modules:
+        import xformers.ops
+
+        xformers.ops.memory_efficient_attention = memory_efficient_attention
+        STAND_INS["xformers.ops.memory_efficient_attention"] = (
+            "SDPA (its kernels need CUDA; the rest of xformers is the installed package)"
+        )
+        stood_in.append("xformers.ops.memory_efficient_attention")
     return stood_in
 
 
@@ -180,7 +203,8 @@ def install() -> None:
     if torch.cuda.is_available():
         raise RuntimeError("the CPU runtime is for machines without CUDA; on a GPU InfiniteTalk runs as it is")
     install_kernel_standins()
-    if "torchvision" not in sys.modules:
+    if "torchvision" not in sys.modules and torch.version.cuda is None:
+        # A CPU torch beside PyPI's CUDA torchvision (the tests' stack); the image's matching pair loads as it is.
         torchvision_without_compiled_ops()
     _cuda_calls_as_noops()
     from worker.engines import infinitetalk
@@ -213,15 +237,16 @@ def adapt(modules: Any) -> None:
 
     multitalk_module = sys.modules["wan.multitalk"]
     setattr(multitalk_module, "torch", _CpuTorch())  # noqa: B010 (a module attribute, set from outside)
-    use_attention_standin()
+    use_attention_standin("flash-attn's kernels need CUDA")
     for config in modules.configs.values():
         for key in ("param_dtype", "t5_dtype", "clip_dtype"):
             if key in config:
                 config[key] = torch.float32
 
 
-def use_attention_standin() -> None:
+def use_attention_standin(why: str = "flash-attn is not installed") -> None:
     """Point every caller of InfiniteTalk's flash_attention at the SDPA stand-in."""
+    STAND_INS["flash_attention"] = f"SDPA ({why})"
     for name in ("wan.modules.attention", "wan.modules.clip", "wan.modules.model", "wan.modules.multitalk_model"):
         module = sys.modules.get(name)
         if module is not None and hasattr(module, "flash_attention"):
