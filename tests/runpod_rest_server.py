@@ -23,6 +23,7 @@ Test hooks (plain attributes, set them before or between requests):
     server.logs[worker_id] = [log_line("2026-12-01T10:00:00Z", "Worker ready."), ...]
     server.billing = [billing_record(endpoint_id, "2026-12-01", 8.9), ...]
     server.now = lambda: datetime(...)                                  the clock of billing's default windows
+    server.refusals[("POST", "/v2/serverless")] = (400, "detail", ["error line"])   a route refuses
     server.calls / server.writes() / server.invalid                     what was sent; bodies the schema refused
 """
 
@@ -235,8 +236,10 @@ class Problem(Exception):
     TITLES: ClassVar[dict[int, str]] = {
         400: "Bad Request",
         401: "Unauthorized",
+        403: "Forbidden",
         404: "Not Found",
         422: "Unprocessable Entity",
+        429: "Too Many Requests",
     }
 
     def __init__(self, status: int, detail: str, errors: list[str] | None = None) -> None:
@@ -275,6 +278,9 @@ class RunPodV2Server:
         self.invalid: list[str] = []
         """One line per request the document's schemas refused (method, path, failures)."""
         self.logs_stay_open = True
+        self.refusals: dict[tuple[str, str], tuple[int, str, list[str]]] = {}
+        """(method, route template) → (status, detail, errors): that route refuses as RunPod would (no capacity,
+        a rule this server does not model) after the request is checked."""
         self.now: Callable[[], datetime] = lambda: datetime.now(UTC)
         self._lock = threading.Lock()
         self._closing = threading.Event()
@@ -355,6 +361,8 @@ class RunPodV2Server:
                 self._check_query(spec, query, f"{method} {template}")
                 if "requestBody" in spec:
                     self._check_body(spec, body, f"{method} {template}")
+                if refusal := self.refusals.get((method, template)):
+                    raise Problem(*refusal)
                 name = spec["operationId"]
                 status, answer = getattr(self, f"_{name}")(query=query, body=body, **ids)
                 if not isinstance(answer, _Stream):
@@ -407,8 +415,12 @@ class RunPodV2Server:
     # --- serverless ------------------------------------------------------------------------------------------
 
     def _endpoint(self, id: str) -> dict[str, Any]:
+        """The endpoint; one a test put into `endpoints` directly starts at version 1 with one release."""
         if id not in self.endpoints:
             raise Problem(404, "endpoint not found")
+        if id not in self.versions:
+            self.versions[id] = 1
+            self.releases[id] = [self._release(id, [])]
         return self.endpoints[id]
 
     def _listEndpoints(self, **_: Any) -> tuple[int, Any]:
