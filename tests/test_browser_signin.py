@@ -31,10 +31,13 @@ CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 ALLOWED = "ada@allowed.test"
 UNLISTED = "mallory@elsewhere.test"
+UNVERIFIED = "eve@allowed.test"
+"""In the allowed domain, but the provider sends `email_verified: "false"` (a string, as some providers do)."""
 PRIVATE_PROMPT = "A submarine captain reads the launch codes aloud"
 """A run already in the catalogue: its prompt must reach nobody who is not let in."""
 PATIENCE_MS = 60_000
 """How long a page may take to show what it should, on a loaded two-core machine."""
+expect.set_options(timeout=PATIENCE_MS)  # expect() has its own 5 s default, which context timeouts do not change
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,8 @@ def signin_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SignInSt
             ALLOWED,
             "--user",
             UNLISTED,
+            "--user",
+            UNVERIFIED,
         ],
         home,
         env,
@@ -108,11 +113,15 @@ def signin_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SignInSt
     )
     try:
         _wait_until_up(f"{provider_url}/.well-known/openid-configuration", provider, provider_log)
+        # The provider's own user API sets each identity's claims (by default it sends only `email`).
+        for email, verified in ((ALLOWED, True), (UNLISTED, True), (UNVERIFIED, "false")):
+            claims = {"email": email, "email_verified": verified}
+            requests.put(f"{provider_url}/users/{email}", json=claims, timeout=10).raise_for_status()
         settings = home / ".streamlit"
         settings.mkdir()
         shutil.copy(ROOT / ".streamlit" / "config.toml", settings / "config.toml")
         (settings / "secrets.toml").write_text(
-            f'STUDIO_ALLOWED_USERS = ["{ALLOWED}"]\n\n'
+            f'STUDIO_ALLOWED_USERS = ["{ALLOWED}", "{UNVERIFIED}"]\n\n'
             "[auth]\n"
             f'redirect_uri = "http://localhost:{port}/oauth2callback"\n'
             f'cookie_secret = "{secrets.token_hex(32)}"\n'
@@ -233,3 +242,12 @@ def test_an_unlisted_user_gets_the_not_allowed_page_naming_the_setting(signin_st
     html = page.content()
     assert PRIVATE_PROMPT not in html and "Submit a talking video" not in html and ALLOWED not in html
     assert page.locator("[data-testid='stSidebar']").count() == 0
+
+
+def test_a_listed_user_whose_provider_says_email_verified_false_as_a_string_is_not_let_in(
+    signin_studio: SignInStudio, page: Page
+) -> None:
+    _sign_in_as(page, signin_studio, UNVERIFIED)
+    expect(page.get_by_role("heading", name="Not allowed")).to_be_visible()
+    expect(page.get_by_text("did not confirm this address is verified")).to_be_visible()
+    assert PRIVATE_PROMPT not in page.content()
