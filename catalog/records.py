@@ -14,6 +14,7 @@ from core.contract import (
     INLINE_MEDIA_NOTE,
     KEY_PART_RULE,
     JobStatus,
+    PartialVideoInfo,
     is_key_part,
     output_status,
     storable_params,
@@ -130,10 +131,10 @@ def result_columns(result: dict[str, Any]) -> dict[str, Any]:
             height=video.get("height"),
             frames=video.get("frames"),
         )
-    partial = result.get("partial_video")
-    if not video and isinstance(partial, dict) and partial.get("key"):
+    partial = _partial(result.get("partial_video"))
+    if not video and partial is not None:
         # A cancelled streaming job keeps the video so far as its result (worker/partial.py): it is the run's video.
-        columns.update(video_key=partial["key"], video_duration_s=partial.get("duration_s"))
+        columns.update(video_key=partial.key, video_duration_s=partial.duration_s)
     if result.get("thumbnail"):
         columns["thumb_key"] = result["thumbnail"].get("key")
     if result.get("metadata"):
@@ -148,6 +149,15 @@ def result_columns(result: dict[str, Any]) -> dict[str, Any]:
         columns["warnings"] = json.dumps(result["warnings"])
     columns.update(gpu_columns(result.get("gpu")))
     return {key: value for key, value in columns.items() if value is not None}
+
+
+def _partial(payload: Any) -> PartialVideoInfo | None:
+    """A result's `partial_video` when it is one (the contract's model, as the worker writes it), else None: an
+    endpoint's output is outside input, and a `duration_s` that is not a number must not become the column."""
+    try:
+        return PartialVideoInfo.model_validate(payload) if payload is not None else None
+    except ValidationError:
+        return None
 
 
 def gpu_columns(gpu: Any) -> dict[str, Any]:

@@ -771,6 +771,39 @@ class JobFailure(BaseModel):
         return cls(error=body, **{k: v for k, v in known.items() if v is not None}).model_dump()
 
 
+class PartialVideoInfo(BaseModel):
+    """A streaming job's video so far, as its IN_PROGRESS output carries it (`partial_video`): the worker makes it
+    (worker/partial.py) and the dashboard's Live card reads it back with this same model. The endpoint's output is
+    outside input there (a compromised or hostile endpoint can send anything), so every field is checked strictly:
+    a `duration_s` that is not a number broke the whole Live page. `key` is an object name the store's own rule
+    accepts (`…/partial-NNN.mp4`); `url` is what the worker's store minted, which the dashboard never plays as is
+    (it plays the key through its own store). Unknown fields are ignored, for a newer worker's additions."""
+
+    model_config = ConfigDict(strict=True, frozen=True, extra="ignore")
+
+    url: str = Field(max_length=4096)
+    key: str = Field(max_length=1024)
+    duration_s: float = Field(ge=0, le=Limits.MAX_STREAMING_FRAMES / FPS, allow_inf_nan=False)
+    clips_done: int = Field(ge=0, le=Limits.MAX_STREAMING_FRAMES)
+    clips_total: int = Field(ge=1, le=Limits.MAX_STREAMING_FRAMES)
+    bytes: int = Field(default=0, ge=0, le=2**53)
+
+    @field_validator("key")
+    @classmethod
+    def _partial_key(cls, key: str) -> str:
+        parts = key.split("/")
+        name = parts[-1]
+        if not (all(is_key_part(part) for part in parts) and re.fullmatch(r"partial-[0-9]{3,9}\.mp4", name)):
+            raise ValueError("must be a store key ending in partial-NNN.mp4, each folder a key part")
+        return key
+
+    @model_validator(mode="after")
+    def _clips(self) -> PartialVideoInfo:
+        if self.clips_done > self.clips_total:
+            raise ValueError("clips_done cannot exceed clips_total")
+        return self
+
+
 def output_status(output: Any) -> str:
     """The final status a finished job's output stands for: the one rule the local endpoint and the catalogue use.
 

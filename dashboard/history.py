@@ -10,6 +10,7 @@ from typing import Any
 
 from catalog import Catalog, SearchResult
 from core.contract import TIMING_KEYS
+from dashboard.views import plain
 
 PER_PAGE = 24
 FACETS: dict[str, str] = {
@@ -139,6 +140,16 @@ def timing_rows(timings: dict[str, Any]) -> list[dict[str, Any]]:
     stages = [(k, v) for k, v in timings.items() if k != "total_ms" and isinstance(v, int | float) and v >= 0]
     stages.sort(key=lambda kv: order.get(kv[0], len(order)))
     return [{"stage": key.removesuffix("_ms"), "seconds": round(value / 1000.0, 3)} for key, value in stages]
+
+
+def skipped_lines(skipped: list[tuple[str, str]], shown: int = 5) -> list[str]:
+    """A sync's skipped files (key, reason) as lines for the page: both are the bucket's text, chosen by whoever
+    can write to it, so each is escaped as plain text (views.plain), never Markdown nor a code span that a
+    backtick in the key could close; then how many more were skipped."""
+    lines = [f"Skipped {plain(key)}: {plain(reason)}" for key, reason in skipped[:shown]]
+    if len(skipped) > shown:
+        lines.append(f"… and {len(skipped) - shown:,} more (the log lists them all)")
+    return lines
 
 
 def parse_tags(text: str) -> list[str]:

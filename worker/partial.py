@@ -3,7 +3,8 @@
 A streaming job renders clip after clip for minutes. With progressive preview on (STUDIO_PARTIAL_PREVIEW, on
 by default), the pipeline's encoder (clip_encoder.ClipEncoder) makes, as clips end, an MP4 of everything finished
 so far, and this module publishes it, with its soundtrack, beside the job's artifacts. Its URL travels
-in the job's IN_PROGRESS output as `partial_video: {url, key, duration_s, clips_done, clips_total}`.
+in the job's IN_PROGRESS output as `partial_video` (core.contract.PartialVideoInfo: url, key, duration_s,
+clips_done, clips_total, bytes).
 
 Objects are kept tidy: each new partial replaces the one before the last (the one just announced and its
 predecessor stay, so a viewer that read the older URL a moment ago can still fetch it); when the job ends, every
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from core import logs
-from core.contract import FPS, JobParams
+from core.contract import FPS, JobParams, PartialVideoInfo
 from core.store import Store, is_partial_key, partial_name
 from worker.progress import Reporter
 
@@ -55,14 +56,15 @@ class PartialVideo:
         key = f"{self.folder}/{partial_name(clips_done)}"
         size = self.store.put(key, path, within=self.folder)
         self.published.append(key)
-        self.latest = {
-            "url": self.store.url(key),
-            "key": key,
-            "duration_s": round(frames / FPS, 3),
-            "clips_done": clips_done,
-            "clips_total": self.clips_total,
-            "bytes": size,
-        }
+        # The contract's model, which the dashboard reads the payload back with: what is sent is what is checked.
+        self.latest = PartialVideoInfo(
+            url=self.store.url(key),
+            key=key,
+            duration_s=round(frames / FPS, 3),
+            clips_done=clips_done,
+            clips_total=self.clips_total,
+            bytes=size,
+        ).model_dump()
         self.report.partial(self.latest)
         for old in self.published[:-2]:
             self._delete(old)

@@ -26,6 +26,7 @@ from dashboard.history import (
     params_rows,
     parse_tags,
     search,
+    skipped_lines,
     timing_rows,
 )
 from dashboard.signin import signed_in_email
@@ -82,8 +83,8 @@ def _search_bar() -> None:
         with st.spinner("Reading metadata.json files from the store…"):
             report = sync(state.catalog(), state.store())
         st.toast(f"Sync: {report.summary()}", icon=":material/sync:")
-        for key, reason in report.skipped[:5]:
-            st.warning(f"Skipped `{key}`: {reason}")
+        for line in skipped_lines(report.skipped):
+            st.warning(line)
 
 
 def _filters(result: SearchResult) -> None:

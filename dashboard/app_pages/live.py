@@ -81,7 +81,7 @@ def _card(view: LiveView) -> None:
         cols[1].metric("ETA", views.duration(view.eta_s))
         cols[2].metric("Chunk", f"{view.chunk[0]} / {view.chunk[1]}" if view.chunk else "—")
         cols[3].metric("Frames", f"{view.frames[0]} / {view.frames[1]}" if view.frames else "—")
-        partial_view.show(state.store(), state.catalog().progress_events(view.run_id, limit=1))
+        partial_view.show(state.store(), state.catalog(), view.run_id)
         if view.log:
             st.code("\n".join(view.log), language=None)
         problem = st.session_state.get(PROBLEMS, {}).get(view.run_id)
