@@ -6,7 +6,10 @@ Two bases, and the estimate says which it used:
 * `history`: the catalogue's own finished runs on this endpoint, on this GPU, with the same variant of work
   (engine, size, LoRA, quant, TeaCache, speakers). Once there are MIN_HISTORY of them, seconds = a + b × work is
   fitted to them (least squares, a ≥ 0), and the band is the spread of their own errors against that line.
-* `published`: before that, a table of published figures per GPU (PUBLISHED, each with its source; see
+* `measured`: before that, on a GPU a bench run covers: the speed table `python -m worker bench-gpu` writes
+  (InfiniteTalk at full size on random weights; STUDIO_SPEED_TABLE, else docs/gpu-speed.jsonl once committed).
+  Its seconds per sampling step and its time outside sampling per clip, for the same size and variant.
+* `published`: otherwise, a table of published figures per GPU (PUBLISHED, each with its source; see
   docs/estimates.md), scaled by work. GPUs without a figure of their own are scaled from the H200's by their
   published BF16 tensor throughput, with a wider band.
 
@@ -19,9 +22,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import sys
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from core.contract import FPS, SIZES, Defaults, JobStatus
@@ -89,6 +95,14 @@ BF16_TFLOPS = {
 published figure to a GPU that has none."""
 PUBLISHED_BAND = (0.7, 1.5)
 SCALED_BAND = (0.5, 2.0)
+MEASURED_BAND = (0.85, 1.3)
+"""A bench-gpu figure is this GPU running this code at these shapes: what is left is run-to-run noise, the
+worker's download and upload around the job, and a speech whose clips differ from the bench's one."""
+SPEED_TABLE_VAR = "STUDIO_SPEED_TABLE"
+MEASURED_TABLE = Path(__file__).resolve().parent.parent / "docs" / "gpu-speed.jsonl"
+"""Where a bench-gpu run on a real GPU is committed; STUDIO_SPEED_TABLE names another file."""
+BENCH_LINE = "infinitetalk-bench-gpu"
+"""The `bench` field of bench-gpu's lines (worker/selftest/bench_gpu.py's BENCH)."""
 
 
 @dataclass(frozen=True)
@@ -252,7 +266,8 @@ class Estimate:
     cost_usd: float | None
     gpu: str
     basis: str
-    """`history`, `published`, or `none` (the preview engine before it has any runs to go by)."""
+    """`history`, `measured` (bench-gpu's speed table), `published`, or `none` (the preview engine before it has
+    any runs to go by)."""
     execution_timeout_s: int | None
     """The policy.executionTimeout (seconds) the request should carry, or None when the endpoint's own suffices."""
     endpoint_timeout_s: int
@@ -293,6 +308,133 @@ def _published(work: Work, gpu: str) -> tuple[float, tuple[float, float], str]:
     return per_unit * work.units, band, note
 
 
+class SpeedTableError(ValueError):
+    """A speed table that cannot be read; the message names the file, the line and what to fix."""
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One bench-gpu line: a GPU running one size and variant of InfiniteTalk at full size on random weights."""
+
+    gpu: str
+    """The price-table row (gpu_class of the CUDA name)."""
+    gpu_name: str
+    date: str
+    size: str
+    lora: bool
+    quant: str | None
+    teacache: bool
+    speakers: int
+    frame_num: int
+    s_per_step: float
+    outside_per_clip_s: float
+    """Seconds of the job outside sampling (embedding, T5/CLIP/VAE encode, VAE decode, the video's encode) per
+    clip: for one clip of frame_num frames, as the bench runs it."""
+
+    @property
+    def source(self) -> str:
+        return f"measured on {self.gpu_name}, {self.date}, random weights at full size"
+
+    def seconds(self, work: Work) -> float:
+        """The work's time: each clip's sampling steps and its part outside sampling, scaled by frames per clip."""
+        per_clip = self.outside_per_clip_s + self.s_per_step * work.steps
+        return work.clips * per_clip * work.frame_num / self.frame_num
+
+
+_LINE_FIELDS = {
+    "gpu": str, "date": str, "size": str, "lora": bool, "teacache": bool, "speakers": int, "frame_num": int,
+    "clips": int, "s_per_step": (int, float), "outside_sampling_s": (int, float),
+}  # fmt: skip
+
+
+def _measured(line: dict[str, Any], where: str) -> Measured | None:
+    """A usable line as a Measured, None for lines that say nothing about a real GPU's default speed (another
+    bench, tiny scale, skipped or failed settings, a non-default attention kernel, VRAM offloading)."""
+    if line.get("bench") != BENCH_LINE or line.get("scale") != "full" or line.get("status") != "ok":
+        return None
+    if line.get("attention") != line.get("default_attention") or line.get("num_persistent_param_in_dit") is not None:
+        return None
+    for name, kind in _LINE_FIELDS.items():
+        if not isinstance(line.get(name), kind):
+            raise SpeedTableError(f"{where}: `{name}` is missing or not {getattr(kind, '__name__', 'a number')}")
+    row = gpu_class(line["gpu"])
+    if row is None or row == CPU:
+        return None
+    clips = max(1, line["clips"])
+    return Measured(
+        row, line["gpu"], line["date"], line["size"], line["lora"], line.get("quant") or None, line["teacache"],
+        line["speakers"], line["frame_num"], float(line["s_per_step"]), float(line["outside_sampling_s"]) / clips,
+    )  # fmt: skip
+
+
+def read_speed_table(path: Path) -> tuple[Measured, ...]:
+    """The usable lines of a bench-gpu speed table (JSON lines); a line that is not JSON, or a bench-gpu line
+    without its fields, is a SpeedTableError naming the file and line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise SpeedTableError(f"{SPEED_TABLE_VAR}: {path} cannot be read ({error.strerror or error})") from None
+    found = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        if not raw.strip():
+            continue
+        where = f"{SPEED_TABLE_VAR}: {path} line {number}"
+        try:
+            line = json.loads(raw)
+        except ValueError:
+            raise SpeedTableError(f"{where} is not JSON: give the lines `python -m worker bench-gpu` prints") from None
+        if not isinstance(line, dict):
+            raise SpeedTableError(f"{where} is not a JSON object: give the lines bench-gpu prints")
+        measured = _measured(line, where)
+        if measured is not None:
+            found.append(measured)
+    return tuple(found)
+
+
+_TABLES: dict[tuple[str, float], tuple[Measured, ...]] = {}
+
+
+def speed_table(env: Mapping[str, str] | None = None) -> tuple[Measured, ...]:
+    """The speed table in force: STUDIO_SPEED_TABLE's file, else docs/gpu-speed.jsonl where one is committed,
+    else none. Read again when the file changes."""
+    env = os.environ if env is None else env
+    named = env.get(SPEED_TABLE_VAR, "").strip()
+    path = Path(named).expanduser() if named else MEASURED_TABLE
+    if not named and not path.exists():
+        return ()
+    try:
+        key = (str(path.resolve()), path.stat().st_mtime)
+    except OSError as error:
+        raise SpeedTableError(f"{SPEED_TABLE_VAR}: {path} cannot be read ({error.strerror or error})") from None
+    if key not in _TABLES:
+        _TABLES[key] = read_speed_table(path)
+    return _TABLES[key]
+
+
+def _from_table(work: Work, gpu: str, table: tuple[Measured, ...]) -> tuple[float, str] | None:
+    """Seconds for the work from the newest measured line that fits, and a note naming it; None when the
+    table does not cover this GPU and LoRA setting."""
+    lines = sorted((m for m in table if m.gpu == gpu and m.lora == work.lora), key=lambda m: m.date, reverse=True)
+    exact = (work.size, work.quant, work.teacache, work.speakers)
+    for measured in lines:
+        if (measured.size, measured.quant, measured.teacache, measured.speakers) == exact:
+            return measured.seconds(work), measured.source
+    base = [m for m in lines if (m.quant, m.teacache, m.speakers) == (None, False, 1)]
+    for measured in base:
+        if measured.size == work.size:
+            note = measured.source
+            untracked = [n for n, on in (("TeaCache", work.teacache), ("quant", work.quant)) if on]
+            if work.speakers == 2:
+                untracked.append("two speakers")
+            if untracked:
+                note += f"; {' and '.join(untracked)} not measured (the plain model's figure)"
+            return measured.seconds(work), note
+    for measured in base:
+        factor = size_factor(work.size) / size_factor(measured.size)
+        return measured.seconds(work) * factor, f"{measured.source}; {work.size} scaled from {measured.size}"
+    return None
+
+
 def history_points(runs: list[dict[str, Any]], work: Work, gpu: str) -> list[tuple[float, float]]:
     """(units, seconds) of the finished runs that did the same variant of work on the same GPU."""
     points = []
@@ -322,9 +464,11 @@ def estimate(
     *,
     endpoint_timeout_s: int = RUNPOD_DEFAULT_TIMEOUT_S,
     gpu_count: int = 1,
+    table: tuple[Measured, ...] = (),
 ) -> Estimate:
     """The estimate for one job on `gpu` (a price-table row, a CUDA name, or `cpu` for the preview engine),
-    from the endpoint's past runs when enough are similar, else from the published figures."""
+    from the endpoint's past runs when enough are similar, else from the speed table's measured figures where
+    they cover the GPU, else from the published figures."""
     row = CPU if work.engine == "preview" else (gpu_class(gpu) or DEFAULT_GPU)
     fitted = fit(history_points(runs, work, row))
     if fitted is not None:
@@ -337,6 +481,8 @@ def estimate(
             f"the local preview engine costs $0; a time estimate needs {MIN_HISTORY} similar preview runs",
             work.frames_known,
         )  # fmt: skip
+    elif (measured := _from_table(work, row, table)) is not None:
+        (middle, note), band, basis = measured, MEASURED_BAND, "measured"
     else:
         middle, band, note = _published(work, row)
         basis = "published"
@@ -375,7 +521,13 @@ def combined(parts: list[Estimate]) -> Estimate:
         high,
         total("cost_usd"),
         first.gpu,
-        "history" if bases == {"history"} else "published" if "published" in bases else first.basis,
+        "history"
+        if bases == {"history"}
+        else "published"
+        if "published" in bases
+        else "measured"
+        if "measured" in bases
+        else first.basis,
         timeout_for(high, first.endpoint_timeout_s),
         first.endpoint_timeout_s,
         f"{len(parts)} jobs one after another; " + first.note,
@@ -439,11 +591,17 @@ def estimate_job(
     # A GPU named by the caller means the GPU worker, even from a machine whose local endpoint runs the preview.
     engine = "infinitetalk" if gpu and row != CPU else engine_for(settings)
     prices = PriceTable.from_settings(settings)
+    try:
+        table, problem = speed_table(), ""
+    except SpeedTableError as error:
+        table, problem = (), f"; {error}, so it is not used"
+    timeout_s = endpoint_timeout(settings)
     parts = [
-        estimate(work_for(item, length, engine), row, runs, prices, endpoint_timeout_s=endpoint_timeout(settings))
+        estimate(work_for(item, length, engine), row, runs, prices, endpoint_timeout_s=timeout_s, table=table)
         for item, length in zip(items, lengths, strict=False)
     ]
-    return parts[0] if len(parts) == 1 else combined(parts)
+    result = parts[0] if len(parts) == 1 else combined(parts)
+    return replace(result, note=result.note + problem) if problem else result
 
 
 def _speech_of(item: dict[str, Any]) -> float | None:
@@ -484,6 +642,12 @@ def main(payload: Any, settings: Any, gpu: str | None = None) -> int:
         items = [item.model_dump(mode="json") for item in parsed.batch] if isinstance(parsed, BatchInput) else None
         lengths = [_speech_of(item) for item in (job_input.get("batch") or [job_input])]
         prices = PriceTable.from_settings(settings)
+        try:
+            speed_table()
+        except SpeedTableError as table_error:
+            from core.contract import ErrorCode
+
+            raise JobError(ErrorCode.INPUT_VALIDATION, str(table_error)) from None
         if gpu and gpu_class(gpu) is None:
             from core.contract import ErrorCode
             from core.prices import SHORT_NAMES

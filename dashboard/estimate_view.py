@@ -65,10 +65,15 @@ def render(params: dict[str, Any], speech: list[Any], audio_type: str, tts_text:
     if not result.frames_known:
         st.caption("Estimate: add the speech to see how long the job will take and what it will cost.")
         return None
-    basis = {"history": "from past runs", "published": "from published figures", "none": ""}[result.basis]
+    basis = {
+        "history": "from past runs",
+        "measured": "from a bench-gpu run",
+        "published": "from published figures",
+        "none": "",
+    }[result.basis]
     st.caption(
         f"Estimate: **{describe(result)}** · {basis + ': ' if basis else ''}{result.note}",
-        help="docs/estimates.md says where each published figure comes from and how past runs are used.",
+        help="docs/estimates.md says where each published or measured figure comes from and how past runs are used.",
     )
     if result.gpu == CPU:
         # Trying things out on the preview: what the same job would take and cost on the GPU worker.

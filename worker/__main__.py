@@ -1,5 +1,5 @@
-"""`python -m worker run|serve|endpoint|studio|submit|selftest|bench-gpu|estimate|weights|deploy|schema`: the product's command
-line.
+"""`python -m worker run|serve|endpoint|studio|submit|selftest|bench-gpu|estimate|weights|deploy|schema`: the
+product's command line.
 
 It is the one module allowed to reach every program (tests/test_layering.py): each command imports the endpoint or
 the client side inside its own function, so the GPU image, which holds only worker/ and core/, runs `serve` and

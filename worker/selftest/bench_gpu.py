@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import datetime
 import importlib
+import itertools
 import json
 import os
 import platform
@@ -453,7 +454,7 @@ class StepClock:
         for marks in clips.values():
             marks.sort()
             total += marks[-1][1] - marks[0][1]
-            durations += [b[1] - a[1] for a, b in zip(marks, marks[1:], strict=False)]
+            durations += [b[1] - a[1] for a, b in itertools.pairwise(marks)]
         return total, durations
 
 
