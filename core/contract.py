@@ -38,6 +38,8 @@ class Limits:
     MIN_AUDIO_SECONDS = 0.2
     MAX_IMAGE_PIXELS = 40_000_000
     MAX_IMAGE_SIDE = 8192
+    MIN_BBOX_SIDE = 16
+    """A face box narrower or shorter than this many pixels holds no face to animate (a 1-pixel box was accepted)."""
     MAX_PROMPT_CHARS = 2000
     MAX_TTS_CHARS = 5000
     MAX_TTS_TURNS = 100
@@ -370,22 +372,43 @@ class TTSAudio(_Strict):
         return 2 if any(speaker == 2 for speaker, _ in self.turns()) else 1
 
 
+BOX_FORM = "give [x_min, y_min, x_max, y_max] in the picture's pixels"
+
+
 class BBoxes(_Strict):
     """Each person's region as [x_min, y_min, x_max, y_max] in the input image's pixels (InfiniteTalk's bbox).
 
-    The preview engine looks for the face inside the region; a box drawn tightly around a face works too.
+    The preview engine looks for the face inside the region; a box drawn tightly around a face works too. What
+    can be checked without the picture is checked here: four whole numbers (not true/false, 1.5, 1e30 or text,
+    which JSON and pydantic's lax mode would otherwise turn into integers), each within Limits.MAX_IMAGE_SIDE,
+    ordered, and at least Limits.MIN_BBOX_SIDE pixels a side. That the box lies inside the picture is checked
+    once its size is known (worker.inputs.check_boxes).
     """
 
     person1: list[int] = Field(min_length=4, max_length=4)
     person2: list[int] | None = Field(default=None, min_length=4, max_length=4)
+
+    @field_validator("person1", "person2", mode="before")
+    @classmethod
+    def _whole_numbers(cls, box: Any) -> Any:
+        if isinstance(box, list | tuple) and any(type(value) is not int for value in box):
+            raise ValueError(f"{BOX_FORM}: four whole numbers, not true/false, fractions or text")
+        return box
 
     @field_validator("person1", "person2")
     @classmethod
     def _ordered(cls, box: list[int] | None) -> list[int] | None:
         if box is not None:
             x0, y0, x1, y1 = box
-            if min(box) < 0 or x1 <= x0 or y1 <= y0:
-                raise ValueError("give [x_min, y_min, x_max, y_max] with x_max > x_min, y_max > y_min, all >= 0")
+            if min(box) < 0 or max(box) > Limits.MAX_IMAGE_SIDE:
+                raise ValueError(f"{BOX_FORM}: each between 0 and {Limits.MAX_IMAGE_SIDE} (the largest picture side)")
+            if x1 <= x0 or y1 <= y0:
+                raise ValueError(f"{BOX_FORM} with x_max > x_min and y_max > y_min")
+            if x1 - x0 < Limits.MIN_BBOX_SIDE or y1 - y0 < Limits.MIN_BBOX_SIDE:
+                raise ValueError(
+                    f"the box is {x1 - x0}×{y1 - y0} px; draw it around the face, at least {Limits.MIN_BBOX_SIDE} px "
+                    "a side"
+                )
         return box
 
 

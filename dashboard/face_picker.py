@@ -19,7 +19,7 @@ import numpy as np
 import streamlit as st
 from streamlit_image_coordinates import streamlit_image_coordinates
 
-from core.contract import JobError
+from core.contract import JobError, Limits
 from worker.engines.preview_face import default_box, face_boxes
 from worker.media import run_ffmpeg
 
@@ -95,8 +95,12 @@ def _hand_box(person: int, size: tuple[int, int], people: int, key: str) -> list
         int(column.number_input(name, 0, limit, start[i], key=f"{key}.person{person}.{name}"))
         for i, (column, name, limit) in enumerate(zip(columns, SIDES, limits, strict=True))
     ]
-    if values[2] <= values[0] or values[3] <= values[1]:
-        st.warning(f"Person {person}'s box needs right > left and bottom > top.", icon=":material/crop_free:")
+    if values[2] - values[0] < Limits.MIN_BBOX_SIDE or values[3] - values[1] < Limits.MIN_BBOX_SIDE:
+        st.warning(
+            f"Person {person}'s box needs right > left and bottom > top, at least {Limits.MIN_BBOX_SIDE} px apart "
+            "(the worker refuses a smaller box).",
+            icon=":material/crop_free:",
+        )
         return None
     return values
 

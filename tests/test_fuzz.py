@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,17 @@ tts = st.one_of(
         optional={"human1_voice": st.sampled_from(["en-us+f3", "xx", "a b", ""]), "human2_voice": scalars},
     ),
 )
-box = st.lists(st.integers(-50, 2000), min_size=0, max_size=6)
+# Face boxes: ordinary pixels, and the values that used to run to success (issue 27): beyond the picture, 2**63,
+# 1e30, booleans, fractions, text, 1-pixel boxes.
+corner = st.one_of(
+    st.integers(-50, 2000), st.sampled_from([0, 1, 15, 16, 512, 513, 8192, 8193, 2**63, 1e30, 1.5, True, False, "9"])
+)
+box = st.one_of(
+    st.lists(corner, min_size=0, max_size=6),
+    st.tuples(st.integers(0, 600), st.integers(0, 600), st.integers(1, 40), st.integers(1, 40)).map(
+        lambda b: [b[0], b[1], b[0] + b[2], b[1] + b[3]]
+    ),
+)
 item = st.fixed_dictionaries(
     {},
     optional={
@@ -158,12 +169,27 @@ def test_any_payload_ends_in_a_result_or_a_structured_error_and_leaves_no_files(
         assert set(error) == {"code", "message", "retryable", "at_stage"}
         assert error["code"] in CODES and error["message"] and "Traceback" not in error["message"]
         assert error["code"] != ErrorCode.GENERATION_RUNTIME, f"an unexpected exception leaked: {error}"
+    if output["status"] == "success" and isinstance(payload, dict) and isinstance(payload.get("bbox"), dict):
+        metadata = json.loads((settings.artifact_dir / output["metadata"]["key"]).read_text())
+        picture = next(item for item in metadata["inputs"] if item["field"] == "cond_video")
+        _assert_boxes_fit(payload["bbox"], picture["width"], picture["height"])
     work = settings.work_root
     assert not work.exists() or list(work.iterdir()) == []
     assert not (Path(root) / "data" / "unpublished").exists()
     for path in Path(root).rglob("*"):  # every file written is the job's own, in its own folder
         if path.is_file():
             assert path.is_relative_to(settings.artifact_dir) and "fuzz" in path.parts, path
+
+
+def _assert_boxes_fit(bbox: dict[str, Any], width: int, height: int) -> None:
+    """A job that succeeded with face boxes had boxes that mark something in its picture: whole numbers, at least
+    16 px a side, inside the picture."""
+    for box in bbox.values():
+        if box is None:
+            continue
+        assert all(type(value) is int for value in box), box
+        x0, y0, x1, y1 = box
+        assert min(x0, y0) >= 0 and x1 - x0 >= 16 and y1 - y0 >= 16 and x1 <= width and y1 <= height, box
 
 
 def test_the_fuzzer_reaches_both_outcomes() -> None:

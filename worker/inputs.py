@@ -27,7 +27,7 @@ from urllib3.response import BaseHTTPResponse
 from urllib3.util import parse_url
 from urllib3.util.connection import create_connection
 
-from core.contract import ErrorCode, InputDescriptor, JobError, Limits, MediaKind, MediaSource, Stage
+from core.contract import BBoxes, ErrorCode, InputDescriptor, JobError, Limits, MediaKind, MediaSource, Stage
 from core.settings import Settings
 from worker.media import MediaInfo, probe
 
@@ -363,10 +363,34 @@ def _digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+def check_boxes(boxes: BBoxes | None, width: int, height: int) -> None:
+    """Each face box must lie inside the picture it marks: a box beyond the edge (or a whole picture away) used to
+    run to success without a word, the engine animating whatever region it clipped to. The contract checks what
+    it can without the picture (whole numbers, order, size); this is the rest, once the picture's size is known."""
+    if boxes is None:
+        return
+    for name in ("person1", "person2"):
+        box = getattr(boxes, name)
+        if box is None:
+            continue
+        x0, y0, x1, y1 = box
+        if x1 > width or y1 > height:
+            raise _invalid(
+                f"bbox.{name}",
+                f"[{x0}, {y0}, {x1}, {y1}] reaches beyond the {width}×{height} picture; give a box inside it "
+                f"(x_max <= {width}, y_max <= {height}), or leave bbox out to let the worker find the faces",
+            )
+
+
 def fetch_visual(
-    ref: str, field: str, work_dir: Path, settings: Settings, extra_roots: tuple[Path, ...] = ()
+    ref: str,
+    field: str,
+    work_dir: Path,
+    settings: Settings,
+    extra_roots: tuple[Path, ...] = (),
+    boxes: BBoxes | None = None,
 ) -> FetchedMedia:
-    """Fetch the portrait image or video, and check it is one, within the pixel limits."""
+    """Fetch the portrait image or video, and check it is one, within the pixel limits, with `boxes` inside it."""
     dest = work_dir / "cond_input"
     source = fetch_bytes(ref, field, dest, settings, max_bytes=Limits.MAX_VIDEO_BYTES, extra_roots=extra_roots)
     with dest.open("rb") as handle:
@@ -385,6 +409,7 @@ def fetch_visual(
             f"the picture is {info.width}×{info.height}; the limit is {Limits.MAX_IMAGE_SIDE} px a side and "
             f"{Limits.MAX_IMAGE_PIXELS // 1_000_000} megapixels: scale it down",
         )
+    check_boxes(boxes, info.width, info.height)
     kind: MediaKind = "image" if image_format else "video"
     if kind == "video":
         if info.frames == 0 or (info.duration_s is not None and info.duration_s <= 0):

@@ -159,7 +159,7 @@ def _prepare(run: Run, params: JobParams, work_dir: Path, seed: int) -> Prepared
     run.cancel.check(Stage.VALIDATION_OK)
     run.report.stage(Stage.DOWNLOADS_STARTED)
     with run.timed("download_ms"):
-        cond = fetch_visual(params.cond_video, "cond_video", work_dir, run.settings, run.extra_roots)
+        cond = fetch_visual(params.cond_video, "cond_video", work_dir, run.settings, run.extra_roots, params.bbox)
         speech = []
         if params.cond_audio is not None:
             for name in ("person1", "person2"):
