@@ -11,8 +11,8 @@ endpoint", RunPod's document says), so deploy keeps no template: one would be a 
 
 GPUs are asked for in the words RunPod's catalog uses (`--gpu H100`, `--gpu "RTX 4090"`, `--gpu "A100 SXM"`) or
 as a serverless pool id (`--gpu AMPERE_80`), and resolved through GET /v2/catalog/gpus into the pools an endpoint
-takes, less the cards of those pools that were not asked for (`excludedTypes`). The worker image is CUDA
-IMAGE_CUDA: the endpoint asks for machines with that CUDA or newer, and GPUs the image cannot run on (Blackwell,
+takes, less the cards of those pools that were not asked for (`excludedTypes`). The worker image is CUDA 12.1
+(IMAGE_CUDA): the endpoint asks for machines with that CUDA or newer, and GPUs the image cannot run on (Blackwell,
 whose kernels need a newer CUDA; AMD; none in a serverless pool) are refused with the reason.
 
 The endpoint carries the env vars the worker reads: the storage settings from this shell's environment
@@ -261,11 +261,11 @@ def choose_gpus(words: list[str] | None, catalog: list[GpuType]) -> GpuChoice:
     """The GPU types for --gpu's words (each must name at least one the image runs on), or by default every type
     with DEFAULT_MIN_MEMORY_GB or more that it runs on. Bad words are a DeployError with code 2."""
     if not words:
-        chosen = [g for g in catalog if g.memory >= DEFAULT_MIN_MEMORY_GB and unfit(g) is None]
-        if not chosen:
+        large = [g for g in catalog if g.memory >= DEFAULT_MIN_MEMORY_GB and unfit(g) is None]
+        if not large:
             raise DeployError(f"RunPod's catalog lists no GPU with {DEFAULT_MIN_MEMORY_GB} GB or more that the "
                               "worker image runs on; pass --gpu")  # fmt: skip
-        return GpuChoice(chosen, [], catalog)
+        return GpuChoice(large, [], catalog)
     chosen: list[GpuType] = []
     left_out: list[str] = []
     for word in words:

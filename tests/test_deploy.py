@@ -194,6 +194,19 @@ def test_a_pool_that_mixes_in_a_blackwell_card_keeps_the_rest_and_says_why(
     )
 
 
+def test_a_gpu_whose_machines_offer_only_an_older_cuda_is_refused_and_so_is_a_catalog_without_80_gb(
+    runpod: RunPodV2Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runpod.gpus = [gpu_type("Tesla V100-SXM2-16GB", "V100 SXM2", "VOLTA_16", 16, 0.5, ("11.8", "12.0"))]
+    code, out, err = deploy(runpod, capsys, "--image", IMAGE, "--gpu", "V100")
+    assert (code, out, err.strip()) == (2, "", "deploy: --gpu 'V100': RunPod's machines with V100 SXM2 offer CUDA 12.0 "
+                                        "at most; the image needs 12.1")  # fmt: skip
+    code, out, err = deploy(runpod, capsys, "--image", IMAGE)
+    assert (code, out, err.strip()) == (1, "", "deploy: RunPod's catalog lists no GPU with 80 GB or more that the "
+                                        "worker image runs on; pass --gpu")  # fmt: skip
+    assert not runpod.writes()
+
+
 def test_the_cuda_deploy_asks_for_is_the_images() -> None:
     base = re.search(r"^ARG BASE_IMAGE=\S+-cuda(\d+\.\d+)-", (ROOT / "Dockerfile.worker").read_text(), re.MULTILINE)
     assert base and base.group(1) == IMAGE_CUDA
