@@ -296,13 +296,23 @@ class Rest:
     def __init__(self, client: RunPodRest, *, dry_run: bool, out: TextIO) -> None:
         self.client, self.dry_run, self.out = client, dry_run, out
 
-    def write(self, method: str, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
+    def _print(self, method: str, path: str, body: dict[str, Any]) -> None:
+        request = f"{method} {self.client.base}{path}\nAuthorization: Bearer <redacted>"
+        print(f"{request}\n{json.dumps(body, indent=2)}\n", file=self.out)
+
+    def create(self, body: dict[str, Any]) -> str | None:
+        """POST /v2/serverless; the new endpoint's id (None in a dry run)."""
         if self.dry_run:
-            request = f"{method} {self.client.base}{path}\nAuthorization: Bearer <redacted>"
-            print(f"{request}\n{json.dumps(body, indent=2)}\n", file=self.out)
+            self._print("POST", "/serverless", body)
             return None
-        answer = self.client.request(method, path, body=body)
-        return answer if isinstance(answer, dict) else None
+        return self.client.create_endpoint(body).id
+
+    def update(self, endpoint_id: str, body: dict[str, Any]) -> None:
+        """PATCH /v2/serverless/{id} with only the fields that change."""
+        if self.dry_run:
+            self._print("PATCH", f"/serverless/{segment(endpoint_id)}", body)
+            return
+        self.client.update_endpoint(endpoint_id, body)
 
 
 def _same(key: str, have: Any, want: Any) -> bool:
@@ -410,14 +420,14 @@ def deploy(plan: Wanted, rest: Rest, out: TextIO) -> tuple[str | None, bool]:
     # RunPod's older GraphQL API turned FlashBoot on with a " -fb" suffix on the name: such an endpoint is found too.
     endpoint = one_named(endpoints, plan.name, "endpoint", (plan.name, f"{plan.name} -fb"))
     if endpoint is None:
-        created = rest.write("POST", "/serverless", body)
-        endpoint_id = clean(created["id"], 80) if created and isinstance(created.get("id"), str) else None
+        created = rest.create(body)
+        endpoint_id = clean(created, 80) if created else None
         print(f"endpoint {plan.name} ({endpoint_id or '<new endpoint id>'}): created", file=out)
         return endpoint_id, True
     endpoint_id = endpoint.id
     update, names = changes(endpoint.model_dump(by_alias=True), body)
     if update:
-        rest.write("PATCH", f"/serverless/{segment(endpoint_id)}", update)
+        rest.update(endpoint_id, update)
         print(f"endpoint {plan.name} ({clean(endpoint_id, 80)}): updated {', '.join(names)}", file=out)
         return endpoint_id, True
     print(f"endpoint {plan.name} ({clean(endpoint_id, 80)}): unchanged", file=out)
