@@ -6,9 +6,12 @@ before any page script, and a visitor who is not in gets one page (sign in, not 
 and nothing else. It fails closed: settings with a problem let nobody in.
 
 - An `[auth]` section in secrets (any OIDC provider; Streamlit's st.login, which needs Authlib) signs people in;
-  only the addresses in STUDIO_ALLOWED_USERS and the domains in STUDIO_ALLOWED_DOMAINS get past it.
+  only the addresses in STUDIO_ALLOWED_USERS and the domains in STUDIO_ALLOWED_DOMAINS get past it, and only when
+  the provider says `email_verified: true` (or, sending no claim, is named in
+  STUDIO_TRUST_UNVERIFIED_EMAIL_PROVIDERS).
 - Without one, STUDIO_PASSWORD_HASH (an scrypt hash: `python -m dashboard.signin` makes it) asks for a shared
-  password, once per browser session.
+  password, once per browser session; one limiter for the whole process bounds how fast anyone can guess it.
+- Until a session is let in, it may not store uploads (`guard_uploads`).
 - With neither, the dashboard is open: fine on localhost; on any other address every page says that anyone with
   the link can spend the endpoint's credit, unless STUDIO_PRIVATE_APP says the host already limits viewers.
 
@@ -62,7 +65,9 @@ ATTEMPT_BURST = 5
 """Checks allowed at once before the rate applies (a few people signing in together)."""
 FREE_FAILURES = 3
 """Wrong passwords a source (an IP address) may send before it waits; each further one doubles its wait."""
-MAX_SOURCE_WAIT_S = 300.0
+MAX_SOURCE_WAIT_S = 60.0
+"""The longest a source waits: behind a proxy every visitor shares one source, so a long lockout would hold out
+everyone an attacker shares it with; the global rate is the bound that holds there."""
 MIN_PASSWORD_LENGTH = 12
 NEW_HASH_COST = {"n": 2**14, "r": 8, "p": 1}
 """scrypt's costs for new hashes: 16 MiB and about 50 ms per check, cheap for one sign-in, dear for guessing."""
