@@ -24,6 +24,6 @@ st.set_page_config(page_title="InfiniteTalk Studio", page_icon=str(FAVICON), lay
 visitor = signin.gate(navigation.all_pages())
 if visitor.admitted:
     current = st.navigation(navigation.all_pages())
-    sidebar.render(visitor)
+    sidebar.render(visitor, current.url_path)
     signin.warn_if_open(visitor)
     current.run()

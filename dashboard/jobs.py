@@ -16,8 +16,8 @@ from typing import Any
 
 from catalog import Catalog, bucket
 from catalog.sync import restore_unfinished, settle
-from client.api import EndpointError, JobState, StudioClient
-from core.contract import INLINE_MEDIA_NOTE, ErrorCode, JobError, JobStatus, Stage
+from client.api import EndpointError, JobState, ListedJob, StudioClient
+from core.contract import ERROR_INFO, INLINE_MEDIA_NOTE, ErrorCode, JobError, JobStatus, Stage, utc_now
 from core.settings import Settings
 from core.store import Store
 from dashboard.media import stored_key
@@ -49,6 +49,7 @@ def submit(
     settings: Settings | None = None,
     submitted_by: str | None = None,
     execution_timeout_ms: int | None = None,
+    retry_of: str | None = None,
 ) -> str:
     """Send a validated job input to the endpoint and record it as queued; return the job id.
 
@@ -61,7 +62,7 @@ def submit(
     never a failed submission.
     """
     job_id = client.submit(job_input, execution_timeout_ms=execution_timeout_ms)
-    catalog.record_submission(job_id, job_input, endpoint_id=endpoint_id, submitted_by=submitted_by)
+    catalog.record_submission(job_id, job_input, endpoint_id=endpoint_id, submitted_by=submitted_by, retry_of=retry_of)
     if store is not None:
         try:
             media = media_keys(job_input, store, settings) if settings is not None else {}
@@ -180,8 +181,8 @@ def retry(
     submitted_by: str | None = None,
 ) -> str:
     """Run a failed run again; return the job id to follow. The local endpoint runs the same job again under its
-    id (/retry); RunPod gets the same request as a new job. Media that went inline were not kept: JobError says
-    to add them again."""
+    id (/retry; the run counts its retries); RunPod gets the same request as a new job, recorded as a retry of
+    this run, so both cards say so. Media that went inline were not kept: JobError says to add them again."""
     if settings.is_local_endpoint:
         client.retry(run["job_id"])
         catalog.reopen(run["run_id"])
@@ -194,8 +195,91 @@ def retry(
             at_stage=Stage.VALIDATION_STARTED,
         )
     return submit(
-        client, catalog, params, settings.endpoint_id, store=store, settings=settings, submitted_by=submitted_by
+        client,
+        catalog,
+        params,
+        settings.endpoint_id,
+        store=store,
+        settings=settings,
+        submitted_by=submitted_by,
+        retry_of=run["run_id"],
     )
+
+
+def retryable(run: dict[str, Any]) -> bool:
+    """Whether Retry is offered: a failure for a passing reason (a lost worker, a download, the store, a
+    timeout), as the contract's error table says; never a cancel or a bad input, which would fail the same way."""
+    return run.get("status") in JobStatus.FAILURES and bool(
+        ERROR_INFO.get(run.get("error_code") or "", {}).get("retryable")
+    )
+
+
+def retry_trace(run: dict[str, Any], catalog: Catalog) -> str | None:
+    """What a card says about Retry: "Retry of <job>", "Retried as <job>", "Retried 2 times" (the local
+    endpoint reruns a job under its own id); None for a run never retried."""
+    parts = []
+    if run.get("retry_of"):
+        earlier = catalog.get(run["retry_of"])
+        parts.append(f"Retry of {earlier['job_id'] if earlier else run['retry_of']}")
+    if run.get("retries"):
+        times = int(run["retries"])
+        parts.append(f"Retried {times} time{'s' if times != 1 else ''}")
+    later = catalog.retried_as(run["run_id"])
+    if later:
+        parts.append(f"Retried as {', '.join(later)}")
+    return " · ".join(parts) or None
+
+
+def adopt(catalog: Catalog, listed: list[ListedJob], endpoint_id: str) -> list[str]:
+    """Record the endpoint's queued and running jobs that the catalogue does not hold yet (sent from the command
+    line, a script, another dashboard), so Live follows them and History keeps them. Returns their run ids."""
+    known = {run["job_id"] for run in catalog.unfinished(endpoint_id)}
+    adopted = []
+    for job in listed:
+        if job.id in known or catalog.get(job.id) is not None:
+            continue
+        created = dt.datetime.fromtimestamp(job.created_ms / 1000, dt.UTC) if job.created_ms else None
+        params = job.input if job.input is not None else {"prompt": job.prompt or ""}
+        adopted.append(
+            catalog.record_submission(
+                job.id,
+                params,
+                endpoint_id=endpoint_id,
+                # One that has already ended is recorded as running: the poll that follows brings its result.
+                status=JobStatus.IN_PROGRESS if job.status in JobStatus.FINAL else job.status,
+                created_at=utc_now(created) if created else None,
+                source="endpoint",
+            )
+        )
+    return adopted
+
+
+@dataclass
+class Board:
+    """What is queued and running on the endpoint now: the one picture the Live page and the sidebar draw.
+
+    `positions` gives each queued job its place in line (1 next) where the endpoint says it (the local one);
+    `problems` holds the status polls that failed, by run id, with whether the endpoint no longer knows the job.
+    """
+
+    runs: list[dict[str, Any]]
+    positions: dict[str, int] = field(default_factory=dict)
+    problems: dict[str, tuple[str, bool]] = field(default_factory=dict)
+    listing_problem: str | None = None
+
+    @property
+    def queued(self) -> int:
+        """How many runs wait in the queue."""
+        return sum(run["status"] == JobStatus.IN_QUEUE for run in self.runs)
+
+    @property
+    def running(self) -> int:
+        """How many runs are in progress."""
+        return sum(run["status"] == JobStatus.IN_PROGRESS for run in self.runs)
+
+    def line(self) -> str:
+        """ "2 queued · 1 running", the counts both the sidebar and Live show."""
+        return f"{self.queued} queued · {self.running} running"
 
 
 def parse_time(text: str | None) -> dt.datetime | None:
@@ -221,11 +305,19 @@ class LiveView:
     frames: tuple[int, int] | None = None
     item: tuple[int, int] | None = None
     log: list[str] = field(default_factory=list)
+    position: int | None = None
+    """Its place in line while queued (1 next), where the endpoint says it."""
+
+
+ETA_MIN_PCT = 10.0
+ETA_MIN_ELAPSED_S = 10.0
+"""No ETA before a tenth of the job is done and ten seconds have passed: at 3 % after a second, extrapolating
+said "0 s" (issue 29), and the first stages (fetching, loading) say nothing of the pace of generation."""
 
 
 def eta_seconds(elapsed_s: float | None, pct: float) -> float | None:
-    """Time left, assuming the rest goes at the pace so far; None until there is a pace to go by."""
-    if elapsed_s is None or pct < Stage.PCT[Stage.VALIDATION_OK] or pct >= 100:
+    """Time left, assuming the rest goes at the pace so far; None until that pace means something (ETA_MIN_*)."""
+    if elapsed_s is None or elapsed_s < ETA_MIN_ELAPSED_S or pct < ETA_MIN_PCT or pct >= 100:
         return None
     return elapsed_s * (100.0 - pct) / pct
 
@@ -290,7 +382,9 @@ def _log_line(event: dict[str, Any]) -> str:
     return f"{at}  {float(event.get('pct') or 0):5.1f}%  {words}"
 
 
-def live_view(run: dict[str, Any], events: list[dict[str, Any]], now: dt.datetime) -> LiveView:
+def live_view(
+    run: dict[str, Any], events: list[dict[str, Any]], now: dt.datetime, position: int | None = None
+) -> LiveView:
     """The Live page's picture of a run from its catalogue row and latest progress events."""
     started = parse_time(run.get("started_at"))
     elapsed = (now - started).total_seconds() if started else None
@@ -317,6 +411,7 @@ def live_view(run: dict[str, Any], events: list[dict[str, Any]], now: dt.datetim
         frames=frames,
         item=item,
         log=[_log_line(event) for event in events[-LOG_LINES:]],
+        position=position if run["status"] == JobStatus.IN_QUEUE else None,
     )
 
 

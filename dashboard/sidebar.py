@@ -7,12 +7,16 @@ import time
 import streamlit as st
 
 from catalog import CatalogError
-from dashboard import signin, state
+from dashboard import signin, state, tracker
 from dashboard.config import describe_endpoint, forget_saved_connection, save_connection, saved_connection_path
 from dashboard.health import HealthReading, sample
+from dashboard.jobs import Board
 
 GLANCE_EVERY_S = 10.0
 GLANCE = "sidebar.health"
+BOARD_EVERY_S = 2.0
+"""How often the sidebar redraws its counts and looks for jobs that ended (tracker.board), on every page."""
+PAGE = "sidebar.page"
 
 
 def glance() -> HealthReading:
@@ -27,16 +31,16 @@ def glance() -> HealthReading:
     return held[2]
 
 
-def _health_line(reading: HealthReading) -> None:
+def _health_line(reading: HealthReading, board: Board) -> None:
+    """Workers from the endpoint's health; jobs from the board Live draws too, so the two always agree."""
     if not reading.ok:
         st.error(f"Unreachable: {reading.problem}", icon=":material/cloud_off:")
         return
     workers = reading.workers()
-    jobs = reading.jobs()
     ready = workers.get("idle", 0) + workers.get("running", 0)
     starting = workers.get("initializing", 0)
     plural = "s" if ready != 1 else ""
-    line = f"{ready} worker{plural} up · {jobs.get('inQueue', 0)} queued · {jobs.get('inProgress', 0)} running"
+    line = f"{ready} worker{plural} up · {board.line()}"
     if ready:
         st.success(line, icon=":material/check_circle:")
     elif starting:
@@ -45,14 +49,21 @@ def _health_line(reading: HealthReading) -> None:
         st.warning(f"{line} (workers start on demand)", icon=":material/hourglass_top:")
 
 
-@st.fragment(run_every=GLANCE_EVERY_S)
+@st.fragment(run_every=BOARD_EVERY_S)
 def _health() -> None:
     """The health line, refreshed on its own: a page that refreshes only its own fragment (Live) would otherwise
-    leave it showing the jobs that were running when the page was opened."""
+    leave it showing the jobs that were running when the page was opened. Jobs that ended are announced here
+    on every page but Live (which shows them as cards)."""
     try:
-        _health_line(glance())
+        board = tracker.board()
+        _health_line(glance(), board)
     except CatalogError as error:  # a damaged catalogue: say so here, and let History say what to do
         st.error(str(error), icon=":material/database:")
+        return
+    if st.session_state.get(PAGE) != "live":
+        tracker.announce(tracker.take_notices())
+    else:
+        tracker.seen()
 
 
 def _connection_form() -> None:
@@ -90,8 +101,10 @@ def _connection_form() -> None:
             st.rerun()
 
 
-def render(visitor: signin.Visitor | None = None) -> None:
-    """Draw the sidebar for the current session; who is signed in comes last, so the endpoint stays on top."""
+def render(visitor: signin.Visitor | None = None, page: str | None = None) -> None:
+    """Draw the sidebar for the current session; who is signed in comes last, so the endpoint stays on top.
+    `page` is the page being shown (its url path): a job that ends while it is not Live is announced."""
+    st.session_state[PAGE] = page
     settings = state.settings()
     with st.sidebar:
         st.caption("Connected to")

@@ -5,8 +5,8 @@ dashboard call on RunPod's cloud, answered here by worker processes running the 
 RunPod's REST API v2 are answered too, for this endpoint's own worker processes, so Endpoint health reads the
 same shapes from both: `GET /v2/serverless/{id}/workers` and `GET /v2/serverless/{id}/workers/{workerId}/logs`
 (a Server-Sent Events stream). `GET /v2/{id}/jobs`, not RunPod's, lists the queued and running jobs with
-their place in line, so the dashboard shows jobs sent from anywhere. `/files/{key}` serves the local artifact
-store, for `STUDIO_FILES_BASE_URL`.
+their place in line (and those that ended in the last 5 minutes), so the dashboard shows jobs sent from
+anywhere. `/files/{key}` serves the local artifact store, for `STUDIO_FILES_BASE_URL`.
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ EXECUTION_TIMEOUT_RANGE_MS = (5_000, 7 * 24 * 3600 * 1000)
 TTL_RANGE_MS = (10_000, 7 * 24 * 3600 * 1000)
 DEFAULT_TTL_MS = 24 * 3600 * 1000
 RUNSYNC_POLL_S = 0.1
+LISTED_FINISHED_S = 300
+"""GET /jobs lists the jobs that ended this recently too: one that failed in a second still reaches Live."""
 RESULT_RETENTION_S = 7 * 24 * 3600
 """RunPod keeps /run results for 30 minutes; locally they stay a week (the catalogue keeps them for good)."""
 BODY_BUDGET_BYTES = 2 * Limits.RUNSYNC_PAYLOAD_BYTES
@@ -475,7 +477,7 @@ def create_app(
                     "prompt": job.prompt,
                     "input": job.input,
                 }
-                for job in queue.unfinished()
+                for job in queue.unfinished(finished_since_ms=now_ms() - LISTED_FINISHED_S * 1000)
             ]
         }
 

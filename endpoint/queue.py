@@ -372,10 +372,13 @@ class JobQueue:
             ).rowcount
         return changed == 1
 
-    def mark_lost(self, job_id: str, message: str) -> bool:
-        """A running job whose worker went away: FAILED with the retryable E_WORKER_LOST."""
+    def mark_lost(self, job_id: str, message: str, partial_video: Any = None) -> bool:
+        """A running job whose worker went away: FAILED with the retryable E_WORKER_LOST. The video so far it
+        last announced (`partial_video`, worker/partial.py) stays its result, as a cancelled job's does, so a
+        job cut off by a restart keeps the clips it had finished (issue 29)."""
         error = lost_error(message)
-        return self.finish(job_id, JobStatus.FAILED, output=JobFailure.of(error), error=error)
+        kept = partial_video if isinstance(partial_video, dict) and partial_video.get("key") else None
+        return self.finish(job_id, JobStatus.FAILED, output=JobFailure.of(error, partial_video=kept), error=error)
 
     def request_cancel(self, job_id: str) -> QueuedJob | None:
         """Cancel a queued job at once; ask a running one to stop at its next stage or chunk boundary."""
@@ -473,10 +476,11 @@ class JobQueue:
 
     def recover_lost(self) -> list[str]:
         """At start-up: jobs left IN_PROGRESS by an endpoint that died become FAILED with a retryable error."""
-        lost = [job.id for job in self.running()]
-        for job_id in lost:
-            self.mark_lost(job_id, stopped_message(job_id))
-        return lost
+        running = self.running()
+        for job in running:
+            partial = job.progress.get("partial_video") if isinstance(job.progress, dict) else None
+            self.mark_lost(job.id, stopped_message(job.id), partial)
+        return [job.id for job in running]
 
     def take_due_webhooks(self, lease_ms: int, limit: int = 16) -> list[QueuedJob]:
         """Finished jobs whose webhook call is due, each leased for lease_ms so no other sender takes it too."""
@@ -527,19 +531,33 @@ class JobQueue:
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             db.execute("PRAGMA incremental_vacuum")
 
-    def unfinished(self, input_limit: int = LISTED_INPUT_BYTES) -> list[ListedJob]:
-        """Every queued or running job, running ones first and queued ones in the order workers will take them.
+    def unfinished(
+        self, input_limit: int = LISTED_INPUT_BYTES, finished_since_ms: int | None = None
+    ) -> list[ListedJob]:
+        """Every queued or running job, running ones first and queued ones in the order workers will take them;
+        with `finished_since_ms`, the jobs that ended since then follow (a job that failed in a second ends
+        before anyone looks: it is still listed, so the dashboard shows it with Retry).
 
         RunPod's job API has no such listing (only /status of a known id); the local endpoint adds one so the
         dashboard shows jobs sent from anywhere (the command line, scripts), each with its place in line.
         """
+        ended = f" OR (status IN ({FINAL_SQL}) AND finished_ms >= ?)" if finished_since_ms is not None else ""
         with self._connect() as db:
             rows = db.execute(
                 "SELECT id, status, created_ms, started_ms, progress, "
                 "CASE WHEN input_bytes <= ? THEN input END AS small_input, "
                 "CASE WHEN input_bytes > ? THEN json_extract(input, '$.prompt') END AS big_prompt "
-                "FROM jobs WHERE status IN (?, ?) ORDER BY status = ?, created_ms, rowid",
-                (input_limit, input_limit, JobStatus.IN_PROGRESS, JobStatus.IN_QUEUE, JobStatus.IN_QUEUE),
+                f"FROM jobs WHERE status IN (?, ?){ended} "
+                "ORDER BY status = ?, status = ?, created_ms, rowid",
+                (
+                    input_limit,
+                    input_limit,
+                    JobStatus.IN_PROGRESS,
+                    JobStatus.IN_QUEUE,
+                    *([finished_since_ms] if finished_since_ms is not None else []),
+                    JobStatus.IN_QUEUE,
+                    JobStatus.IN_PROGRESS,
+                ),
             ).fetchall()
         listed = []
         place = 0

@@ -92,7 +92,7 @@ def run_claimed(
         log.exception("job runner raised", extra={"job_id": job.id})
         output = error_output(ErrorCode.GENERATION_RUNTIME, f"{type(error).__name__}: {error}")
     if output_status(output) == JobStatus.CANCELLED and leaving() and not queue.cancel_requested(job.id):
-        queue.mark_lost(job.id, stopped_message(job.id))
+        queue.mark_lost(job.id, stopped_message(job.id), output.get("partial_video"))
     else:
         record(queue, job.id, output)
     return output if isinstance(output, dict) else {}
@@ -172,6 +172,12 @@ def worker_main(
         output = run_claimed(queue, job, runner, settings, leaving)
         failed_to_load = (output.get("error") or {}).get("code") == ErrorCode.PIPELINE_LOAD
         state.value = UNHEALTHY if failed_to_load else READY
+
+
+def _announced_partial(job: QueuedJob) -> Any:
+    """The video so far a running job last announced in its progress (worker/partial.py), if any: a worker that
+    is killed cannot tidy up, so it stays the job's result."""
+    return job.progress.get("partial_video") if isinstance(job.progress, dict) else None
 
 
 @dataclass
@@ -341,7 +347,7 @@ class WorkerPool:
                 self._end(job, JobStatus.CANCELLED, error_output(ErrorCode.CANCELLED, f"{message} stopped"))
 
     def _end(self, job: QueuedJob, status: str, output: dict[str, Any]) -> None:
-        partial = job.progress.get("partial_video") if isinstance(job.progress, dict) else None
+        partial = _announced_partial(job)
         if partial:
             # The worker is killed, so it cannot tidy up: the video so far it last announced becomes the result,
             # as a cancelled job's does (worker/partial.py), instead of an object nothing names.
@@ -361,7 +367,8 @@ class WorkerPool:
                 worker.process.join()
                 for job in self.queue.running():
                     if job.worker_pid == worker.process.pid:
-                        self.queue.mark_lost(job.id, "the worker process stopped while running this job; retry it")
+                        message = "the worker process stopped while running this job; retry it"
+                        self.queue.mark_lost(job.id, message, _announced_partial(job))
                 self._workers[index] = self._spawn()
                 worker_logs.prune(worker_logs.folder_for(self.queue.path), self.pids(locked=False))
 
@@ -392,4 +399,4 @@ class WorkerPool:
         pids = {w.process.pid for w in workers}
         for job in self.queue.running():
             if job.worker_pid in pids:
-                self.queue.mark_lost(job.id, stopped_message(job.id))
+                self.queue.mark_lost(job.id, stopped_message(job.id), _announced_partial(job))

@@ -7,37 +7,29 @@ from typing import Any
 
 import streamlit as st
 
-from client.api import LOCAL_POLL_START_S, POLL_MAX_S, POLL_START_S, EndpointError
-from core.contract import ERROR_INFO, JobError, JobStatus
-from dashboard import navigation, partial_view, signin, state, views
-from dashboard.jobs import Backoff, LiveView, cancel, live_view, mark_lost, poll_all, recover, retry
+from client.api import EndpointError
+from core.contract import JobError, JobStatus, utc_now
+from dashboard import navigation, partial_view, state, tracker, views
+from dashboard.jobs import Board, LiveView, cancel, live_view, mark_lost, retry_trace, retryable
 
-BACKOFF = "live.backoff"
-SEEN = "live.seen"
-PROBLEMS = "live.problems"
-RECOVERED = "live.recovered"
 FINISHED_SHOWN = 5
+# How far back "Just finished" reaches: read from the catalogue, so it survives a reload and shows jobs sent from
+# anywhere; failed ones stay there with Retry. (A comment: Streamlit's magic draws a bare string in a page script.)
+FINISHED_WITHIN = dt.timedelta(hours=1)
 TICK_LOCAL_S = 1.0
 TICK_CLOUD_S = 2.0
 
 
-def _backoff(local: bool) -> Backoff:
-    held = st.session_state.get(BACKOFF)
-    if held is None:
-        held = Backoff(LOCAL_POLL_START_S if local else POLL_START_S, POLL_MAX_S)
-        st.session_state[BACKOFF] = held
-    return held
+def _ordinal(place: int) -> str:
+    suffix = "th" if 10 <= place % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(place % 10, "th")
+    return f"{place}{suffix}"
 
 
-def refresh(runs: list[dict[str, Any]], local: bool) -> None:
-    """Poll the endpoint for unfinished runs when the backoff says it is time; record what it says."""
-    backoff = _backoff(local)
-    if not runs or not backoff.due():
-        return
-    client, catalog = state.client(), state.catalog()
-    results = poll_all(client, catalog, runs, state.store())
-    st.session_state[PROBLEMS] = {r.run_id: (r.problem, r.lost) for r in results if r.problem}
-    backoff.record(any(r.changed for r in results))
+def queue_words(view: LiveView) -> str:
+    """A queued card's line: its place in line where the endpoint says it ("In queue · 2nd in line")."""
+    if view.position is None:
+        return "In queue"
+    return "In queue · next in line" if view.position == 1 else f"In queue · {_ordinal(view.position)} in line"
 
 
 def _cancel_button(view: LiveView) -> None:
@@ -66,71 +58,84 @@ def _cancel_button(view: LiveView) -> None:
         st.toast(f"Could not cancel: {error}", icon=":material/error:")
 
 
-def _card(view: LiveView) -> None:
+def _card(view: LiveView, board: Board, trace: str | None = None) -> None:
     with st.container(border=True):
         top, actions = st.columns([5, 1], vertical_alignment="center")
         with top:
             views.status_badge(view.status)
             st.markdown(f"**{views.plain(view.prompt[:140])}**")
             st.caption(f"job `{view.job_id}`" + (f" · item {view.item[0]} of {view.item[1]}" if view.item else ""))
+            if trace:
+                st.caption(views.plain(trace))
         with actions:
             _cancel_button(view)
-        st.progress(min(1.0, view.pct / 100.0), text=f"{view.stage} · {view.pct:.0f}%")
+        if view.status == JobStatus.IN_QUEUE:
+            st.progress(0.0, text=queue_words(view))
+        else:
+            st.progress(min(1.0, view.pct / 100.0), text=f"{view.stage} · {view.pct:.0f}%")
         cols = st.columns(4)
         cols[0].metric("Elapsed", views.duration(view.elapsed_s))
-        cols[1].metric("ETA", views.duration(view.eta_s))
+        cols[1].metric(
+            "ETA", views.duration(view.eta_s), help="Shown once a tenth of the job is done and 10 s have passed"
+        )
         cols[2].metric("Chunk", f"{view.chunk[0]} / {view.chunk[1]}" if view.chunk else "—")
         cols[3].metric("Frames", f"{view.frames[0]} / {view.frames[1]}" if view.frames else "—")
         partial_view.show(state.store(), state.catalog(), view.run_id)
         if view.log:
             st.code("\n".join(view.log), language=None)
-        problem = st.session_state.get(PROBLEMS, {}).get(view.run_id)
+        problem = board.problems.get(view.run_id)
         if problem:
             st.warning(problem[0], icon=":material/cloud_off:")
             if problem[1] and st.button("Mark as lost", key=f"live.lost.{view.run_id}"):
                 mark_lost(state.catalog(), view.run_id)
 
 
-def _retry_button(run: dict[str, Any]) -> None:
-    """Run a job that failed for a reason worth retrying (a lost worker, a download, the store) again."""
-    if not st.button("Retry", key=f"live.retry.{run['run_id']}", icon=":material/replay:"):
+def _rendered_before(run: dict[str, Any]) -> None:
+    """The video a run made before it stopped: its kept result, else the newest partial its progress named (a
+    job cut off by a restart keeps the clips it had finished)."""
+    store = state.store()
+    if run.get("video_key"):
+        if run["status"] != JobStatus.COMPLETED:
+            stopped = "the cancel" if run["status"] == JobStatus.CANCELLED else "it stopped"
+            st.caption(f"Rendered before {stopped}: {views.duration(run.get('video_duration_s'))}")
+        views.video(store, run.get("video_key"))
         return
+    partial = partial_view.latest(state.catalog().progress_events(run["run_id"], limit=20))
+    if partial is None:
+        views.video(store, None)
+        return
+    st.caption(f"Rendered before it stopped: {float(partial.get('duration_s') or 0):.1f} s (clips so far)")
     try:
-        job_id = retry(
-            state.client(), state.catalog(), run, state.settings(), store=state.store(),
-            submitted_by=signin.signed_in_email(),
-        )  # fmt: skip
-    except (EndpointError, JobError) as error:
-        st.toast(f"Could not retry: {getattr(error, 'message', None) or error}", icon=":material/error:")
-        return
-    submitted = st.session_state.setdefault(state.SUBMITTED, [])
-    if job_id not in submitted:
-        submitted.append(job_id)
-    st.toast(f"Retrying as job {job_id}", icon=":material/replay:")
+        views.video(store, str(partial["key"]))
+    except JobError:
+        st.caption("The video so far is no longer in the store.")
 
 
-def _finished(run_ids: list[str]) -> None:
-    catalog, store = state.catalog(), state.store()
-    runs = [run for run in (catalog.get(run_id) for run_id in run_ids) if run and run["status"] in JobStatus.FINAL]
+def _finished() -> None:
+    """Runs on this endpoint that ended in the last FINISHED_WITHIN, from the catalogue (so a reload keeps them,
+    and jobs sent from anywhere are here); failed ones offer Retry."""
+    catalog, settings = state.catalog(), state.settings()
+    since = utc_now(dt.datetime.now(dt.UTC) - FINISHED_WITHIN)
+    runs = catalog.recently_finished(settings.endpoint_id, since, FINISHED_SHOWN)
     if not runs:
         return
-    st.subheader("Just finished", divider="gray")
-    for run in sorted(runs, key=lambda r: r.get("finished_at") or "", reverse=True)[:FINISHED_SHOWN]:
+    st.subheader("Just finished", divider="gray", anchor=False)
+    for run in runs:
         with st.container(border=True):
             watch, about = st.columns([2, 3], gap="large")
             with about:
-                views.status_badge(run["status"])
+                views.status_badge(run["status"], run.get("engine"))
                 st.markdown(f"**{views.plain((run.get('prompt') or '')[:140])}**")
+                st.caption(f"job `{run['job_id']}`")
+                trace = retry_trace(run, catalog)
+                if trace:
+                    st.caption(views.plain(trace))
                 views.outcome(run)
-                if run["status"] in JobStatus.FAILURES and ERROR_INFO.get(run.get("error_code") or "", {}).get(
-                    "retryable"
-                ):
-                    _retry_button(run)
+                if retryable(run):
+                    tracker.retry_button(run)
                 views.warnings(run)
             with watch:
-                if run["status"] == JobStatus.CANCELLED and run.get("video_key"):
-                    st.caption(f"Rendered before the cancel: {views.duration(run.get('video_duration_s'))}")
-                views.video(store, run.get("video_key"))
+                _rendered_before(run)
             about.page_link(
                 navigation.page("history"),
                 label="Open in History",
@@ -140,36 +145,27 @@ def _finished(run_ids: list[str]) -> None:
 
 
 def board() -> None:
-    """The refreshing part: unfinished runs, then the ones this session saw finish."""
-    settings = state.settings()
+    """The refreshing part: what is queued and running (the board the sidebar draws too), then what ended."""
     catalog = state.catalog()
-    if not st.session_state.get(RECOVERED):
-        # Once a session: jobs sent before a restart on an empty disk are found by their request files.
-        try:
-            recover(catalog, state.store())
-        except JobError as error:
-            st.warning(f"Could not look for unfinished jobs in the store: {views.plain(error.message)}")
-        st.session_state[RECOVERED] = True
-    runs = catalog.unfinished(settings.endpoint_id)
-    refresh(runs, settings.is_local_endpoint)
-    runs = catalog.unfinished(settings.endpoint_id)
-    seen: list[str] = st.session_state.setdefault(SEEN, [])
-    for run_id in [run["run_id"] for run in runs] + st.session_state.get(state.SUBMITTED, []):
-        if run_id not in seen:
-            seen.append(run_id)
+    current = tracker.board()
+    tracker.take_notices()  # this page shows them as cards
+    if current.listing_problem:
+        st.warning(f"Could not list the endpoint's jobs: {views.plain(current.listing_problem)}")
     now = dt.datetime.now(dt.UTC)
-    if runs:
-        st.caption(f"{len(runs)} unfinished · updated {now.astimezone().strftime('%H:%M:%S')}")
+    if current.runs:
+        st.caption(f"{current.line()} · updated {now.astimezone().strftime('%H:%M:%S')}")
     else:
         st.info("Nothing is queued or running.", icon=":material/check_circle:")
-    for run in runs:
-        _card(live_view(run, catalog.progress_events(run["run_id"], limit=6), now))
-    _finished(seen)
+    for run in current.runs:
+        events = catalog.progress_events(run["run_id"], limit=6)
+        view = live_view(run, events, now, current.positions.get(run["run_id"]))
+        _card(view, current, retry_trace(run, catalog))
+    _finished()
 
 
 def main() -> None:
     """Draw the Live page."""
-    st.title("Live jobs")
+    st.title("Live jobs", anchor=False)
     local = state.settings().is_local_endpoint
     st.fragment(board, run_every=TICK_LOCAL_S if local else TICK_CLOUD_S)()
     _submit_another()
