@@ -179,7 +179,7 @@ ERROR_INFO: dict[str, dict[str, Any]] = {
     ErrorCode.WORKER_LOST: {
         "retryable": True,
         "title": "The worker stopped while running the job",
-        "advice": "Submit the job again; nothing of it was published.",
+        "advice": "Retry it (Live and History have a Retry button); the video it had rendered so far is kept.",
     },
 }
 

@@ -13,7 +13,7 @@ from catalog import CatalogError, SearchResult, sync
 from catalog.schema import explain
 from catalog.search import MAX_PER_PAGE
 from core.contract import JobError
-from dashboard import compare, cost, navigation, state, views
+from dashboard import compare, cost, navigation, state, tracker, views
 from dashboard.history import (
     FACETS,
     SORT_LABELS,
@@ -29,6 +29,7 @@ from dashboard.history import (
     skipped_lines,
     timing_rows,
 )
+from dashboard.jobs import retry_trace, retryable
 from dashboard.signin import signed_in_email
 
 K = "history."
@@ -242,6 +243,12 @@ def _detail(run_id: str) -> None:
         with watch:
             views.video(state.store(), run.get("video_key"))
             views.outcome(run)
+            trace = retry_trace(run, state.catalog())
+            if trace:
+                st.caption(views.plain(trace))
+            if retryable(run):
+                # Lost and failed runs run again from here (issue 29: the text said to POST /retry/…).
+                tracker.retry_button(run, K + "retry.")
             views.warnings(run)
         with facts:
             a, b = st.columns(2)
@@ -288,6 +295,7 @@ def main() -> None:
 
 
 def _page() -> None:
+    tracker.pick_up()  # new runs in the store appear by themselves (issue 29)
     _search_bar()
     query = _query()
     result = search(state.catalog(), query)
