@@ -143,7 +143,7 @@ class CatalogPrices:
         return self.read_at[:10]
 
     @classmethod
-    def from_answer(cls, gpus: list[dict[str, Any]], read_at: dt.datetime) -> CatalogPrices:
+    def from_answer(cls, gpus: list[Any], read_at: dt.datetime) -> CatalogPrices:
         """The prices of a ListGpuTypesResponse's `gpus` (`id`, `name`, `pool`, `price.serverless` per hour).
         A GPU without a serverless price (not in a pool for this account), or with one that is not a number from
         0 to MAX_PRICE_PER_S × 3600, is left out: it is priced by the table, not by a broken figure."""

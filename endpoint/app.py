@@ -548,7 +548,7 @@ def create_app(
         stops. The lines are the worker's structured log (core/logs.py), as it writes them to stderr."""
         serverless(endpoint_id)
         if source not in (None, "container", "system"):
-            raise Problem(400, f"source must be container or system; got {source[:40]!r}")
+            raise Problem(400, f"source must be container or system; got {str(source)[:40]!r}")
         count = log_tail(tail)
         cursor_text = request.headers.get("last-event-id") or since
         cursor = worker_logs.parse_time(cursor_text) if cursor_text else None
