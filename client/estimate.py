@@ -641,6 +641,9 @@ def main(payload: Any, settings: Any, gpu: str | None = None) -> int:
         parsed = parse_job_input(job_input)
         items = [item.model_dump(mode="json") for item in parsed.batch] if isinstance(parsed, BatchInput) else None
         lengths = [_speech_of(item) for item in (job_input.get("batch") or [job_input])]
+        from client.catalog_prices import refresh
+
+        catalogue_problem = refresh(settings)  # RunPod's own prices, with an API key (read at most once a day)
         prices = PriceTable.from_settings(settings)
         try:
             speed_table()
@@ -666,6 +669,8 @@ def main(payload: Any, settings: Any, gpu: str | None = None) -> int:
     result = estimate_job(full, lengths if items is not None else lengths[0], settings=settings, runs=runs, gpu=gpu)
     print(json.dumps(result.as_json()))
     print(f"{describe(result)} ({result.note})", file=sys.stderr)
+    where = f" ({catalogue_problem})" if catalogue_problem else ""
+    print(f"price: {prices.source(result.gpu)}{where}", file=sys.stderr)
     return 0
 
 
