@@ -5,7 +5,13 @@ JSON: one batch input, bare (`{"batch": [...]}`) or a payload file as it is (`{"
 `examples/batch.json`); the batch's shared fields (`output_config`) go to every item that does not set its own.
 CSV: one job per row; a column is a job field, dotted for nested ones (`cond_audio.person1`,
 `tts_audio.text`); a cell holding JSON (`[10, 20, 300, 400]`) is read as JSON; empty cells are left out.
-Media are given as URLs or paths the worker may read; the worker checks them again when it runs.
+
+Every parameter a job leaves out takes the Submit form's value (its `mode` is streaming, the contract's clip:
+a CSV row without `mode` ran 3 s of a 121 s speech, issue 29). Media are URLs, paths the worker may read, or
+file names: a name (or a path's last part, like examples/batch.json's `media/portrait.jpg`) matching a file
+uploaded with the batch, or picked from earlier uploads, is sent as that file. Each job is checked by the worker's
+own rules, not a copy: the contract (core.contract.parse_job_input, via forms.validate) and the worker's path rule
+(worker.inputs.path_refusal), with no exception for a file that happens to lie on the dashboard's disk.
 """
 
 from __future__ import annotations
@@ -19,8 +25,9 @@ from typing import Any
 
 from core.contract import Limits
 from core.settings import Settings
-from dashboard.forms import media_refs, validate
-from worker.inputs import classify
+from core.store import UPLOADS_PREFIX, Store
+from dashboard.forms import PARAM_NAMES, media_refs, validate
+from worker.inputs import classify, path_refusal
 
 MAX_JOBS = Limits.MAX_BATCH_ITEMS
 
@@ -122,26 +129,86 @@ def read_json(text: str) -> list[tuple[int, dict[str, Any]]]:
 
 
 RELATIVE_NOTE = (
-    "{ref} is relative to the batch file, and an uploaded file's folder is not known here; give an absolute "
-    "path inside an allowed folder, a URL, or a stored path"
+    "{ref} is relative to the batch file, whose folder an upload does not tell: add {name} under "
+    "“Media for this batch” (or pick it from earlier uploads), or give a URL or an absolute path inside an "
+    "allowed folder"
 )
-"""Why a relative media path cannot be used: a payload file's paths are relative to where it lies, which the
-browser does not send with an upload (examples/batch.json names media/portrait.jpg beside it)."""
+"""Why a relative media path cannot be used as it is: a payload file's paths are relative to where it lies, which
+the browser does not send with an upload (examples/batch.json names media/portrait.jpg beside it)."""
+REFUSED_NOTE = "{ref}: the worker refuses it ({refusal}); add {name} under “Media for this batch”, or give a URL"
+MAX_EARLIER = 500
+"""Earlier uploads offered by name at most: the store lists them by content hash, not by time."""
 
 
-def relative_errors(job: dict[str, Any]) -> dict[str, str]:
-    """{field: RELATIVE_NOTE} for each medium a job names by a relative path."""
-    return {
-        name: RELATIVE_NOTE.format(ref=ref)
-        for name, ref in media_refs(job)
-        if classify(ref) == "path" and not Path(ref).is_absolute()
-    }
+def _with_media(job: dict[str, Any], media: dict[str, str]) -> dict[str, Any]:
+    """The job with each medium named by a file name (or a path ending in one) in `media` replaced by that
+    file's reference."""
+    if not media:
+        return job
+    job = {**job}
+
+    def resolved(ref: Any) -> Any:
+        if not isinstance(ref, str) or classify(ref) != "path":
+            return ref
+        return media.get(ref) or media.get(Path(ref).name) or ref
+
+    if "cond_video" in job:
+        job["cond_video"] = resolved(job["cond_video"])
+    if isinstance(job.get("cond_audio"), dict):
+        job["cond_audio"] = {key: resolved(value) for key, value in job["cond_audio"].items()}
+    return job
 
 
-def read_batch(name: str, data: bytes, settings: Settings | None = None) -> list[BatchLine]:
-    """Read and check a batch file (`.csv`, `.jsonl`, `.ndjson` or `.json`) with the contract and, given the
-    settings, the worker's path rule; a relative media path is named as such (see RELATIVE_NOTE) rather than
-    looked up beside the dashboard. BatchFileError when the file cannot be used."""
+def worker_errors(job: dict[str, Any], settings: Settings | None, attached: frozenset[str]) -> dict[str, str]:
+    """What the worker would refuse in this job, in its own words: the contract, the voices and the path rule
+    (forms.validate), then worker.inputs.path_refusal on every path not attached with the batch, even one that
+    is a file on this machine (Submit's form uploads those; a batch does not, so the worker would refuse it)."""
+    errors = validate(job, settings, attached)
+    for field_name, ref in media_refs(job):
+        if classify(ref) != "path" or ref in attached:
+            continue
+        name = Path(ref).name or ref
+        if not Path(ref).is_absolute():
+            errors[field_name] = RELATIVE_NOTE.format(ref=ref, name=name)
+        elif settings is not None and (refusal := path_refusal(ref, settings.allowed_roots)):
+            errors[field_name] = REFUSED_NOTE.format(ref=ref, refusal=refusal, name=name)
+    return errors
+
+
+def with_defaults(job: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """The job with every generation parameter it leaves out taken from `defaults` (the form's values)."""
+    return {**{k: v for k, v in defaults.items() if k in PARAM_NAMES and v not in (None, "")}, **job}
+
+
+def earlier_uploads(store: Store) -> dict[str, str]:
+    """{file name: store key} of media uploaded before (uploads/{sha256}/{name}), for a batch to name; when two
+    uploads share a name, the name carries the first 8 characters of each one's hash."""
+    keys = []
+    for key in store.list(UPLOADS_PREFIX):
+        keys.append(key)
+        if len(keys) >= MAX_EARLIER:
+            break
+    names: dict[str, list[str]] = {}
+    for key in keys:
+        names.setdefault(key.rsplit("/", 1)[-1], []).append(key)
+    found = {}
+    for name, held in names.items():
+        for key in held:
+            found[name if len(held) == 1 else f"{name} ({key.split('/')[1][:8]})"] = key
+    return found
+
+
+def read_batch(
+    name: str,
+    data: bytes,
+    settings: Settings | None = None,
+    *,
+    defaults: dict[str, Any] | None = None,
+    media: dict[str, str] | None = None,
+) -> list[BatchLine]:
+    """Read and check a batch file (`.csv`, `.jsonl`, `.ndjson` or `.json`) with the worker's rules (see
+    worker_errors); parameters a job leaves out come from `defaults` (the form's), and media named by a file
+    name in `media` ({name: reference}) become that reference. BatchFileError when the file cannot be used."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -159,4 +226,9 @@ def read_batch(name: str, data: bytes, settings: Settings | None = None) -> list
         raise BatchFileError(f"{name} holds no jobs")
     if len(jobs) > MAX_JOBS:
         raise BatchFileError(f"{name} holds {len(jobs)} jobs; send at most {MAX_JOBS} at a time")
-    return [BatchLine(line, job, validate(job, settings) | relative_errors(job)) for line, job in jobs]
+    attached = frozenset((media or {}).values())
+    lines = []
+    for line, job in jobs:
+        ready = _with_media(with_defaults(job, defaults or {}), media or {})
+        lines.append(BatchLine(line, ready, worker_errors(ready, settings, attached)))
+    return lines

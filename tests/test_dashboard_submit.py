@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from catalog import Catalog
 from core.contract import INLINE_MEDIA_NOTE, Defaults, JobStatus, Limits
-from dashboard import state
+from dashboard import state, views
 from dashboard.forms import GPU_ONLY_PARAMS, PREVIEW_NOTE, bounds
 from tests.dashboard_support import MEDIA, dashboard_env, local_endpoint, open_page, texts
 from tests.media_tools import wav_bytes
@@ -287,7 +287,11 @@ def test_a_batch_file_with_a_bad_row_sends_nothing(data_dir: Path) -> None:
     assert len(_catalog(data_dir).search().rows) == before
 
 
-def test_a_batch_file_sends_one_job_per_line(data_dir: Path) -> None:
+def test_a_batch_file_sends_one_job_per_line(
+    data_dir: Path, endpoint_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The dashboard checks paths with the worker's folders; `python -m worker studio` gives both the same ones.
+    monkeypatch.setenv("STUDIO_INPUT_ROOTS", endpoint_env["STUDIO_INPUT_ROOTS"])
     lines = [
         {"prompt": f"batch line {n}", "cond_video": str(MEDIA / "portrait.jpg"), "tts_audio": {"text": f"Line {n}."}}
         for n in range(3)
@@ -314,7 +318,8 @@ def test_the_example_batch_payload_loads_as_it_is_and_says_why_its_paths_cannot_
     assert not at.exception
     table = at.dataframe[0].value
     assert list(table["line"]) == [1, 2]
-    assert all("media/portrait.jpg is relative to the batch file" in problem for problem in table["problems"])
+    problems = [e.value for e in at.error if e.value.startswith("**Line ")]
+    assert len(problems) == 2 and all(views.plain("media/portrait.jpg is relative") in p for p in problems)
     assert "2 of 2 jobs need fixing" in texts(at)
     assert "submit.batch_submit" not in [b.key for b in at.button]
     assert len(_catalog(data_dir).search().rows) == before

@@ -11,6 +11,7 @@ from client.api import EndpointError
 from core.contract import INLINE_MEDIA_NOTE, SIZES, JobError, Limits
 from dashboard import estimate_view, face_picker, live_mic, navigation, state, views
 from dashboard.batch import BatchFileError, read_batch
+from dashboard.batch import earlier_uploads as batch_uploads
 from dashboard.forms import (
     ADVANCED_PARAMS,
     BASIC_PARAMS,
@@ -23,6 +24,7 @@ from dashboard.forms import (
     engine_note,
     errors_for,
     form_defaults,
+    media_refs,
     plan_frames,
     prefill_from,
     speech_seconds,
@@ -418,22 +420,61 @@ def _send(job: dict[str, Any], uploads: list[Planned], timeout_ms: int | None = 
     return job_id
 
 
-def _batch() -> None:
+def _batch_media() -> tuple[dict[str, str], list[Planned]]:
+    """The media a batch may name by file name: files uploaded with it (checked as the worker checks them) and
+    earlier uploads picked by name. Returns {name: reference} and what must be stored before sending."""
+    store, settings = state.store(), state.settings()
+    files = st.file_uploader(
+        "Media for this batch",
+        type=VISUAL_TYPES + AUDIO_TYPES,
+        accept_multiple_files=True,
+        key=K + "batch_media",
+        help="Photos, videos and speech the file names (by file name, or a path ending in it, like "
+        "examples/batch.json's media/portrait.jpg)",
+    )
+    named: dict[str, str] = {}
+    planned: list[Planned] = []
+    for file in files or []:
+        media = Media(file.name, file.getvalue())
+        expect = "audio" if file.name.rsplit(".", 1)[-1].lower() in AUDIO_TYPES else "visual"
+        try:
+            inspect(media, file.name, expect)
+        except JobError as error:
+            st.error(views.plain(error.message), icon=":material/error:")
+            continue
+        item = plan(media, store, settings)
+        planned.append(item)
+        named[file.name] = item.ref
+    if store.kind == "volume" and not settings.is_local_endpoint:
+        return named, planned  # a RunPod worker cannot read this machine's folder: only new media, sent inline
+    if st.toggle("Use earlier uploads too", key=K + "batch_earlier"):
+        earlier = batch_uploads(store)
+        picked = st.multiselect("Earlier uploads", sorted(earlier), key=K + "batch_picked")
+        for name in picked:
+            key = earlier[name]
+            local = store.local_path(key)
+            named.setdefault(name.split(" (")[0], str(local) if local is not None else store.url(key))
+    return named, planned
+
+
+def _batch(params: dict[str, Any]) -> None:
     with st.expander("Batch: many jobs from a CSV, JSONL or JSON file", icon=":material/table_rows:"):
         st.caption(
             "One job per row (CSV, columns named like the job's fields: `prompt`, `cond_video`, "
             "`cond_audio.person1`, `tts_audio.text`, `sample_steps`, …), per line (JSONL), or a batch payload "
-            'file as it is (JSON, `{"input": {"batch": [...]}}` like `examples/batch.json`). Media are URLs, '
-            "stored paths or absolute paths in the allowed folders: a path relative to the file cannot be followed "
-            f"from an upload. At most {Limits.MAX_BATCH_ITEMS} jobs per file."
+            'file as it is (JSON, `{"input": {"batch": [...]}}` like `examples/batch.json`). Parameters a job '
+            "leaves out take this form's values (mode, size, steps…). Media are URLs, file names of media added "
+            "below (or picked from earlier uploads), or absolute paths in the worker's allowed folders. "
+            f"At most {Limits.MAX_BATCH_ITEMS} jobs per file."
         )
         uploaded = st.file_uploader("Batch file", type=["csv", "jsonl", "ndjson", "json"], key=K + "batch_file")
+        named, planned = _batch_media()
         if uploaded is None:
             return
         try:
-            lines = read_batch(uploaded.name, uploaded.getvalue(), state.settings())
+            lines = read_batch(uploaded.name, uploaded.getvalue(), state.settings(), defaults=params, media=named)
         except BatchFileError as error:
-            st.error(str(error))
+            st.error(views.plain(str(error)))
             return
         bad = [line for line in lines if not line.ok]
         st.dataframe(
@@ -441,17 +482,30 @@ def _batch() -> None:
                 {
                     "line": line.line,
                     "prompt": str(line.job.get("prompt", ""))[:80],
-                    "problems": "; ".join(f"{k}: {v}" if k else v for k, v in line.errors.items()) or "ok",
+                    "mode": str(line.job.get("mode", "")),
+                    "check": "ok" if line.ok else f"{len(line.errors)} to fix (below)",
                 }
                 for line in lines
             ],
             hide_index=True,
         )
+        for line in bad:
+            # Each problem whole, one per row, the field by its label (a table cell cut them mid-sentence).
+            problems = "\n".join(
+                f"- **{label(name) if name else 'Input'}**: {views.plain(in_words(text))}"
+                for name, text in line.errors.items()
+            )
+            st.error(f"**Line {line.line}** needs fixing:\n\n{problems}", icon=":material/error:")
         if bad:
-            st.error(f"{len(bad)} of {len(lines)} jobs need fixing (see `problems`); nothing was sent.")
+            st.error(f"{len(bad)} of {len(lines)} jobs need fixing; nothing was sent.")
             return
         if st.button(f"Submit {len(lines)} jobs", key=K + "batch_submit", type="primary"):
-            sent = [job_id for line in lines if (job_id := _send(line.job, [])) is not None]
+            sent = []
+            for line in lines:
+                refs = {ref for _, ref in media_refs(line.job)}
+                job_id = _send(line.job, [item for item in planned if item.ref in refs])
+                if job_id is not None:
+                    sent.append(job_id)
             if len(sent) == len(lines):
                 st.switch_page(navigation.page("live"))
             st.warning(f"{len(sent)} of {len(lines)} jobs were sent; they are on the Live page.")
@@ -499,7 +553,7 @@ def main() -> None:
         timeout_ms = estimate_view.render(params, speech, audio_type, st.session_state[K + "tts_text"] if tts else None)
         clicked = st.button("Submit", type="primary", key=K + "go", icon=":material/send:", width="stretch")
         general = st.empty()
-    _batch()
+    _batch(params)
     if not clicked:
         for slot in (cond, *speech):
             _show_problems(slot, {})
