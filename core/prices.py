@@ -119,6 +119,15 @@ CATALOG_MAX_AGE = dt.timedelta(days=1)
 """A catalogue read longer ago than this is read again when an API key is at hand."""
 
 
+UNSAFE = re.compile(r"[^A-Za-z0-9 ._()+-]", re.ASCII)
+
+
+def _plain(text: str) -> str:
+    """A catalogue name as the pages quote it in a price's source: the letters GPU names use, at most 80, so no
+    Markdown, link or control character from the answer reaches a caption or tooltip."""
+    return UNSAFE.sub("", text)[:80]
+
+
 @dataclass(frozen=True)
 class CatalogGpu:
     """One GPU type of RunPod's catalogue with a serverless price: its id (the CUDA device name RunPod uses, e.g.
@@ -158,7 +167,8 @@ class CatalogPrices:
                 continue
             if not 0 <= price <= MAX_PRICE_PER_S * 3600 or not isinstance(name, str):
                 continue
-            kept.append(CatalogGpu(gpu_id[:200], name[:200], pool if isinstance(pool, str) else None, float(price)))
+            pool = _plain(pool) if isinstance(pool, str) else None
+            kept.append(CatalogGpu(_plain(gpu_id), _plain(name), pool, float(price)))
         stamp = read_at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         return cls(tuple(kept), stamp)
 

@@ -151,6 +151,10 @@ def test_catalogue_entries_that_are_not_prices_are_left_out() -> None:
         {"id": "E", "name": "e", "pool": "P", "price": {"serverless": 1.5}},
     ]
     assert [g.id for g in CatalogPrices.from_answer(gpus, NOW).gpus] == ["E"]
+    hostile = {"id": "X", "name": "**H100** [x](http://evil.example) \x1b[31m", "pool": "P_1"}
+    hostile["price"] = {"serverless": 2}
+    (kept,) = CatalogPrices.from_answer([hostile], NOW).gpus
+    assert kept.name == "H100 x(httpevil.example) 31m", "a name quoted into a caption carries no Markdown"
 
 
 @pytest.mark.parametrize(
