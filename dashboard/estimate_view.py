@@ -58,7 +58,7 @@ def current(
 def render(params: dict[str, Any], speech: list[Any], audio_type: str, tts_text: str | None) -> int | None:
     """Draw the estimate line (and the timeout guard when the job may outrun the endpoint's execution timeout);
     return the policy.executionTimeout in milliseconds the request should carry, or None."""
-    _, problem = price_table(state.settings())
+    prices, problem = price_table(state.settings())
     if problem:
         st.warning(f"{problem}. Costs use RunPod's own prices until it is fixed.", icon=":material/payments:")
     result = current(params, speech, audio_type, tts_text)
@@ -75,6 +75,8 @@ def render(params: dict[str, Any], speech: list[Any], audio_type: str, tts_text:
         f"Estimate: **{describe(result)}** · {basis + ': ' if basis else ''}{result.note}",
         help="docs/estimates.md says where each published or measured figure comes from and how past runs are used.",
     )
+    if result.gpu != CPU:
+        st.caption(f"Price: {prices.source(result.gpu)}")
     if result.gpu == CPU:
         # Trying things out on the preview: what the same job would take and cost on the GPU worker.
         on_gpu = current(params, speech, audio_type, tts_text, gpu=state.settings().gpu or DEFAULT_GPU)
