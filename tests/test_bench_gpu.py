@@ -181,3 +181,25 @@ def test_the_random_pipeline_is_the_one_infinitetalks_constructor_builds(quant: 
     real, built = result["real"], result["random"]
     for part in real:
         assert built[part] == real[part], part
+
+
+def test_full_size_is_the_real_models_sizes() -> None:
+    """`--sizes` builds the full-size models on the meta device (no memory, no GPU): the bytes match the real
+    weight files' sizes (umT5-XXL's bf16 encoder 11.36 GB, CLIP's 4.77 GB float32 file kept in float16, the VAE's
+    508 MB), and the DiT is Wan2.1-I2V-14B's (16.4 B parameters) with InfiniteTalk's audio adapter on top."""
+    done = subprocess.run(
+        [sys.executable, "-m", "worker", "bench-gpu", "--sizes"],
+        cwd=ROOT,
+        env={**os.environ, "INFINITETALK_SRC": str(SRC)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    models = json.loads(done.stdout.strip().splitlines()[-1])["models"]
+    assert models["t5"]["gb"] == pytest.approx(11.36, rel=0.01) and models["t5"]["dtype"] == "bfloat16"
+    assert models["clip"]["gb"] == pytest.approx(4.77 / 2, rel=0.01) and models["clip"]["dtype"] == "float16"
+    assert models["vae"]["gb"] == pytest.approx(0.508, rel=0.01) and models["vae"]["dtype"] == "float32"
+    assert 16.4e9 < models["dit"]["parameters"] < 20e9 and models["dit"]["dtype"] == "bfloat16"
+    assert models["wav2vec2"]["parameters"] == pytest.approx(94.4e6, rel=0.01)

@@ -56,7 +56,7 @@ FULL_DIT = {
 """Wan2.1-I2V-14B-480P's config.json (InfiniteTalk's audio adapter takes WanModel's defaults)."""
 WAV2VEC_BASE = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072}
 """chinese-wav2vec2-base's transformer (the convolutional feature encoder is wav2vec2's default)."""
-QUICK_BUDGET_S = 420.0
+QUICK_BUDGET_S = 400.0
 """--quick starts no setting its predicted time would take past this (a whole run stays under 8 minutes)."""
 KERNELS = ("sageattention", "flash-attn-3", "flash-attn-2", "sdpa")
 """The attention kernels InfiniteTalk's DiT can run, in the order it prefers them when they import."""
@@ -76,7 +76,7 @@ class Setting:
     speakers: int = 1
     attention: str | None = None
     """None: the kernel InfiniteTalk picks by itself (the image's best)."""
-    quick_steps: int | None = 3
+    quick_steps: int | None = 2
     """Steps a --quick run samples (None: not in --quick); the per-step time is extrapolated to `steps`."""
 
     def job(self, media: Any, frame_num: int, steps: int) -> dict[str, Any]:
@@ -109,7 +109,7 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("480p-40step-cfg"),
-    Setting("720p-40step-cfg", size="infinitetalk-720", quick_steps=2),
+    Setting("720p-40step-cfg", size="infinitetalk-720"),
     Setting("480p-sdpa", attention="sdpa"),
     Setting("480p-flash-attn-2", attention="flash-attn-2"),
     Setting("480p-flash-attn-3", attention="flash-attn-3"),
@@ -123,6 +123,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("480p-num-persistent-0", vram0=True),
 )
 """Grouped by the model variant they need, so the model is rebuilt as few times as possible."""
+QUICK_ORDER = (
+    "480p-40step-cfg", "480p-lightx2v-4step", "720p-40step-cfg", "480p-fp8", "480p-two-speakers", "480p-int8",
+    "480p-sdpa", "480p-flash-attn-2", "480p-flash-attn-3", "480p-sageattention", "480p-num-persistent-0",
+)  # fmt: skip
+"""--quick's order: what the estimate and the GPU choice need most first, so the time budget drops the rest."""
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -144,14 +149,15 @@ class Runtime:
     originals: dict[str, Any] = field(default_factory=dict)
 
 
-def prepare(scale: str, src: Path) -> Runtime:
-    """Import InfiniteTalk from src on CUDA (or on the CPU through the selftest's cpu.py, tiny scale only)."""
+def prepare(scale: str, src: Path, *, meta: bool = False) -> Runtime:
+    """Import InfiniteTalk from src on CUDA (or on the CPU through the selftest's cpu.py, tiny scale only); with
+    `meta`, for building the models on PyTorch's meta device (shapes and dtypes, no memory) on any machine."""
     import torch
 
     from worker.selftest import cpu, tiny
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cpu" and scale != "tiny":
+    if device == "cpu" and scale != "tiny" and not meta:
         raise SystemExit("bench-gpu: no CUDA GPU is visible; --scale full needs one (--scale tiny runs on a CPU)")
     if device == "cpu":
         os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
@@ -163,13 +169,13 @@ def prepare(scale: str, src: Path) -> Runtime:
     modules = import_infinitetalk(src)
     attention = sys.modules["wan.modules.attention"]
     originals = {"flash_attention": attention.flash_attention}
-    if device == "cpu":
+    if device == "cpu" and not meta:
         cpu.adapt(modules)  # SDPA for flash_attention and float32 dtypes: the CPU cannot run the others
     if scale == "tiny":
         tiny.use_tiny_sizes()
     kernels = _kernel_states(device)
     default = next((name for name in KERNELS if kernels[name] == "available"), "sdpa")
-    return Runtime(device, scale, modules, stood_in, kernels, default, originals)
+    return Runtime("meta" if meta else device, scale, modules, stood_in, kernels, default, originals)
 
 
 def _imports(name: str) -> str | None:
@@ -272,7 +278,7 @@ def random_encoders(runtime: Runtime, quant: str | None, tokenizers: dict[str, P
     text_encoder = t5.T5EncoderModel.__new__(t5.T5EncoderModel)
     text_encoder.__dict__.update(
         text_len=config.text_len, dtype=config.t5_dtype, device=torch.device("cpu"), checkpoint_path=None,
-        tokenizer_path=str(tokenizers["t5"]), model=text_model.to("cpu"),
+        tokenizer_path=str(tokenizers["t5"]), model=text_model if device.type == "meta" else text_model.to("cpu"),
         tokenizer=Tokenizer(name=str(tokenizers["t5"]), seq_len=config.text_len, clean="whitespace"),
     )  # fmt: skip
 
@@ -325,8 +331,9 @@ def random_pipeline(runtime: Runtime, variant: Variant, encoders: dict[str, Any]
     cls = runtime.modules.pipeline_class
     config = runtime.modules.configs[TASK]
     pipeline = cls.__new__(cls)
+    device = torch.device("cuda:0" if runtime.device == "cuda" else runtime.device)  # InfiniteTalk's device_id 0
     pipeline.__dict__.update(
-        device=torch.device(runtime.device), config=config, rank=0, use_usp=False, t5_cpu=False,
+        device=device, config=config, rank=0, use_usp=False, t5_cpu=False,
         num_train_timesteps=config.num_train_timesteps, param_dtype=config.param_dtype,
         vae_stride=config.vae_stride, patch_size=config.patch_size, sp_size=1,
         sample_neg_prompt=config.sample_neg_prompt, num_timesteps=1000, use_timestep_transform=True,
@@ -398,6 +405,27 @@ class RandomWeightsEngine(InfiniteTalkEngine):
         return seconds
 
 
+def model_sizes(runtime: Runtime, tokenizers: dict[str, Path]) -> dict[str, dict[str, Any]]:
+    """Each model's parameters and memory in its dtype, as the bench builds it (on the meta device: no memory)."""
+    encoders = random_encoders(runtime, None, tokenizers)
+    models = {
+        "dit": random_dit(runtime, None),
+        "t5": encoders["text_encoder"].model,
+        "clip": encoders["clip"].model,
+        "vae": encoders["vae"].model,
+        "wav2vec2": random_speech_encoder(runtime.scale).model,
+    }
+    sizes = {}
+    for name, model in models.items():
+        tensors = [*model.parameters(), *model.buffers()]
+        sizes[name] = {
+            "parameters": sum(t.numel() for t in model.parameters()),
+            "gb": round(sum(t.numel() * t.element_size() for t in tensors) / 1e9, 3),
+            "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+        }
+    return sizes
+
+
 # ------------------------------------------------------------------------------------------------------------
 # Measuring one setting.
 # ------------------------------------------------------------------------------------------------------------
@@ -424,6 +452,10 @@ def host() -> dict[str, Any]:
                 capture_output=True, text=True, timeout=20, check=False,
             )  # fmt: skip
             info["driver"] = done.stdout.strip().splitlines()[0] if done.returncode == 0 and done.stdout else None
+        if info["driver"] is None:  # no nvidia-smi in the container: the kernel module says its version
+            with contextlib.suppress(OSError, IndexError):
+                version = Path("/proc/driver/nvidia/version").read_text().split("Kernel Module", 1)[1].split()
+                info["driver"] = version[0] if version else None
     return info
 
 
@@ -533,17 +565,19 @@ def _skip_reason(setting: Setting, runtime: Runtime) -> str | None:
 
 
 def chosen_settings(names: str | None, quick: bool) -> list[Setting]:
-    """The settings asked for (all, or --quick's), in SETTINGS' order; an unknown name exits with the list."""
+    """The settings asked for (all, or --quick's, in their orders); an unknown name is a ValueError listing them."""
     if names:
         wanted = [name.strip() for name in names.split(",") if name.strip()]
         unknown = [name for name in wanted if name not in {s.name for s in SETTINGS}]
         if unknown:
-            raise SystemExit(
-                f"bench-gpu --settings: no setting named {', '.join(unknown)}; they are "
-                + ", ".join(s.name for s in SETTINGS)
+            raise ValueError(
+                f"--settings: no setting named {', '.join(unknown)}; they are " + ", ".join(s.name for s in SETTINGS)
             )
         return [s for s in SETTINGS if s.name in wanted]
-    return [s for s in SETTINGS if not quick or s.quick_steps is not None]
+    if quick:
+        by_name = {s.name: s for s in SETTINGS}
+        return [by_name[name] for name in QUICK_ORDER if by_name[name].quick_steps is not None]
+    return list(SETTINGS)
 
 
 def run_bench(
@@ -586,7 +620,8 @@ def run_bench(
         for setting in settings_wanted:
             line: dict[str, Any] = {**common, **_describe(setting, runtime)}
             reason = _skip_reason(setting, runtime)
-            predicted = measured.get(setting.size, 0.0) * (2 if setting.quant or setting.vram0 else 1)
+            same_size = measured.get(setting.size, 3 * measured.get("infinitetalk-480", 0.0))  # 720p: ~3x 480p
+            predicted = same_size * (2 if setting.quant or setting.vram0 else 1)
             if reason is None and budget_s is not None and time.perf_counter() - began + predicted > budget_s:
                 reason = f"over the run's time budget of {budget_s:.0f} s (--budget-s)"
             if reason is not None:
@@ -628,6 +663,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget-s", type=float, help=f"start no setting past this (default {QUICK_BUDGET_S:.0f} "
                         "with --quick, else none)")  # fmt: skip
     parser.add_argument("--out", type=Path, help="also append each line to this file (a speed table)")
+    parser.add_argument(
+        "--sizes", action="store_true", help="print each model's parameters and memory at --scale, built on the "
+        "meta device (no GPU, no memory), and stop",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     from worker.selftest import source_dir
 
@@ -637,8 +676,17 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"bench-gpu: InfiniteTalk's source is not at {src}: {SOURCE_HINT}", file=sys.stderr)
         return 2
+    if args.sizes:
+        runtime = prepare(args.scale, src, meta=True)
+        with tempfile.TemporaryDirectory(prefix="infinitetalk-bench-") as folder:
+            sizes = model_sizes(runtime, save_tokenizers(Path(folder)))
+        print(json.dumps({"bench": BENCH, "setting": "model-sizes", "scale": args.scale, "models": sizes}))
+        return 0
     budget = args.budget_s if args.budget_s is not None else (QUICK_BUDGET_S if args.quick else None)
-    wanted = chosen_settings(args.settings, args.quick)
+    try:
+        wanted = chosen_settings(args.settings, args.quick)
+    except ValueError as error:
+        parser.error(str(error))  # exits with status 2, the usage and the message
 
     def out(line: dict[str, Any]) -> None:
         text = json.dumps(line)
