@@ -882,6 +882,9 @@ class JobMetadata(BaseModel):
     warnings: list[str] = []
     gpu: GpuInfo | None = None
     """The GPU it ran on; absent in files written before GPUs were recorded."""
+    parts: list[SplitPart] | None = None
+    """A split run's parts (docs/split.md): each part's job id, start and end in the speech, GPU time and cost;
+    absent for a run rendered as one job."""
 
 
 def metadata_schema() -> dict[str, Any]:
@@ -934,3 +937,99 @@ def utc_now(moment: dt.datetime | None = None) -> str:
 def dumps(value: Any) -> str:
     """Compact, stable JSON used for payloads and logs."""
     return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Long speech split into parts (docs/split.md)
+# ---------------------------------------------------------------------------------------------------------
+
+SPLIT_SCHEMA_VERSION = 1
+SplitPartState = Literal["pending", "IN_QUEUE", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"]
+"""A part's state: `pending` until its job is sent, then its job's status as the endpoint reports it."""
+
+
+class SplitDefaults:
+    """How long speech is split when nobody says otherwise."""
+
+    PART_S: Final = 40.0
+    """The longest part: InfiniteTalk's default frame cap (max_frame_num 1000 frames at 25 fps)."""
+    MIN_PART_S: Final = 10.0
+    """The shortest part: a part shorter than this costs a model load and warm-up for little video."""
+    SPLIT_ABOVE_S: Final = 60.0
+    """Speech longer than this is split by default (Submit's toggle and `submit`'s --split)."""
+    PARALLEL: Final = 3
+    """Parts rendered at once where the endpoint does not say how many workers it may run."""
+
+
+class SplitPart(BaseModel):
+    """One part of a split run: where it lies in the speech, the job that renders it, and how that job went."""
+
+    index: int = Field(ge=0)
+    start_s: float = Field(ge=0, allow_inf_nan=False)
+    end_s: float = Field(gt=0, allow_inf_nan=False)
+    in_pause: bool = True
+    """Whether the cut at its end lies inside a pause (False: the quietest 100 ms, with the plan's warning)."""
+    job_input: dict[str, Any] = {}
+    """The job sent for it: the run's input with its own slices of the speech (and of the video)."""
+    job_id: str | None = None
+    state: SplitPartState = "pending"
+    attempts: int = Field(default=0, ge=0)
+    error: dict[str, Any] | None = None
+    video_key: str | None = None
+    thumb_key: str | None = None
+    gpu_ms: int | None = Field(default=None, ge=0)
+    """The part's billed time: the endpoint's executionTime, else the worker's total_ms."""
+    cost_usd: float | None = None
+    engine: dict[str, str] | None = None
+    gpu: GpuInfo | None = None
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+
+class SplitPlan(BaseModel):
+    """A long speech split into parts, each rendered as an ordinary job, then joined into one video.
+
+    Written to the bucket beside the run (`{prefix}/{run_id}/split.json`) each time a part changes, so a
+    restarted process finds the parts' jobs, keeps polling and joins them: the bucket is the source of truth.
+    """
+
+    schema_version: int = SPLIT_SCHEMA_VERSION
+    run_id: str = Field(max_length=128)
+    endpoint_id: str
+    prefix: str = Defaults.STORE_PREFIX
+    created_at: str
+    prompt: str
+    params: dict[str, Any]
+    """The run's own input, media references made storable (what History shows and Reuse fills)."""
+    speech_s: float = Field(gt=0, allow_inf_nan=False)
+    soundtrack_key: str | None = None
+    """The whole speech as one WAV in the store, muxed once over the joined video; None for text to speech
+    (each part's own spoken audio is kept)."""
+    part_s: float = Field(gt=0)
+    min_part_s: float = Field(ge=0)
+    parallel: int = Field(ge=1, le=64)
+    parts: list[SplitPart] = Field(min_length=1)
+    warnings: list[str] = []
+    state: Literal["running", "joined", "failed", "cancelled"] = "running"
+    video_key: str | None = None
+
+    @field_validator("run_id")
+    @classmethod
+    def _run_id(cls, value: str) -> str:
+        if not is_key_part(value):
+            raise ValueError(KEY_PART_RULE)
+        return value
+
+    @property
+    def folder(self) -> str:
+        """The run's folder in the store: `{prefix}/{run_id}`."""
+        return f"{self.prefix}/{self.run_id}"
+
+    @property
+    def plan_key(self) -> str:
+        return f"{self.folder}/split.json"
+
+
+JobMetadata.model_rebuild()
