@@ -20,6 +20,7 @@ import json
 import multiprocessing
 import os
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -31,10 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from core import logs
-from core.contract import ErrorCode, JobError, JobFailure, JobStatus, Stage, output_status
+from core.contract import ErrorCode, JobError, JobFailure, JobStatus, PartialVideoInfo, Stage, output_status
 from core.settings import Settings
+from core.store import is_partial_key, open_store
 from endpoint import worker_logs
 from endpoint.queue import RETRY_INPUT_S, JobQueue, QueuedJob, now_ms, stopped_message
+from worker.media import probe
 from worker.progress import CancelToken
 
 JobRunner = Callable[..., dict[str, Any]]
@@ -178,6 +181,53 @@ def _announced_partial(job: QueuedJob) -> Any:
     """The video so far a running job last announced in its progress (worker/partial.py), if any: a worker that
     is killed cannot tidy up, so it stays the job's result."""
     return job.progress.get("partial_video") if isinstance(job.progress, dict) else None
+
+
+def _partial_number(key: str) -> int:
+    return int(key.rsplit("/", 1)[-1][len("partial-") : -len(".mp4")])
+
+
+def settle_partials(settings: Settings, job: QueuedJob, announced: Any) -> Any:
+    """After a job's worker was killed: the partial video to name as its result, and no other partial left.
+
+    The worker keeps the partial it announced and its predecessor (a viewer may still be fetching it), and may
+    have written a newer one it had not announced yet; killed, it tidies nothing, and those stayed in the store
+    named by nothing until a retry replaced them (issue 27). The announcement in the job's row can also trail
+    the worker's own deletions (it rides on the next progress payload), naming an object already gone. So the
+    store decides: the announced partial when it is still there, else the newest one there (probed for its
+    duration), named from the announcement's folder; every other partial in that folder is deleted. Best
+    effort: a store that cannot be read leaves the announcement as it was, with a log line."""
+    if not isinstance(announced, dict) or not isinstance(announced.get("key"), str) or "/" not in announced["key"]:
+        return announced
+    folder = announced["key"].rsplit("/", 1)[0]
+    config = job.input.get("output_config") if isinstance(job.input, dict) else None
+    config = config if isinstance(config, dict) else {}
+    kind = config.get("store") if config.get("store") in ("s3", "volume") else None
+    bucket = config.get("bucket") if isinstance(config.get("bucket"), str) else None
+    try:
+        store = open_store(settings, kind, bucket)
+        there = sorted((key for key in store.list(folder + "/") if is_partial_key(key)), key=_partial_number)
+        kept: Any = announced if announced["key"] in there else None
+        if kept is None and there:
+            newest = there[-1]
+            with tempfile.TemporaryDirectory(prefix="lost-partial-") as scratch:
+                copy = store.download(newest, Path(scratch) / "partial.mp4")
+                info = probe(copy, field="partial_video")
+                kept = PartialVideoInfo(
+                    url=store.url(newest),
+                    key=newest,
+                    duration_s=round(info.duration_s or 0.0, 3),
+                    clips_done=_partial_number(newest),
+                    clips_total=max(_partial_number(newest), int(announced.get("clips_total") or 0), 1),
+                    bytes=copy.stat().st_size,
+                ).model_dump()
+        for key in there:
+            if kept is None or key != kept["key"]:
+                store.delete(key)
+        return kept
+    except Exception:  # the store or the file let us down: the announcement stays, as before
+        log.exception("could not settle a lost job's partial videos", extra={"job_id": job.id})
+        return announced
 
 
 @dataclass
@@ -368,7 +418,8 @@ class WorkerPool:
                 for job in self.queue.running():
                     if job.worker_pid == worker.process.pid:
                         message = "the worker process stopped while running this job; retry it"
-                        self.queue.mark_lost(job.id, message, _announced_partial(job))
+                        kept = settle_partials(self.settings, job, _announced_partial(job))
+                        self.queue.mark_lost(job.id, message, kept)
                 self._workers[index] = self._spawn()
                 worker_logs.prune(worker_logs.folder_for(self.queue.path), self.pids(locked=False))
 
@@ -399,4 +450,5 @@ class WorkerPool:
         pids = {w.process.pid for w in workers}
         for job in self.queue.running():
             if job.worker_pid in pids:
-                self.queue.mark_lost(job.id, stopped_message(job.id), _announced_partial(job))
+                kept = settle_partials(self.settings, job, _announced_partial(job))
+                self.queue.mark_lost(job.id, stopped_message(job.id), kept)
