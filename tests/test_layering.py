@@ -27,9 +27,7 @@ worker will (how a file is classified and fetched, the speech level and voice li
 the detector finds, ffmpeg for a video's first frame), so an error shows under the field instead of after a
 GPU queue. These modules are pure and torch-free (tests/test_dashboard_app.py loads every page without torch)."""
 
-CLIENT_WORKER_RULES = frozenset(
-    {"worker.inputs", "worker.media", "worker.engines.infinitetalk_args", "worker.split"}
-)
+CLIENT_WORKER_RULES = frozenset({"worker.inputs", "worker.media", "worker.engines.infinitetalk_args", "worker.split"})
 """The worker's rules the client side reads: a payload file's media are classified as the worker will
 (`client.payloads`), the estimate counts clips as InfiniteTalk chunks them and probes a file's duration with
 the worker's ffprobe (`client.estimate`), deploy writes the weight variables the engine reads
@@ -51,7 +49,8 @@ EXEMPT = {"worker/__main__.py": "the product's command line: each command import
 """Modules allowed to import anything of ours, and why."""
 
 OUTSIDE = ("tests", "bench", "tools", ".runpod", ".venv", ".git")
-"""Folders that are not programs: tests and benchmarks may import everything."""
+"""Folders that are not programs: tests and benchmarks may import everything (and any `.venv*` environment, such
+as the GPU image's stack in `.venv-image`, is not ours)."""
 
 
 def package_of(module: str) -> str:
@@ -110,7 +109,7 @@ def our_modules() -> dict[str, str]:
     return {
         str(path.relative_to(ROOT)): path.read_text()
         for path in ROOT.rglob("*.py")
-        if path.relative_to(ROOT).parts[0] not in OUTSIDE
+        if path.relative_to(ROOT).parts[0] not in OUTSIDE and not path.relative_to(ROOT).parts[0].startswith(".venv")
     }
 
 
