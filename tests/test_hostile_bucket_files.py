@@ -183,8 +183,10 @@ def test_the_limits_are_the_bucket_models(catalog: Catalog) -> None:
 
 
 def copy_under(store: LocalStore, job_id: str, prefix: str) -> str:
-    """A copy of a run's metadata.json under another prefix, its artifacts pointing there."""
+    """A copy of a run's metadata.json under another prefix, its artifacts pointing there, finished later (so
+    that, as a newer file, it would replace the run's row)."""
     meta = json.loads(store.path(f"jobs/{job_id}/metadata.json").read_text())
+    meta["finished_at"] = "2026-11-20T10:05:00.000Z"
     for artifact in meta["outputs"].values():
         artifact["key"] = artifact["key"].replace("jobs/", f"{prefix}/", 1)
     key = f"{prefix}/{job_id}/metadata.json"
