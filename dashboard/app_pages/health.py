@@ -4,11 +4,14 @@ over time from the samples the dashboard keeps, and what RunPod billed beside wh
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 
 import streamlit as st
 
+from client.runpod_rest import RunPodRest
 from core.contract import utc_now
 from core.prices import SHORT_NAMES, gpu_class
+from core.settings import Settings
 from dashboard import cost, state, views
 from dashboard.config import describe_endpoint
 from dashboard.health import (
@@ -110,6 +113,18 @@ def board() -> None:
         st.dataframe([{"error code": code, "failed jobs": n} for code, n in counts.items()], hide_index=True)
 
 
+def _rest(settings: Settings) -> RunPodRest:
+    """This session's REST v2 client (one HTTP session reused by every refresh), rebuilt when the endpoint or the
+    key changes; the key takes part only as a hash."""
+    fingerprint = hashlib.sha256(repr((settings.rest_base_url, settings.endpoint_base_url, settings.api_key)).encode())
+    held = st.session_state.get(K + "rest")
+    if held is None or held[0] != fingerprint.hexdigest():
+        held = (fingerprint.hexdigest(), rest_for(settings))
+        st.session_state[K + "rest"] = held
+    rest: RunPodRest = held[1]
+    return rest
+
+
 def _refused(what: str, problem: str) -> None:
     # The reason quotes the server's own words: shown as text, never as Markdown.
     st.warning(what, icon=":material/cloud_off:")
@@ -121,7 +136,7 @@ def workers_board() -> None:
     for its processes), and the recent log lines of the worker picked, read when asked for."""
     settings = state.settings()
     runpod = on_runpod(settings)
-    rest = rest_for(settings)
+    rest = _rest(settings)
     st.markdown("**Workers, as RunPod lists them**" if runpod else "**Workers: the local endpoint's processes**")
     reading = read_workers(rest, settings.endpoint_id)
     if reading.workers is None:
@@ -171,7 +186,7 @@ def billing_board() -> None:
             "are on this machine."
         )
         return
-    billing = read_billing(rest_for(settings), settings.endpoint_id)
+    billing = read_billing(_rest(settings), settings.endpoint_id)
     if billing.problem:
         _refused("RunPod's billing could not be read.", billing.problem)
         return
