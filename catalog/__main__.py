@@ -117,8 +117,8 @@ def curate(args: argparse.Namespace, catalog: Catalog, settings: Settings) -> st
     if args.command == "tag":
         changes["tags"] = run["tag_list"] + args.tags
     elif args.command == "untag":
-        dropped = set(clean_tags(args.tags))
-        changes["tags"] = [tag for tag in run["tag_list"] if tag not in dropped]
+        dropped = {tag.lower() for tag in clean_tags(args.tags)}
+        changes["tags"] = [tag for tag in run["tag_list"] if tag.lower() not in dropped]
     elif args.command == "note":
         changes["note"] = args.text
     else:

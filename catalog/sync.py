@@ -154,9 +154,11 @@ def _tombstones(
             continue
         deleted.folders.add(folder)
         deleted.runs.setdefault(run_id, folder)
-        report.deleted += 1
         if run is not None:
+            # Counted only when a run goes: History's pick_up reruns the page when a sync changed something, and a
+            # tombstone counted on every sync made that an endless rerun after any delete (issue 29).
             catalog.forget(run_id)
+            report.deleted += 1
     return deleted
 
 

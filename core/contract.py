@@ -620,9 +620,14 @@ class JobParams(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> JobParams:
-        if (self.cond_audio is None) == (self.tts_audio is None):
+        if self.cond_audio is None and self.tts_audio is None:
             raise ValueError(
-                "cond_audio: give exactly one of cond_audio (recorded speech) or tts_audio (text to speak)"
+                "cond_audio: no speech given: send recorded speech in cond_audio, or text to speak in tts_audio"
+            )
+        if self.cond_audio is not None and self.tts_audio is not None:
+            raise ValueError(
+                "cond_audio: recorded speech and text to speak (tts_audio) were both given: keep one and remove "
+                "the other"
             )
         if self.mode == "streaming" and self.max_frame_num < self.frame_num:
             raise ValueError("max_frame_num: must be at least frame_num in streaming mode")
@@ -674,8 +679,15 @@ def _field_path(loc: tuple[Any, ...]) -> str:
 _FIX_HINTS = {
     "missing": "this field is required",
     "extra_forbidden": "this field is not part of the job schema; remove it or check its spelling",
-    "string_too_short": "must not be empty",
+    "string_too_short": "is empty: fill it in, or leave the field out",
 }
+_EMPTY_HINTS = {
+    "prompt": "is empty: describe the scene in a few words (who talks, where, how), e.g. "
+    "'a woman speaks warmly to the camera in a bright studio'",
+    "tts_audio.text": "is empty: type the words to speak",
+}
+"""What to write in a field left empty, where the field says more than "fill it in" (issue 29: an empty prompt said
+only "must not be empty")."""
 
 
 def describe_validation_error(error: ValidationError) -> str:
@@ -686,7 +698,12 @@ def describe_validation_error(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
         path = _field_path(tuple(item.get("loc", ())))
-        message = _FIX_HINTS.get(item.get("type", "")) or str(item.get("msg", "invalid")).removeprefix("Value error, ")
+        kind = item.get("type", "")
+        message = (
+            (_EMPTY_HINTS.get(path) if kind == "string_too_short" else None)
+            or _FIX_HINTS.get(kind)
+            or str(item.get("msg", "invalid")).removeprefix("Value error, ")
+        )
         lines.append(f"{path}: {message}" if path else message)
     return "; ".join(dict.fromkeys(lines))
 

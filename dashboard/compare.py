@@ -10,11 +10,15 @@ import streamlit as st
 
 from dashboard import views
 from dashboard.cost import cost_text
-from dashboard.history import params_rows, timing_rows
+from dashboard.history import params_rows, size_words, timing_rows
+from dashboard.words import label
 
 PARAM = "compare"
 PICKED = "compare.picked"
 """Run ids ticked for comparing on History's cards, oldest tick first (at most two are kept)."""
+MOST = 2
+"""Compare shows two runs: with two ticked, the other cards' boxes are disabled and say why (a third tick silently
+dropped the first, issue 29)."""
 SIDES = ("a", "b")
 CONTAINER = "compare-video-{}"
 """The keys of the two video containers; Streamlit gives each the class `st-key-<key>`, which the script finds."""
@@ -34,22 +38,30 @@ def link_value(first: str, second: str) -> str:
 
 
 def toggle(run_id: str) -> None:
-    """Tick or untick a run for comparing; a third tick replaces the oldest."""
-    picked = [item for item in st.session_state.get(PICKED, []) if item != run_id]
-    if len(picked) == len(st.session_state.get(PICKED, [])):
-        picked = [*picked, run_id][-2:]
-    st.session_state[PICKED] = picked
+    """Tick or untick a run for comparing; a tick past MOST is refused (its box is disabled; this is the guard for
+    a stale page), never swapped for an earlier one without a word."""
+    ticked = list(st.session_state.get(PICKED, []))
+    if run_id in ticked:
+        ticked.remove(run_id)
+    elif len(ticked) < MOST:
+        ticked.append(run_id)
+    st.session_state[PICKED] = ticked
 
 
 def pick_box(run_id: str, key: str) -> None:
-    """History card's "Compare" tick box."""
+    """History card's "Compare" tick box; disabled, saying why, while two other runs are ticked."""
+    ticked = st.session_state.get(PICKED, [])
+    full = len(ticked) >= MOST and run_id not in ticked
     st.checkbox(
         "Compare",
-        value=run_id in st.session_state.get(PICKED, []),
+        value=run_id in ticked,
         key=f"{key}compare.{run_id}",
         on_change=toggle,
         args=(run_id,),
-        help="Tick two runs, then Compare them side by side",
+        disabled=full,
+        help="Two runs are ticked already: untick one to pick this one instead"
+        if full
+        else "Tick two runs, then Compare them side by side",
     )
 
 
@@ -58,18 +70,34 @@ def picked() -> list[str]:
     return list(st.session_state.get(PICKED, []))
 
 
+EMPTY = "—"
+"""The one mark for "not set" in Compare's tables (a None beside a dash read as two different things, issue 29)."""
+MEDIA_FIELDS = ("cond_video", "cond_audio")
+
+
+def _shown(name: str, value: str) -> str:
+    """A parameter's value as the table shows it: a media reference by its file name (not a server path or a
+    presigned URL), an unset value as EMPTY."""
+    if value in ("None", "", "null"):
+        return EMPTY
+    if name.split(".")[0] in MEDIA_FIELDS and not value.startswith("data:"):
+        return value.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or value
+    return value
+
+
 def _flat(params: dict[str, Any]) -> dict[str, str]:
-    return {row["parameter"]: row["value"] for row in params_rows(params)}
+    return {row["parameter"]: _shown(row["parameter"], row["value"]) for row in params_rows(params)}
 
 
 def differing_params(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, str]]:
-    """The parameters whose values differ (or that only one run has), as rows of parameter, A and B."""
+    """The parameters whose values differ (or that only one run has), as rows of setting (the form's label), A
+    and B; field names, paths and "None" were shown as the catalogue holds them (issue 29)."""
     first, second = _flat(a.get("params") or {}), _flat(b.get("params") or {})
     names = sorted(set(first) | set(second))
     return [
-        {"parameter": name, "A": first.get(name, "—"), "B": second.get(name, "—")}
+        {"setting": label(name), "A": first.get(name, EMPTY), "B": second.get(name, EMPTY)}
         for name in names
-        if first.get(name) != second.get(name)
+        if first.get(name, EMPTY) != second.get(name, EMPTY)
     ]
 
 
@@ -81,7 +109,7 @@ def facts_rows(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, str]]:
     """What each run made and what it took: length, size, engine, GPU, cost, and the time of each stage."""
 
     def size(run: dict[str, Any]) -> str:
-        return f"{run['width']}×{run['height']}" if run.get("width") else "—"
+        return size_words(run) or EMPTY
 
     def gpu(run: dict[str, Any]) -> str:
         count = run.get("gpu_count") or 0
@@ -176,8 +204,9 @@ def picked_bar() -> None:
     ticked = picked()
     if not ticked:
         return
-    if len(ticked) < 2:
+    if len(ticked) < MOST:
         st.caption("1 run ticked for comparing: tick one more.")
         return
+    st.caption("2 runs ticked, as many as Compare shows: untick one to pick another.")
     if st.button("Compare the two ticked runs", icon=":material/compare:", key="history.compare.go"):
         st.switch_page(navigation.page("compare"), query_params={PARAM: link_value(*ticked)})

@@ -25,8 +25,14 @@ from worker.media import run_ffmpeg
 
 AUTO = "Found by the worker"
 DRAW = "A box I draw"
-COLOURS = [(255, 196, 0), (0, 200, 255), (170, 170, 170)]
-"""Person 1's box, person 2's box, a face nobody was given (RGB)."""
+PERSON_COLOURS = {"person1": ((245, 159, 0), "orange"), "person2": ((28, 126, 214), "blue")}
+"""Each person's colour (RGB) and its Streamlit Markdown name: the person's box on the picture and the square in
+that person's controls share it, so a face is tied to its person at a glance (issue 29)."""
+FREE = (255, 255, 255)
+"""A face nobody was given: white, with a dark rim, readable on light and dark photos alike."""
+SHOWN_WIDTH = 960
+"""The picture is drawn at least this wide: a small photo's boxes and numbers were thin and tiny once the browser
+scaled the 387 px picture (issue 29); lines and labels are sized for this width."""
 SIDES = ("left", "top", "right", "bottom")
 DRAG_PX = 8
 """A press and release further apart than this (on the shown picture) is a drawn box, not a click."""
@@ -59,22 +65,42 @@ def faces(data: bytes, kind: str) -> tuple[np.ndarray | None, list[list[int]]]:
     return image, face_boxes(image) if image is not None else []
 
 
+def line_width(shown_width: int) -> int:
+    """How thick a box's line is on a picture this wide: 6 px at SHOWN_WIDTH."""
+    return max(4, round(shown_width / 160))
+
+
+def person_mark(person: int) -> str:
+    """A person's square in their colour, for the labels of that person's controls (`:orange[■] Person 1`)."""
+    return f":{PERSON_COLOURS[f'person{person}'][1]}[■] Person {person}"
+
+
 def drawn(image: np.ndarray, boxes: list[list[int]], chosen: dict[str, list[int] | None]) -> np.ndarray:
-    """The picture with every found face boxed and numbered, and each person's box in that person's colour."""
+    """The picture, at least SHOWN_WIDTH wide, with every found face in a thick box under a large filled label:
+    "Face N" in white while nobody has it, "Person N" in that person's colour once given."""
     import cv2
 
-    out = image.copy()
-    thickness = max(2, round(min(image.shape[:2]) / 200))
+    scale = max(1.0, SHOWN_WIDTH / image.shape[1])
+    out = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR) if scale > 1 else image.copy()
+    thickness = line_width(out.shape[1])
+    font, font_scale = cv2.FONT_HERSHEY_SIMPLEX, out.shape[1] / SHOWN_WIDTH
     given = {tuple(box): person for person, box in chosen.items() if box}
+
+    def mark(box: tuple[int, ...], colour: tuple[int, int, int], text: str, ink: tuple[int, int, int]) -> None:
+        left, top, right, bottom = (round(v * scale) for v in box)
+        cv2.rectangle(out, (left, top), (right, bottom), (20, 20, 20), thickness + 4)  # a dark rim
+        cv2.rectangle(out, (left, top), (right, bottom), colour, thickness)
+        (width, height), base = cv2.getTextSize(text, font, font_scale, 2)
+        pad = round(6 * font_scale)
+        cv2.rectangle(out, (left, top), (left + width + 2 * pad, top + height + base + 2 * pad), colour, -1)
+        cv2.putText(out, text, (left + pad, top + height + pad), font, font_scale, ink, 2, cv2.LINE_AA)
+
     for index, box in enumerate(boxes, 1):
         if tuple(box) not in given:
-            cv2.rectangle(out, tuple(box[:2]), tuple(box[2:]), COLOURS[2], thickness)
-            cv2.putText(out, str(index), (box[0] + 4, box[1] + 22), cv2.FONT_HERSHEY_SIMPLEX, 0.7, COLOURS[2], 2)
+            mark(tuple(box), FREE, f"Face {index}", (20, 20, 20))
     for corners, person in given.items():
-        colour = COLOURS[0] if person == "person1" else COLOURS[1]
-        cv2.rectangle(out, corners[:2], corners[2:], colour, thickness + 1)
-        label = f"P{person[-1]}"
-        cv2.putText(out, label, (corners[0] + 4, corners[1] + 22), cv2.FONT_HERSHEY_SIMPLEX, 0.7, colour, 2)
+        colour = PERSON_COLOURS[person][0]
+        mark(corners, colour, f"Person {person[-1]}", (20, 20, 20) if person == "person1" else (255, 255, 255))
     return out
 
 
@@ -160,19 +186,28 @@ def pick(data: bytes | None, kind: str | None, people: int, key: str) -> dict[st
     with st.expander(f"Who speaks · {note}", expanded=people > 1 or found > 1):
         target = 1
         if people > 1:
-            setting = st.radio("Clicking sets", ["Person 1", "Person 2"], key=f"{key}.target", horizontal=True)
+            setting = st.radio(
+                "Clicking sets",
+                ["Person 1", "Person 2"],
+                key=f"{key}.target",
+                horizontal=True,
+                format_func=lambda name: person_mark(int(name[-1])),
+            )
             target = int(setting[-1])
         held = {f"person{n}": _held(n, boxes, (width, height), people, key) for n in range(1, people + 1)}
         pointer = streamlit_image_coordinates(
             drawn(image, boxes, held), key=f"{key}.picture", width="stretch", click_and_drag=True,
             cursor="crosshair",
         )  # fmt: skip
-        st.caption("Click a numbered face to give it to the person being set, or drag to draw a box by hand.")
+        st.caption(
+            "Click a face to give it to the person being set (its box takes that person's colour), or drag to draw "
+            "a box by hand."
+        )
         if _take_pointer(pointer, boxes, (width, height), target, key):
             st.rerun()
         chosen: dict[str, list[int] | None] = {}
         for person in range(1, people + 1):
-            choice = st.selectbox(f"Person {person}'s face", options, key=f"{key}.person{person}")
+            choice = st.selectbox(f"{person_mark(person)}'s face", options, key=f"{key}.person{person}")
             if choice == DRAW:
                 chosen[f"person{person}"] = _hand_box(person, (width, height), people, key)
             elif choice.startswith("Face "):

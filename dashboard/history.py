@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from catalog import Catalog, SearchResult
-from core.contract import TIMING_KEYS
+from catalog import Catalog, SearchResult, bucket, sync
+from core.contract import TIMING_KEYS, JobError, JobStatus, friendly_error
+from core.store import Store
 from dashboard.views import plain
 
 PER_PAGE = 24
@@ -55,7 +57,7 @@ class Query:
             self.date_from,
             self.date_to,
             self.favourites,
-            self.tag.strip().lower(),
+            self.tag.strip().lower(),  # the catalogue matches tags ignoring case
             self.sort,
             self.submitted_by,
         )
@@ -157,10 +159,109 @@ def parse_tags(text: str) -> list[str]:
     return [tag.strip() for tag in text.split(",") if tag.strip()]
 
 
+NAME_CHARS = 150
+"""The most characters of a prompt a download's name keeps: whole words, so a prompt's end is kept unless it is
+longer than a file manager shows anyway (six words and 48 characters cut most prompts' ends, issue 29)."""
+
+
 def download_name(run: dict[str, Any], what: str, extension: str) -> str:
     """A download's file name from the run's date and prompt (`2026-12-01-a-pilot-explains-the-video.mp4`),
     so a folder of downloads reads as what they are; the run id where there is no prompt."""
-    words = re.findall(r"[a-z0-9]+", (run.get("prompt") or "").lower())[:6]
-    stem = "-".join(words)[:48].rstrip("-") or re.sub(r"[^A-Za-z0-9_-]", "_", run["run_id"])
+    stem = "-".join(re.findall(r"[a-z0-9]+", (run.get("prompt") or "").lower()))
+    if len(stem) > NAME_CHARS:
+        stem = stem[: NAME_CHARS + 1].rsplit("-", 1)[0]
+    stem = stem or re.sub(r"[^A-Za-z0-9_-]", "_", run["run_id"])
     day = (run.get("created_at") or "")[:10]
     return f"{day + '-' if day else ''}{stem}-{what}.{extension}"
+
+
+def size_words(run: dict[str, Any]) -> str:
+    """A run's size, said one way on every page: the size setting as the form shows it and the video's pixels
+    (`480p · 640×640`); either alone when only one is known ("480p", "infinitetalk-480" and "640×640" were
+    three ways in three places, issue 29)."""
+    parts = [facet_word("size", run["size"]) if run.get("size") else ""]
+    if run.get("width") and run.get("height"):
+        parts.append(f"{run['width']}×{run['height']}")
+    return " · ".join(part for part in parts if part)
+
+
+def card_line(run: dict[str, Any], cost_suffix: str = "") -> str:
+    """A card's caption: when it was made, how long the video is, its size and steps, then its cost; a part that
+    is unknown is left out rather than shown as an empty "· ·" or "? steps" (a failed run's card, issue 29)."""
+    made = (run.get("created_at") or "")[:16].replace("T", " ")
+    length = f"{run['video_duration_s']:.1f} s" if run.get("video_duration_s") else ""
+    steps = f"{run['sample_steps']} steps" if run.get("sample_steps") else ""
+    return " · ".join(part for part in (made, length, size_words(run), steps) if part) + cost_suffix
+
+
+def tags_line(run: dict[str, Any]) -> str:
+    """A card's tags as the user wrote them (`Demo Reel · best`); empty when it has none. A search row holds them
+    as the catalogue's comma-separated column, a fetched run also as tag_list."""
+    tags = run.get("tag_list") or [tag for tag in (run.get("tags") or "").split(",") if tag]
+    return " · ".join(tags)
+
+
+def no_picture(run: dict[str, Any]) -> str:
+    """What a card without a thumbnail says in its place: why there is no picture yet, or none at all."""
+    status = run.get("status")
+    if status == JobStatus.IN_QUEUE:
+        return "Waiting in the queue"
+    if status == JobStatus.IN_PROGRESS:
+        return "Being made"
+    if status == JobStatus.CANCELLED:
+        return "Cancelled before a video was made"
+    if status in JobStatus.FAILURES:
+        return f"No video: {friendly_error(run.get('error_code') or '')['title']}"
+    return "No thumbnail"
+
+
+UNDO_MAX_BYTES = 256 * 1024 * 1024
+"""The most a deleted run's files may hold for its Undo to keep a copy of them in memory; a bigger run is deleted
+for good, and the confirmation says so beforehand."""
+
+
+@dataclass
+class Deleted:
+    """A run just deleted from History, with what Undo needs to bring it back."""
+
+    run_id: str
+    prompt: str
+    folder: str
+    files: dict[str, bytes]
+    """The run's files as they were in the store (empty when they were kept there)."""
+    undoable: bool
+
+
+def run_files(store: Store, run: dict[str, Any]) -> list[str]:
+    """Every file of a run in the store: its folder's, and the video and thumbnail the catalogue names."""
+    folder = bucket.run_folder(run)
+    listed = [key for key in store.list(folder + "/") if bucket.folder_of(key) == folder]
+    return list(dict.fromkeys(key for key in (*listed, run.get("video_key"), run.get("thumb_key")) if key))
+
+
+def delete_run(
+    catalog: Catalog, store: Store, run: dict[str, Any], *, with_files: bool, deleted_by: str | None
+) -> Deleted:
+    """Delete a run as Catalog.delete does, keeping in memory what Undo needs: a copy of its files when they go
+    (within UNDO_MAX_BYTES), nothing more when they stay (a sync of its folder brings the row back)."""
+    files: dict[str, bytes] = {}
+    undoable = True
+    if with_files:
+        for key in run_files(store, run):
+            files[key] = store.get(key)
+            if sum(map(len, files.values())) > UNDO_MAX_BYTES:
+                files, undoable = {}, False
+                break
+    catalog.delete(run["run_id"], store if with_files else None, deleted_by=deleted_by)
+    return Deleted(run["run_id"], run.get("prompt") or "", bucket.run_folder(run), files, undoable)
+
+
+def undo_delete(catalog: Catalog, store: Store, deleted: Deleted) -> bool:
+    """Put a deleted run's files back, drop its tombstone, and read its folder again; True when it is listed."""
+    for key, data in deleted.files.items():
+        store.put_bytes(key, data)
+    if deleted.files:
+        with contextlib.suppress(JobError):  # none was written (a folder the key rule refuses needs none)
+            store.delete(f"{deleted.folder}/{bucket.TOMBSTONE}")
+    sync(catalog, store, prefix=deleted.folder + "/", full=True)
+    return catalog.get(deleted.run_id) is not None

@@ -155,6 +155,21 @@ FALLBACK_NOTE = (
 )
 
 
+IDLE_NOTE = "If the level does not move after Start recording, choose **Record** for the plain recorder."
+SENTENCE_CASE = """<script>
+// streamlit-webrtc draws its buttons with Material UI, in capitals ("START RECORDING"); every other button of the
+// app is in sentence case (issue 29). Its frame is served by this app, so its style can be set from here.
+for (const frame of window.parent.document.querySelectorAll('iframe[title^="streamlit_webrtc"]')) {
+  const doc = frame.contentDocument;
+  if (doc && doc.head && !doc.getElementById("studio-sentence-case")) {
+    const style = doc.createElement("style");
+    style.id = "studio-sentence-case";
+    style.textContent = "button { text-transform: none !important; }";
+    doc.head.appendChild(style);
+  }
+}
+</script>"""
+
 ABANDONED_S = 24 * 3600
 
 
@@ -172,14 +187,26 @@ def sweep_abandoned(now: float | None = None) -> int:
     return removed
 
 
+NO_SOUND_AFTER_S = 3.0
+"""How long a take may run without a single frame before the meter says WebRTC did not connect."""
+
+
 def _meter(holder: dict[str, Any]) -> None:
     take: LiveTake | None = holder.get("take")
     if take is None:
         return
     level = take.level()
     st.progress(level.fraction, text=f"Level {level.rms_db:.0f} dB · {level.seconds:.1f} s recorded")
-    if advice := level.advice():
-        st.warning(advice, icon=":material/graphic_eq:")
+    if said := meter_note(level.seconds, level.advice(), time.monotonic() - holder.get("started", time.monotonic())):
+        st.warning(said, icon=":material/graphic_eq:")
+
+
+def meter_note(recorded_s: float, advice: str | None, running_s: float) -> str | None:
+    """What the meter says under the level: FALLBACK_NOTE only while no sound has arrived NO_SOUND_AFTER_S into a
+    take (it stayed under a moving level and read as a fault, issue 29), else the level's own advice."""
+    if recorded_s == 0 and running_s > NO_SOUND_AFTER_S:
+        return FALLBACK_NOTE
+    return advice
 
 
 meter = st.fragment(run_every=0.4)(_meter)
@@ -219,9 +246,12 @@ def recorder(key: str) -> bytes | None:
         if take is None or take.finished:
             sweep_abandoned()
             holder["take"] = LiveTake(TAKES_DIR / f"{uuid.uuid4().hex}.wav")
+            holder["started"] = time.monotonic()
         meter(holder)
-    elif take is not None and not take.finished:
-        holder["wav"] = take.finish()
-        holder["take"] = None
-    st.caption(FALLBACK_NOTE)
+    else:
+        if take is not None and not take.finished:
+            holder["wav"] = take.finish()
+            holder["take"] = None
+        st.caption(IDLE_NOTE)
+    st.iframe(SENTENCE_CASE, height=1)  # our own style, no user text; the component's frame is same-origin
     return holder.get("wav")

@@ -11,8 +11,9 @@ import pandas as pd
 import streamlit as st
 
 from core.contract import JobError, JobStatus, friendly_error
+from core.prices import PREVIEW_ENGINE
 from core.store import Store
-from dashboard.words import in_words
+from dashboard.words import PREVIEW_BADGE, PREVIEW_ENGINE_LINE, in_words
 
 if TYPE_CHECKING:
     # Vega's colour scheme names; altair types Scale(scheme=...) with this alias but exports it only from here.
@@ -63,9 +64,15 @@ def duration(seconds: float | None) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
-def status_badge(status: str) -> None:
-    """A coloured badge for a run's status."""
-    st.badge(status.replace("_", " ").title(), color=STATUS_COLOURS.get(status, "gray"))
+def status_badge(status: str, engine: str | None = None) -> None:
+    """A coloured badge for a run's status; beside it the preview engine's badge when the run's metadata says the
+    preview engine made it (issue 29: nothing told a preview from InfiniteTalk's output)."""
+    colour = STATUS_COLOURS.get(status, "gray")
+    words = status.replace("_", " ").title()
+    if engine == PREVIEW_ENGINE:
+        st.markdown(f":{colour}-badge[{plain(words)}] {PREVIEW_BADGE}", help=PREVIEW_ENGINE_LINE)
+    else:
+        st.badge(words, color=colour)
 
 
 def outcome(run: dict[str, Any]) -> None:

@@ -9,6 +9,16 @@ from __future__ import annotations
 
 import re
 
+PREVIEW_ENGINE_LINE = (
+    "This endpoint runs the **preview engine**, not InfiniteTalk: it moves the mouth with the speech, blinks and "
+    "sways the head, so you can check framing, timing and length in seconds for free. The real model runs on a GPU "
+    "worker (docs/gpu.md)."
+)
+"""Said on first open, above the form, and beside every preview result (Live, History's cards and detail), so a
+preview is never taken for InfiniteTalk's output (issue 29)."""
+PREVIEW_BADGE = ":violet-badge[:material/science: Preview engine]"
+"""The Markdown badge every preview result carries; Streamlit draws it inline beside the status."""
+
 PARAM_LABELS = {
     "size": "Size",
     "mode": "Mode",
@@ -64,5 +74,12 @@ def label(name: str) -> str:
 
 
 def in_words(message: str | None) -> str:
-    """A worker or contract message with every field name replaced by the form's label for it."""
-    return _NAMES.sub(lambda match: FIELD_LABELS[next(group for group in match.groups() if group)], message or "")
+    """A worker or contract message with every field name replaced by the form's label for it; `Prompt: is empty`
+    reads `Prompt is empty`."""
+    named = _NAMES.sub(lambda match: FIELD_LABELS[next(group for group in match.groups() if group)], message or "")
+    return named.replace(": is empty:", " is empty:")
+
+
+def field_message(name: str, message: str) -> str:
+    """A message about one field, shown under that field, as a sentence that names it (`Prompt is empty: …`)."""
+    return in_words(f"{name}: {message}")

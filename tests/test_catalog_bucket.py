@@ -77,7 +77,7 @@ def test_curation_from_the_api_and_the_cli_comes_back_after_the_catalogue_is_del
     assert cli(["sync"]) == 0
     assert "3 added" in capsys.readouterr().out
     rebuilt = Catalog(cli_env)
-    assert curation(rebuilt.get("run-a")) == (["launch", "keep"], 1, "the good take")
+    assert curation(rebuilt.get("run-a")) == (["Launch", "keep"], 1, "the good take")
     assert curation(rebuilt.get("run-b")) == (["review"], 0, "needs a second look")
     assert curation(rebuilt.get("run-c")) == (["draft"], 0, "")
     assert rebuilt.search("second look").total == 1, "a restored note is searchable again"

@@ -175,3 +175,15 @@ def test_counts_and_pages_agree_with_a_brute_force_filter(catalog: Catalog, quer
         for row in expected:
             counts[row[name]] = counts.get(row[name], 0) + 1
         assert found.facets[name] == counts
+
+
+def test_tags_keep_their_case_and_a_tag_filter_finds_a_word_of_a_tag_in_any_case(catalog: Catalog) -> None:
+    """Issue 29: "Demo Reel" was saved as "demo reel", and the Tag filter "demo" then found nothing."""
+    catalog.set_tags("job-01", ["Demo Reel", "demo reel", "best"])
+    catalog.set_tags("job-02", ["reel", "Best"])
+    run = catalog.get("job-01")
+    assert run is not None and run["tag_list"] == ["Demo Reel", "best"], "case kept; a repeat in other case dropped"
+    assert [r["run_id"] for r in catalog.search("", tag="demo").rows] == ["job-01"]
+    assert [r["run_id"] for r in catalog.search("", tag="DEMO REEL").rows] == ["job-01"]
+    assert catalog.search("", tag="reel best").total == 0, "never across two tags"
+    assert sorted(r["run_id"] for r in catalog.search("", tag="BEST").rows) == ["job-01", "job-02"]

@@ -162,11 +162,11 @@ def test_ticking_two_cards_opens_them_side_by_side_with_what_differs(
     assert at.query_params["compare"] == "run-astronaut,run-pilot"
     assert len(at.get("video")) == 2, "both videos, side by side"
     facts = at.dataframe[0].value.set_index("")
-    assert facts.loc["size"].tolist() == ["640×640", "960×960"]
+    assert facts.loc["size"].tolist() == ["480p · 640×640", "720p · 960×960"]
     assert facts.loc["cost"].tolist() == ["$0 (preview engine)", "$0 (preview engine)"]
     differing = at.dataframe[1].value
-    assert set(differing["parameter"]) == {"prompt", "sample_shift", "sample_steps", "size"}
-    assert differing.set_index("parameter").loc["sample_steps"].tolist() == ["8", "40"]
+    assert set(differing["setting"]) == {"Prompt", "Sample shift", "Sampling steps", "Size"}, "the form's labels"
+    assert differing.set_index("setting").loc["Sampling steps"].tolist() == ["8", "40"]
 
 
 def test_a_compare_link_opens_the_same_view_and_a_bad_one_says_what_it_needs(

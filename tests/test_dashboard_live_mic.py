@@ -10,7 +10,15 @@ import av
 import numpy as np
 import pytest
 
-from dashboard.live_mic import RATE, LiveTake, ice_servers
+from dashboard.live_mic import (
+    FALLBACK_NOTE,
+    NO_SOUND_AFTER_S,
+    RATE,
+    SENTENCE_CASE,
+    LiveTake,
+    ice_servers,
+    meter_note,
+)
 from worker.audio import QUIET_SPEECH_DB
 
 
@@ -61,6 +69,18 @@ def test_the_meter_warns_while_speaking_too_loud_or_too_quiet(tmp_path: Path) ->
     _feed(silent, np.zeros(48_000))
     assert silent.level().advice() is None, "silence between sentences is not nagged about"
     assert silent.finish() is not None
+
+
+def test_the_no_connection_note_shows_only_while_no_sound_arrives(tmp_path: Path) -> None:
+    """Issue 29: "No level moving after Start?" stayed under the meter while the level moved."""
+    speaking = LiveTake(tmp_path / "speaking.wav")
+    _feed(speaking, _tone(0.3, 1.2))
+    level = speaking.level()
+    assert level.seconds > 0
+    assert meter_note(level.seconds, level.advice(), running_s=30.0) != FALLBACK_NOTE
+    assert meter_note(0.0, None, running_s=NO_SOUND_AFTER_S + 1) == FALLBACK_NOTE
+    assert meter_note(0.0, None, running_s=1.0) is None, "not before the connection had a chance"
+    assert "text-transform: none" in SENTENCE_CASE, "its buttons in the app's sentence case, not capitals"
 
 
 def test_ice_servers_come_from_the_environment_and_bad_json_names_the_variable() -> None:

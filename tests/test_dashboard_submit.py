@@ -88,12 +88,12 @@ def test_the_active_preset_is_shown_until_a_parameter_differs(data_dir: Path) ->
     """Nothing said which preset the form held, so an edited preset still looked like the one last clicked."""
     at = open_page("submit")
     assert "Active preset: none (the form's defaults)" in texts(at)
-    at.button(key="submit.preset.Fast preview").click().run()
-    assert "Active preset: **Fast preview**" in texts(at)
+    at.button(key="submit.preset.8-step draft").click().run()
+    assert "Active preset: **8-step draft**" in texts(at)
     at.number_input(key="submit.param.sample_steps").set_value(9).run()
     assert "Active preset: **custom**" in texts(at)
     at.number_input(key="submit.param.sample_steps").set_value(8).run()
-    assert "Active preset: **Fast preview**" in texts(at), "back to the preset's value is the preset again"
+    assert "Active preset: **8-step draft**" in texts(at), "back to the preset's value is the preset again"
     at.button(key="submit.preset.4-step LoRA").click().run()
     assert "Active preset: **4-step LoRA**" in texts(at), "its float fields match though widgets hand floats back"
 
@@ -143,7 +143,7 @@ def test_missing_and_invalid_fields_are_shown_next_to_them_and_nothing_is_sent(d
     errors = [e.value for e in at.error]
     assert "Add a photo or a video of the person (or people) who will talk." in errors
     assert "Add speech for person 1: record, upload or link it." in errors
-    assert "must not be empty" in errors
+    assert any(text.startswith("Prompt is empty: describe the scene in a few words") for text in errors), errors
     assert "**Frames per clip**: must be 4n+1: use 77 or 81" in errors
     assert "Fix the fields marked above, then submit again." in errors
     assert at.title[0].value == "Submit a talking video"

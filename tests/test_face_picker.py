@@ -13,7 +13,7 @@ from catalog import Catalog
 from core.contract import JobParams
 from core.settings import Settings
 from dashboard import state
-from dashboard.face_picker import DRAW, faces
+from dashboard.face_picker import DRAW, PERSON_COLOURS, SHOWN_WIDTH, drawn, faces, person_mark
 from tests.dashboard_support import MEDIA, dashboard_env, local_endpoint, open_page
 from worker.engines.preview import PreviewEngine
 from worker.engines.preview_face import face_boxes
@@ -47,6 +47,23 @@ def test_the_picker_shows_the_faces_the_worker_finds() -> None:
     assert image is not None
     assert boxes == face_boxes(read_image(TWO_PEOPLE, field="test"))
     assert len(boxes) == 2 and boxes[0][0] < image.shape[1] / 2 < boxes[1][0], "left face first, then right"
+
+
+def test_each_persons_box_is_thick_large_and_in_the_colour_of_that_persons_controls() -> None:
+    """Issue 29: a 387 px picture with thin grey boxes and tiny numbers, and no colour tying a face to a person."""
+    image, boxes = faces(TWO_PEOPLE.read_bytes(), "image")
+    assert image is not None and image.shape[1] < SHOWN_WIDTH
+    out = drawn(image, boxes, {"person1": boxes[1], "person2": boxes[0]})
+    scale = out.shape[1] / image.shape[1]
+    assert out.shape[1] >= SHOWN_WIDTH, "drawn at least as wide as it is shown"
+    for person, box in (("person1", boxes[1]), ("person2", boxes[0])):
+        colour, name = PERSON_COLOURS[person]
+        left, top, _, bottom = (round(v * scale) for v in box)
+        middle = (top + bottom) // 2
+        edge = [tuple(int(c) for c in out[middle, x]) for x in range(left - 8, left + 9)]
+        assert edge.count(colour) >= 6, f"{person}: a line at least 6 px thick in its colour ({edge})"
+        assert person_mark(int(person[-1])).startswith(f":{name}[■]"), "the controls carry the same colour"
+    assert PERSON_COLOURS["person1"][0] != PERSON_COLOURS["person2"][0]
 
 
 def test_picking_the_second_face_of_two_people_fills_the_jobs_bbox_with_it(data_dir: Path) -> None:

@@ -47,6 +47,16 @@ video of a file outside the allowed roots. With this list ffmpeg refuses them be
 INPUT_GUARD = ["-protocol_whitelist", "file,pipe", "-format_whitelist", ",".join(DEMUXERS)]
 """Options put before each `-i` of a job's media: only the DEMUXERS, reading only local files and pipes."""
 ACCEPTED = "send a JPEG/PNG/WebP image, an MP4/MOV/WebM/MKV video, or WAV/MP3/OGG/FLAC/AAC/M4A audio"
+ACCEPTED_AUDIO = "send speech as WAV, MP3, OGG/Opus, FLAC, AAC, M4A or WebM audio"
+ACCEPTED_VISUAL = "send a JPEG/PNG/WebP photo or an MP4/MOV/WebM/MKV video"
+
+
+def accepted_for(field: str) -> str:
+    """What to send instead, for the field a file was given for: speech fields list audio formats only (a text
+    file named .wav was told to send an image or a video, issue 29)."""
+    if field.startswith(("cond_audio", "tts_audio")):
+        return ACCEPTED_AUDIO
+    return ACCEPTED_VISUAL if field.startswith("cond_video") else ACCEPTED
 
 
 def guarded(args: list[str]) -> list[str]:
@@ -125,14 +135,15 @@ def probe(path: Path, *, field: str, at_stage: str = Stage.DOWNLOADS_STARTED) ->
         raise JobError(
             ErrorCode.INPUT_VALIDATION,
             f"{field}: playlists, manifests and containers other than the supported ones are not read "
-            f"(they can point at other files); {ACCEPTED}",
+            f"(they can point at other files); {accepted_for(field)}",
             at_stage=at_stage,
         )
     if done.returncode != 0:
-        reason = stderr_tail(done.stderr, 200, (str(path),), field) or "unknown format"
+        # ffmpeg names the file in its reason: "the file", since the message already starts with the field.
+        reason = stderr_tail(done.stderr, 200, (str(path),)).removeprefix("the file: ") or "unknown format"
         raise JobError(
             ErrorCode.INPUT_VALIDATION,
-            f"{field}: the file is not readable media ({reason}); {ACCEPTED}",
+            f"{field}: the file is not readable media ({reason}); {accepted_for(field)}",
             at_stage=at_stage,
         )
     streams = data.get("streams", [])

@@ -46,7 +46,7 @@ def _side(run: dict, side: str) -> None:
 
 def main() -> None:
     """Draw the Compare page."""
-    st.title("Compare two runs")
+    st.title("Compare two runs", anchor=False)
     ids = compare.parse(st.query_params.get(compare.PARAM))
     if ids is None:
         if st.query_params.get(compare.PARAM):
@@ -69,9 +69,9 @@ def main() -> None:
     with right:
         _side(b, "b")
     st.iframe(compare.sync_script(), height=48)  # our own script (no user text in it), same-origin by design
-    st.subheader("Timings, length and cost", divider="gray")
+    st.subheader("Timings, length and cost", divider="gray", anchor=False)
     st.dataframe(compare.facts_rows(a, b), hide_index=True, width="stretch")
-    st.subheader("Parameters that differ", divider="gray")
+    st.subheader("Parameters that differ", divider="gray", anchor=False)
     differing = compare.differing_params(a, b)
     if differing:
         st.dataframe(differing, hide_index=True, width="stretch")

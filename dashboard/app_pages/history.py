@@ -17,24 +17,35 @@ from dashboard import compare, cost, navigation, state, tracker, views
 from dashboard.history import (
     FACETS,
     SORT_LABELS,
+    Deleted,
     Query,
+    card_line,
+    delete_run,
     download_name,
     facet_counts,
     facet_options,
     filters_for,
+    no_picture,
     page_key,
     params_rows,
     parse_tags,
     search,
+    size_words,
     skipped_lines,
+    tags_line,
     timing_rows,
+    undo_delete,
 )
 from dashboard.jobs import retry_trace, retryable
 from dashboard.signin import signed_in_email
 
 K = "history."
 GRID_COLUMNS = 4
-CARD_HEIGHT = 400
+CARD_HEIGHT = 440
+# The run deleted last (dashboard.history.Deleted), for the confirmation and its Undo above the grid. (A comment:
+# Streamlit's magic draws a bare string in a page script on the page.)
+DELETED = K + "deleted"
+SHOWN_PAGE = K + "shown_page"
 THUMB_HEIGHT = 150
 PROMPT_ON_CARD = 70
 MINE = "Mine"
@@ -118,17 +129,18 @@ def _card(run: dict[str, Any], store: Any, key: str = K + "open.") -> None:
     # One height for every card: the thumbnail is letterboxed and the prompt shortened, so a row lines up.
     with st.container(border=True, height=CARD_HEIGHT):
         if not views.thumbnail(store, run.get("thumb_key")):
-            st.container(height=THUMB_HEIGHT, border=False).caption("no thumbnail")
-        views.status_badge(run["status"])
+            # Why there is no picture, in the box's place (a failed card read "· · ? steps" over an empty box).
+            box = st.container(
+                height=THUMB_HEIGHT, border=False, vertical_alignment="center", horizontal_alignment="center"
+            )
+            box.caption(no_picture(run))
+        views.status_badge(run["status"], run.get("engine"))
         st.markdown(f"{'★ ' if run.get('favourite') else ''}{views.plain(_short(run.get('prompt') or '(no prompt)'))}")
-        made = (run.get("created_at") or "")[:16].replace("T", " ")
-        length = f" · {run['video_duration_s']:.1f} s" if run.get("video_duration_s") else ""
-        steps = f"{run.get('sample_steps') or '?'} steps"
-        st.caption(f"{made}{length} · {run.get('size') or ''} · {steps}{cost.card_suffix(run)}")
-        opens, picks = st.columns([3, 2], vertical_alignment="center")
-        opens.button("Open", key=key + run["run_id"], on_click=_open, args=(run["run_id"],), width="stretch")
-        with picks:
-            compare.pick_box(run["run_id"], key)
+        st.caption(card_line(run, cost.card_suffix(run)))  # the catalogue's numbers and dates, no user text
+        if tags := tags_line(run):
+            st.caption(f":material/sell: {views.plain(tags)}")
+        st.button("Open", key=key + run["run_id"], on_click=_open, args=(run["run_id"],), width="stretch")
+        compare.pick_box(run["run_id"], key)
 
 
 def _grid(result: SearchResult, key: str = K + "open.") -> None:
@@ -185,21 +197,51 @@ def _curation(run: dict[str, Any]) -> None:
 
 def _delete(run: dict[str, Any]) -> None:
     with st.popover("Delete", icon=":material/delete:"):
+        st.markdown(f"Delete **{views.plain(_short(run.get('prompt') or '(no prompt)', 60))}**?")
         with_files = st.checkbox(
             "Also delete the video, thumbnail and metadata from the store, so that no sync brings it back",
             value=True,
         )
-        if st.button("Delete for good", type="primary", key=K + "delete"):
+        st.caption("History says what was deleted and offers Undo until you dismiss it.")
+        if st.button("Delete", type="primary", key=K + "delete", icon=":material/delete:"):
             try:
-                state.catalog().delete(
-                    run["run_id"], state.store() if with_files else None, deleted_by=signed_in_email()
+                st.session_state[DELETED] = delete_run(
+                    state.catalog(), state.store(), run, with_files=with_files, deleted_by=signed_in_email()
                 )
             except JobError as error:
-                st.error(f"Could not delete the files: {error.message}")
+                st.error(f"Could not delete the files: {views.plain(error.message)}")
                 return
             _close()
-            st.toast("Deleted", icon=":material/delete:")
             st.rerun()
+
+
+def _undo(deleted: Deleted) -> None:
+    try:
+        back = undo_delete(state.catalog(), state.store(), deleted)
+    except JobError as error:
+        st.session_state[K + "undo_problem"] = error.message
+        return
+    st.session_state.pop(DELETED, None)
+    st.toast("Restored" if back else "Its files are back; a sync will list it", icon=":material/undo:")
+
+
+def _deleted_notice() -> None:
+    """The last delete, said where the user looks (a toast went by unseen, and there was no way back, issue 29)."""
+    deleted: Deleted | None = st.session_state.get(DELETED)
+    if deleted is None:
+        return
+    with st.container(border=True, key="history-deleted"):
+        what = views.plain(_short(deleted.prompt or deleted.run_id, 80))
+        files = " and its files" if deleted.files or not deleted.undoable else ""
+        st.markdown(f":material/delete: Deleted **{what}**{files}.")
+        if problem := st.session_state.pop(K + "undo_problem", None):
+            st.error(f"Could not undo: {views.plain(problem)}")
+        undo, done = st.columns([1, 1], width=360)
+        if deleted.undoable:
+            undo.button("Undo", key=K + "undo", on_click=_undo, args=(deleted,), icon=":material/undo:")
+        else:
+            undo.caption("Too large to keep for Undo.")
+        done.button("Dismiss", key=K + "dismiss_deleted", on_click=st.session_state.pop, args=(DELETED, None))
 
 
 def _batch_items(run: dict[str, Any]) -> None:
@@ -218,16 +260,14 @@ def _detail(run_id: str) -> None:
     the filters it opened off-screen, issue 16); closing it (button, Esc or the cross) drops `?run=` from the URL."""
     run = state.catalog().get(run_id)
     if run is None:
-        st.warning(f"Run `{run_id}` is not in the catalogue (deleted?).")
-        st.button("Close", on_click=_close)
+        st.warning(f"Run `{views.plain(run_id)}` is not in the catalogue (deleted?).")
         return
+    # One way to close: the dialog's own × (and Esc, or a click beside it); a second "Close" button beside the ×
+    # was clutter (issue 29). Both drop `?run=` through on_dismiss.
     with st.container():
-        head, close = st.columns([6, 1])
-        with head:
-            views.status_badge(run["status"])
-            st.subheader(views.plain(run.get("prompt") or "(no prompt)"))
-            st.caption(f"job `{run['job_id']}` · made {(run.get('created_at') or '')[:19].replace('T', ' ')} UTC")
-        close.button("Close", on_click=_close, icon=":material/close:", key=K + "close")
+        views.status_badge(run["status"], run.get("engine"))
+        st.subheader(views.plain(run.get("prompt") or "(no prompt)"), anchor=False)
+        st.caption(f"job `{run['job_id']}` · made {(run.get('created_at') or '')[:19].replace('T', ' ')} UTC")
         if run.get("batch_items"):
             _batch_items(run)
             return
@@ -254,9 +294,11 @@ def _detail(run_id: str) -> None:
             a, b = st.columns(2)
             a.metric("Video", views.duration(run.get("video_duration_s")))
             b.metric("Made in", views.duration((run.get("total_ms") or 0) / 1000 if run.get("total_ms") else None))
-            a.metric("Size", f"{run['width']}×{run['height']}" if run.get("width") else "—")
+            a.metric("Size", size_words(run) or "—")
             b.metric("Engine", run.get("engine") or "—")
-            a.metric("Cost", cost.cost_text(run), help=cost.cost_help(run, state.catalog().prices))
+            # The tile shows the sum alone ("$0 (preview engine)" was cut to "$0 (preview …"); the badge above and
+            # the tooltip say why a preview costs nothing.
+            a.metric("Cost", cost.cost_text(run).split(" (")[0], help=cost.cost_help(run, state.catalog().prices))
             b.metric("GPU", run.get("gpu_name") or "—")
             _downloads(run)
             if st.button("Reuse these params", type="primary", icon=":material/replay:", key=K + "reuse"):
@@ -285,7 +327,7 @@ def _detail(run_id: str) -> None:
 
 def main() -> None:
     """Draw the History page; a damaged or read-only catalogue is one line saying what to do, not a traceback."""
-    st.title("History")
+    st.title("History", anchor=False)
     try:
         _page()
     except CatalogError as error:
@@ -305,6 +347,7 @@ def _page() -> None:
         query.page = 1
         result = search(state.catalog(), query)
     _filters(result)
+    _deleted_notice()
     selected = st.query_params.get("run")
     if selected:
         _detail(selected)
@@ -312,9 +355,40 @@ def _page() -> None:
     st.caption(f"{result.total:,} run{'s' if result.total != 1 else ''}{note}")
     st.caption(cost.total_line(state.catalog().cost_total(query.text, **filters_for(query))))
     compare.picked_bar()
+    if result.total == 0:
+        _nothing_found(query)
+        return
+    _to_top_on_new_page(query)
     _grid(result)
     if result.pages > 1:
         st.pagination(result.pages, key=page_key(query), max_visible_pages=9)
+
+
+def _nothing_found(query: Query) -> None:
+    """An empty History points to Submit; an empty search says how to widen it."""
+    if query.signature() == Query(sort=query.sort, submitted_by=query.submitted_by).signature():
+        st.info("No runs yet: make your first video on the Submit page.", icon=":material/video_library:")
+        st.page_link(navigation.page("submit"), label="Go to Submit", icon=":material/add_circle:")
+    else:
+        st.info("No runs match: clear the search text or some filters.", icon=":material/search_off:")
+
+
+TO_TOP = """<script>
+// Another page of runs was chosen at the grid's foot: show its first cards, not the foot of the new page.
+const main = window.parent.document.querySelector('[data-testid="stMain"]');
+if (main) main.scrollTo({top: 0});
+window.parent.scrollTo({top: 0});
+</script>"""
+
+
+def _to_top_on_new_page(query: Query) -> None:
+    """Scroll to the page's top when the page of runs changed since the last drawing ("Next page" left the view
+    at the bottom, issue 29)."""
+    shown = (query.signature(), query.page)
+    before = st.session_state.get(SHOWN_PAGE)
+    st.session_state[SHOWN_PAGE] = shown
+    if before is not None and before[0] == shown[0] and before[1] != shown[1]:
+        st.iframe(TO_TOP, height=1)  # our own script, no user text; same origin, like Compare's
 
 
 main()

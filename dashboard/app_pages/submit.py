@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -35,7 +36,7 @@ from dashboard.jobs import submit
 from dashboard.media import Media, MediaFacts, Planned, commit, inspect, plan, refresh_ref, stored_key
 from dashboard.presets import PRESETS, is_default, matching
 from dashboard.signin import signed_in_email
-from dashboard.words import in_words, label
+from dashboard.words import PREVIEW_ENGINE_LINE, field_message, in_words, label
 from worker.audio import voice_catalogue, voice_sample
 from worker.geometry import output_size
 
@@ -53,6 +54,11 @@ AUDIO_TYPES = ["wav", "mp3", "ogg", "oga", "webm", "m4a", "flac", "aac"]
 # docstring: Streamlit's magic draws any bare string in a page script on the page.)
 PROMPT_HINT = "For example: a woman speaks warmly to the camera in a bright studio"
 TTS_HINT = "For example: Hello! (s2) Hi there. Tag what each person says with (s1) / (s2)"
+EXAMPLE_MEDIA = Path(__file__).resolve().parent.parent.parent / "examples" / "media"
+EXAMPLE_PROMPT = "An astronaut speaks to the camera in front of a flag"
+KEPT = "_kept"
+# A file the form holds without an uploader: the example's, or an earlier run's (Reuse, Submit another). It is shown
+# by its file name with a "Use another file" button, never as a server path in a text box (issue 29).
 
 
 def _init_defaults() -> None:
@@ -81,6 +87,61 @@ def _apply_params(params: dict[str, Any]) -> None:
         st.session_state[K + f"param.{name}"] = value
 
 
+def _reuse_media(slot: str, ref: str) -> None:
+    """Put an earlier run's media back in a slot: a web URL the user gave stays a URL in the link box; a file this
+    dashboard uploaded or a path on the server becomes a kept file shown by its name ("Reuse these params" filled
+    the link box with a raw server path, issue 29)."""
+    st.session_state.pop(K + slot + KEPT, None)
+    st.session_state[K + slot + "_url"] = ""
+    if not ref:
+        return
+    if ref.startswith(("http://", "https://")) and stored_key(ref, state.store(), state.settings()) is None:
+        st.session_state[K + slot + "_source"] = LINK
+        st.session_state[K + slot + "_url"] = ref
+        return
+    name = ref.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or "media"
+    st.session_state[K + slot + KEPT] = {"name": name, "ref": ref, "origin": "from the earlier run"}
+
+
+def _load_example() -> None:
+    """Try the example: the examples' portrait and speech in the form, and a prompt if none is typed yet."""
+    examples = (("cond", "portrait.jpg", "the example photo"), ("p1", "speech_1.wav", "the example speech"))
+    for slot, name, origin in examples:
+        data = (EXAMPLE_MEDIA / name).read_bytes()
+        st.session_state[K + slot + KEPT] = {"name": name, "data": data, "origin": origin}
+    st.session_state[K + "p1_source"] = RECORD
+    st.session_state[K + "two_people"] = False
+    if not st.session_state.get(K + "prompt"):
+        st.session_state[K + "prompt"] = EXAMPLE_PROMPT
+    st.session_state[K + "welcome_hidden"] = True
+
+
+def _drop_kept(slot: str) -> None:
+    st.session_state.pop(K + slot + KEPT, None)
+
+
+def _kept(slot: str) -> dict[str, Any] | None:
+    kept: dict[str, Any] | None = st.session_state.get(K + slot + KEPT)
+    return kept
+
+
+def _use_kept(name: str, slot: Slot, expect: str) -> bool:
+    """Draw a kept file (its name, where it came from, "Use another file") and give it to the slot; False if none."""
+    kept = _kept(name)
+    if kept is None:
+        return False
+    line, drop = st.columns([3, 2], vertical_alignment="center")
+    line.markdown(f":material/attach_file: **{views.plain(kept['name'])}** · {kept['origin']}")
+    drop.button(
+        "Use another file", key=K + name + "_drop", on_click=_drop_kept, args=(name,), icon=":material/swap_horiz:"
+    )
+    if kept.get("data") is not None:
+        slot.take(SimpleNamespace(name=kept["name"], getvalue=lambda: kept["data"]), expect)
+    else:
+        slot.link(kept["ref"], expect)
+    return True
+
+
 def _apply_reuse() -> None:
     """Prefill the form from a run picked in History; uploads from that run are referred to by their stored path."""
     params = st.session_state.pop(state.REUSE_PARAMS, None)
@@ -98,16 +159,15 @@ def _apply_reuse() -> None:
         return refresh_ref(ref, store, settings) if ref else ""
 
     st.session_state[K + "prompt"] = filled.prompt
-    st.session_state[K + "cond_source"] = LINK
-    st.session_state[K + "cond_url"] = refresh(filled.cond_video)
-    st.session_state[K + "p1_source"] = TTS if filled.tts_text else LINK
-    st.session_state[K + "p1_url"] = refresh(filled.person1)
+    _reuse_media("cond", refresh(filled.cond_video))
+    _reuse_media("p1", refresh(filled.person1))
+    if filled.tts_text:
+        st.session_state[K + "p1_source"] = TTS
     st.session_state[K + "tts_text"] = filled.tts_text
     st.session_state[K + "voice1"] = filled.voice1
     st.session_state[K + "voice2"] = filled.voice2
     st.session_state[K + "two_people"] = bool(filled.person2)
-    st.session_state[K + "p2_source"] = LINK
-    st.session_state[K + "p2_url"] = refresh(filled.person2)
+    _reuse_media("p2", refresh(filled.person2))
     st.session_state[K + "audio_type"] = filled.audio_type
     _apply_params(filled.params)
     if dropped:
@@ -166,12 +226,21 @@ class Slot:
 
 
 def _visual_input() -> Slot:
-    st.subheader("Portrait", divider="gray")
-    source = st.radio(
-        "Photo or video", [UPLOAD, LINK, CAMERA], key=K + "cond_source", horizontal=True, label_visibility="collapsed"
-    )
+    st.subheader("Portrait", divider="gray", anchor=False)
     slot = Slot("cond_video", "Add a photo or a video of the person (or people) who will talk.")
-    if source == UPLOAD:
+    if _use_kept("cond", slot, "visual"):
+        source = LINK
+    else:
+        source = st.radio(
+            "Photo or video",
+            [UPLOAD, LINK, CAMERA],
+            key=K + "cond_source",
+            horizontal=True,
+            label_visibility="collapsed",
+        )
+    if _kept("cond") is not None:
+        pass
+    elif source == UPLOAD:
         slot.take(st.file_uploader("Photo or video", type=VISUAL_TYPES, key=K + "cond_upload"), "visual")
     elif source == LINK:
         slot.link(
@@ -189,14 +258,23 @@ def _visual_input() -> Slot:
 
 def _speech_input(person: int, sources: list[str]) -> Slot:
     prefix = f"p{person}"
-    source = st.radio(
-        f"Speech for person {person}",
-        sources,
-        key=K + f"{prefix}_source",
-        horizontal=True,
-    )
     slot = Slot(f"cond_audio.person{person}", f"Add speech for person {person}: record, upload or link it.")
-    if source == RECORD:
+    if _kept(prefix) is not None:
+        st.caption(f"Speech for person {person}")
+        _use_kept(prefix, slot, "audio")
+        if slot.preview is not None:
+            st.audio(slot.preview)
+        source = None
+    else:
+        source = st.radio(
+            f"Speech for person {person}",
+            sources,
+            key=K + f"{prefix}_source",
+            horizontal=True,
+        )
+    if source is None:
+        pass
+    elif source == RECORD:
         slot.take(
             st.audio_input(f"Record person {person}", sample_rate=16000, key=K + f"{prefix}_record"),
             "audio",
@@ -307,22 +385,25 @@ def _param_widget(name: str) -> None:
         )
 
 
+def _param_rows(names: list[str], per_row: int = 3) -> None:
+    """The parameters row by row (a row of columns each time), so Tab goes along a row as the eye reads it; one set
+    of three columns filled down each put Tab down the first column, then the second (issue 29)."""
+    for start in range(0, len(names), per_row):
+        for column, name in zip(st.columns(per_row), names[start : start + per_row], strict=False):
+            with column:
+                _param_widget(name)
+
+
 def _parameters() -> dict[str, Any]:
-    st.subheader("Parameters", divider="gray")
-    columns = st.columns(3)
-    for index, name in enumerate(BASIC_PARAMS):
-        with columns[index % 3]:
-            _param_widget(name)
+    st.subheader("Parameters", divider="gray", anchor=False)
+    _param_rows(BASIC_PARAMS)
     with st.expander("Advanced parameters"):
         if any(engine_note(name, state.settings()) for name in ADVANCED_PARAMS):
             st.caption(
                 "On the preview engine this local endpoint runs, these do nothing (the GPU worker uses them): "
                 + ", ".join(label(name) for name in GPU_ONLY_PARAMS)
             )
-        columns = st.columns(3)
-        for index, name in enumerate(ADVANCED_PARAMS):
-            with columns[index % 3]:
-                _param_widget(name)
+        _param_rows(ADVANCED_PARAMS)
     return {name: st.session_state[K + f"param.{name}"] for name in BASIC_PARAMS + ADVANCED_PARAMS}
 
 
@@ -351,9 +432,13 @@ def _presets() -> None:
 
 
 def _show_problems(slot: Slot, errors: dict[str, str], *fields: str) -> None:
+    if slot.problem == slot.missing:
+        # "Add speech for person 1: …" already says it: the contract's "no speech given" would say it again.
+        fields = tuple(name for name in fields if name != "cond_audio")
     messages = ([slot.problem] if slot.problem else []) + [
         slot.missing if text == "this field is required" else text for text in errors_for(errors, *fields)
     ]
+    messages = list(dict.fromkeys(messages))
     if messages:
         slot.errors.error("\n\n".join(in_words(text) for text in messages), icon=":material/error:")
 
@@ -366,6 +451,18 @@ def _plan(slot: Slot) -> Planned | None:
 
 def _ref(slot: Slot, planned: Planned | None) -> str | None:
     return planned.ref if planned is not None else slot.ref
+
+
+def cut_note(speech_s: float, video_s: float, mode: str) -> str:
+    """How much of the speech a job leaves out, in seconds and as a share, and which limit to raise (an 8-minute
+    speech was told only that it is "longer than this job renders", issue 29)."""
+    cut = max(0.0, speech_s - video_s)
+    limit = "Frames per clip (clip mode renders one clip)" if mode == "clip" else "Most frames (streaming)"
+    fix = "choose streaming, or raise Frames per clip" if mode == "clip" else "raise Most frames"
+    return (
+        f"Only the first **{video_s:.1f} s** of the {views.duration(speech_s)} speech become video: "
+        f"**{views.duration(cut)} ({cut / speech_s:.0%}) is cut** by {limit}. To hear all of it, {fix}."
+    )
 
 
 def _summary(cond: Slot, speech: list[Slot], audio_type: str, params: dict[str, Any], tts: bool) -> None:
@@ -387,11 +484,7 @@ def _summary(cond: Slot, speech: list[Slot], audio_type: str, params: dict[str, 
             line += f", {width}×{height}"
         st.info(line, icon=":material/graphic_eq:")
         if frames.capped:
-            st.warning(
-                "The speech is longer than this job renders: clip mode stops at `Frames per clip`, streaming at "
-                "`Most frames`. Choose streaming or raise the limit to hear all of it.",
-                icon=":material/content_cut:",
-            )
+            st.warning(cut_note(seconds, frames.video_seconds, params["mode"]), icon=":material/content_cut:")
 
 
 def _send(job: dict[str, Any], uploads: list[Planned], timeout_ms: int | None = None) -> str | None:
@@ -511,18 +604,55 @@ def _batch(params: dict[str, Any]) -> None:
             st.warning(f"{len(sent)} of {len(lines)} jobs were sent; they are on the Live page.")
 
 
+def _catalogue_empty() -> bool:
+    try:
+        return state.catalog().search("", per_page=1).total == 0
+    except Exception:
+        return False
+
+
+def _welcome() -> None:
+    """First open: what this is (the preview engine, when it is), three steps, and the example to try at once.
+
+    Shown while the catalogue has no runs and the user has not hidden it; afterwards the preview engine is still
+    named in one line, so nobody takes its videos for InfiniteTalk's (issue 29)."""
+    preview = state.settings().is_local_endpoint and state.settings().engine == "preview"
+    if st.session_state.get(K + "welcome_hidden") or not _catalogue_empty():
+        if preview:
+            st.caption(f":material/science: {PREVIEW_ENGINE_LINE}")
+        return
+    with st.container(border=True, key="submit-welcome"):
+        st.markdown("**Welcome to InfiniteTalk Studio**: a photo and a voice in, a talking video out.")
+        if preview:
+            st.markdown(f":violet-badge[:material/science: Preview engine] {PREVIEW_ENGINE_LINE}")
+        st.markdown(
+            "1. **Portrait**: upload a photo or a short video of the face.\n"
+            "2. **Speech**: record it, upload a file, or type text to speak.\n"
+            "3. **Submit**, and watch the video being made on the Live page."
+        )
+        try_it, hide = st.columns([1, 1], gap="small", width=420)
+        try_it.button("Try the example", key=K + "example", on_click=_load_example, icon=":material/auto_awesome:")
+        hide.button(
+            "Hide this",
+            key=K + "welcome_hide",
+            on_click=st.session_state.__setitem__,
+            args=(K + "welcome_hidden", True),
+        )
+
+
 def main() -> None:
     """Draw the Submit page."""
     _init_defaults()
     _apply_reuse()
-    st.title("Submit a talking video")
+    st.title("Submit a talking video", anchor=False)
+    _welcome()
     _presets()
     left, right = st.columns([1, 1], gap="large")
     with left:
         cond = _visual_input()
-        st.subheader("Speech", divider="gray")
+        st.subheader("Speech", divider="gray", anchor=False)
         p1 = _speech_input(1, [RECORD, LIVE_RECORD, UPLOAD, LINK, TTS])
-        tts = st.session_state[K + "p1_source"] == TTS
+        tts = _kept("p1") is None and st.session_state[K + "p1_source"] == TTS
         speech = [p1]
         if tts:
             _tts_input()
@@ -538,7 +668,7 @@ def main() -> None:
             )
         bbox = face_picker.pick(cond.preview, cond.facts.kind if cond.facts else None, len(speech), K + "face")
     with right:
-        st.subheader("Prompt", divider="gray")
+        st.subheader("Prompt", divider="gray", anchor=False)
         st.text_area(
             "Describe the scene",
             key=K + "prompt",
@@ -585,7 +715,7 @@ def main() -> None:
     if len(speech) > 1:
         _show_problems(speech[1], errors, "cond_audio.person2")
     if "prompt" in errors:
-        prompt_errors.error(in_words(errors["prompt"]), icon=":material/error:")
+        prompt_errors.error(field_message("prompt", errors["prompt"]), icon=":material/error:")
     shown = {"prompt", "cond_video", "bbox", "cond_audio", "tts_audio", "audio_type"}
     rest = {k: v for k, v in errors.items() if k.split(".")[0].split("[")[0] not in shown}
     if rest:
