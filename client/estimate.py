@@ -341,7 +341,7 @@ class Measured:
         return work.clips * per_clip * work.frame_num / self.frame_num
 
 
-_LINE_FIELDS = {
+_LINE_FIELDS: dict[str, type | tuple[type, ...]] = {
     "gpu": str, "date": str, "size": str, "lora": bool, "teacache": bool, "speakers": int, "frame_num": int,
     "clips": int, "s_per_step": (int, float), "outside_sampling_s": (int, float),
 }  # fmt: skip

@@ -40,7 +40,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from core.contract import FPS, Stage
 from core.settings import Settings
@@ -201,8 +201,8 @@ def use_kernel(runtime: Runtime, kernel: str) -> None:
     """Make InfiniteTalk's DiT (and its CLIP, through flash_attention) run one attention kernel."""
     from worker.selftest import cpu
 
-    model = sys.modules["wan.modules.multitalk_model"]
-    attention = sys.modules["wan.modules.attention"]
+    model: Any = sys.modules["wan.modules.multitalk_model"]  # InfiniteTalk's module globals, set from outside
+    attention: Any = sys.modules["wan.modules.attention"]
     model.USE_SAGEATTN = kernel == "sageattention"
     if kernel == "sageattention":
         model.sageattn = importlib.import_module("sageattention").sageattn
@@ -266,7 +266,7 @@ def random_encoders(runtime: Runtime, quant: str | None, tokenizers: dict[str, P
 
     from worker.selftest import tiny
 
-    t5, clip, vae = (sys.modules[f"wan.modules.{name}"] for name in ("t5", "clip", "vae"))
+    t5, clip, vae = (cast(Any, sys.modules[f"wan.modules.{name}"]) for name in ("t5", "clip", "vae"))
     config = runtime.modules.configs[TASK]
     device = torch.device(runtime.device)
     Tokenizer = sys.modules["wan.modules.tokenizers"].HuggingfaceTokenizer
