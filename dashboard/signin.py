@@ -442,8 +442,20 @@ def signed_in_email() -> str | None:
     return current.email if current.standing is Standing.ADMITTED else None
 
 
-def main() -> int:
-    """Print a STUDIO_PASSWORD_HASH line: the password is read at a hidden prompt (twice), or from stdin."""
+def main(argv: list[str] | None = None) -> int:
+    """Print a STUDIO_PASSWORD_HASH line: the password is read at a hidden prompt (twice), or from stdin.
+
+    It takes no arguments; `--help` says so (it read an empty stdin and answered with a password error, issue 29).
+    """
+    import argparse
+
+    argparse.ArgumentParser(
+        prog="python -m dashboard.signin",
+        description=f"Make the dashboard's shared password: prints a {PASSWORD_HASH} line (an scrypt hash) to put "
+        "in the environment or in .streamlit/secrets.toml. The password is asked twice at a hidden prompt, or "
+        f"read from standard input (echo ... | python -m dashboard.signin); at least {MIN_PASSWORD_LENGTH} "
+        "characters.",
+    ).parse_args(argv)
     if sys.stdin.isatty():
         password = getpass.getpass("Dashboard password: ")
         if getpass.getpass("Again: ") != password:

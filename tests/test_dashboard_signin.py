@@ -463,3 +463,13 @@ def test_a_dashboard_listening_beyond_loopback_says_who_can_reach_it(
 
     listening_on("127.0.0.1")
     assert "Listening on" not in texts(open_page().sidebar)
+
+
+def test_the_password_tools_help_is_help_not_an_error() -> None:
+    """Issue 29: `python -m dashboard.signin --help` read an empty stdin and printed a password error."""
+    done = subprocess.run(
+        [sys.executable, "-m", "dashboard.signin", "--help"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "usage: python -m dashboard.signin" in done.stdout and "STUDIO_PASSWORD_HASH" in done.stdout
+    assert "error" not in done.stderr
