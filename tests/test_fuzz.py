@@ -18,8 +18,10 @@ from hypothesis import strategies as st
 
 from core.contract import ErrorCode
 from core.settings import Settings
+from dashboard.config import parse_password_hash
 from tests.conftest import EXAMPLES
 from worker.pipeline import run_job
+from worker.weights import WeightsError, refuse_unsafe_path
 
 hypothesis_settings.register_profile(
     "ci", max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -197,3 +199,35 @@ def test_the_fuzzer_reaches_both_outcomes() -> None:
     if not outcomes:
         pytest.skip("run together with the fuzz test")
     assert outcomes.get("success", 0) > 0 and outcomes.get("error", 0) > 0, outcomes
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Round three's classes that need no job (issue 27): a Hub listing's paths and a password hash's costs
+# ------------------------------------------------------------------------------------------------------------
+
+path_part = st.one_of(st.sampled_from(["..", ".", "", "a", "umt5-xxl", "x..y", "\\..", "~"]), st.text(max_size=6))
+
+
+@given(parts=st.lists(path_part, min_size=1, max_size=6))
+def test_a_listed_path_is_refused_or_lands_inside_its_folder(
+    parts: list[str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    folder = tmp_path_factory.mktemp("models") / "Wan"
+    path = "/".join(parts)
+    try:
+        refuse_unsafe_path("repo", "main", path, folder)
+    except WeightsError as error:
+        assert "\n" not in str(error) and "a path that leaves its folder" in str(error)
+        return
+    assert (folder / path).resolve().is_relative_to(folder.resolve()), path
+
+
+@given(n=st.integers(0, 2**40), r=st.integers(-1, 2**10), p=st.integers(-1, 64))
+def test_scrypt_costs_are_refused_in_one_line_or_fit_64_mib(n: int, r: int, p: int) -> None:
+    problems: list[str] = []
+    salt, digest = base64.b64encode(b"s" * 16).decode(), base64.b64encode(b"d" * 32).decode()
+    parsed = parse_password_hash(f"scrypt${n}${r}${p}${salt}${digest}", problems)
+    if parsed is None:
+        assert len(problems) == 1 and "\n" not in problems[0]
+        return
+    assert 128 * parsed.r * parsed.n <= 64 * 2**20 and parsed.p <= 16
