@@ -157,8 +157,8 @@ def install_kernel_standins() -> list[str]:
     cuda = torch.cuda.is_available()
     stood_in = []
     if "xfuser" not in sys.modules and (not cuda or not has_module("xfuser")):
-        _xfuser_standin()
         why = "its import needs a CUDA driver" if has_module("xfuser") else "not installed"
+        _xfuser_standin()
         STAND_INS["xfuser"] = f"a one-process sequence-parallel world ({why})"
         stood_in.append("xfuser")
     if "xformers" not in sys.modules and not has_module("xformers"):
