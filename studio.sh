@@ -67,6 +67,12 @@ infinitetalk_source() {
 IMAGE_VENV="${STUDIO_IMAGE_VENV:-.venv-image}"
 image_stack() {
   local python="${PYTHON_IMAGE:-}" extras want stamp="$IMAGE_VENV/.studio-image-stamp"
+  if [[ -z "$python" ]] && ! command -v python3.11 >/dev/null && command -v apt-get >/dev/null; then
+    local sudo=""
+    [[ $(id -u) -ne 0 ]] && sudo="sudo"
+    echo "installing python3.11 (the GPU image's Python) with apt-get" >&2
+    $sudo apt-get install -y -qq python3.11 python3.11-venv >/dev/null 2>&1 || true
+  fi
   if [[ -z "$python" ]]; then
     python=$(command -v python3.11 || true)
     python="${python:-$PYTHON}"

@@ -137,7 +137,10 @@ def test_the_selftest_passes_every_case_on_the_image_stack() -> None:
     assert [case["name"] for case in summary["cases"]] == list(CASES)
     wanted = pins()
     assert summary["torch"].split("+")[0] == wanted["torch"]
-    assert summary["python"].startswith("3.11."), "the image's Python is 3.11"
+    assert summary["python"].startswith("3.11."), (
+        f"the image's Python is 3.11, {VENV} has {summary['python']}: install python3.11 or set PYTHON_IMAGE, then "
+        f"remove {VENV} and run ./studio.sh test"
+    )
     assert summary["infinitetalk_commit"] == INFINITETALK_COMMIT
     unexpected = set(summary["stand_ins"]) - set(ALLOWED_STAND_INS)
     assert not unexpected, f"stood in for without a GPU-only reason: {unexpected}"
