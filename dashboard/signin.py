@@ -27,6 +27,7 @@ import hashlib
 import hmac
 import ipaddress
 import math
+import os
 import secrets
 import sys
 import threading
@@ -51,6 +52,7 @@ from dashboard.config import (
     TRUST_UNVERIFIED,
     Access,
     PasswordHash,
+    parse_password_hash,
     scrypt_cost_problem,
 )
 
@@ -442,6 +444,19 @@ def signed_in_email() -> str | None:
     return current.email if current.standing is Standing.ADMITTED else None
 
 
+def _check_hash(text: str) -> int:
+    """`--check`: what the dashboard will make of a hash, before it is pasted into the app's secrets."""
+    problems: list[str] = []
+    parsed = parse_password_hash(text, problems) if text.strip() else None
+    if parsed is None:
+        print(f"error: {problems[0] if problems else f'no {PASSWORD_HASH} in the environment or on stdin'}",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    memory = 128 * parsed.r * parsed.n // 2**20
+    print(f"{PASSWORD_HASH} is usable: scrypt N={parsed.n}, r={parsed.r}, p={parsed.p}, {memory} MiB per check")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print a STUDIO_PASSWORD_HASH line: the password is read at a hidden prompt (twice), or from stdin.
 
@@ -449,13 +464,21 @@ def main(argv: list[str] | None = None) -> int:
     """
     import argparse
 
-    argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(
         prog="python -m dashboard.signin",
         description=f"Make the dashboard's shared password: prints a {PASSWORD_HASH} line (an scrypt hash) to put "
         "in the environment or in .streamlit/secrets.toml. The password is asked twice at a hidden prompt, or "
         f"read from standard input (echo ... | python -m dashboard.signin); at least {MIN_PASSWORD_LENGTH} "
         "characters.",
-    ).parse_args(argv)
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help=f"check a hash instead ({PASSWORD_HASH} from the environment, else standard input): print its scrypt "
+        "costs, or in one line why the dashboard would refuse it (more than 64 MiB per check, say)",
+    )
+    if parser.parse_args(argv).check:
+        return _check_hash(os.environ.get(PASSWORD_HASH) or ("" if sys.stdin.isatty() else sys.stdin.read()))
     if sys.stdin.isatty():
         password = getpass.getpass("Dashboard password: ")
         if getpass.getpass("Again: ") != password:

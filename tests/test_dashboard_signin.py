@@ -7,6 +7,7 @@ The real st.login round trip (a real OIDC provider, Chromium, `streamlit run`) i
 from __future__ import annotations
 
 import base64
+import os
 import secrets
 import subprocess
 import sys
@@ -473,3 +474,23 @@ def test_the_password_tools_help_is_help_not_an_error() -> None:
     assert done.returncode == 0, done.stderr
     assert "usage: python -m dashboard.signin" in done.stdout and "STUDIO_PASSWORD_HASH" in done.stdout
     assert "error" not in done.stderr
+
+
+def test_the_hash_command_checks_a_hash_and_refuses_one_over_64_mib_in_one_line() -> None:
+    def check(hashed: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k != "STUDIO_PASSWORD_HASH"}
+        return subprocess.run(
+            [sys.executable, "-m", "dashboard.signin", "--check"], cwd=ROOT, input=hashed, capture_output=True,
+            text=True, check=False, env=env,
+        )  # fmt: skip
+
+    huge = check(_hash_with_costs(2**20, 32, 16))
+    errors = [line for line in huge.stderr.splitlines() if line.startswith("error: ")]
+    assert huge.returncode == 1 and not huge.stdout
+    assert errors == [
+        "error: STUDIO_PASSWORD_HASH has unusable scrypt costs (N=1048576, r=32 take 4096 MiB per check (128·r·N), "
+        "more than the 64 MiB allowed): make one with `python -m dashboard.signin` and paste the line it prints"
+    ]
+    good = check(make_password_hash(PASSWORD))
+    assert good.returncode == 0
+    assert good.stdout.strip() == "STUDIO_PASSWORD_HASH is usable: scrypt N=16384, r=8, p=1, 16 MiB per check"
