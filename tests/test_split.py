@@ -248,7 +248,7 @@ def test_a_long_speech_renders_as_parts_at_once_and_joins_in_sync(endpoint: Sett
     assert not [key for key in store.list(f"{plan.folder}/parts/")], "the parts' own files are dropped"
     row = catalog.get(plan.run_id)
     assert row is not None and row["status"] == JobStatus.COMPLETED and row["cost_usd"] == 0.0
-    assert [r["run_id"] for r in catalog.search("presenter").runs] == [plan.run_id]
+    assert [r["run_id"] for r in catalog.search("presenter").rows] == [plan.run_id]
     assert run.join() == done.video_key, "joining again gives the same file"
 
 
