@@ -332,13 +332,16 @@ def random_pipeline(runtime: Runtime, variant: Variant, encoders: dict[str, Any]
     config = runtime.modules.configs[TASK]
     pipeline = cls.__new__(cls)
     device = torch.device("cuda:0" if runtime.device == "cuda" else runtime.device)  # InfiniteTalk's device_id 0
+    dit = random_dit(runtime, variant.quant)
+    if runtime.device == "cuda":  # init_on_cpu: the pipeline keeps the DiT in CPU memory until a clip needs it
+        dit = dit.to("cpu")
     pipeline.__dict__.update(
         device=device, config=config, rank=0, use_usp=False, t5_cpu=False,
         num_train_timesteps=config.num_train_timesteps, param_dtype=config.param_dtype,
         vae_stride=config.vae_stride, patch_size=config.patch_size, sp_size=1,
         sample_neg_prompt=config.sample_neg_prompt, num_timesteps=1000, use_timestep_transform=True,
         cpu_offload=False, model_names=["model"], vram_management=False,
-        model=random_dit(runtime, variant.quant), **encoders,
+        model=dit, **encoders,
     )  # fmt: skip
     return pipeline
 
@@ -635,7 +638,8 @@ def run_bench(
                 line.update(status="failed", error=f"{type(error).__name__}: {error}"[:500])
                 line["out_of_memory"] = is_out_of_memory(error)
                 print(traceback.format_exc(limit=6), file=sys.stderr)
-            measured.setdefault(setting.size, time.perf_counter() - started)
+            if line.get("status") == "ok":  # a failure is quick and would predict too little
+                measured.setdefault(setting.size, time.perf_counter() - started)
             failed += line.get("status") == "failed"
             out(line)
     finally:
