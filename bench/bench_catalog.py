@@ -18,6 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from bench.measure import quantile, timed  # noqa: E402
 from catalog import Catalog  # noqa: E402
 from catalog.schema import RUN_COLUMNS  # noqa: E402
-from catalog.search import safe_fts_query  # noqa: E402
+from catalog.search import EXACT_LIMIT, clear_cache, safe_fts_query  # noqa: E402
 
 SUBJECTS = ("astronaut", "teacher", "chef", "doctor", "pilot", "singer", "farmer", "nurse", "presenter", "reporter")
 VERBS = ("smiles", "laughs", "explains", "announces", "whispers", "greets", "welcomes", "sings", "argues")
@@ -115,11 +116,11 @@ def _run(index: int, rng: random.Random) -> dict[str, Any]:
 
 
 def fill(catalog: Catalog, count: int) -> None:
-    """Insert count realistic runs in batches."""
+    """Insert count realistic runs in batches, made as they are written (a million rows held at once would be
+    gigabytes)."""
     rng = random.Random(7)
-    rows = [_run(index, rng) for index in range(count)]
-    assert set(rows[0]) <= set(RUN_COLUMNS)
-    catalog.db["runs"].insert_all(rows, batch_size=5000)
+    assert set(_run(0, random.Random(7))) <= set(RUN_COLUMNS)
+    catalog.db["runs"].insert_all((_run(index, rng) for index in range(count)), batch_size=5000)
 
 
 def raw_fts_query(conn: sqlite3.Connection, words: str) -> str:
@@ -136,38 +137,89 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument(
+        "--db",
+        type=Path,
+        help="keep the filled catalogue in this file and reuse it when it already holds --runs runs "
+        "(a million take minutes to fill); default: a fresh temporary file",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        catalog = Catalog(Path(tmp) / "bench.db")
+        path = args.db or Path(tmp) / "bench.db"
         began = time.perf_counter()
-        fill(catalog, args.runs)
-        print(f"filled {args.runs} runs in {time.perf_counter() - began:.1f} s")
-        print(f"{'query':<44}{'matches':>9}{'p50 ms':>9}{'p95 ms':>9}{'raw FTS p50':>13}{'ratio':>8}")
-        all_times, ratios = [], []
-        for words, options in QUERIES:
-            times = timed(lambda w=words, o=options: catalog.search(w, **o), args.repeat)
-            total = catalog.search(words, **options).total
-            label = " ".join([words or "(all)", *(f"{k}={v}" for k, v in options.items())])
-            raw = ratio_text = ""
-            if words:
-                fts = raw_fts_query(catalog.conn, words)
-                raw_times = timed(lambda q=fts: catalog.conn.execute(RAW_FTS, (q,)).fetchall(), args.repeat)
-                ratio = statistics.median(times) / statistics.median(raw_times)
-                ratios.append(ratio)
-                raw = f"{statistics.median(raw_times):.1f}"
-                ratio_text = f"{ratio:.1f}×"
-            all_times.extend(times)
-            print(
-                f"{label[:43]:<44}{total:>9}{quantile(times, 0.5):>9.1f}{quantile(times, 0.95):>9.1f}"
-                f"{raw:>13}{ratio_text:>8}"
-            )
-        p95 = quantile(all_times, 0.95)
-        ratio = statistics.median(ratios)
+        catalog = Catalog(path)
+        opened = time.perf_counter() - began
+        held = catalog.conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+        if held == args.runs:
+            print(f"reusing {path} with {held} runs, opened (migrations included) in {opened:.1f} s; no fill timed")
+        else:
+            if held:
+                catalog.close()
+                for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+                    leftover.unlink(missing_ok=True)
+                catalog = Catalog(path)
+            began = time.perf_counter()
+            fill(catalog, args.runs)
+            print(f"filled {args.runs} runs in {time.perf_counter() - began:.1f} s")
+        measure(catalog, args.repeat)
+
+
+def _ms(fn: Callable[[], object]) -> float:
+    """Milliseconds of one call."""
+    began = time.perf_counter()
+    fn()
+    return (time.perf_counter() - began) * 1000
+
+
+def measure(catalog: Catalog, repeat: int) -> None:
+    """Time each query and its raw FTS5 twin, one call of each in turn (so a busy moment of a shared machine
+    falls on both), print a line per query and the verdict.
+
+    Every timed search is a first look (search.clear_cache before it): the figures and the goals are for a
+    search typed anew. `again` is the same search repeated while the catalogue is unchanged (History's next
+    page, another sort), which reads the counts it kept.
+    """
+    print(f"{'query':<44}{'matches':>10}{'p50 ms':>9}{'p95 ms':>9}{'raw FTS p50':>13}{'ratio':>8}{'again p50':>11}")
+    all_times, ratios = [], []
+    for words, options in QUERIES:
+        fts = raw_fts_query(catalog.conn, words) if words else None
+
+        def cold(w: str = words, o: dict[str, Any] = options) -> object:
+            clear_cache()
+            return catalog.search(w, **o)
+
+        def raw(q: str | None = fts) -> object:
+            return catalog.conn.execute(RAW_FTS, (q,)).fetchall() if q else None
+
+        cold()
+        raw()
+        times, raw_times = [], []
+        for _ in range(repeat):
+            times.append(_ms(cold))
+            raw_times.append(_ms(raw))
+        again = timed(lambda w=words, o=options: catalog.search(w, **o), repeat)
+        found = catalog.search(words, **options)
+        label = " ".join([words or "(all)", *(f"{k}={v}" for k, v in options.items())])
+        raw_text = ratio_text = ""
+        if fts:
+            ratio = statistics.median(times) / statistics.median(raw_times)
+            ratios.append(ratio)
+            raw_text = f"{statistics.median(raw_times):.1f}"
+            ratio_text = f"{ratio:.1f}×"
+        all_times.extend(times)
+        matches = f"{'≈' if found.approximate else ''}{found.total}"
         print(
-            f"all queries: p50 {quantile(all_times, 0.5):.1f} ms, p95 {p95:.1f} ms (goal ≤ 50: "
-            f"{'met' if p95 <= 50 else 'MISSED'}); ratio to raw FTS, median {ratio:.1f}× "
-            f"(goal ≤ 3: {'met' if ratio <= 3 else 'MISSED'}), worst {max(ratios):.1f}×"
+            f"{label[:43]:<44}{matches:>10}{quantile(times, 0.5):>9.1f}{quantile(times, 0.95):>9.1f}"
+            f"{raw_text:>13}{ratio_text:>8}{quantile(again, 0.5):>11.1f}"
         )
+    p95 = quantile(all_times, 0.95)
+    ratio = statistics.median(ratios)
+    print(
+        f"all queries: p50 {quantile(all_times, 0.5):.1f} ms, p95 {p95:.1f} ms (goal ≤ 50: "
+        f"{'met' if p95 <= 50 else 'MISSED'}); ratio to raw FTS, median {ratio:.1f}× "
+        f"(goal ≤ 3: {'met' if ratio <= 3 else 'MISSED'}), worst {max(ratios):.1f}×; ≈: estimated counts "
+        f"(more than {EXACT_LIMIT} candidates)"
+    )
 
 
 if __name__ == "__main__":

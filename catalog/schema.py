@@ -20,7 +20,7 @@ import sqlite_utils
 from core import db as sqlite_files
 from core.contract import storable_params
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 _V1_RUN_COLUMNS: dict[str, type] = {
     "run_id": str,
@@ -261,6 +261,38 @@ def _v10(db: sqlite_utils.Database) -> None:
     db.table("runs").create_index(["finished_at"])  # Live's "Just finished", read every second
 
 
+SORT_INDEXES = {"longest": ["video_duration_s", "created_at"]}
+"""Indexes a search walks to show one page in the order of a sort other than by date or cost (catalog/search.py),
+instead of reading and sorting every match: by video length. Each index slows every write a little, so the
+other sorts (slowest, steps, cheapest) still sort their matches."""
+
+
+def _v11(db: sqlite_utils.Database) -> None:
+    """History at a million runs (issue 32): what a search counts, read without touching the wide `runs` rows.
+
+    `run_combos` gains each run's `created_at` and `cost_usd`, so a date range is counted, and a search's cost
+    summed, from the narrow table; `facet_combos` gains how many runs have each combination, how many of them have
+    a cost and its sum (`run_count`, `priced_count`, `cost_usd_sum`, kept by triggers on `run_combos`), so the
+    counts and cost of an empty search, or of one narrowed by facets alone, are read rather than counted; and an
+    index by video length lets a page of the longest be found by walking it (SORT_INDEXES). The index of
+    `run_combos` by combination goes: searches look runs up by rowid, and it cost every write.
+    """
+    db.execute("ALTER TABLE run_combos ADD COLUMN created_at TEXT")
+    db.execute("ALTER TABLE run_combos ADD COLUMN cost_usd FLOAT")
+    db.execute("ALTER TABLE facet_combos ADD COLUMN run_count INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE facet_combos ADD COLUMN priced_count INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE facet_combos ADD COLUMN cost_usd_sum FLOAT NOT NULL DEFAULT 0")
+    sqlite_files.run_script(
+        db.conn,
+        "".join(f"DROP TRIGGER IF EXISTS runs_combo_{event};" for event in ("ai", "au", "ad")),
+    )
+    sqlite_files.run_script(db.conn, _search_triggers())
+    db.execute("DROP INDEX IF EXISTS idx_run_combos_combo")
+    _fill_search(db)
+    for columns in SORT_INDEXES.values():
+        db.table("runs").create_index(columns)
+
+
 def _fill_combos(db: sqlite_utils.Database) -> None:
     names = ", ".join(FACET_COLUMNS)
     same = " AND ".join(f"facet_combos.{c} IS runs.{c}" for c in FACET_COLUMNS)
@@ -275,14 +307,91 @@ def _fill_combos(db: sqlite_utils.Database) -> None:
     )
 
 
-def rebuild_indexes(db: sqlite_utils.Database) -> None:
-    """Rebuild what is derived from `runs` by rowid: the full-text index and the facet combinations.
+COUNT_TRIGGERS = """
+    CREATE TRIGGER run_combos_count_ai AFTER INSERT ON run_combos BEGIN
+        UPDATE facet_combos SET run_count = run_count + 1, priced_count = priced_count + (new.cost_usd IS NOT NULL),
+            cost_usd_sum = cost_usd_sum + COALESCE(new.cost_usd, 0) WHERE id = new.combo;
+    END;
+    CREATE TRIGGER run_combos_count_ad AFTER DELETE ON run_combos BEGIN
+        UPDATE facet_combos SET run_count = run_count - 1, priced_count = priced_count - (old.cost_usd IS NOT NULL),
+            cost_usd_sum = cost_usd_sum - COALESCE(old.cost_usd, 0) WHERE id = old.combo;
+    END;
+    CREATE TRIGGER run_combos_count_au AFTER UPDATE OF combo, cost_usd ON run_combos BEGIN
+        UPDATE facet_combos SET run_count = run_count - 1, priced_count = priced_count - (old.cost_usd IS NOT NULL),
+            cost_usd_sum = cost_usd_sum - COALESCE(old.cost_usd, 0) WHERE id = old.combo;
+        UPDATE facet_combos SET run_count = run_count + 1, priced_count = priced_count + (new.cost_usd IS NOT NULL),
+            cost_usd_sum = cost_usd_sum + COALESCE(new.cost_usd, 0) WHERE id = new.combo;
+    END;"""
+"""The counts and cost sums of `facet_combos` follow every change to `run_combos`, whoever makes it (the triggers
+on `runs`, a hand edit): an empty search's counts and cost are read from them, so they must never drift."""
 
-    Triggers keep both in step with every write; a rebuild is needed only if rowids changed behind their back
+
+def _search_triggers() -> str:
+    """Triggers keeping `run_combos` (combination, creation time and cost of every run but batch containers) in
+    step with `runs`, and the counts per combination with it (version 11 on; versions 4 and 5 had `_combo_triggers`).
+
+    A changed run's entry is deleted and inserted again, never replaced: a REPLACE deletes without running the
+    delete trigger (SQLite runs it only with recursive_triggers on), and the counts would drift.
+    """
+    names = ", ".join(FACET_COLUMNS)
+    same = " AND ".join(f"{c} IS new.{c}" for c in FACET_COLUMNS)
+    keep = f"""
+        INSERT INTO facet_combos ({names})
+            SELECT {", ".join(f"new.{c}" for c in FACET_COLUMNS)}
+            WHERE new.batch_items IS NULL AND NOT EXISTS (SELECT 1 FROM facet_combos WHERE {same});
+        INSERT INTO run_combos (run_rowid, combo, created_at, cost_usd)
+            SELECT new.rowid, (SELECT id FROM facet_combos WHERE {same}), new.created_at, new.cost_usd
+            WHERE new.batch_items IS NULL;"""
+    return f"""
+        CREATE TRIGGER runs_combo_ai AFTER INSERT ON runs BEGIN
+            DELETE FROM run_combos WHERE run_rowid = new.rowid;{keep}
+        END;
+        CREATE TRIGGER runs_combo_au AFTER UPDATE OF {names}, batch_items, created_at, cost_usd ON runs BEGIN
+            DELETE FROM run_combos WHERE run_rowid IN (old.rowid, new.rowid);{keep}
+        END;
+        CREATE TRIGGER runs_combo_ad AFTER DELETE ON runs BEGIN
+            DELETE FROM run_combos WHERE run_rowid = old.rowid;
+        END;
+        {COUNT_TRIGGERS}"""
+
+
+def _fill_search(db: sqlite_utils.Database) -> None:
+    """Fill `run_combos` and the counts per combination from the runs, in bulk (the count triggers are set aside
+    meanwhile: a trigger per row would take minutes at a million runs)."""
+    sqlite_files.run_script(
+        db.conn,
+        "DROP TRIGGER IF EXISTS run_combos_count_ai; DROP TRIGGER IF EXISTS run_combos_count_ad; "
+        "DROP TRIGGER IF EXISTS run_combos_count_au;",
+    )
+    names = ", ".join(FACET_COLUMNS)
+    same = " AND ".join(f"facet_combos.{c} IS runs.{c}" for c in FACET_COLUMNS)
+    db.execute("DELETE FROM run_combos")
+    db.execute(
+        f"INSERT INTO facet_combos ({names}) SELECT DISTINCT {names} FROM runs WHERE batch_items IS NULL "
+        f"EXCEPT SELECT {names} FROM facet_combos"
+    )
+    db.execute(
+        "INSERT INTO run_combos (run_rowid, combo, created_at, cost_usd) "
+        "SELECT runs.rowid, facet_combos.id, runs.created_at, runs.cost_usd "
+        f"FROM runs JOIN facet_combos ON {same} WHERE runs.batch_items IS NULL"
+    )
+    db.execute("UPDATE facet_combos SET run_count = 0, priced_count = 0, cost_usd_sum = 0")
+    db.execute(
+        "UPDATE facet_combos SET (run_count, priced_count, cost_usd_sum) = (counted.n, counted.priced, counted.usd) "
+        "FROM (SELECT combo, COUNT(*) AS n, COUNT(cost_usd) AS priced, TOTAL(cost_usd) AS usd FROM run_combos "
+        "GROUP BY combo) AS counted WHERE counted.combo = facet_combos.id"
+    )
+    sqlite_files.run_script(db.conn, COUNT_TRIGGERS)
+
+
+def rebuild_indexes(db: sqlite_utils.Database) -> None:
+    """Rebuild what is derived from `runs` by rowid: the full-text index, the facet combinations and their counts.
+
+    Triggers keep them in step with every write; a rebuild is needed only if rowids changed behind their back
     (a VACUUM may renumber a table without an INTEGER PRIMARY KEY) or a file was edited by hand.
     """
     db.table("runs").rebuild_fts()
-    _fill_combos(db)
+    _fill_search(db)
 
 
 def _combo_triggers(*, containers: bool = True) -> str:
@@ -309,7 +418,7 @@ def _combo_triggers(*, containers: bool = True) -> str:
         END;"""
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11]
 
 
 class CatalogError(Exception):
@@ -345,13 +454,26 @@ def explain(error: BaseException, path: Path) -> CatalogError:
     return CatalogError(f"cannot use the catalogue {path}: {error}")
 
 
+MMAP_BYTES = 0x7FFF0000
+"""How much of the file SQLite reads through a memory map (its largest, about 2 GiB; a million runs are 1.2 GB)
+rather than a read() per page: a search looks up thousands of scattered rows, and under a 2 MB page cache each was
+a system call (issue 32: 25-30 % off a search at a million runs). The map is the OS's page cache, shared by every
+connection, so it costs no memory of its own. `temp_store=MEMORY` keeps a search's gathered matches
+(catalog/search.py MATCHES) out of a temporary file: gathering 100 000 took half the time."""
+
+
 def connect(path: Path) -> sqlite_utils.Database:
-    """Open (creating and migrating) the catalogue at path: WAL mode, a busy timeout for concurrent writers.
+    """Open (creating and migrating) the catalogue at path: WAL mode, a busy timeout for concurrent writers, reads
+    through a memory map (MMAP_BYTES).
 
     A file that is not a catalogue or cannot be written is a CatalogError naming the fix (see `explain`).
     """
     try:
-        db = sqlite_utils.Database(sqlite_files.connect(path, "journal_mode=WAL", "synchronous=NORMAL"))
+        db = sqlite_utils.Database(
+            sqlite_files.connect(
+                path, "journal_mode=WAL", "synchronous=NORMAL", f"mmap_size={MMAP_BYTES}", "temp_store=MEMORY"
+            )
+        )
         migrate(db)
     except (sqlite3.Error, OSError) as error:
         raise explain(error, path) from error

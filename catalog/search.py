@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from dataclasses import dataclass, field
+import threading
+from collections import OrderedDict
+from dataclasses import astuple, dataclass, field
 from typing import Any
 
 from catalog.schema import FACET_COLUMNS
@@ -60,6 +62,9 @@ class SearchResult:
     per_page: int
     facets: dict[str, dict[Any, int]]
     query_note: str | None = None
+    approximate: bool = False
+    """Whether `total` and `facets` are estimates from a sample (more than EXACT_LIMIT matches to look at):
+    History marks them so. Otherwise every count is exact."""
 
     @property
     def pages(self) -> int:
@@ -80,94 +85,299 @@ def safe_fts_query(text: str) -> str:
 
 
 WALK_BUDGET = 20_000
-"""Rows of the date index a newest/oldest page may expect to walk, checking each against the text matches, rather
-than sorting every match: with matches spread over time, reaching row n of the page takes n × runs / matches
-steps (at 100 000 runs, 5 700 matches: 5 ms walking against 25 ms sorting)."""
+"""Rows of a sort's index a page may expect to walk, checking each against the text matches, rather than sorting
+every match: with matches spread over the order, reaching row n of the page takes n × runs / matches steps (at
+100 000 runs, 5 700 matches: 5 ms walking against 25 ms sorting)."""
+
+EXACT_LIMIT = 5_000
+"""Candidates a search may look up one by one to count them exactly (about 7 ms at 1.3 µs a lookup). Past it,
+the total, the facet counts and the cost are estimated from a sample of about this many, and marked approximate
+(SearchResult.approximate): at a million runs, exactly counting a word that a tenth of them hold (100 000
+lookups) took 130 ms, against History's 50 ms budget for the whole search."""
+
+SAMPLE_HITS = 1_000
+"""Sampled matches an estimate needs (its error is then about 1/√1000 ≈ 3 %, less for a common word). A
+sample that passes the filters fewer times is drawn again four times as large, and at last all candidates are
+counted exactly: a rare combination costs more, and is never shown as none."""
+
+SORT_INDEXES = {
+    "newest": "idx_runs_created_at",
+    "oldest": "idx_runs_created_at",
+    "longest": "idx_runs_video_duration_s_created_at",
+    "costliest": "idx_runs_cost_usd",
+}
+"""The index that holds the runs in each sort's order (catalog/schema.py): a page of many matches walks it."""
 
 
-def _fts_clause(column: str = "rowid") -> str:
-    return f"{column} IN (SELECT rowid FROM runs_fts WHERE runs_fts MATCH ?)"
+def _sampled(rowid: str, cut: int) -> str:
+    """Whether a run is in the sample: its rowid scrambled (Knuth's multiplicative hash) below a cut out of 2³².
 
-
-def _clauses(filters: Filters, *, facet: bool) -> tuple[list[str], list[Any]]:
-    """SQL conditions for the filters on facet columns (facet=True) or for all the others."""
-    clauses: list[str] = []
-    args: list[Any] = []
-    for column, values in filters.values.items():
-        if (column in FACET_COLUMNS) == facet:
-            clauses.append(f"{column} IN ({', '.join('?' * len(values))})")
-            args.extend(values)
-    if not facet:
-        if filters.created_from:
-            clauses.append("created_at >= ?")
-            args.append(filters.created_from)
-        if filters.created_to:
-            clauses.append("created_at <= ?")
-            args.append(filters.created_to)
-        if filters.tag:
-            if re.search(r"\w", filters.tag):
-                # The full-text index holds the tags: it finds the few candidates, the LIKE keeps exact tags only.
-                clauses.append(_fts_clause())
-                args.append('tags : "{}"'.format(filters.tag.replace('"', '""')))
-            # instr, not LIKE: a tag is matched as written, so `%` or `_` finds only a tag spelled so. Tags are
-            # stored lower-cased (set_tags), so the filter is too, as LIKE's case-blindness did before.
-            clauses.append("instr(',' || tags || ',', ?) > 0")
-            args.append(f",{filters.tag.lower()},")
-    return clauses, args
-
-
-def _facet_counts(conn: sqlite3.Connection, fts: str | None, filters: Filters) -> dict[str, dict[Any, int]]:
-    """Counts per value of every facet over all the runs that match, from one grouped query.
-
-    The runs are grouped by their facet combination, one integer in the narrow `run_combos` table (kept by
-    triggers, see catalog/schema.py), and only the few distinct combinations are expanded into values.
+    Consecutive rowids (a batch's items, one day's runs) land all over the range, so the sample is spread as the
+    runs are; and the same runs are sampled every time, so an estimate holds still while nothing changes.
     """
+    return f"((({rowid}) * 2654435761) % 4294967296) < {cut}"
+
+
+@dataclass
+class _Parts:
+    """A search split by what can answer each part: the full-text index (`match`: the words, else a tag's
+    words), the facet combinations (`facet`), the narrow `run_combos` table (`dates`) or only a `runs` row
+    (`row`: other columns, and a tag's exact check). Each condition is SQL with `{t}` for the table it reads."""
+
+    match: str | None = None
+    facet: list[str] = field(default_factory=list)
+    facet_args: list[Any] = field(default_factory=list)
+    dates: list[str] = field(default_factory=list)
+    date_args: list[Any] = field(default_factory=list)
+    row: list[str] = field(default_factory=list)
+    row_args: list[Any] = field(default_factory=list)
+
+    @staticmethod
+    def sql(clauses: list[str], table: str) -> list[str]:
+        """The conditions reading the columns of `table`."""
+        return [clause.format(t=table) for clause in clauses]
+
+    def narrowed(self) -> bool:
+        """Whether anything but the facets narrows the search (else the kept counts per combination answer)."""
+        return self.match is not None or bool(self.dates) or bool(self.row)
+
+
+def _parts(fts: str | None, filters: Filters) -> _Parts:
+    parts = _Parts(match=fts)
+    for column, values in filters.values.items():
+        clause = f"{{t}}.{column} IN ({', '.join('?' * len(values))})"
+        if column in FACET_COLUMNS:
+            parts.facet.append(clause)
+            parts.facet_args.extend(values)
+        else:
+            parts.row.append(clause)
+            parts.row_args.extend(values)
+    for bound, op in ((filters.created_from, ">="), (filters.created_to, "<=")):
+        if bound:
+            parts.dates.append(f"{{t}}.created_at {op} ?")
+            parts.date_args.append(bound)
+    if filters.tag:
+        if re.search(r"\w", filters.tag) and parts.match is None:
+            # The full-text index holds the tags: it finds the few candidates (whole words), instr checks them.
+            parts.match = 'tags : "{}"'.format(filters.tag.replace('"', '""'))
+        # instr, not LIKE: the text is matched as written, so `%` or `_` finds only a tag spelled so. Tags
+        # keep the user's case; the filter ignores it and matches a tag's whole words ("demo" finds the tag
+        # "Demo Reel", issue 29; "talking" does not find "talking-head"), never across two tags.
+        parts.row.append("instr(' ' || replace(lower(',' || {t}.tags || ','), ',', ' , ') || ' ', ?) > 0")
+        parts.row_args.append(f" {filters.tag.strip().lower()} ")
+    return parts
+
+
+@dataclass
+class _Tally:
+    """Per facet combination: matching runs, how many of them have a cost, and its sum (estimates when
+    `approximate`, scaled up from the sample)."""
+
+    combos: dict[int, tuple[Any, ...]]
+    per_combo: dict[int, tuple[float, float, float]]
+    approximate: bool = False
+
+    def sums(self) -> tuple[float, float, float]:
+        """Runs, priced runs and dollars over every combination."""
+        runs = priced = usd = 0.0
+        for n, p, u in self.per_combo.values():
+            runs, priced, usd = runs + n, priced + p, usd + u
+        return runs, priced, usd
+
+
+def _tally(look: _Look, *, cost: bool = False) -> _Tally:
+    """Count the matches per facet combination, exactly, or from a sample past EXACT_LIMIT candidates.
+
+    Narrowed by facets alone (or not at all), the counts kept per combination answer at once. Otherwise the
+    candidates come from the full-text index (words, a tag) or the date index, each looked up by rowid in the
+    narrow `run_combos` (combination, date, cost), and in `runs` only for conditions nothing narrower holds.
+    Costs are summed only when asked (`cost`): a page of results never pays for a sum it does not show.
+    """
+    conn, parts = look.conn, look.parts
+    where = " WHERE " + " AND ".join(_Parts.sql(parts.facet, "facet_combos")) if parts.facet else ""
+    combos = {
+        row[0]: row[1:]
+        for row in conn.execute(
+            f"SELECT id, {', '.join(FACET_COLUMNS)}, run_count, priced_count, cost_usd_sum FROM facet_combos{where}",
+            parts.facet_args,
+        )
+    }
+    if not parts.narrowed():
+        counts = {combo: (row[-3], row[-2], row[-1]) for combo, row in combos.items() if row[-3] > 0}
+        return _Tally(combos, counts)
+    if not combos:
+        return _Tally(combos, {})
     clauses: list[str] = []
     args: list[Any] = []
-    if fts is not None:
-        clauses.append(_fts_clause("run_rowid"))
-        args.append(fts)
-    facet, facet_args = _clauses(filters, facet=True)
-    if facet:
-        # With text matches, drive by their rowids: a combo index lookup per match and combination is far slower.
-        plus = "+" if fts is not None else ""
-        clauses.append(f"{plus}combo IN (SELECT id FROM facet_combos WHERE {' AND '.join(facet)})")
-        args.extend(facet_args)
-    other, other_args = _clauses(filters, facet=False)
-    if other:
-        clauses.append(f"run_rowid IN (SELECT rowid FROM runs WHERE {' AND '.join(other)})")
-        args.extend(other_args)
-    where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
-    grouped = conn.execute(
-        f"SELECT {', '.join(f'c.{name}' for name in FACET_COLUMNS)}, counted.n FROM "
-        f"(SELECT combo, COUNT(*) AS n FROM run_combos{where} GROUP BY combo) AS counted "
-        "JOIN facet_combos AS c ON c.id = counted.combo",
-        args,
+    candidates: str | None = None
+    found: int | None = None
+    if parts.match is not None:
+        found = look.matches()
+        source, rowid = f"{MATCHES} AS m LEFT JOIN run_combos AS c ON c.run_rowid = m.run_rowid", "m.run_rowid"
+        if parts.row:
+            source += " LEFT JOIN runs ON runs.rowid = m.run_rowid"
+        driver, driver_args = ["1"], []
+        clauses += _Parts.sql(parts.dates, "c")
+        args += parts.date_args
+    else:
+        source, rowid = "runs LEFT JOIN run_combos AS c ON c.run_rowid = runs.rowid", "runs.rowid"
+        driver, driver_args = _Parts.sql(parts.dates, "runs"), list(parts.date_args)
+        if not parts.row:
+            # The date index alone gives the candidates, so they can be counted before they are looked up.
+            candidates = f"SELECT COUNT(*) FROM runs WHERE {' AND '.join(driver)}"
+    clauses += _Parts.sql(parts.row, "runs")
+    args += parts.row_args
+    # Batch containers have no combination: they are candidates, never matches.
+    clauses.append("c.combo IS NOT NULL")
+    if parts.facet:
+        # The unary + keeps SQLite on the rowid lookup rather than the combination index.
+        clauses.append(f"+c.combo IN ({', '.join(str(int(combo)) for combo in combos)})")
+    sums = "COUNT(c.cost_usd), TOTAL(c.cost_usd)" if cost else "0, 0"
+    kept_sums = "SUM(kept AND cost_usd IS NOT NULL), TOTAL(CASE WHEN kept THEN cost_usd END)" if cost else "0, 0"
+    if candidates is not None:
+        found = conn.execute(candidates, driver_args).fetchone()[0]
+    size = EXACT_LIMIT
+    while found is not None and found > size:
+        # One pass over a sample of the candidates: each is looked up, and counted as a match if it passes. A
+        # sample too thin for the filters (a rare combination) is drawn again four times as large, up to all.
+        kept = " AND ".join(clauses)
+        sample = _sampled(rowid, int(size / found * 2**32))
+        rows = conn.execute(
+            f"SELECT combo, COUNT(*), SUM(kept), {kept_sums} FROM "
+            f"(SELECT c.combo AS combo, c.cost_usd AS cost_usd, {kept} AS kept FROM {source} "
+            f"WHERE {' AND '.join([*driver, sample])}) GROUP BY combo",
+            [*args, *driver_args],
+        ).fetchall()
+        seen = sum(row[1] for row in rows)
+        if seen and sum(row[2] or 0 for row in rows) >= SAMPLE_HITS:
+            scale = found / seen
+            counted = {row[0]: (row[2] * scale, (row[3] or 0) * scale, row[4] * scale) for row in rows if row[2]}
+            return _Tally(combos, counted, approximate=True)
+        size *= 4
+    rows = conn.execute(
+        f"SELECT c.combo, COUNT(*), {sums} FROM {source} WHERE {' AND '.join([*driver, *clauses])} GROUP BY c.combo",
+        [*driver_args, *args],
     ).fetchall()
-    facets: dict[str, dict[Any, int]] = {name: {} for name in FACET_COLUMNS}
-    for row in grouped:
-        for name, value in zip(FACET_COLUMNS, row[:-1], strict=True):
-            facets[name][value] = facets[name].get(value, 0) + row[-1]
-    return {name: dict(sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))) for name, counts in facets.items()}
+    return _Tally(combos, {combo: (n, priced, usd) for combo, n, priced, usd in rows})
 
 
-def _page(
-    conn: sqlite3.Connection, fts: str | None, filters: Filters, sort: str, page: int, per_page: int, *, walk: bool
-) -> list[dict[str, Any]]:
-    clauses: list[str] = [COUNTED]
+CACHED_SEARCHES = 32
+"""Tallies each thread keeps, for the searches it made last: History runs its script again on every click (a
+page, a sort, opening a run), and while the catalogue is unchanged the counts of the same search are too."""
+_cached = threading.local()
+
+MATCHES = "temp.search_matches"
+"""Where a search gathers its text matches, once: the counts, the sample and the page all read them from here
+rather than each asking the full-text index again (at a million runs, each pass over a common word's 100 000
+matches cost as much as the rest of the search). A temporary table, private to the connection."""
+
+
+def clear_cache() -> None:
+    """Forget this thread's tallies (the benchmark times searches as a first look at them)."""
+    _cached.__dict__.clear()
+
+
+class _Look:
+    """One search's look at the catalogue: one read snapshot, the text matches gathered once, the kept tallies.
+
+    The tallies are kept per search while the catalogue file is unchanged: its change counter is SQLite's
+    `data_version` (it moves when another connection commits) with this connection's own `total_changes`, so
+    any write, by anyone, starts them afresh. A thread keeps one connection's tallies (Catalog opens one
+    connection per thread).
+    """
+
+    def __init__(self, conn: sqlite3.Connection, parts: _Parts) -> None:
+        self.conn = conn
+        self.parts = parts
+        self.found: int | None = None
+        self.began = False
+
+    def _version(self) -> tuple[int, int]:
+        return self.conn.execute("PRAGMA data_version").fetchone()[0], self.conn.total_changes
+
+    def __enter__(self) -> _Look:
+        if not self.conn.in_transaction:
+            self.conn.execute("BEGIN")
+            self.began = True
+        version = self._version()
+        kept = getattr(_cached, "kept", None)
+        if kept is None or kept[0] is not self.conn or kept[1] != version:
+            _cached.kept = (self.conn, version, OrderedDict())
+        return self
+
+    def __exit__(self, *error: object) -> None:
+        try:
+            if self.found is not None:
+                self.conn.execute(f"DELETE FROM {MATCHES}")
+            # This search's own writes (the gathered matches) are no change to the catalogue.
+            _cached.kept = (self.conn, self._version(), _cached.kept[2])
+        finally:
+            if self.began:
+                self.conn.execute("COMMIT")
+
+    def matches(self) -> int:
+        """Gather the text matches into MATCHES (once per search); how many there are."""
+        if self.found is None:
+            assert self.parts.match is not None
+            self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS search_matches (run_rowid INTEGER PRIMARY KEY)")
+            self.conn.execute(f"DELETE FROM {MATCHES}")
+            self.found = self.conn.execute(
+                f"INSERT INTO {MATCHES} SELECT rowid FROM runs_fts WHERE runs_fts MATCH ?", (self.parts.match,)
+            ).rowcount
+        return self.found
+
+    def tally(self, *, cost: bool = False) -> _Tally:
+        """`_tally`, or the one kept for the same search while nothing changed."""
+        tallies: OrderedDict[tuple[Any, ...], _Tally] = _cached.kept[2]
+        key = (cost, repr(astuple(self.parts)))
+        tally = tallies.get(key)
+        if tally is None:
+            tally = tallies[key] = _tally(self, cost=cost)
+            if len(tallies) > CACHED_SEARCHES:
+                tallies.popitem(last=False)
+        tallies.move_to_end(key)
+        return tally
+
+
+def _facets(tally: _Tally) -> dict[str, dict[Any, int]]:
+    """Counts per value of every facet, most common first, from the counts per combination."""
+    facets: dict[str, dict[Any, float]] = {name: {} for name in FACET_COLUMNS}
+    for combo, (runs, _, _) in tally.per_combo.items():
+        for name, value in zip(FACET_COLUMNS, tally.combos[combo][: len(FACET_COLUMNS)], strict=True):
+            facets[name][value] = facets[name].get(value, 0) + runs
+    return {
+        name: dict(sorted(((value, round(n)) for value, n in counts.items()), key=lambda kv: (-kv[1], str(kv[0]))))
+        for name, counts in facets.items()
+    }
+
+
+def _page(look: _Look, sort: str, page: int, per_page: int, total: int) -> list[dict[str, Any]]:
+    """One page of matching runs in the sort's order.
+
+    With many text matches spread over the order, walking the sort's index and checking each run against the
+    matches finds the page in a few hundred steps; with few, SQLite fetches the matches and sorts them.
+    """
+    conn, parts = look.conn, look.parts
+    index = SORT_INDEXES.get(sort)
+    size = conn.execute("SELECT COALESCE(SUM(run_count), 0) FROM facet_combos").fetchone()[0]
+    walk = parts.match is not None and index is not None and page * per_page * size <= WALK_BUDGET * total
+    clauses: list[str] = []
     args: list[Any] = []
-    if fts is not None:
-        # Walking the date index, the unary + keeps SQLite from turning the text matches into rowid lookups.
-        clauses.append(("+" if walk else "") + _fts_clause())
-        args.append(fts)
-    for facet in (True, False):
-        more, more_args = _clauses(filters, facet=facet)
-        clauses += more
+    if parts.match is not None:
+        # Walking the index, the unary + keeps SQLite from turning the text matches into rowid lookups.
+        look.matches()
+        clauses.append(("+" if walk else "") + f"runs.rowid IN (SELECT run_rowid FROM {MATCHES})")
+    for more, more_args in (
+        (parts.facet, parts.facet_args),
+        (parts.dates, parts.date_args),
+        (parts.row, parts.row_args),
+    ):
+        clauses += _Parts.sql(more, "runs")
         args += more_args
-    where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
-    source = "runs INDEXED BY idx_runs_created_at" if walk else "runs"
+    clauses.append(COUNTED)
+    source = f"runs INDEXED BY {index}" if walk else "runs"
     cursor = conn.execute(
-        f"SELECT * FROM {source}{where} ORDER BY {SORTS[sort]} LIMIT ? OFFSET ?",
+        f"SELECT * FROM {source} WHERE {' AND '.join(clauses)} ORDER BY {SORTS[sort]} LIMIT ? OFFSET ?",
         [*args, per_page, (page - 1) * per_page],
     )
     names = [d[0] for d in cursor.description]
@@ -177,27 +387,29 @@ def _page(
 def _run(
     conn: sqlite3.Connection, fts: str | None, filters: Filters, sort: str, page: int, per_page: int
 ) -> SearchResult:
-    facets = _facet_counts(conn, fts, filters)
-    total = sum(facets["status"].values())
-    size = conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM runs").fetchone()[0]
-    walk = fts is not None and sort in ("newest", "oldest") and page * per_page * size <= WALK_BUDGET * total
-    rows = _page(conn, fts, filters, sort, page, per_page, walk=walk) if total else []
-    return SearchResult(rows, total, page, per_page, facets)
+    with _Look(conn, _parts(fts, filters)) as look:
+        tally = look.tally()
+        total = round(tally.sums()[0])
+        rows = _page(look, sort, page, per_page, total) if total else []
+    return SearchResult(rows, total, page, per_page, _facets(tally), approximate=tally.approximate)
 
 
 @dataclass(frozen=True)
 class CostTotal:
-    """What the runs of a search cost together, and how many of them have a known cost."""
+    """What the runs of a search cost together, and how many of them have a known cost (estimates when
+    `approximate`, as SearchResult's)."""
 
     usd: float
     priced: int
     runs: int
+    approximate: bool = False
 
 
 def cost_total(conn: sqlite3.Connection, query: str = "", filters: Filters | None = None) -> CostTotal:
     """The summed cost of every run a search matches (all pages), as History shows under its grid.
 
-    Kept apart from `search` so that a page of results never pays for a sum it does not show.
+    Kept apart from `search` so that a page of results never pays for a sum it does not show. The sums come from
+    the narrow `run_combos`, or, for an empty search, from the sums kept per facet combination.
     """
     filters = filters or Filters()
     query = query.strip()
@@ -206,19 +418,10 @@ def cost_total(conn: sqlite3.Connection, query: str = "", filters: Filters | Non
         fts = query if _valid_fts(conn, query) else safe_fts_query(query)
         if not fts:
             return CostTotal(0.0, 0, 0)
-    clauses: list[str] = [COUNTED]
-    args: list[Any] = []
-    if fts is not None:
-        clauses.append(_fts_clause())
-        args.append(fts)
-    for facet in (True, False):
-        more, more_args = _clauses(filters, facet=facet)
-        clauses += more
-        args += more_args
-    usd, priced, runs = conn.execute(
-        f"SELECT COALESCE(SUM(cost_usd), 0), COUNT(cost_usd), COUNT(*) FROM runs WHERE {' AND '.join(clauses)}", args
-    ).fetchone()
-    return CostTotal(round(float(usd), 6), int(priced), int(runs))
+    with _Look(conn, _parts(fts, filters)) as look:
+        tally = look.tally(cost=True)
+    runs, priced, usd = tally.sums()
+    return CostTotal(round(float(usd), 6), round(priced), round(runs), tally.approximate)
 
 
 def _valid_fts(conn: sqlite3.Connection, query: str) -> bool:

@@ -12,6 +12,7 @@ import sqlite_utils
 
 from catalog import Catalog
 from catalog.schema import MIGRATIONS, SCHEMA_VERSION
+from catalog.search import CostTotal
 
 
 def _open(path: str) -> None:
@@ -170,3 +171,79 @@ def test_a_version_6_file_gives_every_run_an_unambiguous_id(tmp_path: Path) -> N
     item = catalog.record_submission("a", {"prompt": "item b of job a"}, endpoint_id="local", item_id="b")
     assert item == "a:b" and catalog.get("a:b")["prompt"] == "item b of job a"
     assert catalog.get("a%3Ab")["prompt"] == "the job called a:b", "the job of that name is another run"
+
+
+def _kept_counts(catalog: Catalog) -> set[tuple]:
+    """Runs, priced runs and cost per facet combination as `facet_combos` keeps them (issue 32)."""
+    rows = catalog.conn.execute(
+        "SELECT status, engine, size, sample_steps, run_count, priced_count, ROUND(cost_usd_sum, 6) FROM facet_combos "
+        "WHERE run_count > 0"
+    )
+    return set(rows.fetchall())
+
+
+def _counted_now(catalog: Catalog) -> set[tuple]:
+    """The same, counted from the runs themselves (batch containers left out)."""
+    rows = catalog.conn.execute(
+        "SELECT status, engine, size, sample_steps, COUNT(*), COUNT(cost_usd), ROUND(TOTAL(cost_usd), 6) FROM runs "
+        "WHERE batch_items IS NULL GROUP BY status, engine, size, sample_steps, mode, speakers, input_kind"
+    )
+    return set(rows.fetchall())
+
+
+def test_the_counts_kept_per_combination_follow_every_write_and_reindex_rebuilds_them(tmp_path: Path) -> None:
+    """An empty search reads its counts and cost from `facet_combos`: any write that moves a run between
+    combinations, changes its cost or date, makes it a batch container or deletes it must move them too."""
+    catalog = Catalog(tmp_path / "catalog.db")
+    for index in range(6):
+        params = {"prompt": f"run {index}", "size": "infinitetalk-720" if index % 2 else "infinitetalk-480"}
+        catalog.record_submission(
+            f"job-{index}", params, endpoint_id="local", created_at=f"2026-0{index + 1}-01T00:00:00Z"
+        )
+    catalog.apply_status("job-0", "IN_PROGRESS")
+    catalog.apply_status("job-1", "FAILED", error={"code": "E_OOM", "message": "out of memory"})
+    catalog.conn.execute("UPDATE runs SET cost_usd = 0.25 WHERE run_id = 'job-2'")
+    catalog.conn.execute("UPDATE runs SET cost_usd = 0.5, sample_steps = 8 WHERE run_id = 'job-3'")
+    catalog.conn.execute("UPDATE runs SET created_at = '2027-01-01T00:00:00Z' WHERE run_id = 'job-4'")
+    catalog.conn.execute("UPDATE runs SET batch_items = 2 WHERE run_id = 'job-5'")  # now a container: not counted
+    catalog.delete("job-0")
+    assert _kept_counts(catalog) == _counted_now(catalog)
+    assert catalog.search("").total == 4 and catalog.cost_total() == CostTotal(0.75, 2, 4)
+    dates = dict(
+        catalog.conn.execute("SELECT r.run_id, c.created_at FROM run_combos c JOIN runs r ON r.rowid = c.run_rowid")
+    )
+    assert dates["job-4"] == "2027-01-01T00:00:00Z" and "job-5" not in dates
+    assert catalog.search("", created_from="2027-01-01").total == 1, "a changed date is searched by its new value"
+
+    catalog.conn.execute("UPDATE facet_combos SET run_count = 0, priced_count = 0, cost_usd_sum = 0")  # a hand edit
+    catalog.conn.execute("UPDATE run_combos SET created_at = NULL")
+    catalog.reindex()
+
+    assert _kept_counts(catalog) == _counted_now(catalog)
+    assert catalog.search("", created_from="2027-01-01").total == 1
+
+
+def test_a_version_10_file_gets_the_kept_counts_dates_and_sort_indexes(tmp_path: Path) -> None:
+    path = tmp_path / "v10.db"
+    old = file_at_version(path, 10)
+    base = {"status": "COMPLETED", "favourite": 0, "tags": "", "size": "infinitetalk-480"}
+    old["runs"].insert_all(
+        [
+            {**base, "run_id": "a", "job_id": "a", "created_at": "2026-01-01T00:00:00Z", "video_duration_s": 3.0},
+            {**base, "run_id": "b", "job_id": "b", "created_at": "2026-02-01T00:00:00Z", "video_duration_s": 9.0},
+            {**base, "run_id": "c", "job_id": "c", "created_at": "2026-03-01T00:00:00Z", "cost_usd": 0.1},
+            {**base, "run_id": "box", "job_id": "box", "created_at": "2026-03-01T00:00:00Z", "batch_items": 2},
+        ]
+    )
+    old.conn.close()
+
+    catalog = Catalog(path)
+
+    assert _kept_counts(catalog) == _counted_now(catalog) == {("COMPLETED", None, "infinitetalk-480", None, 3, 1, 0.1)}
+    indexes = {row[1] for row in catalog.conn.execute("PRAGMA index_list(runs)")}
+    assert "idx_runs_video_duration_s_created_at" in indexes
+    assert "idx_run_combos_combo" not in {row[1] for row in catalog.conn.execute("PRAGMA index_list(run_combos)")}
+    assert [row["run_id"] for row in catalog.search("", sort="longest").rows] == ["b", "a", "c"]
+    assert catalog.search("", created_from="2026-02-01").total == 2
+    catalog.record_submission("d", {"size": "infinitetalk-480"}, endpoint_id="local", status="COMPLETED")
+    assert _kept_counts(catalog) == _counted_now(catalog), "and writes after the migration keep them"
