@@ -291,7 +291,8 @@ class SplitRun:
             raise _invalid("run_id", f"no split run {run_id!r} in the store ({key}): {error}") from None
         return cls(SplitPlan.model_validate_json(data), client, store, catalog)
 
-    def _record_start(self) -> None:
+    def record_start(self) -> None:
+        """Put the run in the catalogue as in progress (once: a second call changes nothing)."""
         if self.catalog is not None:
             self.catalog.record_submission(
                 self.plan.run_id,
@@ -408,7 +409,7 @@ class SplitRun:
         the failed parts named in their `error` (retry them with `retry(i)`, then `run` again)."""
         if self.plan.state == "joined":
             return self.plan
-        self._record_start()
+        self.record_start()
         self.save()
         while True:
             changed = self.step()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from typing import Any, TextIO
 
 WIDTH = 30
@@ -40,3 +41,17 @@ class ProgressBar:
         if self._last:
             self.stream.write("\n")
             self.stream.flush()
+
+
+def describe_parts(parts: Sequence[Any], progress: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """A split run's parts as one progress payload: the mean of their percentages, and each part's state
+    (`1 80% · 2 31% · 3 queued`), for the one-line bar."""
+    shown, total = [], 0.0
+    for part in parts:
+        pct = 100.0 if part.state == "COMPLETED" else float((progress.get(part.index) or {}).get("pct") or 0.0)
+        total += pct
+        words = {"pending": "waiting", "IN_QUEUE": "queued", "COMPLETED": "done"}.get(part.state)
+        if part.state in ("FAILED", "CANCELLED", "TIMED_OUT"):
+            words = part.state.lower().replace("_", " ")
+        shown.append(f"{part.index + 1} {words or f'{pct:.0f}%'}")
+    return {"stage": "parts " + " · ".join(shown), "pct": total / max(1, len(parts))}

@@ -23,6 +23,8 @@ import requests
 from client.api import EndpointError, JobState, StudioClient, prepare_input
 from client.payloads import load_payload
 from client.progress_bar import ProgressBar
+from client.split_submit import add_arguments as add_split_arguments
+from client.split_submit import run_split, should_split
 from core.contract import JobError, JobStatus, friendly_error
 from core.settings import Settings
 from core.store import open_store
@@ -67,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m worker submit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("payload", help="payload JSON file, e.g. examples/single_image.json")
+    parser.add_argument("payload", nargs="?", help="payload JSON file, e.g. examples/single_image.json")
     parser.add_argument(
         "--wait",
         action=argparse.BooleanOptionalAction,
@@ -79,16 +81,24 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--ttl", metavar="SECONDS", type=float, help="give up on the job if it waits longer than this in the queue"
     )
+    add_split_arguments(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Submit a payload file and follow it to the end; return the exit status."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     settings = Settings.from_env()
     client = StudioClient(settings)
+    if args.resume:
+        return run_split(args, None, settings)
+    if not args.payload:
+        parser.error("give a payload file (or --resume RUN_ID)")
     try:
         job_input = load_payload(Path(args.payload))
+        if should_split(args, job_input, settings):
+            return run_split(args, job_input, settings)
         job_input = prepare_input(job_input, open_store(settings), remote_worker=not settings.is_local_endpoint)
         ttl_ms = round(args.ttl * 1000) if args.ttl is not None else None
         job_id = client.submit(job_input, ttl_ms=ttl_ms, webhook=args.webhook)

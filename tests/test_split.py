@@ -332,3 +332,35 @@ def test_a_restarted_process_finishes_the_run(endpoint: Settings, tmp_path: Path
     saved = SplitPlan.model_validate_json(store.get(plan.plan_key))
     assert saved.parts[0].job_id == first.plan.parts[0].job_id, "the first process's job was followed, not resent"
     assert json.loads(store.get(f"{plan.folder}/metadata.json"))["job_id"] == plan.run_id
+
+
+@pytest.mark.slow
+def test_submit_splits_a_long_speech_and_shows_each_part(endpoint: Settings, tmp_path: Path) -> None:
+    """`python -m worker submit PAYLOAD --split --parallel 2`: a bar per part on one line, one video saved."""
+    speech_path, _ = speech_with_pauses(tmp_path / "speech.wav", rounds=1)
+    payload = tmp_path / "long.json"
+    payload.write_text(json.dumps({**job(speech_path), "cond_video": str(EXAMPLES / "media" / "portrait.jpg")}))
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "STUDIO_DATA_DIR": str(endpoint.data_dir),
+        "STUDIO_LOCAL_PORT": str(endpoint.local_port),
+        "RUNPOD_ENDPOINT_BASE_URL": endpoint.endpoint_base_url,
+    }
+    args = ["--split", "--parallel", "2", "--part-s", "7", "--min-part-s", "2", "--download", str(tmp_path / "out")]
+    done = subprocess.run(
+        [sys.executable, "-m", "worker", "submit", str(payload), *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    assert "into 2 parts, 2 at a time" in done.stderr and "parts 1 " in done.stderr and "2 done" in done.stderr
+    metadata = json.loads(done.stdout)
+    assert len(metadata["parts"]) == 2 and metadata["job_id"].startswith("split-")
+    assert (tmp_path / "out" / f"{metadata['job_id']}_video.mp4").stat().st_size > 0
+    no_split = subprocess.run(
+        [sys.executable, "-m", "worker", "submit", str(payload), "--no-split", "--no-wait"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert no_split.returncode == 0 and "parts" not in no_split.stderr, no_split.stderr
+    assert not no_split.stdout.startswith("split-"), "--no-split: one ordinary job"
