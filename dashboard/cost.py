@@ -76,14 +76,19 @@ def card_suffix(run: dict[str, Any]) -> str:
 
 
 def total_line(total: CostTotal) -> str:
-    """What a search's runs cost together, saying how many have no known cost."""
+    """What a search's runs cost together, saying how many have no known cost; `≈` and a word when the sums are
+    estimated from a sample of the matches (catalog.search.EXACT_LIMIT, issue 32)."""
     if total.runs == 0:
         return ""
-    line = f"Cost of these runs: **{dollars(total.usd)}**"
+    about = "≈" if total.approximate else ""
+    line = f"Cost of these runs: **{about}{dollars(total.usd)}**"
     unknown = total.runs - total.priced
     if unknown:
-        line += f" ({unknown:,} of {total.runs:,} without a known cost: unfinished, or made before costs were kept)"
-    return line
+        line += (
+            f" ({about}{unknown:,} of {about}{total.runs:,} without a known cost: unfinished, or made before costs"
+            " were kept)"
+        )
+    return line + (" (estimated from a sample of the matches)" if total.approximate else "")
 
 
 def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:

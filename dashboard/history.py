@@ -111,10 +111,30 @@ def facet_word(name: str, value: Any) -> str:
     return str(value)
 
 
+def count_words(n: int, approximate: bool) -> str:
+    """A count as History shows it: exact as it is (`1,204`), an estimate rounded to three figures and marked
+    (`≈99,900`), so a count from a sample (catalog.search.EXACT_LIMIT) is never read as exact (issue 32)."""
+    if not approximate:
+        return f"{n:,}"
+    return f"≈{round(n, 2 - len(str(n)) + 1) if n >= 1000 else n:,}"
+
+
+def total_words(result: SearchResult) -> str:
+    """How many runs matched, e.g. `32 runs`, or `≈99,900 runs (estimated: …)` past the exact limit."""
+    text = f"{count_words(result.total, result.approximate)} run{'s' if result.total != 1 else ''}"
+    if result.approximate:
+        text += (
+            " (estimated from a sample of the matches, as are the counts by filter; narrow the search to count them"
+            " exactly)"
+        )
+    return text
+
+
 def facet_counts(result: SearchResult, name: str, shown: int = 4) -> str:
-    """How many matches each of a facet's most common values has, e.g. `Completed 6 · Failed 2`."""
+    """How many matches each of a facet's most common values has, e.g. `Completed 6 · Failed 2` (`≈` when
+    estimated)."""
     counts = [(value, n) for value, n in result.facets.get(name, {}).items() if value is not None]
-    text = " · ".join(f"{facet_word(name, value)} {n:,}" for value, n in counts[:shown])
+    text = " · ".join(f"{facet_word(name, value)} {count_words(n, result.approximate)}" for value, n in counts[:shown])
     return text + (f" · {len(counts) - shown} more" if len(counts) > shown else "")
 
 

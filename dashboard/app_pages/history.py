@@ -34,6 +34,7 @@ from dashboard.history import (
     skipped_lines,
     tags_line,
     timing_rows,
+    total_words,
     undo_delete,
 )
 from dashboard.jobs import retry_trace, retryable
@@ -352,7 +353,7 @@ def _page() -> None:
     if selected:
         _detail(selected)
     note = f" ({result.query_note})" if result.query_note else ""
-    st.caption(f"{result.total:,} run{'s' if result.total != 1 else ''}{note}")
+    st.caption(f"{total_words(result)}{note}")
     st.caption(cost.total_line(state.catalog().cost_total(query.text, **filters_for(query))))
     compare.picked_bar()
     if result.total == 0:
