@@ -130,6 +130,11 @@ def spend_charts(catalog: Any, endpoint_id: str, since: str, bucket: str) -> Non
         daily = spend_per_day(rows)
         if daily.empty:
             st.caption("No priced runs in this window.")
+        elif not daily.to_numpy().any():
+            # All $0: a chart of zeros drew an axis of "0.000000" ticks (issue 29); the sum says it plainly.
+            st.metric("Spent in this window", dollars(0))
+            if all(row.get("engine") == PREVIEW_ENGINE for row in rows):
+                st.caption("Every run here was made by the local preview engine, which costs $0.")
         else:
             views.time_chart(daily, "dollars", kind="bar", bucket="1D")
             free = sum(1 for row in rows if row.get("engine") == PREVIEW_ENGINE)
@@ -140,6 +145,8 @@ def spend_charts(catalog: Any, endpoint_id: str, since: str, bucket: str) -> Non
         per_second = cost_per_video_second(rows, bucket)
         if per_second.empty:
             st.caption("No priced videos in this window.")
+        elif not per_second.fillna(0).to_numpy().any():
+            st.metric("Per second of video", dollars(0))
         else:
             views.time_chart(per_second, "dollars per second of video")
     st.caption(catalog.prices.summary())

@@ -65,6 +65,10 @@ def media(store: Store, key: str) -> str | bytes:
     return store.get(key)
 
 
+VIDEO_WIDTH = 480
+"""How wide the video so far is drawn on a Live card, in pixels."""
+
+
 def show(store: Store, catalog: Catalog, run_id: str) -> None:
     """Play the run's newest partial video under a line saying how much of the job it holds; a payload that is
     not one (see find) is a line saying so, as text."""
@@ -82,6 +86,7 @@ def show(store: Store, catalog: Catalog, run_id: str) -> None:
         "the rest is still rendering"
     )
     try:
-        st.video(media(store, found.key))
+        # Not the card's full width: a growing video that wide pushed the progress bar below the fold (issue 29).
+        st.video(media(store, found.key), width=VIDEO_WIDTH)
     except JobError:
         st.caption("A newer part is being published; it plays on the next refresh.")

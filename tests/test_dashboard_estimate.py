@@ -191,3 +191,6 @@ def test_health_charts_spend_per_day_and_cost_per_second_of_video(made: Path, mo
     shown = texts(at)
     assert "**Spend per day**" in shown and "Cost per second of video" in shown
     assert "Every run here was made by the local preview engine, which costs $0." in shown, "the GPU run is older"
+    spent = {metric.label: metric.value for metric in at.metric}
+    # Issue 29: a chart of zeros drew a "0.000000" axis; all-$0 windows say the sum instead.
+    assert (spent["Spent in this window"], spent["Per second of video"]) == ("$0", "$0")
