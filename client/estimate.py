@@ -667,11 +667,38 @@ def main(payload: Any, settings: Any, gpu: str | None = None) -> int:
         runs = recent_runs(Catalog(settings.catalog_file, prices), settings.endpoint_id)
     full = {"batch": items} if items is not None else parsed.model_dump(mode="json")
     result = estimate_job(full, lengths if items is not None else lengths[0], settings=settings, runs=runs, gpu=gpu)
-    print(json.dumps(result.as_json()))
+    answer = result.as_json()
+    split = _split(full, lengths[0] if items is None else None, settings, runs, gpu)
+    if split is not None:
+        answer["split"] = split
+    print(json.dumps(answer))
     print(f"{describe(result)} ({result.note})", file=sys.stderr)
+    if split is not None:
+        wall = "" if split["split_wall_s"] is None else f": ≈ {minutes(split['split_wall_s'])}"
+        print(
+            f"split into {split['parts']} parts of ≈ {split['part_s']:.0f} s on {split['parallel']} workers{wall}, "
+            f"each part's executionTimeout {split['part_execution_timeout_s']} s (docs/split.md)",
+            file=sys.stderr,
+        )
     where = f" ({catalogue_problem})" if catalogue_problem else ""
     print(f"price: {prices.source(result.gpu)}{where}", file=sys.stderr)
     return 0
+
+
+def _split(
+    job: dict[str, Any], speech_s: float | None, settings: Any, runs: list[dict[str, Any]], gpu: str | None
+) -> dict[str, Any] | None:
+    """The split choice for speech `submit` would split (docs/split.md): time on one worker against N workers,
+    and each part's executionTimeout; None for a batch, unknown speech, or speech short enough for one take."""
+    from core.contract import SplitDefaults
+
+    if speech_s is None or speech_s <= SplitDefaults.SPLIT_ABOVE_S:
+        return None
+    from client.api import StudioClient
+    from client.fanout import default_parallel, split_estimate
+
+    parallel = default_parallel(StudioClient(settings, attempts=1))
+    return split_estimate(job, speech_s, settings=settings, runs=runs, parallel=parallel, gpu=gpu)
 
 
 def minutes(seconds: float) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import tempfile
 import time
 import uuid
@@ -557,3 +558,44 @@ def describe_plan(plan: SplitPlan) -> str:
         where = "" if part.in_pause else " (cut outside a pause)"
         lines.append(f"  part {part.index + 1}: {part.start_s:7.2f} s - {part.end_s:7.2f} s{where}")
     return "\n".join([*lines, *(f"warning: {w}" for w in plan.warnings)])
+
+
+def split_estimate(
+    job_input: dict[str, Any],
+    speech_s: float,
+    *,
+    settings: Settings,
+    runs: list[dict[str, Any]],
+    parallel: int,
+    part_s: float = SplitDefaults.PART_S,
+    gpu: str | None = None,
+) -> dict[str, Any]:
+    """Time on one worker against the same speech split into parts on `parallel` workers, as the estimate
+    (client/estimate.py) sees each job; and each part's policy.executionTimeout.
+
+    The parts are taken as equal (ceil(speech / part_s) of them): the cuts at pauses move each by a few seconds.
+    With N workers the parts run N at a time, so the wall time is that of the busiest worker; the GPU time, and so
+    the cost, is the parts' sum (a model load per part makes it a little more than one job's).
+    """
+    from client.estimate import estimate_job
+
+    count = max(1, math.ceil(speech_s / part_s))
+    length = speech_s / count
+    whole = estimate_job(job_input, speech_s, settings=settings, runs=runs, gpu=gpu)
+    part = estimate_job(job_input, length, settings=settings, runs=runs, gpu=gpu)
+    rounds = math.ceil(count / max(1, parallel))
+
+    def times(value: float | None, factor: int) -> float | None:
+        return None if value is None else round(value * factor, 1)
+
+    return {
+        "parts": count,
+        "part_s": round(length, 1),
+        "parallel": parallel,
+        "one_worker_s": whole.seconds,
+        "split_wall_s": times(part.seconds, rounds),
+        "split_gpu_s": times(part.seconds, count),
+        "split_cost_usd": None if part.cost_usd is None else round(part.cost_usd * count, 4),
+        "one_job_execution_timeout_s": whole.execution_timeout_s or whole.endpoint_timeout_s,
+        "part_execution_timeout_s": part.execution_timeout_s or part.endpoint_timeout_s,
+    }

@@ -364,3 +364,25 @@ def test_submit_splits_a_long_speech_and_shows_each_part(endpoint: Settings, tmp
     )  # fmt: skip
     assert no_split.returncode == 0 and "parts" not in no_split.stderr, no_split.stderr
     assert not no_split.stdout.startswith("split-"), "--no-split: one ordinary job"
+
+
+def test_the_estimate_shows_one_worker_against_n_workers_and_each_parts_timeout(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`estimate` on 3 minutes of speech for a GPU (no endpoint answers here, so 3 workers): the split's wall
+    time is two rounds of parts, and each part asks a far shorter executionTimeout than the one long job."""
+    from client.estimate import main as estimate_main
+
+    speech, _ = speech_with_pauses(tmp_path / "speech.wav", rounds=15)
+    payload = tmp_path / "long.json"
+    payload.write_text(json.dumps({**job(speech), "max_frame_num": 15000}))
+    settings = Settings(data_dir=tmp_path / "data", endpoint_base_url=f"http://127.0.0.1:{free_port()}/v2")
+
+    assert estimate_main(str(payload), settings, gpu="H100") == 0
+
+    answer = json.loads(capsys.readouterr().out)
+    split = answer["split"]
+    assert split["parts"] == 5 and split["parallel"] == 3 and split["part_s"] <= 40.0
+    assert split["split_wall_s"] == pytest.approx(split["split_gpu_s"] * 2 / 5, rel=0.01), "two rounds of 3 + 2"
+    assert split["one_worker_s"] == answer["seconds"]
+    assert split["part_execution_timeout_s"] < split["one_job_execution_timeout_s"]
