@@ -32,6 +32,7 @@ BACKOFF = "tracker.backoff"
 FOLLOWING = "tracker.following"
 NOTICES = "tracker.notices"
 UNSEEN = "tracker.unseen"
+PICKED_UP_AT = "tracker.picked_up_at"
 RESTORED_AT = "tracker.restored_at"
 BOARD_FRESH_S = 0.5
 CLOUD_RESTORE_S = 30.0
@@ -178,8 +179,15 @@ def pick_up() -> None:
     the command line, another dashboard, a RunPod job whose result expired) appear without "Sync from bucket".
 
     catalog.sync.sync lists the store once and reads only the metadata and request files it has not seen (and
-    the few curation files); when it brings anything, the whole page is drawn again so the grid shows it.
+    the few curation files); when it brings anything, the whole page is drawn again so the grid shows it. A click
+    on the page reruns this too: within PICK_UP_EVERY_S of the last look it does not look again, so using History
+    never waits on the store (a look at 1000 runs took 0.5 s on a local folder, 1.2 s on S3: bench_sync.py's
+    no-op re-sync).
     """
+    last = st.session_state.get(PICKED_UP_AT)
+    if last is not None and time.monotonic() - last < PICK_UP_EVERY_S * 0.9:
+        return
+    st.session_state[PICKED_UP_AT] = time.monotonic()
     try:
         report = sync(state.catalog(), state.store())
     except JobError as error:
