@@ -592,7 +592,8 @@ def _batch(params: dict[str, Any]) -> None:
         if bad:
             st.error(f"{len(bad)} of {len(lines)} jobs need fixing; nothing was sent.")
             return
-        if st.button(f"Submit {len(lines)} jobs", key=K + "batch_submit", type="primary"):
+        plural = "s" if len(lines) != 1 else ""
+        if st.button(f"Submit {len(lines)} job{plural}", key=K + "batch_submit", type="primary"):
             sent = []
             for line in lines:
                 refs = {ref for _, ref in media_refs(line.job)}
