@@ -117,12 +117,13 @@ def boxed(data: bytes, box: tuple[int, int] = THUMB_BOX) -> bytes:
     return out.getvalue()
 
 
-def thumbnail(store: Store, key: str | None) -> bool:
-    """A run's thumbnail in the card's fixed box; False when there is none (or it is not an image)."""
+def thumbnail(store: Store, key: str | None, alt: str = "") -> bool:
+    """A run's thumbnail in the card's fixed box; False when there is none (or it is not an image). `alt` is
+    empty on a card, whose prompt is read right after it (a picture with no alt at all failed axe-core)."""
     if not key:
         return False
     try:
-        st.image(boxed(store.get(key)), width="stretch")
+        st.image(boxed(store.get(key)), width="stretch", alt=alt)
     except (JobError, OSError, ValueError):
         return False
     return True

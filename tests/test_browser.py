@@ -75,7 +75,19 @@ def _note_if_outside(url: str) -> None:
         OUTSIDE_REQUESTS.append(url)
 
 
+FINISHED_DRAWING = """() => !document.querySelector("[data-testid='stStatusWidget'], [data-stale='true']")
+    && [...document.images].every((image) => image.complete)"""
+"""Streamlit is not running the script, nothing drawn is stale, and every picture has loaded (History's screenshot
+showed empty placeholder cards, issue 29)."""
+
+
 def _shot(page: Page, name: str) -> None:
+    """A full-page screenshot once the page has finished drawing (or after 15 s, as it is then)."""
+    try:
+        page.wait_for_function(FINISHED_DRAWING, timeout=15_000)
+        page.wait_for_timeout(300)
+    except PlaywrightTimeoutError:
+        pass
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 

@@ -250,7 +250,7 @@ def _visual_input() -> Slot:
         slot.take(st.camera_input("Take a photo", key=K + "cond_camera"), "visual", called="your photo")
     if slot.preview is not None and slot.facts is not None and source != CAMERA:
         if slot.facts.kind == "image":
-            st.image(slot.preview, width=240)
+            st.image(slot.preview, width=240, alt="The portrait the video will animate")
         else:
             st.video(slot.preview)
     return slot
