@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sqlite3
 import threading
@@ -305,7 +306,13 @@ class _Look:
             _cached.kept = (self.conn, version, OrderedDict())
         return self
 
-    def __exit__(self, *error: object) -> None:
+    def __exit__(self, kind: type[BaseException] | None, *error: object) -> None:
+        if kind is not None:
+            # The error goes on as it is (History names a damaged file from it); a failed ROLLBACK must not hide it.
+            if self.began and self.conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self.conn.execute("ROLLBACK")
+            return
         try:
             if self.found is not None:
                 self.conn.execute(f"DELETE FROM {MATCHES}")
