@@ -284,7 +284,7 @@ def _v11(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE facet_combos ADD COLUMN cost_usd_sum FLOAT NOT NULL DEFAULT 0")
     sqlite_files.run_script(
         db.conn,
-        "".join(f"DROP TRIGGER IF EXISTS runs_combo_{event};" for event in ("ai", "au", "ad")),
+        "".join(f"DROP TRIGGER IF EXISTS runs_combo_{event};" for event in ("ai", "au", "ad", "cost")),
     )
     sqlite_files.run_script(db.conn, _search_triggers())
     db.execute("DROP INDEX IF EXISTS idx_run_combos_combo")
@@ -331,7 +331,8 @@ def _search_triggers() -> str:
     step with `runs`, and the counts per combination with it (version 11 on; versions 4 and 5 had `_combo_triggers`).
 
     A changed run's entry is deleted and inserted again, never replaced: a REPLACE deletes without running the
-    delete trigger (SQLite runs it only with recursive_triggers on), and the counts would drift.
+    delete trigger (SQLite runs it only with recursive_triggers on), and the counts would drift. A new cost alone
+    (every finished run is priced after it is written) only updates the entry's cost.
     """
     names = ", ".join(FACET_COLUMNS)
     same = " AND ".join(f"{c} IS new.{c}" for c in FACET_COLUMNS)
@@ -346,8 +347,11 @@ def _search_triggers() -> str:
         CREATE TRIGGER runs_combo_ai AFTER INSERT ON runs BEGIN
             DELETE FROM run_combos WHERE run_rowid = new.rowid;{keep}
         END;
-        CREATE TRIGGER runs_combo_au AFTER UPDATE OF {names}, batch_items, created_at, cost_usd ON runs BEGIN
+        CREATE TRIGGER runs_combo_au AFTER UPDATE OF {names}, batch_items, created_at ON runs BEGIN
             DELETE FROM run_combos WHERE run_rowid IN (old.rowid, new.rowid);{keep}
+        END;
+        CREATE TRIGGER runs_combo_cost AFTER UPDATE OF cost_usd ON runs BEGIN
+            UPDATE run_combos SET cost_usd = new.cost_usd WHERE run_rowid = new.rowid;
         END;
         CREATE TRIGGER runs_combo_ad AFTER DELETE ON runs BEGIN
             DELETE FROM run_combos WHERE run_rowid = old.rowid;
