@@ -54,16 +54,12 @@ from worker.split import (
     join_videos,
     part_bounds,
     plan_cuts,
+    silent,
     slice_video,
     slice_wav,
-    speech_level,
     speech_tracks,
     split_text,
 )
-
-SILENT_DB = -60.0
-"""A person whose slice of a part is quieter than this says nothing in it (worker.audio.SILENCE_FLOOR_DB): the
-part is sent with the other person alone, since the worker refuses silent speech."""
 
 
 def _invalid(field: str, message: str) -> JobError:
@@ -231,7 +227,7 @@ def _part_media(
     speaking = []
     for person, track in enumerate(tracks):
         path = slice_wav(track, start, end, work / f"p{index}-{person + 1}.wav")
-        if len(tracks) == 1 or speech_level(track[start:end]) >= SILENT_DB:
+        if len(tracks) == 1 or not silent(track[start:end]):
             name = f"part-{index + 1:03d}-{person + 1}.wav"
             speaking.append((person + 1, upload_media(store, path.read_bytes(), name)))
     if not speaking:  # nobody audible: send person 1, so the worker says why in its own words
@@ -322,7 +318,7 @@ class SplitRun:
                 break
             if part.state == "pending":
                 part.job_id = self.client.submit(part.job_input)
-                part.state, part.error = JobStatus.IN_QUEUE, None
+                part.state, part.error = "IN_QUEUE", None
                 part.attempts += 1
                 sent = True
                 self.save()
@@ -380,7 +376,7 @@ class SplitRun:
                 with contextlib.suppress(EndpointError):
                     self.client.cancel(part.job_id)
             if part.state not in JobStatus.FINAL:
-                part.state = JobStatus.CANCELLED
+                part.state = "CANCELLED"
         self.plan.state = "cancelled"
         self.save()
         if self.catalog is not None:

@@ -386,3 +386,38 @@ def test_the_estimate_shows_one_worker_against_n_workers_and_each_parts_timeout(
     assert split["split_wall_s"] == pytest.approx(split["split_gpu_s"] * 2 / 5, rel=0.01), "two rounds of 3 + 2"
     assert split["one_worker_s"] == answer["seconds"]
     assert split["part_execution_timeout_s"] < split["one_job_execution_timeout_s"]
+
+
+def test_two_speakers_are_cut_on_the_mix_and_each_part_carries_their_slices(tmp_path: Path) -> None:
+    """`para`: both speak at once, so every part carries both people's slices. `add`: person 1 speaks, then
+    person 2; a part where one says nothing carries the other alone, as person 1 with that person's face box."""
+    first, _ = speech_with_pauses(tmp_path / "one.wav", rounds=1)
+    second, _ = speech_with_pauses(tmp_path / "two.wav", rounds=1)
+    settings = Settings(data_dir=tmp_path / "data")
+    store = open_store(settings)
+    boxes = {"person1": [0, 0, 300, 384], "person2": [400, 0, 768, 384]}
+    two = {
+        **job(first),
+        "cond_video": str(EXAMPLES / "media" / "two_people.jpg"),
+        "cond_audio": {"person1": str(first), "person2": str(second)},
+        "bbox": boxes,
+    }
+    one_s = decode_audio(first, field="test", max_seconds=60).size / AUDIO_SAMPLE_RATE
+
+    para = plan_split({**two, "audio_type": "para"}, settings, store, part_s=6.0, min_part_s=2.0)
+    after = plan_split({**two, "audio_type": "add"}, settings, store, part_s=8.0, min_part_s=2.0)
+
+    assert para.speech_s == pytest.approx(one_s, abs=0.05) and len(para.parts) == 3
+    for part in para.parts:
+        assert sorted(part.job_input["cond_audio"]) == ["person1", "person2"] and part.job_input["bbox"] == boxes
+        slices = [decode_audio(Path(ref), field="t", max_seconds=60) for ref in part.job_input["cond_audio"].values()]
+        assert slices[0].size == slices[1].size == pytest.approx(part.duration_s * AUDIO_SAMPLE_RATE, abs=2)
+    assert after.speech_s == pytest.approx(2 * one_s, abs=0.05) and after.warnings == []
+    for part in after.parts:
+        assert part.job_input["audio_type"] == "para", "the slices are already laid out in time"
+        speakers = part.job_input["cond_audio"]
+        assert list(speakers) == ["person1"] or list(speakers) == ["person1", "person2"]
+        if part.end_s <= one_s:
+            assert part.job_input["bbox"] == {"person1": boxes["person1"]}, "person 1 alone"
+        if part.start_s >= one_s:
+            assert part.job_input["bbox"] == {"person1": boxes["person2"]}, "person 2 alone, with person 2's face"

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from core.contract import AUDIO_SAMPLE_RATE, FPS, ErrorCode, JobError, JobParams, Limits, Stage, tts_turns
-from worker.audio import SAMPLES_PER_FRAME, prepare_audio, speech_level
+from worker.audio import SAMPLES_PER_FRAME, SILENCE_FLOOR_DB, prepare_audio, speech_level
 from worker.media import AAC_ARGS, FFPROBE, run_ffmpeg, write_wav, x264_args
 
 WINDOW = AUDIO_SAMPLE_RATE // 50
@@ -188,12 +188,18 @@ def split_text(text: str, part_s: float) -> list[str]:
     two = any(speaker == 2 for speaker, _ in sentences)
     texts = []
     for part in parts:
-        lines = []
+        lines: list[tuple[int, str]] = []
         for speaker, sentence in part:
             tag = f"(s{speaker}) " if two and (not lines or lines[-1][0] != speaker) else ""
             lines.append((speaker, f"{tag}{sentence}"))
         texts.append(" ".join(words for _, words in lines))
     return texts
+
+
+def silent(samples: np.ndarray) -> bool:
+    """Whether a person says nothing in this slice (below worker.audio's SILENCE_FLOOR_DB): the fan-out sends such
+    a part with the other person alone, since the worker refuses a person's silent speech."""
+    return speech_level(samples) < SILENCE_FLOOR_DB
 
 
 def slice_wav(samples: np.ndarray, start: int, end: int, out: Path) -> Path:
