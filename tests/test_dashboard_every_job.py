@@ -18,6 +18,7 @@ from core.settings import Settings
 from dashboard.jobs import eta_seconds, retry, retry_trace
 from tests.dashboard_support import (
     LONG_SPEECH,
+    MEDIA,
     dashboard_env,
     example_job,
     local_endpoint,
@@ -37,7 +38,7 @@ def endpoint_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
 
 @pytest.fixture
 def live(endpoint_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> tuple[StudioClient, Catalog]:
-    """A client that sends jobs as `python -m worker submit` does (no catalogue, no request file), and the
+    """A client that sends jobs as `studio submit` does (no catalogue, no request file), and the
     catalogue the dashboard under test uses."""
     data_dir = Path(endpoint_env["STUDIO_DATA_DIR"])
     dashboard_env(monkeypatch, data_dir, int(endpoint_env["STUDIO_LOCAL_PORT"]))
@@ -183,3 +184,30 @@ def test_a_job_cut_off_by_a_restart_stays_on_live_with_its_video_so_far_and_retr
         assert catalog.get(job_id)["status"] in (JobStatus.IN_QUEUE, JobStatus.IN_PROGRESS)  # type: ignore[index]
         rerun_until(at, lambda a: catalog.get(job_id)["status"] == JobStatus.COMPLETED, timeout_s=180)  # type: ignore[index]
         assert retry_trace(catalog.get(job_id), catalog) == "Retried 1 time"  # type: ignore[arg-type]
+
+
+def test_history_takes_in_runs_that_appear_in_the_store_by_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """34 finished videos sat in the store while History said 4 runs, until "Sync from bucket" was pressed."""
+    from dashboard import tracker
+    from worker.pipeline import run_job
+
+    data = tmp_path / "data"
+    dashboard_env(monkeypatch, data)
+    at = open_page("history")
+    assert catalog_runs(data) == 0
+    settings = Settings.from_env({"STUDIO_DATA_DIR": str(data), "STUDIO_INPUT_ROOTS": str(MEDIA)})
+    job = example_job("made by a script, straight into the store")
+    output = run_job(job, "script-job", settings=settings, sink=lambda _: None)
+    assert output.get("status") == "success", output
+
+    at.session_state[tracker.PICKED_UP_AT] = -1e9  # the fragment's timer comes round
+    at.run()
+    assert catalog_runs(data) == 1
+    assert "made by a script, straight into the store" in texts(at)
+    assert not [b for b in at.button if b.key == "history.sync" and b.value], "no click on Sync from bucket"
+
+
+def catalog_runs(data: Path) -> int:
+    return Catalog(data / "catalog.db").search("").total
