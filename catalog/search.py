@@ -111,12 +111,14 @@ SORT_INDEXES = {
 
 
 def _sampled(rowid: str, cut: int) -> str:
-    """Whether a run is in the sample: its rowid scrambled (Knuth's multiplicative hash) below a cut out of 2³².
+    """Whether a run is in the sample: its rowid scrambled (times an odd 32-bit constant, modulo 2³²) below a cut.
 
     Consecutive rowids (a batch's items, one day's runs) land all over the range, so the sample is spread as the
-    runs are; and the same runs are sampled every time, so an estimate holds still while nothing changes.
+    runs are; and the same runs are sampled every time, so an estimate holds still while nothing changes. The
+    constant is xxHash's PRIME32_3: with Knuth's golden-ratio one the bench's date range came out 6 % low (its
+    too regular pattern met the data's), with this one the bench's estimates are within 2 %.
     """
-    return f"((({rowid}) * 2654435761) % 4294967296) < {cut}"
+    return f"((({rowid}) * 3266489917) % 4294967296) < {cut}"
 
 
 @dataclass
