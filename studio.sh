@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # InfiniteTalk Studio in one command.
 #   ./studio.sh [run --port N --endpoint-port M]
-#                        install (first run) and start the local endpoint + the dashboard (embedded default)
+#                        install (first run) and start the local endpoint + the dashboard (embedded default):
+#                        `studio run`, the command it installs into .venv (`studio --help` lists the others)
 #   ./studio.sh test     install the test tools and the GPU image's Python stack (.venv-image), run every test
 #   ./studio.sh example  run examples/single_image.json through the worker and print the result
 # Set RUNPOD_ENDPOINT_ID and RUNPOD_API_KEY (and S3_* for the bucket) to use RunPod instead of the local endpoint.
@@ -29,6 +30,17 @@ python_packages() {
   [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip
   "$VENV/bin/python" -m pip install -q -r "$1"
+  studio_command
+}
+
+# The `studio` command (pyproject.toml's [project.scripts]) as an editable install of this checkout: the
+# dependencies came from the requirements file, so --no-deps; redone only when pyproject.toml or the folder changes.
+studio_command() {
+  local stamp="$VENV/.studio-command-stamp" want
+  want=$( { cat pyproject.toml; pwd; } | sha256sum | cut -c1-32)
+  [[ -x "$VENV/bin/studio" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]] && return
+  "$VENV/bin/python" -m pip install -q --no-deps -e .
+  echo "$want" >"$stamp"
 }
 
 # InfiniteTalk's source for the tests that run its real code: INFINITETALK_SRC, else ../shared/infinitetalk-src,
@@ -104,7 +116,7 @@ case "${1:-run}" in
   run)
     system_packages
     python_packages requirements.txt
-    exec "$VENV/bin/python" -m worker studio "${@:2}"
+    exec "$VENV/bin/studio" run "${@:2}"
     ;;
   test)
     system_packages test
@@ -118,7 +130,7 @@ case "${1:-run}" in
   example)
     system_packages
     python_packages requirements.txt
-    exec "$VENV/bin/python" -m worker run examples/single_image.json
+    exec "$VENV/bin/studio" job examples/single_image.json
     ;;
   *)
     echo "usage: $0 [run|test|example]" >&2

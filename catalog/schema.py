@@ -447,7 +447,7 @@ def explain(error: BaseException, path: Path) -> CatalogError:
     if name.startswith(DAMAGED):
         return CatalogError(
             f"the catalogue {path} is damaged ({error}): move it aside (mv {path} {path}.broken), "
-            "then run `python -m catalog sync` (or History's Sync from bucket) to rebuild it from the bucket"
+            "then run `studio catalog sync` (or History's Sync from bucket) to rebuild it from the bucket"
         )
     if isinstance(error, OSError) or name.startswith(UNWRITABLE):
         reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)

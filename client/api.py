@@ -167,7 +167,7 @@ class StudioClient:
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _unreachable(self, error: requests.ConnectionError) -> str:
-        hint = " (is it running? start it with `python -m worker endpoint`)" if self.settings.is_local_endpoint else ""
+        hint = " (is it running? start it with `studio endpoint`)" if self.settings.is_local_endpoint else ""
         return f"cannot reach the endpoint at {self.base}{hint}: {_reason(error)}"
 
     def _maybe_queued(self, what: str) -> str:

@@ -1,6 +1,6 @@
-"""`python -m worker deploy`: create or update the RunPod Serverless endpoint that runs the worker.
+"""`studio deploy`: create or update the RunPod Serverless endpoint that runs the worker.
 
-    RUNPOD_API_KEY=... S3_BUCKET=... python -m worker deploy --image docker.io/you/infinitetalk-worker:1.0
+    RUNPOD_API_KEY=... S3_BUCKET=... studio deploy --image docker.io/you/infinitetalk-worker:1.0
     (options: --name infinitetalk-studio, --gpu H100 --gpu "RTX 4090" ..., --network-volume NAME_OR_ID, --dry-run)
 
 It speaks RunPod's REST API v2 (https://api.runpod.io/v2, through client/runpod_rest.py) and is idempotent by
@@ -451,7 +451,7 @@ def secrets_snippet(endpoint_id: str, plan: Wanted) -> str:
 
 def parser() -> argparse.ArgumentParser:
     parse = argparse.ArgumentParser(
-        prog="python -m worker deploy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="studio deploy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parse.add_argument("--image", help="the worker image you pushed (Dockerfile.worker), e.g. docker.io/you/worker:1.0")
     parse.add_argument("--name", default=DEFAULT_NAME, help=f"the endpoint's name (default {DEFAULT_NAME})")

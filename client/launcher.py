@@ -1,4 +1,4 @@
-"""`python -m worker studio`: the embedded default — the local endpoint and the dashboard, started together.
+"""`studio run`: the embedded default — the local endpoint and the dashboard, started together.
 
 With RUNPOD_ENDPOINT_ID set, only the dashboard starts and talks to RunPod's cloud through the same client.
 
@@ -150,7 +150,7 @@ def main(settings: Settings, *, dashboard_port: int | None = None, host: str | N
     dashboard: subprocess.Popen[bytes] | None = None
     try:
         if settings.is_local_endpoint:
-            endpoint = subprocess.Popen([sys.executable, "-m", "worker", "endpoint"], cwd=ROOT, env=env)
+            endpoint = subprocess.Popen([sys.executable, "-m", "studio", "endpoint"], cwd=ROOT, env=env)
             _wait_healthy(settings, endpoint)
             print(f"local endpoint ready at {settings.endpoint_base_url}/{settings.endpoint_id}", file=sys.stderr)
         dashboard = subprocess.Popen(

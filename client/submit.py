@@ -1,4 +1,6 @@
-"""`python -m worker submit PAYLOAD`: send a job to the configured endpoint, follow it, download the video.
+"""`studio submit PAYLOAD`: send a job to the configured endpoint, follow it, download the video.
+
+    studio submit examples/single_image.json --download out/
 
 The endpoint is the local one unless RUNPOD_ENDPOINT_ID (and RUNPOD_API_KEY) name a RunPod endpoint. Media paths
 in the payload are relative to the payload file; local media are uploaded to the artifact store first.
@@ -67,7 +69,7 @@ def _failure(final: JobState) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m worker submit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="studio submit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("payload", nargs="?", help="payload JSON file, e.g. examples/single_image.json")
     parser.add_argument(

@@ -110,7 +110,7 @@ ALLOWED_USERS = "STUDIO_ALLOWED_USERS"
 ALLOWED_DOMAINS = "STUDIO_ALLOWED_DOMAINS"
 """Email domains let in after an OIDC sign-in (`example.com` admits `anyone@example.com`, not subdomains)."""
 PASSWORD_HASH = "STUDIO_PASSWORD_HASH"
-"""The shared password's scrypt hash, for when OIDC is not wanted (`python -m dashboard.signin` makes one)."""
+"""The shared password's scrypt hash, for when OIDC is not wanted (`studio password` makes one)."""
 PRIVATE_APP = "STUDIO_PRIVATE_APP"
 """true when the host already limits who can open the app (Community Cloud's private app, a VPN, a signing-in
 proxy): the dashboard cannot see that, so this setting is how its owner says so and stops the open warning."""
@@ -170,7 +170,7 @@ class Access:
 
 
 HASH_SCHEME = "scrypt"
-HASH_COMMAND = "python -m dashboard.signin"
+HASH_COMMAND = "studio password"
 """Prints a new STUDIO_PASSWORD_HASH line for a password typed at its prompt."""
 SCRYPT_MAX_MEMORY = 64 * 2**20
 """The most memory one password check may take (scrypt needs 128·r·N bytes): a hash asking for more (the old

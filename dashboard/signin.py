@@ -9,14 +9,14 @@ and nothing else. It fails closed: settings with a problem let nobody in.
   only the addresses in STUDIO_ALLOWED_USERS and the domains in STUDIO_ALLOWED_DOMAINS get past it, and only when
   the provider says `email_verified: true` (or, sending no claim, is named in
   STUDIO_TRUST_UNVERIFIED_EMAIL_PROVIDERS).
-- Without one, STUDIO_PASSWORD_HASH (an scrypt hash: `python -m dashboard.signin` makes it) asks for a shared
+- Without one, STUDIO_PASSWORD_HASH (an scrypt hash: `studio password` makes it) asks for a shared
   password, once per browser session; one limiter for the whole process bounds how fast anyone can guess it.
 - Until a session is let in, it may not store uploads (`guard_uploads`).
 - With neither, the dashboard is open: fine on localhost; on any other address every page says that anyone with
   the link can spend the endpoint's credit, unless STUDIO_PRIVATE_APP says the host already limits viewers.
 
-Run as `python -m dashboard.signin` it prints a STUDIO_PASSWORD_HASH line for a password typed at its prompt
-(or piped on stdin).
+Run as `studio password` (or `python -m dashboard.signin`) it prints a STUDIO_PASSWORD_HASH line for a password
+typed at its prompt (or piped on stdin).
 """
 
 from __future__ import annotations
@@ -457,7 +457,7 @@ def _check_hash(text: str) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "studio password") -> int:
     """Print a STUDIO_PASSWORD_HASH line: the password is read at a hidden prompt (twice), or from stdin.
 
     It takes no arguments; `--help` says so (it read an empty stdin and answered with a password error, issue 29).
@@ -465,11 +465,11 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(
-        prog="python -m dashboard.signin",
+        prog=prog,
         description=f"Make the dashboard's shared password: prints a {PASSWORD_HASH} line (an scrypt hash) to put "
         "in the environment or in .streamlit/secrets.toml. The password is asked twice at a hidden prompt, or "
-        f"read from standard input (echo ... | python -m dashboard.signin); at least {MIN_PASSWORD_LENGTH} "
-        "characters.",
+        f"read from standard input (echo ... | {prog}); at least {MIN_PASSWORD_LENGTH} characters.",
+        epilog=f"example: {prog} >> .streamlit/secrets.toml",
     )
     parser.add_argument(
         "--check",
@@ -496,5 +496,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # the old form, kept for scripts already written
+    print("note: this is now `studio password`", file=sys.stderr)
+    raise SystemExit(main(prog="python -m dashboard.signin"))

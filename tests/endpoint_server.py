@@ -2,7 +2,7 @@
 
 RUNNER is a `module:function` job runner (default: the pipeline's run_job); GRACE_S how long a cancelled job may
 ignore the cancel. Settings come from the environment (STUDIO_DATA_DIR, RUNPOD_API_KEY, ...), as for
-`python -m worker endpoint`.
+`studio endpoint`.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from catalog import Catalog, bucket, sync
-from catalog.__main__ import main as cli
+from catalog.cli import main as cli
 from catalog.sync import restore_unfinished
 from core.contract import INLINE_MEDIA_NOTE, JobStatus
 from core.settings import Settings
@@ -30,7 +30,7 @@ def s3(s3_settings: Settings) -> S3Store:
 
 @pytest.fixture
 def cli_env(s3_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """`python -m catalog` configured for the test bucket; returns its catalogue file."""
+    """`studio catalog` configured for the test bucket; returns its catalogue file."""
     path = tmp_path / "cli" / "catalog.db"
     env = {
         "STUDIO_DATA_DIR": str(tmp_path / "cli"),
@@ -86,7 +86,7 @@ def test_curation_from_the_api_and_the_cli_comes_back_after_the_catalogue_is_del
 def test_a_curation_command_for_an_unknown_run_names_the_fix(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(["tag", "no-such-run", "x"]) == 2
     error = capsys.readouterr().err
-    assert "run_id: no run 'no-such-run'" in error and "python -m catalog sync" in error
+    assert "run_id: no run 'no-such-run'" in error and "studio catalog sync" in error
 
 
 def test_two_catalogues_on_one_bucket_see_each_others_curation_and_the_newest_change_wins(

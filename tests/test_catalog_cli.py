@@ -1,4 +1,4 @@
-"""`python -m catalog`: search, sync and stats from a shell, configured by the environment like every part."""
+"""`studio catalog`: search, sync and stats from a shell, configured by the environment like every part."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def cli(env: dict[str, str], *args: str, **popen: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "catalog", *args],
+        [sys.executable, "-m", "studio", "catalog", *args],
         cwd=ROOT,
         env={**os.environ, **env},
         capture_output=True,
@@ -94,7 +94,7 @@ def test_bad_input_is_one_clear_line_never_a_traceback(env: dict[str, str], tmp_
 
 def test_the_catalogue_loads_without_the_worker_pipeline_or_torch() -> None:
     # The dashboard imports it on Streamlit Community Cloud, which installs only the light requirements.
-    probe = "import json, sys, catalog, catalog.__main__; print(json.dumps(sorted(sys.modules)))"
+    probe = "import json, sys, catalog, catalog.cli; print(json.dumps(sorted(sys.modules)))"
     loaded = json.loads(
         subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     )
@@ -135,7 +135,7 @@ def test_a_damaged_catalogue_is_one_line_naming_the_fix(env: dict[str, str], tmp
         answer = cli(env, *command)
         assert answer.returncode == 2, answer
         assert answer.stderr.startswith(f"error: the catalogue {catalog_file} is damaged"), answer.stderr
-        assert "move it aside" in answer.stderr and "python -m catalog sync" in answer.stderr
+        assert "move it aside" in answer.stderr and "studio catalog sync" in answer.stderr
         assert "Traceback" not in answer.stderr and len(answer.stderr.strip().splitlines()) == 1
 
     catalog_file.rename(catalog_file.with_name("catalog.db.broken"))

@@ -160,7 +160,7 @@ def test_an_endpoint_that_is_not_listening_is_retried_then_named(tmp_path: Path,
     with pytest.raises(EndpointError) as raised:
         client.submit({"prompt": "x"})
     assert str(raised.value).startswith(f"cannot reach the endpoint at http://127.0.0.1:{port}/v2/ep1 (is it running?")
-    assert "python -m worker endpoint" in str(raised.value) and "refused" in str(raised.value)
+    assert "studio endpoint" in str(raised.value) and "refused" in str(raised.value)
     assert sleeps == [1.0, 2.0], "a refused connection never reached the endpoint, so even /run is retried"
 
 

@@ -1,4 +1,4 @@
-"""`python -m worker submit`: a payload file in, progress on the terminal, the video downloaded, honest exit codes."""
+"""`studio submit`: a payload file in, progress on the terminal, the video downloaded, honest exit codes."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
 
 def submit(env: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "worker", "submit", *args],
+        [sys.executable, "-m", "studio", "submit", *args],
         cwd=cwd,
         env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
         capture_output=True,
@@ -118,7 +118,7 @@ def test_an_unreadable_payload_or_an_unreachable_endpoint_exits_2_saying_which(t
 
     assert unreadable.returncode == 2 and "not a readable JSON payload" in unreadable.stderr
     assert unreachable.returncode == 2 and "could not submit: cannot reach the endpoint" in unreachable.stderr
-    assert "start it with `python -m worker endpoint`" in unreachable.stderr
+    assert "start it with `studio endpoint`" in unreachable.stderr
     assert "Traceback" not in unreadable.stderr + unreachable.stderr
 
 

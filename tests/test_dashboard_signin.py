@@ -243,7 +243,12 @@ def test_a_dashboard_with_sign_in_shows_no_open_warning_on_a_public_address(data
 
 def test_the_hash_command_prints_a_secrets_line_that_lets_its_password_in(data_dir: Path) -> None:
     made = subprocess.run(
-        [sys.executable, "-m", "dashboard.signin"], cwd=ROOT, input=PASSWORD, capture_output=True, text=True, check=True
+        [sys.executable, "-m", "studio", "password"],
+        cwd=ROOT,
+        input=PASSWORD,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     name, _, quoted = made.stdout.strip().partition(" = ")
     assert name == "STUDIO_PASSWORD_HASH" and PASSWORD not in made.stdout
@@ -253,7 +258,12 @@ def test_the_hash_command_prints_a_secrets_line_that_lets_its_password_in(data_d
     assert at.title[0].value == "Submit a talking video"
 
     short = subprocess.run(
-        [sys.executable, "-m", "dashboard.signin"], cwd=ROOT, input="short", capture_output=True, text=True, check=False
+        [sys.executable, "-m", "studio", "password"],
+        cwd=ROOT,
+        input="short",
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert short.returncode == 1 and "at least 12 characters" in short.stderr and not short.stdout
 
@@ -441,7 +451,7 @@ def test_a_dashboard_whose_hash_asks_for_4_gib_lets_nobody_in_and_says_why(data_
 
 @pytest.fixture
 def listening_on() -> Iterator[Callable[[str | None], None]]:
-    """Set server.address as `python -m worker studio --host` would, restoring Streamlit's option afterwards."""
+    """Set server.address as `studio run --host` would, restoring Streamlit's option afterwards."""
     from streamlit import config
 
     before = config.get_option("server.address")
@@ -467,12 +477,12 @@ def test_a_dashboard_listening_beyond_loopback_says_who_can_reach_it(
 
 
 def test_the_password_tools_help_is_help_not_an_error() -> None:
-    """Issue 29: `python -m dashboard.signin --help` read an empty stdin and printed a password error."""
+    """Issue 29: `studio password --help` read an empty stdin and printed a password error."""
     done = subprocess.run(
-        [sys.executable, "-m", "dashboard.signin", "--help"], cwd=ROOT, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "studio", "password", "--help"], cwd=ROOT, capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stderr
-    assert "usage: python -m dashboard.signin" in done.stdout and "STUDIO_PASSWORD_HASH" in done.stdout
+    assert "usage: studio password" in done.stdout and "STUDIO_PASSWORD_HASH" in done.stdout
     assert "error" not in done.stderr
 
 
@@ -480,7 +490,7 @@ def test_the_hash_command_checks_a_hash_and_refuses_one_over_64_mib_in_one_line(
     def check(hashed: str) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if k != "STUDIO_PASSWORD_HASH"}
         return subprocess.run(
-            [sys.executable, "-m", "dashboard.signin", "--check"], cwd=ROOT, input=hashed, capture_output=True,
+            [sys.executable, "-m", "studio", "password", "--check"], cwd=ROOT, input=hashed, capture_output=True,
             text=True, check=False, env=env,
         )  # fmt: skip
 

@@ -290,7 +290,7 @@ def test_a_batch_file_with_a_bad_row_sends_nothing(data_dir: Path) -> None:
 def test_a_batch_file_sends_one_job_per_line(
     data_dir: Path, endpoint_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The dashboard checks paths with the worker's folders; `python -m worker studio` gives both the same ones.
+    # The dashboard checks paths with the worker's folders; `studio run` gives both the same ones.
     monkeypatch.setenv("STUDIO_INPUT_ROOTS", endpoint_env["STUDIO_INPUT_ROOTS"])
     lines = [
         {"prompt": f"batch line {n}", "cond_video": str(MEDIA / "portrait.jpg"), "tts_audio": {"text": f"Line {n}."}}

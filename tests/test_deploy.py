@@ -1,4 +1,4 @@
-"""`python -m worker deploy` creates the RunPod Serverless endpoint through RunPod's REST API v2, changes only what
+"""`studio deploy` creates the RunPod Serverless endpoint through RunPod's REST API v2, changes only what
 differs on a later run (nothing, when nothing does), passes secrets by reference and never prints them, picks GPUs
 in the words of RunPod's catalog and refuses the ones the CUDA 12.1 image cannot run on, and turns bad input into
 one line each: against a loopback v2 server that validates every request against RunPod's OpenAPI document (so a
@@ -404,7 +404,7 @@ def test_no_v1_path_is_left_in_the_product_or_its_docs() -> None:
 
 def test_the_command_line_runs_it(runpod: RunPodV2Server) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "worker", "deploy", "--api-url", runpod.url, "--image", IMAGE, "--dry-run"],
+        [sys.executable, "-m", "studio", "deploy", "--api-url", runpod.url, "--image", IMAGE, "--dry-run"],
         cwd=ROOT, env={**os.environ, **SHELL}, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr

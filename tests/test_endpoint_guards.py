@@ -48,7 +48,7 @@ def test_listening_beyond_loopback_without_a_key_is_refused_naming_the_fix(tmp_p
     env = {k: v for k, v in os.environ.items() if k != "RUNPOD_API_KEY"}
     for host in ("0.0.0.0", "::", "192.168.1.20"):
         refused = subprocess.run(
-            [sys.executable, "-m", "worker", "endpoint", "--host", host, "--port", str(free_port())],
+            [sys.executable, "-m", "studio", "endpoint", "--host", host, "--port", str(free_port())],
             cwd=ROOT,
             env={**env, "STUDIO_DATA_DIR": str(tmp_path)},
             capture_output=True,

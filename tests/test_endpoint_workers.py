@@ -158,7 +158,7 @@ def test_a_second_endpoint_on_the_same_data_dir_exits_with_the_reason(tmp_path: 
     env = env_for(tmp_path)
     with running_endpoint(env, PACED):
         second = subprocess.run(
-            [sys.executable, "-m", "worker", "endpoint", "--port", str(free_port())],
+            [sys.executable, "-m", "studio", "endpoint", "--port", str(free_port())],
             cwd=ROOT,
             env={**os.environ, **env},
             capture_output=True,

@@ -1,5 +1,5 @@
 """The time and cost estimate (client/estimate.py), the price table (core/prices.py) and
-`python -m worker estimate`: published figures before there is history, the catalogue's own runs after, the
+`studio estimate`: published figures before there is history, the catalogue's own runs after, the
 timeout guard, and the JSON the command prints."""
 
 from __future__ import annotations
@@ -204,7 +204,7 @@ def test_the_gpu_defaults_to_studio_gpu_then_the_endpoints_last_run(tmp_path: Pa
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "worker", "estimate", *args],
+        [sys.executable, "-m", "studio", "estimate", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

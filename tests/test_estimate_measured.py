@@ -151,7 +151,7 @@ def test_a_broken_table_is_named_and_not_used(tmp_path: Path, monkeypatch: pytes
 def test_the_estimate_command_reads_the_table_and_refuses_a_broken_one(table_file: Path, tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "STUDIO_DATA_DIR": str(tmp_path), "RUNPOD_ENDPOINT_ID": "abc",
            SPEED_TABLE_VAR: str(table_file)}  # fmt: skip
-    command = [sys.executable, "-m", "worker", "estimate", str(EXAMPLES / "single_image.json"), "--gpu", "H100"]
+    command = [sys.executable, "-m", "studio", "estimate", str(EXAMPLES / "single_image.json"), "--gpu", "H100"]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["basis"] == "measured"

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from catalog import Catalog, bucket, sync
-from catalog.__main__ import main as cli
+from catalog.cli import main as cli
 from catalog.sync import settle
 from core.contract import ErrorCode, JobError, JobStatus
 from core.settings import Settings
@@ -39,7 +39,7 @@ WAIT_S = 60
 
 @pytest.fixture
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A data dir whose folder store and catalogue `python -m catalog` uses (and so does this test)."""
+    """A data dir whose folder store and catalogue `studio catalog` uses (and so does this test)."""
     for name in ("S3_BUCKET", "S3_ENDPOINT_URL", "STUDIO_STORE", "STUDIO_CATALOG"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("STUDIO_DATA_DIR", str(tmp_path))
@@ -99,7 +99,7 @@ def test_catalog_tag_with_a_fifo_at_curation_json_ends_and_replaces_it(data_dir:
     os.mkfifo(fifo)
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "catalog", "tag", "fifo-run", "keep"],
+            [sys.executable, "-m", "studio", "catalog", "tag", "fifo-run", "keep"],
             cwd=ROOT,
             capture_output=True,
             text=True,

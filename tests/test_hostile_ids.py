@@ -75,7 +75,7 @@ def test_plain_ids_and_prefixes_are_accepted() -> None:
 
 
 def test_a_job_id_that_would_climb_out_of_the_store_is_refused(settings: Settings) -> None:
-    """Job ids come from RunPod or the endpoint, but `python -m worker run --job-id` takes one from a person."""
+    """Job ids come from RunPod or the endpoint, but `studio job --job-id` takes one from a person."""
     error = error_of(settings, SHORT_JOB, job_id="../../outside")
     assert error["code"] == ErrorCode.INPUT_VALIDATION and "job id" in error["message"]
     assert not settings.data_dir.exists()

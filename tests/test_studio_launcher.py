@@ -1,4 +1,4 @@
-"""`python -m worker studio` (what ./studio.sh runs): both ports are settable, a port another program holds is
+"""`studio run` (what ./studio.sh runs): both ports are settable, a port another program holds is
 a clear one-line error before anything starts, and the dashboard listens on loopback only unless sign-in is
 configured or `--host` asks for an address (issue 27), as its listening socket shows."""
 
@@ -36,7 +36,7 @@ def held_port(host: str = "127.0.0.1") -> Iterator[int]:
 
 def studio(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "worker", "studio", *args],
+        [sys.executable, "-m", "studio", "run", *args],
         cwd=ROOT,
         env={**os.environ, "STUDIO_DATA_DIR": str(tmp_path), **(env or {})},
         stdout=subprocess.PIPE,
@@ -104,7 +104,7 @@ def dashboard_addresses(tmp_path: Path, *args: str, env: dict[str, str] | None =
     clean = {k: v for k, v in os.environ.items() if not k.startswith("STUDIO_")}
     clean.update({"HOME": str(tmp_path / "home"), "RUNPOD_ENDPOINT_ID": "abc123", "RUNPOD_API_KEY": "rk-test"})
     process = subprocess.Popen(
-        [sys.executable, "-m", "worker", "studio", "--port", str(port), *args],
+        [sys.executable, "-m", "studio", "run", "--port", str(port), *args],
         cwd=ROOT, env={**clean, "STUDIO_DATA_DIR": str(tmp_path / "data"), **(env or {})},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip

@@ -119,7 +119,7 @@ def test_an_unwritable_data_dir_is_one_line_naming_the_setting(tmp_path: Path) -
     not_a_dir.write_text("")
     env = {**os.environ, "STUDIO_DATA_DIR": str(not_a_dir / "data")}
     endpoint = subprocess.run(
-        [sys.executable, "-m", "worker", "endpoint", "--port", "1"], cwd=ROOT, env=env, capture_output=True,
+        [sys.executable, "-m", "studio", "endpoint", "--port", "1"], cwd=ROOT, env=env, capture_output=True,
         text=True, timeout=60,
     )  # fmt: skip
     assert endpoint.returncode != 0 and "Traceback" not in endpoint.stderr

@@ -1,9 +1,9 @@
-"""`python -m worker run|serve|endpoint|studio|submit|selftest|bench-gpu|estimate|weights|deploy|schema`: the
-product's command line.
+"""`python -m worker serve|selftest|bench-gpu|weights|schema`: what the GPU image runs.
 
-It is the one module allowed to reach every program (tests/test_layering.py): each command imports the endpoint or
-the client side inside its own function, so the GPU image, which holds only worker/ and core/, runs `serve` and
-`weights` without them.
+The image holds worker/ and core/ alone, so this command line imports nothing else. The product's own command line is
+`studio` (studio/); the commands that once lived here too (`run`, `studio`, `submit`, `estimate`, `endpoint`,
+`deploy`) still work for scripts already written: each says its new name once on stderr and becomes that `studio`
+command in this same process (os.execv), with the same arguments.
 """
 
 from __future__ import annotations
@@ -11,82 +11,60 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
-import uuid
-from pathlib import Path
 
-from core import logs
-from core.contract import JobError, JobFailure, friendly_error, job_input_schema, metadata_schema
+from core.contract import job_input_schema, metadata_schema
 from core.settings import Settings
 
+MOVED = {
+    "run": "job",
+    "studio": "run",
+    "submit": "submit",
+    "estimate": "estimate",
+    "endpoint": "endpoint",
+    "deploy": "deploy",
+}
+"""Old command → its `studio` command. They run the endpoint, the dashboard or the client side, which the worker
+may not import (tests/test_layering.py): so the alias replaces this process with `python -m studio …` rather than
+import it, the same process boundary by which the launcher starts the endpoint. In the GPU image, which has no
+studio/, it says that instead of failing on an import."""
 
-def _run(args: argparse.Namespace, settings: Settings) -> int:
-    if args.engine:
-        settings = settings.with_(engine=args.engine)
-    from client.payloads import load_payload
-    from client.progress_bar import ProgressBar
 
-    try:
-        job_input = load_payload(Path(args.payload))
-    except JobError as error:
-        print(json.dumps(JobFailure.of(error), indent=2))
+def _moved(old: str, argv: list[str]) -> int:
+    new = ["studio", MOVED[old], *argv]
+    print(f"note: `python -m worker {old}` is now `{shlex.join(new)}`", file=sys.stderr)
+    from importlib.util import find_spec
+
+    if find_spec("studio") is None:
+        print(
+            f"error: `{new[0]} {new[1]}` is not part of the GPU image (it holds worker/ and core/ only)",
+            file=sys.stderr,
+        )
         return 2
-    from worker.pipeline import run_job
-
-    bar = ProgressBar()
-    job_id = args.job_id or f"local-{uuid.uuid4().hex[:12]}"
-    extra_roots = (Path(args.payload).resolve().parent,)
-    output = run_job(job_input, job_id, settings=settings, sink=bar, extra_roots=extra_roots)
-    bar.close()
-    print(json.dumps(output, indent=2))
-    if output.get("status") == "error" and "error" in output:
-        info = friendly_error(output["error"]["code"])
-        print(f"\n{info['title']}: {output['error']['message']}\n{info['advice']}", file=sys.stderr)
-        return 1
-    return 0
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", *new])
+    return 2  # not reached: execv returns only by raising OSError
 
 
-def _schema(args: argparse.Namespace, settings: Settings) -> int:
+def _schema(args: argparse.Namespace) -> int:
     print(json.dumps(metadata_schema() if args.metadata else job_input_schema(), indent=2))
     return 0
 
 
-def _estimate(args: argparse.Namespace, settings: Settings) -> int:
-    from client.estimate import main as estimate_main
-
-    return estimate_main(args.payload, settings, gpu=args.gpu)
-
-
-def _serve(args: argparse.Namespace, settings: Settings) -> int:
+def _serve(args: argparse.Namespace) -> int:
     from worker.handler import serve
 
-    serve(settings)
+    serve(Settings.from_env())
     return 0
-
-
-def _endpoint(args: argparse.Namespace, settings: Settings) -> int:
-    from endpoint import serve
-
-    logs.configure()
-    serve(settings, host=args.host, port=args.port)
-    return 0
-
-
-def _studio(args: argparse.Namespace, settings: Settings) -> int:
-    from client.launcher import main as studio_main
-
-    if args.endpoint_port:
-        settings = Settings.from_env({**os.environ, "STUDIO_LOCAL_PORT": str(args.endpoint_port)})
-    return studio_main(settings, dashboard_port=args.port, host=args.host)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run one command."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["submit"]:
-        from client.submit import main as submit_main
-
-        return submit_main(argv[1:])
+    if argv[:1] and argv[0] in MOVED:
+        return _moved(argv[0], argv[1:])
     if argv[:1] == ["selftest"]:
         from worker.selftest import main as selftest_main
 
@@ -99,49 +77,25 @@ def main(argv: list[str] | None = None) -> int:
         from worker.weights import main as weights_main
 
         return weights_main(argv[1:])
-    if argv[:1] == ["deploy"]:
-        from client.deploy import main as deploy_main
-
-        return deploy_main(argv[1:])
-    parser = argparse.ArgumentParser(prog="python -m worker", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m worker",
+        description=__doc__.split("\n\n")[0] + " Everything else is `studio` (studio --help).",
+        epilog="example:\n  python -m worker weights check --dir /runpod-volume/models",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="run one job here and print its result JSON")
-    run.add_argument("payload", help="a payload JSON file, e.g. examples/single_image.json")
-    run.add_argument("--engine", choices=["preview", "infinitetalk"], help="override STUDIO_ENGINE")
-    run.add_argument("--job-id", help="job id (default: a new one)")
-    run.set_defaults(func=_run)
     serve = commands.add_parser("serve", help="start the RunPod Serverless worker (runpod.serverless.start)")
     serve.set_defaults(func=_serve)
-    endpoint = commands.add_parser("endpoint", help="start the local RunPod-compatible endpoint")
-    endpoint.add_argument("--host", default="127.0.0.1")
-    endpoint.add_argument("--port", type=int, default=None)
-    endpoint.set_defaults(func=_endpoint)
-    studio = commands.add_parser("studio", help="start the local endpoint and the dashboard together")
-    studio.add_argument("--port", type=int, help="the dashboard's port (default STUDIO_DASHBOARD_PORT or 8501)")
-    studio.add_argument(
-        "--endpoint-port", type=int, help="the local endpoint's port (default STUDIO_LOCAL_PORT or 8799)"
-    )
-    studio.add_argument(
-        "--host",
-        help="the address the dashboard listens on (default 127.0.0.1, or every interface when sign-in is configured)",
-    )
-    studio.set_defaults(func=_studio)
-    commands.add_parser("submit", help="submit a payload to the endpoint (see `submit --help`)")
     commands.add_parser("selftest", help="run InfiniteTalk's real code on tiny random weights (see `selftest --help`)")
     commands.add_parser(
         "bench-gpu", help="InfiniteTalk's speed and memory at full size on random weights (see `bench-gpu --help`)"
     )
     commands.add_parser("weights", help="check or fetch the GPU engine's weight files (see `weights --help`)")
-    commands.add_parser("deploy", help="create or update the RunPod Serverless endpoint (see `deploy --help`)")
-    estimate = commands.add_parser("estimate", help="print a job's expected GPU time, band and cost as JSON")
-    estimate.add_argument("payload", help="a payload JSON file, e.g. examples/single_image.json")
-    estimate.add_argument("--gpu", help="the GPU to estimate for, e.g. 'H100 PRO' or 4090 (default: the endpoint's)")
-    estimate.set_defaults(func=_estimate)
     schema = commands.add_parser("schema", help="print the job input JSON Schema")
     schema.add_argument("--metadata", action="store_true", help="print metadata.json's schema instead")
     schema.set_defaults(func=_schema)
     args = parser.parse_args(argv)
-    return int(args.func(args, Settings.from_env()))
+    return int(args.func(args))
 
 
 if __name__ == "__main__":

@@ -299,10 +299,15 @@ def fetch(found: list[Section], root: Path, out: TextIO, err: TextIO) -> int:
 # ------------------------------------------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None, settings: Settings | None = None) -> int:
-    """`weights check` or `weights fetch`; one line on stderr and exit 2 for bad input, 1 when files are missing."""
+def main(
+    argv: list[str] | None = None, settings: Settings | None = None, prog: str = "python -m worker weights"
+) -> int:
+    """`weights check` or `weights fetch`; one line on stderr and exit 2 for bad input, 1 when files are missing.
+    `prog` is the command as typed (`studio weights` too): the help's examples use it."""
     parser = argparse.ArgumentParser(
-        prog="python -m worker weights", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=prog,
+        description=__doc__.replace("python -m worker weights", prog),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True)
     names = f"{', '.join([*VARIANTS, *COMPONENTS])} or all; comma-separated or repeated"

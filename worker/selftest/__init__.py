@@ -232,12 +232,14 @@ def run_selftest_job(job_input: dict[str, Any], timeout_s: float = 900.0) -> dic
     return JobFailure.of(error, selftest=summary)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """The command line: run the selftest and print the summary as the last line."""
+def main(argv: list[str] | None = None, prog: str = "python -m worker selftest") -> int:
+    """The command line: run the selftest and print the summary as the last line (`prog`: the command as typed)."""
     from worker.selftest.cases import CASES
 
     parser = argparse.ArgumentParser(
-        prog="python -m worker selftest", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=prog,
+        description=__doc__.replace("python -m worker selftest", prog) + f"\nexample:\n  {prog} --cases photo,audio\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--cases", help=f"comma-separated cases to run (default: all): {', '.join(CASES)}")
     parser.add_argument("--keep", type=Path, help="build the tiny weights tree in this folder and keep it")

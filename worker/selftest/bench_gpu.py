@@ -655,10 +655,13 @@ def _describe(setting: Setting, runtime: Runtime) -> dict[str, Any]:
     return described
 
 
-def main(argv: list[str] | None = None) -> int:
-    """The command line: one JSON line per setting on stdout (and appended to --out), progress on stderr."""
+def main(argv: list[str] | None = None, prog: str = "python -m worker bench-gpu") -> int:
+    """The command line: one JSON line per setting on stdout (and appended to --out), progress on stderr. `prog` is
+    the command as typed (`studio bench-gpu` too): the help's examples use it."""
     parser = argparse.ArgumentParser(
-        prog="python -m worker bench-gpu", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=prog,
+        description=__doc__.replace("python -m worker bench-gpu", prog),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--scale", choices=["full", "tiny"], default="full", help="model sizes (default: full)")
     parser.add_argument("--quick", action="store_true", help="the main settings, a few steps each (< 8 min on H100)")
