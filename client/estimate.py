@@ -1,5 +1,5 @@
 """How long a job will take on a GPU and what it will cost, before it is sent: the one estimate that both the
-Submit page and `python -m worker estimate` show.
+Submit page and `studio estimate` show.
 
 Two bases, and the estimate says which it used:
 
@@ -629,7 +629,7 @@ def _speech_of(item: dict[str, Any]) -> float | None:
 
 
 def main(payload: Any, settings: Any, gpu: str | None = None) -> int:
-    """`python -m worker estimate PAYLOAD [--gpu NAME]`: print the estimate as one JSON object."""
+    """`studio estimate PAYLOAD [--gpu NAME]`: print the estimate as one JSON object."""
     from pathlib import Path
 
     from catalog import Catalog

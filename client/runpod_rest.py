@@ -2,7 +2,7 @@
 what was billed, as RunPod's OpenAPI document describes them (runpod/docs `api-reference-v2/openapi.json`; the part
 the product uses is copied in tests/runpod_v2_openapi_subset.json with its commit).
 
-One small class, shared by `python -m worker deploy`, the dashboard's Endpoint health and the prices. It holds to
+One small class, shared by `studio deploy`, the dashboard's Endpoint health and the prices. It holds to
 the document where the v1 API differed: list answers are wrapped (`{"endpoints": [...]}`) and unwrapped here;
 errors are RFC 9457 problem objects, turned into a RunPodRestError whose first line is the `detail` and whose
 further lines are the `errors[]` entries, one each; worker logs come as Server-Sent Events and are read up to a

@@ -1,6 +1,6 @@
 """SQLite files of our own (the catalogue, the local endpoint's queue): opened one way, migrated one way.
 
-Both are shared by several processes (the dashboard and `python -m catalog`; the endpoint's API and its worker
+Both are shared by several processes (the dashboard and `studio catalog`; the endpoint's API and its worker
 processes), so both open in autocommit mode with a busy timeout, and every transaction is an explicit
 `BEGIN IMMEDIATE`. `PRAGMA user_version` holds how many numbered migrations a file has seen; each one runs once,
 inside a transaction together with the version bump, so a file is never left half-migrated and two processes

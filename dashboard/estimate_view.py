@@ -1,7 +1,7 @@
 """Submit's estimate line and timeout guard: how long the job will take on the endpoint's GPU, what it will cost,
 and the execution timeout the request must carry so that a long job is not cut off as TIMED_OUT.
 
-The numbers are client.estimate's, the same the `python -m worker estimate` command prints; this module only
+The numbers are client.estimate's, the same the `studio estimate` command prints; this module only
 gathers the form's values and says them.
 """
 

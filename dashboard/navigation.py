@@ -34,7 +34,7 @@ def listening_widely(address: str | None) -> bool:
     """Whether server.address lets other machines connect: set, and not a loopback address.
 
     Unset means Streamlit's default (every interface) under a host that decides who reaches it (Community Cloud,
-    a container); `python -m worker studio` always sets it, to 127.0.0.1 unless told otherwise.
+    a container); `studio run` always sets it, to 127.0.0.1 unless told otherwise.
     """
     if not address:
         return False
