@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 
 import streamlit as st
 
 from catalog import CatalogError
+from catalog.schema import explain
 from dashboard import signin, state, tracker
 from dashboard.config import describe_endpoint, forget_saved_connection, save_connection, saved_connection_path
 from dashboard.health import HealthReading, sample
@@ -59,6 +61,9 @@ def _health() -> None:
         _health_line(glance(), board)
     except CatalogError as error:  # a damaged catalogue: say so here, and let History say what to do
         st.error(str(error), icon=":material/database:")
+        return
+    except sqlite3.DatabaseError as error:  # damage found past the pages that opening reads
+        st.error(str(explain(error, state.settings().catalog_file)), icon=":material/database:")
         return
     if st.session_state.get(PAGE) != "live":
         tracker.announce(tracker.take_notices())

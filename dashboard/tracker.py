@@ -15,13 +15,14 @@ Live, which shows it as a card.
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import streamlit as st
 
-from catalog import sync
+from catalog import CatalogError, sync
 from client.api import LOCAL_POLL_START_S, POLL_MAX_S, POLL_START_S, EndpointError
 from core.contract import JobError, JobStatus
 from dashboard import signin, state
@@ -193,5 +194,7 @@ def pick_up() -> None:
     except JobError as error:
         st.caption(f"Could not look in the store for new runs: {error.message}")
         return
+    except (CatalogError, sqlite3.DatabaseError):
+        return  # a damaged catalogue: History's page says what to do, once
     if report.added or report.updated or report.restored or report.deleted:
         st.rerun(scope="app")
