@@ -27,6 +27,7 @@ SRC = Path(os.environ.get("INFINITETALK_SRC") or "/opt/InfiniteTalk")
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.timeout(1800),  # the module's tiny run does every setting as a job: minutes on a busy CPU
     pytest.mark.skipif(not (SRC / "wan" / "multitalk.py").exists(), reason=f"no InfiniteTalk source: {SOURCE_HINT}"),
 ]
 

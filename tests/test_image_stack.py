@@ -115,6 +115,7 @@ def test_every_pinned_package_imports_or_needs_cuda_for_a_stated_reason() -> Non
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # 16 cases on a CPU: about 2 minutes on an idle 2-core machine, far more on a busy one
 @pytest.mark.skipif(not (SRC / "wan" / "multitalk.py").exists(), reason=f"no InfiniteTalk source: {SOURCE_HINT}")
 def test_the_selftest_passes_every_case_on_the_image_stack() -> None:
     """`python -m worker selftest` in the image's Python with its packages: every case, and only GPU-only parts
