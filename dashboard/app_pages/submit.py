@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -385,7 +386,7 @@ def _param_widget(name: str) -> None:
         )
 
 
-def _param_rows(names: list[str], per_row: int = 3) -> None:
+def _param_rows(names: Sequence[str], per_row: int = 3) -> None:
     """The parameters row by row (a row of columns each time), so Tab goes along a row as the eye reads it; one set
     of three columns filled down each put Tab down the first column, then the second (issue 29)."""
     for start in range(0, len(names), per_row):
