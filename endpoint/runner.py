@@ -95,7 +95,10 @@ def run_claimed(
         log.exception("job runner raised", extra={"job_id": job.id})
         output = error_output(ErrorCode.GENERATION_RUNTIME, f"{type(error).__name__}: {error}")
     if output_status(output) == JobStatus.CANCELLED and leaving() and not queue.cancel_requested(job.id):
-        queue.mark_lost(job.id, stopped_message(job.id), output.get("partial_video"))
+        # The video so far: as the pipeline kept it on the stop, else as the job last announced it.
+        latest = queue.get(job.id)
+        partial = output.get("partial_video") or (_announced_partial(latest) if latest is not None else None)
+        queue.mark_lost(job.id, stopped_message(job.id), partial)
     else:
         record(queue, job.id, output)
     return output if isinstance(output, dict) else {}
