@@ -421,3 +421,33 @@ def test_two_speakers_are_cut_on_the_mix_and_each_part_carries_their_slices(tmp_
             assert part.job_input["bbox"] == {"person1": boxes["person1"]}, "person 1 alone"
         if part.start_s >= one_s:
             assert part.job_input["bbox"] == {"person1": boxes["person2"]}, "person 2 alone, with person 2's face"
+
+
+def test_text_to_speech_is_planned_as_parts_of_text_and_keeps_their_own_sound(tmp_path: Path) -> None:
+    """A long tts_audio text: each part speaks its sentences (no soundtrack to mux); the join keeps each part's
+    own spoken sound, in order."""
+    text = " ".join(f"This is sentence number {n}, read out slowly and clearly." for n in range(40))
+    settings = Settings(data_dir=tmp_path / "data")
+    tts = {"prompt": "a presenter", "cond_video": str(EXAMPLES / "media" / "portrait.jpg"), "tts_audio": {"text": text}}
+
+    plan = plan_split(tts, settings, open_store(settings), part_s=20.0, min_part_s=5.0)
+
+    assert plan.soundtrack_key is None and len(plan.parts) >= 4
+    spoken = [p.job_input["tts_audio"]["text"] for p in plan.parts]
+    assert " ".join(spoken) == text and all(t.endswith(".") for t in spoken)
+    assert all(p.job_input["mode"] == "streaming" and "cond_audio" not in p.job_input for p in plan.parts)
+
+    parts = []
+    for index, hz in enumerate((300, 600)):
+        part = tmp_path / f"part{index}.mp4"
+        run_ffmpeg(
+            ["-f", "lavfi", "-i", f"testsrc=size=128x128:rate={FPS}", "-f", "lavfi", "-i", f"sine=f={hz}:r=48000:d=2",
+             "-t", "2", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", str(part)],
+            at_stage="test", what="making a part", own_files=True,
+        )  # fmt: skip
+        parts.append(part)
+    joined = join_videos(parts, tmp_path / "joined.mp4", tmp_path / "j", None)
+    sound = decode_audio(joined.path, field="test", max_seconds=10)
+    assert joined.frames == 100 and abs(sound.size / AUDIO_SAMPLE_RATE - 4.0) < 0.1
+    first, second = (np.abs(np.fft.rfft(sound[i : i + 8000])).argmax() * 2 for i in (8000, 40000))
+    assert (first, second) == (300, 600), "each part's own sound, in order"
