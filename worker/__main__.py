@@ -44,8 +44,7 @@ def _moved(old: str, argv: list[str]) -> int:
         return 2
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(sys.executable, [sys.executable, "-m", *new])
-    return 2  # not reached: execv returns only by raising OSError
+    os.execv(sys.executable, [sys.executable, "-m", *new])  # returns only by raising OSError
 
 
 def _schema(args: argparse.Namespace) -> int:
