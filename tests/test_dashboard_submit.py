@@ -128,10 +128,10 @@ def test_a_recording_shows_its_length_and_the_frames_it_will_make(data_dir: Path
     at = _photo_and_recording(open_page("submit"), "length check")
     assert at.selectbox(key="submit.param.mode").value == "streaming"
     assert "→ **207 frames** (8.3 s of video at 25 fps)" in texts(at)
-    assert "longer than this job renders" not in texts(at)
+    assert "is cut** by" not in texts(at)
     at.selectbox(key="submit.param.mode").set_value("clip").run()
     assert "Speech: **8.3 s** → **81 frames** (3.2 s of video at 25 fps), 640×640" in texts(at)
-    assert "longer than this job renders" in texts(at)
+    assert "**5 s (61%) is cut** by Frames per clip" in texts(at), "how much of the speech is left out"
 
 
 def test_missing_and_invalid_fields_are_shown_next_to_them_and_nothing_is_sent(data_dir: Path) -> None:
@@ -157,7 +157,7 @@ def test_media_that_is_not_what_it_claims_is_refused_before_anything_is_stored(d
     at.audio_input(key="submit.p1_record").upload("recording.wav", (MEDIA / "speech_1.wav").read_bytes())
     at.text_area(key="submit.prompt").set_value("bad photo")
     at.run()
-    expected = "Portrait: the file is not readable media (Portrait: Invalid data"
+    expected = "Portrait: the file is not readable media (Invalid data"
     assert any(e.value.startswith(expected) for e in at.error), [e.value for e in at.error]
     at.button(key="submit.go").click().run()
     assert at.title[0].value == "Submit a talking video"
@@ -199,8 +199,9 @@ def test_submit_another_keeps_the_last_jobs_media_and_prompt_and_start_a_new_one
     assert at.title[0].value == "Submit a talking video"
     _on(at, "submit")
     assert at.text_area(key="submit.prompt").value == "first take"
-    assert at.text_input(key="submit.cond_url").value == sent["params"]["cond_video"]
-    assert at.text_input(key="submit.p1_url").value == sent["params"]["cond_audio"]["person1"]
+    shown = texts(at)
+    assert f"{Path(sent['params']['cond_video']).name.replace('.', chr(92) + '.')}** · from the earlier run" in shown
+    assert "recording\\.wav** · from the earlier run" in shown, "kept files by name, not server paths"
     assert at.number_input(key="submit.param.sample_steps").value == 6
     at.text_area(key="submit.prompt").set_value("second take").run()
     at.button(key="submit.go").click().run()
@@ -268,8 +269,8 @@ def test_reused_params_prefill_the_form(data_dir: Path) -> None:
     at.run()
 
     assert at.text_area(key="submit.prompt").value == "Reused prompt"
-    assert at.radio(key="submit.cond_source").value == "URL or stored path"
-    assert at.text_input(key="submit.cond_url").value == photo
+    assert "portrait\\.jpg** · from the earlier run" in texts(at), "a server path is shown as its file name"
+    assert not any(widget.key == "submit.cond_url" for widget in at.text_input)
     assert at.text_input(key="submit.p1_url").value == "https://example.com/a.wav"
     assert at.number_input(key="submit.param.sample_steps").value == 12
     assert at.toggle(key="submit.param.lora").value is True
@@ -348,8 +349,8 @@ def test_reusing_a_run_whose_media_went_inline_asks_for_them_again(data_dir: Pat
         "cond_audio": {"person1": INLINE_MEDIA_NOTE},
     }
     at.run()
-    assert at.text_input(key="submit.cond_url").value == ""
-    assert at.text_input(key="submit.p1_url").value == ""
+    assert "from the earlier run" not in texts(at), "nothing kept: the form asks for the files again"
+    assert at.radio(key="submit.cond_source").value == "Upload"
     assert "sent inline and not kept" in at.toast[0].value
 
 
