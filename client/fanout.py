@@ -517,11 +517,10 @@ class SplitRun:
             status="success",
             engine=first.engine or {},
             prompt=plan.prompt,
-            params={**plan.params, "split": {"parts": len(plan.parts), "part_s": plan.part_s,
-                                             "parallel": plan.parallel}},
+            params=plan.params,  # the run's own input, as Reuse fills it again (the parts are in `parts`)
             inputs=inputs,
             outputs=outputs,
-            timings={"total_ms": gpu_ms, "join_ms": join_ms, "parts": len(plan.parts)},
+            timings={"total_ms": gpu_ms, "wall_ms": _since(plan.created_at), "join_ms": join_ms},
             created_at=plan.created_at,
             started_at=plan.created_at,
             finished_at=utc_now(),
@@ -538,6 +537,14 @@ class SplitRun:
         metadata.json lists each part, and a sync of the bucket then finds one run, not one per part."""
         for key in list(self.store.list(f"{self.plan.folder}/parts/")):
             self.store.delete(key)
+
+
+def _since(moment: str) -> int:
+    """Milliseconds from an ISO time (the plan's creation) to now: the run's wall time, parts in parallel."""
+    import datetime as dt
+
+    started = dt.datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    return max(0, round((dt.datetime.now(dt.UTC) - started).total_seconds() * 1000))
 
 
 def _size(path: Path) -> tuple[int, int]:
