@@ -233,7 +233,7 @@ def _tally(look: _Look, *, cost: bool = False) -> _Tally:
     # Batch containers have no combination: they are candidates, never matches.
     clauses.append("c.combo IS NOT NULL")
     if parts.facet:
-        # The unary + keeps SQLite on the rowid lookup rather than the combination index.
+        # Checked on each looked-up entry (the unary + rules out any index on it: the rowid lookup drives).
         clauses.append(f"+c.combo IN ({', '.join(str(int(combo)) for combo in combos)})")
     sums = "COUNT(c.cost_usd), TOTAL(c.cost_usd)" if cost else "0, 0"
     kept_sums = "SUM(kept AND cost_usd IS NOT NULL), TOTAL(CASE WHEN kept THEN cost_usd END)" if cost else "0, 0"
