@@ -188,13 +188,14 @@ class _Tally:
         return runs, priced, usd
 
 
-def _tally(look: _Look, *, cost: bool = False) -> _Tally:
+def _tally(look: _Look) -> _Tally:
     """Count the matches per facet combination, exactly, or from a sample past EXACT_LIMIT candidates.
 
     Narrowed by facets alone (or not at all), the counts kept per combination answer at once. Otherwise the
     candidates come from the full-text index (words, a tag) or the date index, each looked up by rowid in the
     narrow `run_combos` (combination, date, cost), and in `runs` only for conditions nothing narrower holds.
-    Costs are summed only when asked (`cost`): a page of results never pays for a sum it does not show.
+    Costs are summed in the same pass (a few more additions): History shows a search's cost under its grid, and
+    `cost_total` then reads the tally the search kept instead of looking every match up again.
     """
     conn, parts = look.conn, look.parts
     where = " WHERE " + " AND ".join(_Parts.sql(parts.facet, "facet_combos")) if parts.facet else ""
@@ -235,8 +236,8 @@ def _tally(look: _Look, *, cost: bool = False) -> _Tally:
     if parts.facet:
         # Checked on each looked-up entry (the unary + rules out any index on it: the rowid lookup drives).
         clauses.append(f"+c.combo IN ({', '.join(str(int(combo)) for combo in combos)})")
-    sums = "COUNT(c.cost_usd), TOTAL(c.cost_usd)" if cost else "0, 0"
-    kept_sums = "SUM(kept AND cost_usd IS NOT NULL), TOTAL(CASE WHEN kept THEN cost_usd END)" if cost else "0, 0"
+    sums = "COUNT(c.cost_usd), TOTAL(c.cost_usd)"
+    kept_sums = "SUM(kept AND cost_usd IS NOT NULL), TOTAL(CASE WHEN kept THEN cost_usd END)"
     if candidates is not None:
         found = conn.execute(candidates, driver_args).fetchone()[0]
     size = EXACT_LIMIT
@@ -335,13 +336,13 @@ class _Look:
             ).rowcount
         return self.found
 
-    def tally(self, *, cost: bool = False) -> _Tally:
+    def tally(self) -> _Tally:
         """`_tally`, or the one kept for the same search while nothing changed."""
-        tallies: OrderedDict[tuple[Any, ...], _Tally] = _cached.kept[2]
-        key = (cost, repr(astuple(self.parts)))
+        tallies: OrderedDict[str, _Tally] = _cached.kept[2]
+        key = repr(astuple(self.parts))
         tally = tallies.get(key)
         if tally is None:
-            tally = tallies[key] = _tally(self, cost=cost)
+            tally = tallies[key] = _tally(self)
             if len(tallies) > CACHED_SEARCHES:
                 tallies.popitem(last=False)
         tallies.move_to_end(key)
@@ -417,8 +418,9 @@ class CostTotal:
 def cost_total(conn: sqlite3.Connection, query: str = "", filters: Filters | None = None) -> CostTotal:
     """The summed cost of every run a search matches (all pages), as History shows under its grid.
 
-    Kept apart from `search` so that a page of results never pays for a sum it does not show. The sums come from
-    the narrow `run_combos`, or, for an empty search, from the sums kept per facet combination.
+    The sums come from the narrow `run_combos` (estimated past EXACT_LIMIT candidates, as the counts are), or, for
+    an empty search, from the sums kept per facet combination; right after `search` with the same query and
+    filters they are read from the tally it kept.
     """
     filters = filters or Filters()
     query = query.strip()
@@ -428,7 +430,7 @@ def cost_total(conn: sqlite3.Connection, query: str = "", filters: Filters | Non
         if not fts:
             return CostTotal(0.0, 0, 0)
     with _Look(conn, _parts(fts, filters)) as look:
-        tally = look.tally(cost=True)
+        tally = look.tally()
     runs, priced, usd = tally.sums()
     return CostTotal(round(float(usd), 6), round(priced), round(runs), tally.approximate)
 
