@@ -13,7 +13,12 @@ wall time to the longest part's own time (1.0 would be perfect parallelism: the 
 part). On a machine with fewer free cores than workers the speed-up is bounded by the cores, not the split; the
 ratio says how much of the parallelism the cores allowed. Run `uptime` beside it: the load shapes every figure.
 
-    python bench/bench_fanout.py [--speech-s 180] [--workers 1 2 3] [--part-s 40]
+3. With `--tiny-infinitetalk SRC` (InfiniteTalk's source at the pinned commit), the same split on InfiniteTalk's
+   real code with tiny random weights (worker/selftest), 2 parts on 2 workers: it proves the GPU engine's path
+   (streaming parts, the join) end to end, on a CPU here or a GPU in the image; its times say nothing of real
+   weights.
+
+    python bench/bench_fanout.py [--speech-s 180] [--workers 1 2 3] [--part-s 40] [--tiny-infinitetalk SRC]
 """
 
 from __future__ import annotations
@@ -113,15 +118,80 @@ def split_run(data_dir: Path, speech: Path, workers: int, part_s: float) -> dict
     }
 
 
+_TINY_ENGINE: list[object] = []
+
+
+def tiny_infinitetalk(raw_input: object, job_id: str, *, settings: Settings, **rest: object) -> dict[str, object]:
+    """An endpoint runner (run_job's signature) on InfiniteTalk's real code with the tiny weights the settings
+    name: each worker process imports InfiniteTalk as the selftest does (tiny sizes, CPU stand-ins without CUDA)
+    and loads the engine once, at its first job."""
+    from worker.engines import load_engine
+    from worker.pipeline import run_job
+    from worker.selftest import prepare_runtime, source_dir
+
+    if not _TINY_ENGINE:
+        prepare_runtime(source_dir(settings.weights))
+        _TINY_ENGINE.append(load_engine(settings))
+    return run_job(raw_input, job_id, settings=settings, engine=_TINY_ENGINE[0], **rest)  # type: ignore[arg-type]
+
+
+def tiny_split(folder: Path, src: Path) -> None:
+    """Two parts of a short speech on InfiniteTalk's real code (tiny random weights), on two workers, joined."""
+    from worker.engines.infinitetalk_args import ENV_VARS
+    from worker.selftest import prepare_runtime, tiny
+    from worker.selftest.media import make_media
+
+    prepare_runtime(src)
+    paths = tiny.build_tree(folder / "models", quant=())
+    media = make_media(folder / "media", speech_s=0.8)
+    pause = np.zeros(int(0.3 * AUDIO_SAMPLE_RATE), np.float32)
+    speech = [decode_audio(p, field="bench", max_seconds=5) for p in (media.speech_1, media.speech_2)]
+    joined = write_wav(folder / "tiny_speech.wav", np.concatenate([speech[0], pause, speech[1]]))
+    env, port = endpoint_settings(folder / "tiny", 2)
+    env |= {var: str(getattr(paths, name)) for name, var in ENV_VARS.items()} | {
+        "INFINITETALK_SRC": str(src),
+        "STUDIO_ENGINE": "infinitetalk",
+    }
+    job = {
+        "prompt": "a woman speaks warmly to the camera",
+        "cond_video": str(media.portrait),
+        "cond_audio": {"person1": str(joined)},
+        "mode": "streaming",
+        "frame_num": 9,
+        "motion_frame": 5,
+        "sample_steps": 2,
+        "max_frame_num": 41,
+    }
+    with running_endpoint(env, "bench.bench_fanout:tiny_infinitetalk", port=port) as base:
+        settings = Settings.from_env({**env, "RUNPOD_ENDPOINT_BASE_URL": base})
+        client, store = StudioClient(settings), open_store(settings)
+        started = time.monotonic()
+        plan = plan_split(job, settings, store, part_s=1.2, min_part_s=0.4, parallel=2)
+        run = SplitRun(plan, client, store)
+        done = run.run(poll_s=0.5)
+        wall = time.monotonic() - started
+    if done.state != "joined":
+        raise SystemExit(f"the tiny InfiniteTalk split ended {done.state}: {[p.error for p in run.failed()]}")
+    spans = ", ".join(f"{p.start_s:.2f}-{p.end_s:.2f} s ({(p.gpu_ms or 0) / 1000:.1f} s)" for p in done.parts)
+    engine = (done.parts[0].engine or {}).get("name")
+    print(f"tiny InfiniteTalk ({engine}), 2 workers: parts {spans}, joined in {wall:.1f} s wall", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--speech-s", type=float, default=180.0)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--part-s", type=float, default=40.0)
+    parser.add_argument("--tiny-infinitetalk", metavar="SRC", type=Path, help="InfiniteTalk's source folder")
+    parser.add_argument("--tiny-only", action="store_true", help="run only the tiny InfiniteTalk split")
     args = parser.parse_args()
     print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} on {os.cpu_count()} cores", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-fanout-") as tmp:
         folder = Path(tmp)
+        if args.tiny_infinitetalk:
+            tiny_split(folder, args.tiny_infinitetalk)
+        if args.tiny_only:
+            return
         speech = long_speech(folder / "speech.wav", args.speech_s)
         baseline = one_job(folder / "one", speech)
         print(f"one job, one worker: {args.speech_s:.0f} s of speech in {baseline:.1f} s", flush=True)
