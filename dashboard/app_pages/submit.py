@@ -628,8 +628,8 @@ def _welcome() -> None:
         if preview:
             st.markdown(f":violet-badge[:material/science: Preview engine] {PREVIEW_ENGINE_LINE}")
         st.markdown(
-            "1. Add a **portrait**: upload a photo or a short video of the face.\n"
-            "2. Add the **speech**: record it, upload a file, or type text to speak.\n"
+            "1. Add a **portrait** (upload a photo or a short video of the face).\n"
+            "2. Add the **speech** (record it, upload a file, or type text to speak).\n"
             "3. Press **Submit**, and watch the video being made on the Live page."
         )
         try_it, hide = st.columns([1, 1], gap="small", width=420)
