@@ -317,7 +317,8 @@ class SplitRun:
             if len(self.running()) >= self.plan.parallel:
                 break
             if part.state == "pending":
-                part.job_id = self.client.submit(part.job_input)
+                timeout = self.plan.execution_timeout_s
+                part.job_id = self.client.submit(part.job_input, execution_timeout_ms=timeout and timeout * 1000)
                 part.state, part.error = "IN_QUEUE", None
                 part.attempts += 1
                 sent = True

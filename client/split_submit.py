@@ -84,6 +84,7 @@ def run_split(args: argparse.Namespace, job_input: dict[str, Any] | None, settin
                 job_input, settings, store, part_s=args.part_s, min_part_s=args.min_part_s, parallel=parallel
             )
             run = SplitRun(plan, client, store, catalog)
+            _estimate(run, job_input, settings, catalog)
     except (JobError, EndpointError) as error:
         print(f"could not split: {getattr(error, 'message', error)}", file=sys.stderr)
         return 2
@@ -138,3 +139,27 @@ def should_split(args: argparse.Namespace, job_input: dict[str, Any], settings: 
         return True
     seconds = speech_seconds(job_input, settings)
     return seconds is not None and seconds > SplitDefaults.SPLIT_ABOVE_S
+
+
+def _estimate(run: SplitRun, job_input: dict[str, Any], settings: Settings, catalog: Catalog | None) -> None:
+    """Say what the split buys (one worker against N, client/estimate.py's figures) and give each part the
+    executionTimeout the estimate says it needs, where that is longer than the endpoint's own."""
+    from client.estimate import endpoint_timeout, minutes, recent_runs
+    from client.fanout import split_estimate
+
+    plan = run.plan
+    runs = recent_runs(catalog, settings.endpoint_id) if catalog is not None else []
+    figures = split_estimate(
+        job_input, plan.speech_s, settings=settings, runs=runs, parallel=plan.parallel, part_s=plan.part_s
+    )
+    if figures["part_execution_timeout_s"] > endpoint_timeout(settings):
+        plan.execution_timeout_s = figures["part_execution_timeout_s"]
+    if figures["one_worker_s"] is None or figures["split_wall_s"] is None:
+        times = "no time estimate yet (it needs past runs like these)"
+    else:
+        times = f"≈ {minutes(figures['one_worker_s'])} on one worker, ≈ {minutes(figures['split_wall_s'])} split"
+    print(
+        f"estimate: {times}; each part's executionTimeout {figures['part_execution_timeout_s']} s "
+        f"(one job would need {figures['one_job_execution_timeout_s']} s)",
+        file=sys.stderr,
+    )

@@ -1031,6 +1031,9 @@ class SplitPlan(BaseModel):
     warnings: list[str] = []
     state: Literal["running", "joined", "failed", "cancelled"] = "running"
     video_key: str | None = None
+    execution_timeout_s: int | None = Field(default=None, ge=1)
+    """Each part's policy.executionTimeout, where the estimate says a part needs longer than the endpoint's own
+    timeout; None: the endpoint's own."""
 
     @field_validator("run_id")
     @classmethod

@@ -355,6 +355,7 @@ def test_submit_splits_a_long_speech_and_shows_each_part(endpoint: Settings, tmp
 
     assert done.returncode == 0, done.stderr
     assert "into 2 parts, 2 at a time" in done.stderr and "parts 1 " in done.stderr and "2 done" in done.stderr
+    assert "estimate: " in done.stderr and "executionTimeout" in done.stderr
     metadata = json.loads(done.stdout)
     assert len(metadata["parts"]) == 2 and metadata["job_id"].startswith("split-")
     assert (tmp_path / "out" / f"{metadata['job_id']}_video.mp4").stat().st_size > 0
@@ -451,3 +452,29 @@ def test_text_to_speech_is_planned_as_parts_of_text_and_keeps_their_own_sound(tm
     assert joined.frames == 100 and abs(sound.size / AUDIO_SAMPLE_RATE - 4.0) < 0.1
     first, second = (np.abs(np.fft.rfft(sound[i : i + 8000])).argmax() * 2 for i in (8000, 40000))
     assert (first, second) == (300, 600), "each part's own sound, in order"
+
+
+def test_on_runpod_each_part_gets_the_execution_timeout_it_needs_and_media_go_to_s3(
+    s3_settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A RunPod endpoint with an S3 bucket (SeaweedFS here): the slices and the speech are uploaded to the bucket,
+    and each part asks the executionTimeout the estimate gives a 40 s part at 40 steps, far above RunPod's
+    default 600 s yet far below what one job of the whole speech would need."""
+    from client.split_submit import _estimate
+
+    settings = s3_settings.with_(endpoint_id="abcdef123", endpoint_base_url="https://api.runpod.ai/v2", api_key="k")
+    speech, _ = speech_with_pauses(tmp_path / "speech.wav", rounds=6)
+    store = open_store(settings)
+    long_job = {**job(speech), "sample_steps": 40, "max_frame_num": 15000}
+
+    plan = plan_split(long_job, settings, store, parallel=3)
+    run = SplitRun(plan, StudioClient(settings), store)
+    _estimate(run, long_job, settings, None)
+
+    assert len(plan.parts) == 2 and plan.soundtrack_key is not None and store.exists(plan.soundtrack_key)
+    for part in plan.parts:
+        ref = part.job_input["cond_audio"]["person1"]
+        assert ref.startswith(s3_settings.s3_endpoint_url or "http"), "a presigned URL the worker can fetch"
+    assert plan.execution_timeout_s is not None and plan.execution_timeout_s > 600
+    said = capsys.readouterr().err
+    assert f"each part's executionTimeout {plan.execution_timeout_s} s" in said and "on one worker" in said
