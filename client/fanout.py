@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from catalog.catalog import Catalog
+from catalog.records import run_id_for
 from client.api import EndpointError, JobState, StudioClient, prepare_input, upload_media
 from core.contract import (
     AUDIO_SAMPLE_RATE,
@@ -388,6 +389,7 @@ class SplitRun:
         part = self.plan.parts[index]
         if part.state not in (*JobStatus.FAILURES, JobStatus.CANCELLED):
             raise _invalid("part", f"part {index + 1} is {part.state}: only a failed or cancelled part is retried")
+        part.earlier_job_ids += [part.job_id] if part.job_id else []
         part.state, part.error, part.job_id = "pending", None, None
         self.plan.state = "running"
         self.save()
@@ -472,6 +474,11 @@ class SplitRun:
         self.save()
         if self.catalog is not None:
             self.catalog.upsert_metadata(metadata.model_dump(mode="json"), keys["metadata.json"])
+            # A dashboard on the same catalogue may have taken the parts in as runs of their own while they ran
+            # (the local endpoint's listing, the bucket's metadata.json): the run stands for them now.
+            for part in plan.parts:
+                for job_id in (*part.earlier_job_ids, *([part.job_id] if part.job_id else [])):
+                    self.catalog.forget(run_id_for(job_id))
         self._drop_parts()
         return keys["video.mp4"]
 

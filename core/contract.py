@@ -989,6 +989,8 @@ class SplitPart(BaseModel):
     job_input: dict[str, Any] = {}
     """The job sent for it: the run's input with its own slices of the speech (and of the video)."""
     job_id: str | None = None
+    earlier_job_ids: list[str] = []
+    """The jobs of its earlier attempts (a retried part runs as a new job)."""
     state: SplitPartState = "pending"
     attempts: int = Field(default=0, ge=0)
     error: dict[str, Any] | None = None

@@ -220,7 +220,14 @@ def test_a_long_speech_renders_as_parts_at_once_and_joins_in_sync(endpoint: Sett
     plan = plan_split(job(speech_path, video), endpoint, store, part_s=10.0, min_part_s=3.0, parallel=3)
     run = SplitRun(plan, client, store, catalog)
     seen_at_once = []
-    done = run.run(lambda r: seen_at_once.append(len(r.running())), poll_s=0.3)
+
+    def adopt(current: SplitRun) -> None:
+        """As a dashboard on the same catalogue does with the local endpoint's running jobs."""
+        seen_at_once.append(len(current.running()))
+        for part in current.running():
+            catalog.record_submission(part.job_id or "", part.job_input, endpoint_id="local", source="endpoint")
+
+    done = run.run(adopt, poll_s=0.3)
 
     assert done.state == "joined" and len(done.parts) == 3
     assert max(seen_at_once) == 3, "the parts ran at once"
@@ -249,6 +256,7 @@ def test_a_long_speech_renders_as_parts_at_once_and_joins_in_sync(endpoint: Sett
     row = catalog.get(plan.run_id)
     assert row is not None and row["status"] == JobStatus.COMPLETED and row["cost_usd"] == 0.0
     assert [r["run_id"] for r in catalog.search("presenter").rows] == [plan.run_id]
+    assert all(catalog.get(p.job_id or "") is None for p in done.parts), "the parts' own runs are forgotten"
     assert run.join() == done.video_key, "joining again gives the same file"
 
 
@@ -265,7 +273,7 @@ def test_a_failed_part_is_retried_alone(endpoint: Settings, tmp_path: Path) -> N
 
     assert failed.state == "failed" and [p.state for p in failed.parts] == [JobStatus.COMPLETED, JobStatus.FAILED]
     assert "cond_audio.person1" in str(failed.parts[1].error)
-    first_job = failed.parts[0].job_id
+    first_job, failed_job = failed.parts[0].job_id, failed.parts[1].job_id
     run.plan.parts[1].job_input["cond_audio"] = (
         plan_split(job(speech_path), endpoint, store, part_s=7.0, min_part_s=2.0, run_id=plan.run_id)
         .parts[1]
@@ -275,7 +283,7 @@ def test_a_failed_part_is_retried_alone(endpoint: Settings, tmp_path: Path) -> N
     done = run.run(poll_s=0.3)
 
     assert done.state == "joined" and done.parts[0].job_id == first_job, "the finished part was not sent again"
-    assert done.parts[1].attempts == 2
+    assert done.parts[1].attempts == 2 and done.parts[1].earlier_job_ids == [failed_job]
 
 
 @pytest.mark.slow
