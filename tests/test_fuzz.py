@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from core.contract import ErrorCode
+from core.contract import ErrorCode, JobError
+from core.prices import MAX_PRICE_PER_S, QUOTED, PriceTable
 from core.settings import Settings
 from dashboard.config import parse_password_hash
 from tests.conftest import EXAMPLES
@@ -202,7 +203,8 @@ def test_the_fuzzer_reaches_both_outcomes() -> None:
 
 
 # ------------------------------------------------------------------------------------------------------------
-# Round three's classes that need no job (issue 27): a Hub listing's paths and a password hash's costs
+# Round three's classes that need no job (issue 27): a Hub listing's paths, a password hash's costs and the
+# STUDIO_GPU_PRICES overrides
 # ------------------------------------------------------------------------------------------------------------
 
 path_part = st.one_of(st.sampled_from(["..", ".", "", "a", "umt5-xxl", "x..y", "\\..", "~"]), st.text(max_size=6))
@@ -231,3 +233,31 @@ def test_scrypt_costs_are_refused_in_one_line_or_fit_64_mib(n: int, r: int, p: i
         assert len(problems) == 1 and "\n" not in problems[0]
         return
     assert 128 * parsed.r * parsed.n <= 64 * 2**20 and parsed.p <= 16
+
+
+price_value = st.one_of(
+    st.sampled_from(["1e308", "inf", "nan", "-0.1", "1_000", "\u0661.5", "0.00116\x00", "0x10", "", "."]),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.text(max_size=12),
+)
+price_entry = st.one_of(
+    st.builds(
+        lambda gpu, value: f"{gpu}={value}", st.sampled_from(["H100 PRO", "A100", "4090", "H200", "x"]), price_value
+    ),
+    st.text(max_size=300),
+)
+
+
+@given(entries=st.lists(price_entry, min_size=1, max_size=4))
+def test_price_overrides_are_finite_prices_or_one_short_line(entries: list[str]) -> None:
+    """Whatever STUDIO_GPU_PRICES holds, the table takes only finite prices within the bound, or refuses in one
+    line that quotes at most QUOTED characters of the entry (issue 27, Low)."""
+    text = "; ".join(entries)
+    try:
+        table = PriceTable.from_settings(Settings.from_env({"STUDIO_GPU_PRICES": text}))
+    except JobError as error:
+        message = str(error.message)
+        assert "\n" not in message and "\x00" not in message
+        assert len(message) < 400 + QUOTED, len(message)
+        return
+    assert all(0 <= price <= MAX_PRICE_PER_S for price in table.overrides.values()), table.overrides
