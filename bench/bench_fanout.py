@@ -137,9 +137,9 @@ def tiny_infinitetalk(raw_input: object, job_id: str, *, settings: Settings, **r
 
 def tiny_split(folder: Path, src: Path) -> None:
     """Two parts of a short speech on InfiniteTalk's real code (tiny random weights), on two workers, joined."""
-    from worker.engines.infinitetalk_args import ENV_VARS
     from worker.selftest import prepare_runtime, tiny
     from worker.selftest.media import make_media
+    from worker.variants import ENV_VARS
 
     prepare_runtime(src)
     paths = tiny.build_tree(folder / "models", quant=())

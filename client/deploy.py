@@ -35,7 +35,7 @@ from typing import Any, TextIO
 from client.runpod_rest import REST_API, GpuType, NetworkVolume, RunPodRest, RunPodRestError, clean, segment
 from core.contract import JobError
 from core.settings import Settings
-from worker.engines.infinitetalk_args import PRELOAD_VAR, WeightPaths, preload_variant
+from worker.variants import PRELOAD_VAR, WeightPaths, preload_variant
 
 DEFAULT_NAME = "infinitetalk-studio"
 IMAGE_CUDA = "12.1"

@@ -32,7 +32,7 @@ from typing import Any
 
 from core.contract import FPS, SIZES, Defaults, JobStatus
 from core.prices import CPU, PriceTable, gpu_class
-from worker.engines.infinitetalk_args import chunk_count
+from worker.clips import chunk_count
 
 MIN_HISTORY = 5
 """Past runs of the same variant on the same GPU needed before the catalogue's own times are trusted."""

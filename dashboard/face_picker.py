@@ -5,7 +5,7 @@ hand was the only way. Here the photo (or a video's first frame) is shown with t
 numbered. Clicking a face assigns it to the person being set (person 1, or person 2 when two speak); dragging
 draws a box by hand where no face was found; a choice per person says the same in words and can be set without
 the picture (what the AppTests drive). The faces are found by the worker's own detector
-(worker.engines.preview_face.face_boxes), so the boxes shown are the ones the preview engine animates;
+(worker.faces.face_boxes), so the boxes shown are the ones the preview engine animates;
 InfiniteTalk takes the same boxes as each person's region.
 """
 
@@ -20,7 +20,7 @@ import streamlit as st
 from streamlit_image_coordinates import streamlit_image_coordinates
 
 from core.contract import JobError, Limits
-from worker.engines.preview_face import default_box, face_boxes
+from worker.faces import default_box, face_boxes
 from worker.media import run_ffmpeg
 
 AUTO = "Found by the worker"

@@ -137,7 +137,8 @@ PARITY = r"""
 import json, sys, tempfile
 from pathlib import Path
 from worker.selftest import bench_gpu, tiny
-from worker.engines.infinitetalk_args import TASK, Variant, WeightPaths
+from worker.engines.infinitetalk_args import TASK
+from worker.variants import Variant, WeightPaths
 
 src, quant = Path(sys.argv[1]), sys.argv[2] or None
 runtime = bench_gpu.prepare("tiny", src)

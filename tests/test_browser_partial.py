@@ -25,7 +25,7 @@ from tests.browser_support import CHROMIUM, SCREENSHOTS, streamlit_app
 from tests.dashboard_support import EXAMPLES, LONG_SPEECH, MEDIA
 from tests.endpoint_server import running_endpoint, wait_for
 from tests.s3server import free_port
-from worker.engines.preview_face import face_boxes
+from worker.faces import face_boxes
 from worker.media import read_image
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

@@ -166,7 +166,7 @@ def test_the_gpu_only_parameters_are_ones_the_preview_engine_never_reads(tmp_pat
     from dashboard.forms import GPU_ONLY_PARAMS, PREVIEW_NOTE, engine_note
 
     root = Path(__file__).resolve().parent.parent / "worker"
-    preview = "".join((root / name).read_text() for name in ("engines/preview.py", "engines/preview_face.py"))
+    preview = "".join((root / name).read_text() for name in ("engines/preview.py", "faces.py"))
     preview += (root / "pipeline.py").read_text()
     assert set(GPU_ONLY_PARAMS) <= set(PARAM_NAMES)
     assert [name for name in GPU_ONLY_PARAMS if re.search(rf"\b{name}\b", preview)] == []

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from core.settings import Settings
-from worker.engines.infinitetalk_args import INFINITETALK_COMMIT, WeightPaths
+from worker.engines.infinitetalk_args import INFINITETALK_COMMIT
+from worker.variants import WeightPaths
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile.worker"
@@ -142,7 +143,7 @@ def test_every_hub_env_var_is_one_the_worker_reads() -> None:
 
 
 def test_hub_presets_preload_variants_the_engine_accepts() -> None:
-    from worker.engines.infinitetalk_args import preload_variant
+    from worker.variants import preload_variant
 
     for preset in hub()["config"]["presets"]:
         preload_variant(preset["defaults"]["INFINITETALK_PRELOAD"], WeightPaths(), (Path("/runpod-volume"),))

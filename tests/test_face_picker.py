@@ -16,7 +16,7 @@ from dashboard import state
 from dashboard.face_picker import DRAW, PERSON_COLOURS, SHOWN_WIDTH, drawn, faces, person_mark
 from tests.dashboard_support import MEDIA, dashboard_env, local_endpoint, open_page
 from worker.engines.preview import PreviewEngine
-from worker.engines.preview_face import face_boxes
+from worker.faces import face_boxes
 from worker.geometry import Fit, fit_image, output_size
 from worker.media import probe, read_image, read_video_frames
 from worker.prepared import PreparedJob, Speaker

@@ -8,17 +8,10 @@ import numpy as np
 import pytest
 
 from core.contract import ErrorCode, JobError, JobParams
-from worker.engines.infinitetalk_args import (
-    LIGHTX2V_LORA,
-    InfiniteTalkCall,
-    Variant,
-    WeightPaths,
-    chunk_count,
-    embedding_frames,
-    map_job,
-    preload_variant,
-)
+from worker.clips import chunk_count, embedding_frames
+from worker.engines.infinitetalk_args import InfiniteTalkCall, map_job
 from worker.prepared import PreparedJob, Speaker
+from worker.variants import LIGHTX2V_LORA, Variant, WeightPaths, preload_variant
 
 PATHS = WeightPaths.from_weights(
     {

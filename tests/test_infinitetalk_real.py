@@ -19,10 +19,11 @@ import pytest
 
 from core.contract import ErrorCode
 from core.settings import Settings
-from worker.engines.infinitetalk_args import CKPT_COMMON, INFINITETALK_COMMIT, Variant, WeightPaths
+from worker.engines.infinitetalk_args import INFINITETALK_COMMIT
 from worker.handler import make_handler
 from worker.selftest import SOURCE_HINT
 from worker.selftest.cases import CASES
+from worker.variants import CKPT_COMMON, Variant, WeightPaths
 
 ROOT = Path(__file__).resolve().parent.parent
 SRC = Path(os.environ.get("INFINITETALK_SRC") or "/opt/InfiniteTalk")

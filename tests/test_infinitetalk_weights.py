@@ -10,7 +10,6 @@ import pytest
 from core.contract import ErrorCode, JobError
 from core.settings import Settings
 from worker.engines.infinitetalk import InfiniteTalkEngine
-from worker.engines.infinitetalk_args import LIGHTX2V_LORA, WeightPaths, preload_variant
 from worker.engines.infinitetalk_weights import (
     SOURCES,
     VARIANTS,
@@ -20,6 +19,7 @@ from worker.engines.infinitetalk_weights import (
     wanted,
     weight_files,
 )
+from worker.variants import LIGHTX2V_LORA, WeightPaths, preload_variant
 
 ROOT = Path("/models-root")
 PATHS = WeightPaths.under(ROOT)

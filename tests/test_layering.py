@@ -19,20 +19,19 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-WORKER_INPUT_RULES = frozenset(
-    {"worker.inputs", "worker.audio", "worker.geometry", "worker.engines.preview_face", "worker.media"}
-)
+WORKER_INPUT_RULES = frozenset({"worker.inputs", "worker.audio", "worker.geometry", "worker.faces", "worker.media"})
 """The worker's input rules the dashboard applies: before sending a job, Submit checks its media with the rules the
 worker will (how a file is classified and fetched, the speech level and voice list, the output size, the faces
 the detector finds, ffmpeg for a video's first frame), so an error shows under the field instead of after a
 GPU queue. These modules are pure and torch-free (tests/test_dashboard_app.py loads every page without torch)."""
 
-CLIENT_WORKER_RULES = frozenset({"worker.inputs", "worker.media", "worker.engines.infinitetalk_args", "worker.split"})
+CLIENT_WORKER_RULES = frozenset({"worker.inputs", "worker.media", "worker.clips", "worker.variants", "worker.split"})
 """The worker's rules the client side reads: a payload file's media are classified as the worker will
-(`client.payloads`), the estimate counts clips as InfiniteTalk chunks them and probes a file's duration with
-the worker's ffprobe (`client.estimate`), deploy writes the weight variables the engine reads
-(`client.deploy`), and the fan-out cuts long speech as the worker prepares it and joins the parts' videos with its
-ffmpeg (`client.fanout` → `worker.split`, issue 30). Pure modules again: nothing of the pipeline or an engine."""
+(`client.payloads`), the estimate counts clips as InfiniteTalk chunks them (`worker.clips`) and probes a
+file's duration with the worker's ffprobe (`client.estimate`), deploy writes the weight variables the engine
+reads (`client.deploy` → `worker.variants`), and the fan-out cuts long speech as the worker prepares it and
+joins the parts' videos with its ffmpeg (`client.fanout` → `worker.split`, issue 30).
+Pure modules again: nothing of the pipeline or an engine."""
 
 RULES: dict[str, frozenset[str]] = {
     "core": frozenset(),

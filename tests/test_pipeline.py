@@ -15,7 +15,7 @@ from core.settings import Settings
 from core.store import LocalStore
 from tests.conftest import EXAMPLES
 from tests.media_tools import ffprobe, speech_then_silence, video_frames
-from worker.engines.preview_face import find_faces, mouth_box
+from worker.faces import find_faces, mouth_box
 from worker.pipeline import run_job
 
 PORTRAIT = str(EXAMPLES / "media" / "portrait.jpg")

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from worker.engines.infinitetalk_args import WeightPaths
 from worker.engines.infinitetalk_weights import COMPONENTS, VARIANTS, weight_files
 from worker.selftest import SOURCE_HINT
+from worker.variants import WeightPaths
 
 ROOT = Path(__file__).resolve().parent.parent
 SRC = Path(os.environ.get("INFINITETALK_SRC") or ROOT.parent / "shared" / "infinitetalk-src")

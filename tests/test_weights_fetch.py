@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from tests.hf_hub_server import HubServer
-from worker.engines.infinitetalk_args import DIT_SHARDS, LIGHTX2V_LORA
 from worker.engines.infinitetalk_weights import SOURCES
 from worker.kokoro_tts import KOKORO_FILES, KOKORO_REPO
+from worker.variants import DIT_SHARDS, LIGHTX2V_LORA
 from worker.weights import human
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,7 +13,7 @@ import threading
 from core.contract import ErrorCode, JobError, Stage
 from core.settings import Settings
 from worker.audio import EspeakSpeech, SpeechEngine
-from worker.engines.infinitetalk_args import WeightPaths
+from worker.variants import WeightPaths
 
 SPEECH_ENGINES = ("espeak", "kokoro")
 

@@ -26,7 +26,6 @@ from typing import TextIO
 
 from core.contract import JobError
 from core.settings import Settings
-from worker.engines.infinitetalk_args import PRELOAD_VAR, WeightPaths, preload_variant
 from worker.engines.infinitetalk_weights import (
     COMPONENTS,
     DEFAULT_VARIANTS,
@@ -36,6 +35,7 @@ from worker.engines.infinitetalk_weights import (
     wanted,
     weight_files,
 )
+from worker.variants import PRELOAD_VAR, WeightPaths, preload_variant
 
 ATTEMPTS = 3
 """Tries per file when the connection drops mid-file; each resumes where the last one stopped."""

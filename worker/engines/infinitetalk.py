@@ -33,22 +33,14 @@ import numpy as np
 from core import logs
 from core.contract import ERROR_INFO, FPS, ErrorCode, JobError, Stage
 from core.settings import Settings
-from worker.engines.infinitetalk_args import (
-    INFINITETALK_COMMIT,
-    PRELOAD_VAR,
-    TASK,
-    InfiniteTalkCall,
-    Variant,
-    WeightPaths,
-    embedding_frames,
-    map_job,
-    preload_variant,
-)
+from worker.clips import embedding_frames
+from worker.engines.infinitetalk_args import INFINITETALK_COMMIT, TASK, InfiniteTalkCall, map_job
 from worker.engines.infinitetalk_weights import cold_start_files
 from worker.geometry import fit_image
 from worker.media import run_ffmpeg
 from worker.prepared import PreparedJob, Speaker
 from worker.progress import CancelToken, Reporter
+from worker.variants import PRELOAD_VAR, Variant, WeightPaths, preload_variant
 
 if TYPE_CHECKING:
     import torch

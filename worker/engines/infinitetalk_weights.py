@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.settings import Settings
-from worker.engines.infinitetalk_args import WAV2VEC_FILES, Variant, WeightPaths
 from worker.kokoro_tts import KOKORO_FILES, KOKORO_REPO
+from worker.variants import WAV2VEC_FILES, Variant, WeightPaths
 
 WAV2VEC_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 """wav2vec2's weights: either file loads; `model.safetensors` is the one fetched (InfiniteTalk's README)."""

@@ -16,7 +16,7 @@ import numpy as np
 from core.contract import FPS, ErrorCode, JobError, Stage
 from core.settings import Settings
 from worker.audio import frame_levels_db
-from worker.engines.preview_face import Box, FaceRig, default_box, find_faces, load_detectors
+from worker.faces import Box, FaceRig, default_box, find_faces, load_detectors
 from worker.geometry import Fit, fit_image
 from worker.media import read_image, read_video_frames
 from worker.prepared import PreparedJob

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.contract import ErrorCode, JobError, JobFailure, Stage
-from worker.engines.infinitetalk_args import DEFAULT_SRC, ENV_VARS, INFINITETALK_COMMIT
+from worker.engines.infinitetalk_args import INFINITETALK_COMMIT
+from worker.variants import DEFAULT_SRC, ENV_VARS
 
 if TYPE_CHECKING:
     from worker.selftest.cases import Bench

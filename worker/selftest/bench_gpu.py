@@ -45,7 +45,8 @@ from typing import Any, cast
 from core.contract import FPS, Stage
 from core.settings import Settings
 from worker.engines.infinitetalk import InfiniteTalkEngine, free_gpu_memory, import_infinitetalk, is_out_of_memory
-from worker.engines.infinitetalk_args import ENV_VARS, INFINITETALK_COMMIT, TASK, Variant, WeightPaths
+from worker.engines.infinitetalk_args import INFINITETALK_COMMIT, TASK
+from worker.variants import ENV_VARS, Variant, WeightPaths
 
 BENCH = "infinitetalk-bench-gpu"
 """Every line's `bench` field: how client/estimate.py recognises a speed table line."""

@@ -19,12 +19,7 @@ from typing import Any
 
 import torch
 
-from worker.engines.infinitetalk_args import (
-    CKPT_COMMON,
-    DIT_SHARDS,
-    T5_CHECKPOINT,
-    WeightPaths,
-)
+from worker.variants import CKPT_COMMON, DIT_SHARDS, T5_CHECKPOINT, WeightPaths
 
 BUCKET_SCALE = 4
 """Tiny frames are InfiniteTalk's size buckets divided by this (aspect ratios kept; still multiples of 16)."""

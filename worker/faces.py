@@ -1,4 +1,5 @@
-"""Faces for the preview engine: finding them with OpenCV's bundled Haar cascades, and moving mouth and eyes.
+"""Faces: finding them with OpenCV's bundled Haar cascades (the preview engine, and the face picker the
+dashboard draws from the same boxes), and moving mouth and eyes (the preview engine's FaceRig).
 
 A `FaceRig` is built once per face box. Opening the mouth is a smooth vertical remap around the lip line (the
 lower lip and jaw slide down, the upper lip a little up) with a dark mouth interior faded into the gap; a blink
