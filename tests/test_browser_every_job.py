@@ -1,5 +1,5 @@
 """Issue 29 in a real browser (Debian's Chromium, Playwright, `streamlit run`, a real local endpoint): a job sent
-with `python -m worker submit --no-wait` shows on Live and then in History with no click; a batch CSV with its
+with `studio submit --no-wait` shows on Live and then in History with no click; a batch CSV with its
 media uploaded beside it runs; the endpoint restarted mid-job, and the job retried from Live.
 
 Screenshots land in test-artifacts/screenshots/ (every-job-*.png).
@@ -62,9 +62,9 @@ def _until(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
 
 
 def _cli_submit(payload: Path, env: dict[str, str]) -> str:
-    """`python -m worker submit --no-wait PAYLOAD`, as a user types it: prints the job id."""
+    """`studio submit --no-wait PAYLOAD`, as a user types it: prints the job id."""
     done = subprocess.run(
-        [sys.executable, "-m", "worker", "submit", "--no-wait", str(payload)],
+        [sys.executable, "-m", "studio", "submit", "--no-wait", str(payload)],
         cwd=ROOT,
         env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
         capture_output=True,

@@ -205,7 +205,7 @@ def test_a_password_where_its_hash_belongs_lets_nobody_in_and_is_not_shown(data_
     at = open_page(secrets={"STUDIO_PASSWORD_HASH": PASSWORD})
     assert at.title[0].value == "Sign-in is not set up correctly"
     shown = texts(at)
-    assert "STUDIO\\_PASSWORD\\_HASH" in shown and "python \\-m dashboard\\.signin" in shown
+    assert "STUDIO\\_PASSWORD\\_HASH" in shown and "studio password" in shown
     assert PASSWORD not in shown
     assert_no_page_content(at)
 
@@ -499,7 +499,7 @@ def test_the_hash_command_checks_a_hash_and_refuses_one_over_64_mib_in_one_line(
     assert huge.returncode == 1 and not huge.stdout
     assert errors == [
         "error: STUDIO_PASSWORD_HASH has unusable scrypt costs (N=1048576, r=32 take 4096 MiB per check (128·r·N), "
-        "more than the 64 MiB allowed): make one with `python -m dashboard.signin` and paste the line it prints"
+        "more than the 64 MiB allowed): make one with `studio password` and paste the line it prints"
     ]
     good = check(make_password_hash(PASSWORD))
     assert good.returncode == 0

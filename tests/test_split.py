@@ -344,7 +344,7 @@ def test_a_restarted_process_finishes_the_run(endpoint: Settings, tmp_path: Path
 
 @pytest.mark.slow
 def test_submit_splits_a_long_speech_and_shows_each_part(endpoint: Settings, tmp_path: Path) -> None:
-    """`python -m worker submit PAYLOAD --split --parallel 2`: a bar per part on one line, one video saved."""
+    """`studio submit PAYLOAD --split --parallel 2`: a bar per part on one line, one video saved."""
     speech_path, _ = speech_with_pauses(tmp_path / "speech.wav", rounds=1)
     payload = tmp_path / "long.json"
     payload.write_text(json.dumps({**job(speech_path), "cond_video": str(EXAMPLES / "media" / "portrait.jpg")}))
@@ -357,7 +357,7 @@ def test_submit_splits_a_long_speech_and_shows_each_part(endpoint: Settings, tmp
     }
     args = ["--split", "--parallel", "2", "--part-s", "7", "--min-part-s", "2", "--download", str(tmp_path / "out")]
     done = subprocess.run(
-        [sys.executable, "-m", "worker", "submit", str(payload), *args],
+        [sys.executable, "-m", "studio", "submit", str(payload), *args],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
 
@@ -368,7 +368,7 @@ def test_submit_splits_a_long_speech_and_shows_each_part(endpoint: Settings, tmp
     assert len(metadata["parts"]) == 2 and metadata["job_id"].startswith("split-")
     assert (tmp_path / "out" / f"{metadata['job_id']}_video.mp4").stat().st_size > 0
     no_split = subprocess.run(
-        [sys.executable, "-m", "worker", "submit", str(payload), "--no-split", "--no-wait"],
+        [sys.executable, "-m", "studio", "submit", str(payload), "--no-split", "--no-wait"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert no_split.returncode == 0 and "parts" not in no_split.stderr, no_split.stderr
