@@ -59,24 +59,29 @@ def _backoff(local: bool) -> Backoff:
 
 def _discover(local: bool) -> tuple[dict[str, int] | None, str | None, bool]:
     """Record jobs the catalogue does not know yet; the queue's places in line where the endpoint gives them, a
-    problem with the listing, and whether any job was new."""
+    problem with the listing, and whether any job was new.
+
+    The store's request files come first (on the first look, and every CLOUD_RESTORE_S on RunPod, which lists no
+    jobs): they say who sent a job, which the local endpoint's listing does not, so a catalogue rebuilt after a
+    wiped disk keeps `submitted_by`. The local listing then adds the jobs no request file names (the command line).
+    """
     catalog, settings = state.catalog(), state.settings()
-    if local:
-        try:
-            listed = state.client().jobs() or []
-        except EndpointError as error:
-            return None, str(error), False
-        adopted = adopt(catalog, listed, settings.endpoint_id)
-        return {job.id: job.position for job in listed if job.position is not None}, None, bool(adopted)
+    restored = False
     last = st.session_state.get(RESTORED_AT)
-    if last is None or time.monotonic() - last >= CLOUD_RESTORE_S:
+    if last is None or (not local and time.monotonic() - last >= CLOUD_RESTORE_S):
         st.session_state[RESTORED_AT] = time.monotonic()
         try:
-            found = recover(catalog, state.store())
+            restored = bool(recover(catalog, state.store()))
         except JobError as error:
             return None, f"could not look for unfinished jobs in the store: {error.message}", False
-        return None, None, bool(found)
-    return None, None, False
+    if not local:
+        return None, None, restored
+    try:
+        listed = state.client().jobs() or []
+    except EndpointError as error:
+        return None, str(error), restored
+    adopted = adopt(catalog, listed, settings.endpoint_id)
+    return {job.id: job.position for job in listed if job.position is not None}, None, bool(adopted) or restored
 
 
 def _notice(run_ids: list[str]) -> None:

@@ -112,7 +112,9 @@ def test_progress_payloads_follow_a_running_job_and_stop_at_its_end(catalog: Cat
 def test_curation_says_whether_the_run_still_exists(catalog: Catalog) -> None:
     catalog.record_submission("job-c", PARAMS, endpoint_id="local")
     assert catalog.set_tags("job-c", [" Launch ", "launch", "a,b", ""])
-    assert catalog.get("job-c")["tag_list"] == ["launch", "a b"]
+    assert catalog.get("job-c")["tag_list"] == ["Launch", "a b"], (
+        "a tag keeps its case; the same tag in another case is one"
+    )
     assert catalog.set_favourite("job-c", True) and catalog.set_note("job-c", "  keep  ")
     assert (catalog.get("job-c")["favourite"], catalog.get("job-c")["note"]) == (1, "keep")
 
