@@ -72,6 +72,9 @@ def test_with_nothing_running_the_page_says_so(live: tuple[StudioClient, Catalog
         live[1].apply_status(run["run_id"], JobStatus.CANCELLED)
     at = _live_page()
     assert "Nothing is queued or running." in texts(at)
+    buttons = {button.label for button in at.button}
+    assert "Start a new one" in buttons, "a session that sent nothing (a new tab, a reconnect) can still start"
+    assert "Submit another" not in buttons, "there is no last job to reuse"
 
 
 def test_a_job_is_followed_from_progress_to_its_video(live: tuple[StudioClient, Catalog]) -> None:

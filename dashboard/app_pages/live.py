@@ -174,11 +174,10 @@ def main() -> None:
 def _submit_another() -> None:
     """Back to Submit, keeping the last job's photo, speech, prompt and parameters, or with a clean form."""
     last = st.session_state.get(state.LAST_JOB)
-    if last is None:
-        st.page_link(navigation.page("submit"), label="Submit a job", icon=":material/add_circle:")
-        return
     keep, fresh = st.columns(2)
-    if keep.button(
+    # "Start a new one" is always offered: a session that has sent nothing here (a fresh tab, or one Streamlit
+    # opened anew after its connection dropped) still gets the way back to an empty form.
+    if last is not None and keep.button(
         "Submit another",
         icon=":material/add_circle:",
         key="live.another",
