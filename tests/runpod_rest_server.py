@@ -230,6 +230,17 @@ CONTAINER_FIELDS = ("image", "args", "disk", "ports", "env", "registry")
 STATUSES = ("RUNNING", "IDLE", "INITIALIZING", "THROTTLED", "UNHEALTHY")
 
 
+SAMPLE_ENDPOINT = {
+    "name": "studio",
+    "type": "QUEUE",
+    "image": "docker.io/you/infinitetalk-worker:1.0",
+    "gpu": {"pools": ["ADA_80_PRO"], "minCudaVersion": "12.1"},
+    "scaling": {"type": "QUEUE_DELAY", "queueDelay": 4},
+    "workers": {"min": 0, "max": 2, "idleTimeout": 60},
+}
+"""A smallest valid CreateEndpointRequest body, which the client and Health tests create."""
+
+
 class Problem(Exception):
     """An RFC 9457 answer."""
 

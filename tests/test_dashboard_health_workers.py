@@ -18,18 +18,11 @@ from core.contract import JobStatus
 from core.prices import PriceTable
 from dashboard.health import read_log
 from tests.dashboard_support import dashboard_env, local_endpoint, open_page, texts
+from tests.runpod_rest_server import SAMPLE_ENDPOINT as ENDPOINT
 from tests.runpod_rest_server import RunPodV2Server, billing_record, log_line, worker
 from tests.s3server import free_port
 
 KEY = "rpa_HEALTHKEY0123456789"
-ENDPOINT = {
-    "name": "studio",
-    "type": "QUEUE",
-    "image": "docker.io/you/infinitetalk-worker:1.0",
-    "gpu": {"pools": ["ADA_80_PRO"], "minCudaVersion": "12.1"},
-    "scaling": {"type": "QUEUE_DELAY", "queueDelay": 4},
-    "workers": {"min": 0, "max": 2, "idleTimeout": 60},
-}
 HOSTILE = "**not bold** [a link](http://evil.example/x) ![beacon](http://evil.example/b.png) <b>tag</b>"
 MISSING = "E_PIPELINE_LOAD: missing /runpod-volume/models/Wan2.1-I2V-14B-480P/config.json (set CKPT_DIR)"
 

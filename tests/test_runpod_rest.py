@@ -18,18 +18,11 @@ import pytest
 
 from client.runpod_rest import RunPodRest, RunPodRestError
 from tests import runpod_v2_subset
+from tests.runpod_rest_server import SAMPLE_ENDPOINT as ENDPOINT
 from tests.runpod_rest_server import RunPodV2Server, billing_record, log_line, validate, worker
 
 KEY = "rpa_TESTKEY0123456789abcdef"
 MIRROR = Path("/work/.mirror/runpod+docs/repo")
-ENDPOINT = {
-    "name": "studio",
-    "type": "QUEUE",
-    "image": "docker.io/you/infinitetalk-worker:1.0",
-    "gpu": {"pools": ["ADA_80_PRO"], "minCudaVersion": "12.1"},
-    "scaling": {"type": "QUEUE_DELAY", "queueDelay": 4},
-    "workers": {"min": 0, "max": 2, "idleTimeout": 60},
-}
 
 
 @pytest.fixture
