@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import sqlite3
 import threading
@@ -13,14 +14,18 @@ from typing import Any
 from catalog.schema import FACET_COLUMNS
 
 SORTS = {
-    "newest": "created_at DESC",
-    "oldest": "created_at ASC",
-    "longest": "video_duration_s DESC NULLS LAST, created_at DESC",
-    "slowest": "total_ms DESC NULLS LAST, created_at DESC",
-    "steps": "sample_steps DESC, created_at DESC",
-    "costliest": "cost_usd DESC NULLS LAST, created_at DESC",
-    "cheapest": "cost_usd ASC NULLS LAST, created_at DESC",
+    "newest": "created_at DESC, rowid DESC",
+    "oldest": "created_at ASC, rowid ASC",
+    "longest": "video_duration_s DESC NULLS LAST, created_at DESC, rowid DESC",
+    "slowest": "total_ms DESC NULLS LAST, created_at DESC, rowid DESC",
+    "steps": "sample_steps DESC NULLS LAST, created_at DESC, rowid DESC",
+    "costliest": "cost_usd DESC NULLS LAST, created_at DESC, rowid DESC",
+    "cheapest": "cost_usd IS NULL, cost_usd ASC, created_at DESC, rowid ASC",
 }
+"""Each sort's order, to the last tie: runs made in the same minute (a batch's items) come in one order every
+time, whichever way the page is found, so paging never shows a run twice or skips one. Each is exactly the order of
+an index (SORT_INDEXES; the rowid is every index's last column): DESC puts NULL last by itself, and Cheapest
+first, whose unknown costs go last, has an index on `cost_usd IS NULL` first."""
 FILTER_COLUMNS = {*FACET_COLUMNS, "endpoint_id", "favourite", "job_id", "submitted_by"}
 MAX_PER_PAGE = 200
 COUNTED = "batch_items IS NULL"
@@ -85,10 +90,10 @@ def safe_fts_query(text: str) -> str:
     return " ".join(f'"{word}"*' for word in words)
 
 
-WALK_BUDGET = 20_000
-"""Rows of a sort's index a page may expect to walk, checking each against the text matches, rather than sorting
-every match: with matches spread over the order, reaching row n of the page takes n × runs / matches steps (at
-100 000 runs, 5 700 matches: 5 ms walking against 25 ms sorting)."""
+WALK_BUDGET = 200_000
+"""Runs of a sort's index a page may walk at most, in the sort's order, keeping those the other filters pass, to
+find its text matches among them (see `_walk`). A page walks only when it expects fewer steps than there are text
+matches to fetch and sort instead (row n of the page is about n × runs / matches steps in); 0 never walks."""
 
 EXACT_LIMIT = 5_000
 """Candidates a search may look up one by one to count them exactly (measured at a million runs: about 1.3 µs of
@@ -105,9 +110,12 @@ SORT_INDEXES = {
     "newest": "idx_runs_created_at",
     "oldest": "idx_runs_created_at",
     "longest": "idx_runs_video_duration_s_created_at",
-    "costliest": "idx_runs_cost_usd",
+    "slowest": "idx_runs_total_ms_created_at",
+    "steps": "idx_runs_sample_steps_created_at",
+    "costliest": "idx_runs_cost_usd_created_at",
+    "cheapest": "idx_runs_cheapest",
 }
-"""The index that holds the runs in each sort's order (catalog/schema.py): a page of many matches walks it."""
+"""The index that holds the runs in each sort's order (catalog/schema.py, version 12): a page walks it."""
 
 
 def _sampled(rowid: str, cut: int) -> str:
@@ -180,6 +188,11 @@ class _Tally:
     per_combo: dict[int, tuple[float, float, float]]
     approximate: bool = False
 
+    def runs_in_combos(self) -> int:
+        """How many runs have the combinations the facet filters allow (what a page walking a sort's index
+        steps through, less what the other filters leave out)."""
+        return sum(int(row[-3]) for row in self.combos.values())
+
     def sums(self) -> tuple[float, float, float]:
         """Runs, priced runs and dollars over every combination."""
         runs = priced = usd = 0.0
@@ -192,8 +205,9 @@ def _tally(look: _Look) -> _Tally:
     """Count the matches per facet combination, exactly, or from a sample past EXACT_LIMIT candidates.
 
     Narrowed by facets alone (or not at all), the counts kept per combination answer at once. Otherwise the
-    candidates come from the full-text index (words, a tag) or the date index, each looked up by rowid in the
-    narrow `run_combos` (combination, date, cost), and in `runs` only for conditions nothing narrower holds.
+    candidates come from the full-text index (words, a tag: read in its own rowid order, never gathered) or the
+    date index, each looked up by rowid in the narrow `run_combos` (combination, date, cost), and in `runs` only
+    for conditions nothing narrower holds.
     Costs are summed in the same pass (a few more additions): History shows a search's cost under its grid, and
     `cost_total` then reads the tally the search kept instead of looking every match up again.
     """
@@ -216,11 +230,12 @@ def _tally(look: _Look) -> _Tally:
     candidates: str | None = None
     found: int | None = None
     if parts.match is not None:
-        found = look.matches()
-        source, rowid = f"{MATCHES} AS m LEFT JOIN run_combos AS c ON c.run_rowid = m.run_rowid", "m.run_rowid"
+        found = look.text_matches()
+        # LEFT JOINs keep the text index the outer loop: each match (or each sampled one) is looked up by rowid.
+        source, rowid = "runs_fts LEFT JOIN run_combos AS c ON c.run_rowid = runs_fts.rowid", "runs_fts.rowid"
         if parts.row:
-            source += " LEFT JOIN runs ON runs.rowid = m.run_rowid"
-        driver, driver_args = ["1"], []
+            source += " LEFT JOIN runs ON runs.rowid = runs_fts.rowid"
+        driver, driver_args = ["runs_fts MATCH ?"], [parts.match]
         clauses += _Parts.sql(parts.dates, "c")
         args += parts.date_args
     else:
@@ -270,11 +285,6 @@ CACHED_SEARCHES = 32
 page, a sort, opening a run), and while the catalogue is unchanged the counts of the same search are too."""
 _cached = threading.local()
 
-MATCHES = "temp.search_matches"
-"""Where a search gathers its text matches, once: the counts, the sample and the page all read them from here
-rather than each asking the full-text index again (at a million runs, each pass over a common word's 100 000
-matches cost as much as the rest of the search). A temporary table, private to the connection."""
-
 
 def clear_cache() -> None:
     """Forget this thread's tallies (the benchmark times searches as a first look at them)."""
@@ -282,7 +292,7 @@ def clear_cache() -> None:
 
 
 class _Look:
-    """One search's look at the catalogue: one read snapshot, the text matches gathered once, the kept tallies.
+    """One search's look at the catalogue: one read snapshot, its count of text matches, the kept tallies.
 
     The tallies are kept per search while the catalogue file is unchanged: its change counter is SQLite's
     `data_version` (it moves when another connection commits) with this connection's own `total_changes`, so
@@ -316,24 +326,18 @@ class _Look:
                 with contextlib.suppress(sqlite3.Error):
                     self.conn.execute("ROLLBACK")
             return
-        try:
-            if self.found is not None:
-                self.conn.execute(f"DELETE FROM {MATCHES}")
-            # This search's own writes (the gathered matches) are no change to the catalogue.
-            _cached.kept = (self.conn, self._version(), _cached.kept[2])
-        finally:
-            if self.began:
-                self.conn.execute("COMMIT")
+        if self.began:
+            self.conn.execute("COMMIT")
 
-    def matches(self) -> int:
-        """Gather the text matches into MATCHES (once per search); how many there are."""
+    def text_matches(self) -> int:
+        """How many runs the full-text part matches (once per search). Counting reads the index's list of runs
+        for the words and nothing else: 100 000 matches cost a few ms, where gathering them (a row each, into a
+        table or to Python) cost 25 ms and more."""
         if self.found is None:
             assert self.parts.match is not None
-            self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS search_matches (run_rowid INTEGER PRIMARY KEY)")
-            self.conn.execute(f"DELETE FROM {MATCHES}")
             self.found = self.conn.execute(
-                f"INSERT INTO {MATCHES} SELECT rowid FROM runs_fts WHERE runs_fts MATCH ?", (self.parts.match,)
-            ).rowcount
+                "SELECT COUNT(*) FROM runs_fts WHERE runs_fts MATCH ?", (self.parts.match,)
+            ).fetchone()[0]
         return self.found
 
     def tally(self) -> _Tally:
@@ -361,22 +365,10 @@ def _facets(tally: _Tally) -> dict[str, dict[Any, int]]:
     }
 
 
-def _page(look: _Look, sort: str, page: int, per_page: int, total: int) -> list[dict[str, Any]]:
-    """One page of matching runs in the sort's order.
-
-    With many text matches spread over the order, walking the sort's index and checking each run against the
-    matches finds the page in a few hundred steps; with few, SQLite fetches the matches and sorts them.
-    """
-    conn, parts = look.conn, look.parts
-    index = SORT_INDEXES.get(sort)
-    size = conn.execute("SELECT COALESCE(SUM(run_count), 0) FROM facet_combos").fetchone()[0]
-    walk = parts.match is not None and index is not None and page * per_page * size <= WALK_BUDGET * total
+def _filters(parts: _Parts) -> tuple[list[str], list[Any]]:
+    """Every condition but the words, on `runs` columns, with their arguments: what a sort's index is walked with."""
     clauses: list[str] = []
     args: list[Any] = []
-    if parts.match is not None:
-        # Walking the index, the unary + keeps SQLite from turning the text matches into rowid lookups.
-        look.matches()
-        clauses.append(("+" if walk else "") + f"runs.rowid IN (SELECT run_rowid FROM {MATCHES})")
     for more, more_args in (
         (parts.facet, parts.facet_args),
         (parts.dates, parts.date_args),
@@ -385,13 +377,78 @@ def _page(look: _Look, sort: str, page: int, per_page: int, total: int) -> list[
         clauses += _Parts.sql(more, "runs")
         args += more_args
     clauses.append(COUNTED)
-    source = f"runs INDEXED BY {index}" if walk else "runs"
-    cursor = conn.execute(
-        f"SELECT * FROM {source} WHERE {' AND '.join(clauses)} ORDER BY {SORTS[sort]} LIMIT ? OFFSET ?",
-        [*args, per_page, (page - 1) * per_page],
-    )
+    return clauses, args
+
+
+def _fetch(conn: sqlite3.Connection, sql: str, args: list[Any]) -> list[dict[str, Any]]:
+    cursor = conn.execute(sql, args)
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _page(look: _Look, tally: _Tally, sort: str, page: int, per_page: int, total: int) -> list[dict[str, Any]]:
+    """One page of matching runs in the sort's order (SORTS, ties included).
+
+    Without words, SQLite reads the page off an index. With words, a page of a common word is found by walking
+    the sort's index (`_walk`) and a page of a rare one by fetching every match and sorting them: whichever
+    expects fewer steps, the walk about `page × per_page × runs / matches` of them.
+    """
+    conn, parts = look.conn, look.parts
+    clauses, args = _filters(parts)
+    order, window = SORTS[sort], [per_page, (page - 1) * per_page]
+    if parts.match is None:
+        return _fetch(
+            conn,
+            f"SELECT * FROM runs WHERE {' AND '.join(clauses)} ORDER BY {order} LIMIT ? OFFSET ?",
+            [*args, *window],
+        )
+    found = look.text_matches()
+    steps = WALK_MARGIN * page * per_page * tally.runs_in_combos() / max(total, 1)
+    if steps <= min(found, WALK_BUDGET):
+        hits = _walk(look, clauses, args, sort, page * per_page, max(int(steps), 2 * page * per_page), found)
+        if hits is not None:
+            return _fetch(
+                conn,
+                f"SELECT * FROM runs WHERE rowid IN (SELECT value FROM json_each(?)) ORDER BY {order} LIMIT ? OFFSET ?",
+                [hits, *window],
+            )
+    # NOT INDEXED: the matches drive, each looked up by rowid; SQLite sorts them.
+    return _fetch(
+        conn,
+        f"SELECT * FROM runs NOT INDEXED WHERE rowid IN (SELECT rowid FROM runs_fts WHERE runs_fts MATCH ?) "
+        f"AND {' AND '.join(clauses)} ORDER BY {order} LIMIT ? OFFSET ?",
+        [parts.match, *args, *window],
+    )
+
+
+WALK_MARGIN = 1.5
+"""How many more runs than expected a walk takes at first: the matches are not spread evenly, and a second walk
+costs more than a longer first one."""
+
+
+def _walk(look: _Look, clauses: list[str], args: list[Any], sort: str, need: int, steps: int, found: int) -> str | None:
+    """The text matches among the first runs of the sort's order that pass the other filters, as a JSON list of
+    rowids holding at least the `need` first matches; None when that would take more steps than sorting.
+
+    The first `steps` such runs are read off the sort's index (SORT_INDEXES) into a small table, and the full-text
+    index's list of runs for the words is read through once, keeping those in it: that list costs a tenth of a
+    µs a run, a looked-up row a µs or two. Every run past the walked ones comes later in the order, so once `need`
+    of them match, the page is among them, exactly. Too few: walked again four times as far.
+    """
+    order = SORTS[sort]
+    sql = (
+        f"WITH walked(r) AS MATERIALIZED (SELECT runs.rowid FROM runs INDEXED BY {SORT_INDEXES[sort]} "
+        f"WHERE {' AND '.join(clauses)} ORDER BY {order} LIMIT ?) "
+        "SELECT (SELECT COUNT(*) FROM walked), (SELECT json_group_array(rowid) FROM runs_fts "
+        "WHERE runs_fts MATCH ? AND +rowid IN (SELECT r FROM walked))"
+    )
+    while True:
+        walked, hits = look.conn.execute(sql, [*args, steps, look.parts.match]).fetchone()
+        if walked < steps or len(json.loads(hits)) >= need:  # the whole order walked, or enough found
+            return str(hits)
+        steps *= 4
+        if steps > min(found, WALK_BUDGET):
+            return None
 
 
 def _run(
@@ -400,7 +457,7 @@ def _run(
     with _Look(conn, _parts(fts, filters)) as look:
         tally = look.tally()
         total = round(tally.sums()[0])
-        rows = _page(look, sort, page, per_page, total) if total else []
+        rows = _page(look, tally, sort, page, per_page, total) if total else []
     return SearchResult(rows, total, page, per_page, _facets(tally), approximate=tally.approximate)
 
 

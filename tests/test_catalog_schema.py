@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from catalog import Catalog
+from catalog import Catalog, search
 from catalog.schema import MIGRATIONS, SCHEMA_VERSION
 from catalog.search import CostTotal
 
@@ -247,3 +247,45 @@ def test_a_version_10_file_gets_the_kept_counts_dates_and_sort_indexes(tmp_path:
     assert catalog.search("", created_from="2026-02-01").total == 2
     catalog.record_submission("d", {"size": "infinitetalk-480"}, endpoint_id="local", status="COMPLETED")
     assert _kept_counts(catalog) == _counted_now(catalog), "and writes after the migration keep them"
+
+
+def test_a_version_11_file_gets_an_index_for_every_sort_and_its_pages_walk_them(tmp_path: Path) -> None:
+    """Version 12 (issue 32): Slowest, Most steps, Costliest and Cheapest first each walk an index in exactly their
+    order; the index by cost alone goes, and the pages keep their order, unknown values last."""
+    path = tmp_path / "v11.db"
+    old = file_at_version(path, 11)
+    base = {"status": "COMPLETED", "favourite": 0, "tags": "", "size": "infinitetalk-480", "prompt": "a chef"}
+    old["runs"].insert_all(
+        [
+            {
+                **base,
+                "run_id": "a",
+                "job_id": "a",
+                "created_at": "2026-01-01T00:00:00Z",
+                "total_ms": 5,
+                "cost_usd": 0.2,
+            },
+            {**base, "run_id": "b", "job_id": "b", "created_at": "2026-02-01T00:00:00Z", "total_ms": 9},
+            {**base, "run_id": "c", "job_id": "c", "created_at": "2026-03-01T00:00:00Z", "cost_usd": 0.1},
+            {**base, "run_id": "d", "job_id": "d", "created_at": "2026-03-01T00:00:00Z", "cost_usd": 0.1},
+        ]
+    )
+    assert "idx_runs_cost_usd" in {row[1] for row in old.conn.execute("PRAGMA index_list(runs)")}
+    old.conn.close()
+
+    catalog = Catalog(path)
+
+    assert catalog.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 12
+    indexes = {row[1] for row in catalog.conn.execute("PRAGMA index_list(runs)")}
+    assert set(search.SORT_INDEXES.values()) <= indexes and "idx_runs_cost_usd" not in indexes
+    for sort, index in search.SORT_INDEXES.items():
+        plan = " ".join(
+            str(row[-1])
+            for row in catalog.conn.execute(
+                f"EXPLAIN QUERY PLAN SELECT rowid FROM runs INDEXED BY {index} ORDER BY {search.SORTS[sort]} LIMIT 1"
+            )
+        )
+        assert "TEMP B-TREE" not in plan, f"{sort} is read in order off {index}, never sorted: {plan}"
+    order = {sort: [r["run_id"] for r in catalog.search("chef", sort=sort).rows] for sort in search.SORTS}
+    assert order["slowest"] == ["b", "a", "d", "c"] and order["cheapest"] == ["c", "d", "a", "b"]
+    assert order["costliest"] == ["a", "d", "c", "b"], "the same cost: newest first, then the later written"
