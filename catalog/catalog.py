@@ -22,6 +22,7 @@ from catalog import bucket
 from catalog.records import (
     FINAL_RANK,
     InvalidRecord,
+    gpu_columns,
     known_status,
     metadata_row,
     param_columns,
@@ -303,6 +304,13 @@ class Catalog:
 
     @staticmethod
     def _progress_event(conn: sqlite3.Connection, run_id: str, payload: dict[str, Any]) -> None:
+        gpu = gpu_columns(payload.get("gpu"))
+        if gpu.get("gpu_name"):  # the worker names its GPU on every payload: a run cancelled on RunPod (no result)
+            # is still priced from it when it ends (core.prices.run_cost); a result's own GPU replaces it.
+            conn.execute(
+                "UPDATE runs SET gpu_name = ?, gpu_count = ? WHERE run_id = ? AND gpu_name IS NULL",
+                (gpu["gpu_name"], gpu["gpu_count"], run_id),
+            )
         last = conn.execute(
             "SELECT stage, pct FROM progress_events WHERE run_id = ? ORDER BY id DESC LIMIT 1", (run_id,)
         ).fetchone()

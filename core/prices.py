@@ -342,3 +342,38 @@ def run_cost(run: dict[str, Any], table: PriceTable) -> float | None:
         return None
     count = run.get("gpu_count") or 1
     return round(seconds * price * max(1, int(count)), 6)
+
+
+def only_gpu_type(pools: list[str], excluded: list[str], catalog: CatalogPrices | None) -> CatalogGpu | None:
+    """The one GPU type an endpoint's configuration lets its workers run on: the types RunPod's catalogue puts in
+    its pools, less its excluded types, when exactly one is left. None when several are (RunPod's /status answer
+    does not say which one ran a job, so any one's price would be a guess) or the catalogue was never read."""
+    if catalog is None:
+        return None
+    wanted, left_out = set(pools), {name.strip() for name in excluded}
+    allowed = {gpu.id: gpu for gpu in catalog.gpus if gpu.pool in wanted and gpu.id not in left_out}
+    return next(iter(allowed.values())) if len(allowed) == 1 else None
+
+
+WORKER_REPORTED = "the GPU its worker reported"
+PREVIEW_PRICED = "the preview engine, which costs $0"
+
+
+def cancelled_cost(
+    run: dict[str, Any], table: PriceTable, only: CatalogGpu | None = None, count: int = 1
+) -> tuple[float | None, str | None]:
+    """What a cancelled run cost, and what priced it, in words; (None, None) when nobody can say.
+
+    RunPod's /status answer for a cancelled job carries no result, so no GPU. Its cost is known exactly only when:
+    the catalogue priced it anyway (the preview engine; a GPU its worker named on a progress payload or in the
+    metadata.json it left); or the endpoint's configuration allows a single GPU type (`only`, from only_gpu_type,
+    on `count` GPUs per worker), priced by run_cost like any other run. Anything else is left unpriced: never a
+    guess."""
+    cost = run.get("cost_usd")
+    if cost is not None:
+        free = run.get("engine") == PREVIEW_ENGINE or gpu_class(run.get("gpu_name")) == CPU
+        return float(cost), PREVIEW_PRICED if free else WORKER_REPORTED
+    if only is None or run.get("gpu_name"):
+        return None, None
+    cost = run_cost({**run, "gpu_name": only.id, "gpu_count": count}, table)
+    return (cost, f"the endpoint's only GPU type, {only.name}") if cost is not None else (None, None)

@@ -97,15 +97,6 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
-def spend_per_day(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Dollars spent per day (Catalog.spend rows), one column `spend ($)`, days with runs only."""
-    frame = _frame(rows)
-    if frame.empty:
-        return pd.DataFrame(columns=["spend ($)"])
-    daily = frame.set_index("finished_at")["cost_usd"].astype(float).resample("1D").sum()
-    return pd.DataFrame({"spend ($)": daily})
-
-
 def cost_per_video_second(rows: list[dict[str, Any]], bucket: str) -> pd.DataFrame:
     """Dollars per second of video made, per time bucket: what a second of talking video costs."""
     frame = _frame(rows).dropna(subset=["video_duration_s"])
@@ -115,38 +106,3 @@ def cost_per_video_second(rows: list[dict[str, Any]], bucket: str) -> pd.DataFra
     grouped = frame.set_index("finished_at")[["cost_usd", "video_duration_s"]].astype(float).resample(bucket).sum()
     grouped = grouped[grouped["video_duration_s"] > 0]
     return pd.DataFrame({"$ per video second": grouped["cost_usd"] / grouped["video_duration_s"]})
-
-
-def spend_charts(catalog: Any, endpoint_id: str, since: str, bucket: str) -> None:
-    """Health's spend per day and cost per second of video, over the runs that finished in the window."""
-    import streamlit as st
-
-    from dashboard import views
-
-    rows = catalog.spend(endpoint_id, since=since)
-    left, right = st.columns(2)
-    with left:
-        st.markdown("**Spend per day**")
-        daily = spend_per_day(rows)
-        if daily.empty:
-            st.caption("No priced runs in this window.")
-        elif not daily.to_numpy().any():
-            # All $0: a chart of zeros drew an axis of "0.000000" ticks (issue 29); the sum says it plainly.
-            st.metric("Spent in this window", dollars(0))
-            if all(row.get("engine") == PREVIEW_ENGINE for row in rows):
-                st.caption("Every run here was made by the local preview engine, which costs $0.")
-        else:
-            views.time_chart(daily, "dollars", kind="bar", bucket="1D")
-            free = sum(1 for row in rows if row.get("engine") == PREVIEW_ENGINE)
-            if free == len(rows):
-                st.caption("Every run here was made by the local preview engine, which costs $0.")
-    with right:
-        st.markdown(f"**Cost per second of video** (per {bucket})")
-        per_second = cost_per_video_second(rows, bucket)
-        if per_second.empty:
-            st.caption("No priced videos in this window.")
-        elif not per_second.fillna(0).to_numpy().any():
-            st.metric("Per second of video", dollars(0))
-        else:
-            views.time_chart(per_second, "dollars per second of video")
-    st.caption(catalog.prices.summary())

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from catalog import Catalog
@@ -98,3 +99,48 @@ def test_tick_labels_change_with_the_span() -> None:
     assert views.time_format(pd.Timedelta(minutes=5)) == "%H:%M:%S"
     assert views.time_format(pd.Timedelta(hours=1)) == "%H:%M"
     assert views.time_format(pd.Timedelta(days=7)) == "%a %d %b"
+
+
+H100 = {"name": "NVIDIA H100 80GB HBM3", "count": 1}
+
+
+def _cancelled(catalog: Catalog, job_id: str, execution_ms: int | None, gpu: dict | None = None) -> None:
+    """A job cancelled as RunPod's /status reports it: an execution time and no output. One that ran was seen
+    running first, its worker's progress payload naming `gpu` (or, from an older worker, nothing)."""
+    catalog.record_submission(job_id, example_job(job_id), endpoint_id="local")
+    if execution_ms:
+        progress = {"stage": "generation", "pct": 40.0, **({"gpu": gpu} if gpu else {})}
+        catalog.apply_status(job_id, JobStatus.IN_PROGRESS, progress=progress)
+    catalog.apply_status(job_id, JobStatus.CANCELLED, execution_ms=execution_ms, delay_ms=300)
+
+
+def _chart_data(at: object, y_title: str) -> pd.DataFrame:
+    """The data a chart draws (its one dataset, sent to the browser as Arrow), by its y axis's title."""
+    for chart in at.get("vega_lite_chart"):  # type: ignore[attr-defined]
+        if _spec(chart)["encoding"]["y"]["title"] == y_title:
+            (dataset,) = chart.proto.datasets
+            return pa.ipc.open_stream(dataset.data.data).read_pandas()
+    raise AssertionError(f"no chart of {y_title}")
+
+
+def test_the_money_charts_count_cancelled_jobs_priced_where_known_and_their_gpu_time_where_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 29 item 13: a cancelled job that ran used a worker, so it is spending; never a guessed figure."""
+    dashboard_env(monkeypatch, tmp_path / "data")
+    catalog = Catalog(tmp_path / "data" / "catalog.db")
+    catalog.record_submission("done", example_job("done"), endpoint_id="local")
+    output = {"status": "success", "job_id": "done", "engine": {"name": "infinitetalk"}, "gpu": H100}
+    catalog.apply_status("done", JobStatus.COMPLETED, output=output, execution_ms=100_000)
+    _cancelled(catalog, "named", 40_000, H100)
+    _cancelled(catalog, "silent", 95_000)
+    _cancelled(catalog, "queued", None)
+    at = open_page("health")
+    spend = _chart_data(at, "dollars").pivot_table(index="series", values="value", aggfunc="sum")["value"]
+    assert spend.to_dict() == {"finished jobs": pytest.approx(0.116), "cancelled jobs": pytest.approx(0.0464)}
+    shown = texts(at)
+    assert "Spent in this window: $0.16" in shown, "100 s and 40 s on an H100, the cancelled job included"
+    assert "Counted above: 1 cancelled job, 40 s of GPU time, $0.05 (priced 1 by the GPU its worker reported)." in shown
+    assert "1 cancelled job, 95 s of GPU time, not priced: RunPod does not say which GPU ran them." in shown, (
+        "the job cancelled while queued used no worker and is not counted"
+    )

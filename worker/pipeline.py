@@ -203,6 +203,9 @@ def _engine(run: Run, engine: Engine | None) -> Engine:
     with run.timed("load_ms"):
         loaded = engine or load_engine(run.settings)
     run.engine_info = {"name": loaded.name, "version": loaded.version}
+    # From here every progress payload names the GPU (the engine has imported torch): a job cancelled on RunPod
+    # has no result, and its last payload is then the only word of which GPU it ran on, for its cost.
+    run.report.gpu = run.gpu.model_dump()
     run.report.stage(Stage.PIPELINE_WARM_OK, {"engine": loaded.name})
     return loaded
 

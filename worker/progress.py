@@ -71,6 +71,9 @@ class Reporter:
         self.item_id = item_id
         self.last: dict[str, Any] = {}
         self.partial_video: dict[str, Any] | None = None
+        self.gpu: dict[str, Any] | None = None
+        """The GPU the job runs on (`{name, count}`, core.contract.GpuInfo), once the engine is loaded: every later
+        payload carries it, so a job cancelled before its result still says what it ran on (core/prices.py)."""
         self._lock = threading.Lock()
 
     def _overall(self, pct: float) -> float:
@@ -87,6 +90,8 @@ class Reporter:
         }
         if self.item_count > 1:
             payload.update(item_index=self.item_index, item_count=self.item_count, item_id=self.item_id)
+        if self.gpu is not None:
+            payload["gpu"] = self.gpu
         with self._lock:
             if self.partial_video is not None and stage not in (Stage.COMPLETED, Stage.ERROR):
                 payload["partial_video"] = self.partial_video

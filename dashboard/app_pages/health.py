@@ -5,12 +5,27 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
 
+import pandas as pd
 import streamlit as st
 
-from client.runpod_rest import RunPodRest
-from core.contract import utc_now
-from core.prices import SHORT_NAMES, gpu_class
+from catalog import Catalog
+from catalog.spending import spent_runs
+from client.runpod_rest import RunPodRest, RunPodRestError
+from core.contract import JobStatus, utc_now
+from core.prices import (
+    PREVIEW_ENGINE,
+    SHORT_NAMES,
+    CatalogGpu,
+    PriceTable,
+    billed_seconds,
+    cancelled_cost,
+    gpu_class,
+    only_gpu_type,
+)
 from core.settings import Settings
 from dashboard import cost, state, views
 from dashboard.config import describe_endpoint
@@ -40,6 +55,140 @@ WINDOWS = {"Last hour": dt.timedelta(hours=1), "Last day": dt.timedelta(days=1),
 WORKER_STATES = ("idle", "running", "initializing", "throttled", "unhealthy")
 BUCKET_WORDS = {"5min": "5 minutes", "1h": "hour", "1D": "day"}
 JOB_STATES = {"inQueue": "In queue", "inProgress": "In progress", "completed": "Completed", "failed": "Failed"}
+
+
+# How long the endpoint's GPU configuration, read to price cancelled jobs, is trusted before it is read again.
+# (A page's bare string would be drawn by Streamlit's magic: comments here, not docstrings.)
+ENDPOINT_GPU_MAX_AGE_S = 300.0
+FINISHED, CANCELLED = "finished jobs", "cancelled jobs"
+
+
+@dataclass
+class Spending:
+    """The window's runs as the money charts count them: priced runs (cancelled ones priced exactly among them,
+    with what priced each), and cancelled runs nobody can price, counted with the time they ran."""
+
+    priced: list[dict[str, Any]] = field(default_factory=list)  # catalog.spending rows, cost_usd set
+    cancelled_sources: dict[str, int] = field(default_factory=dict)  # what priced cancelled runs → how many
+    cancelled_seconds: int = 0
+    unpriced: int = 0
+    unpriced_seconds: int = 0
+    untimed: int = 0  # unpriced cancelled runs whose execution time the endpoint did not report either
+
+
+def _endpoint_gpu(settings: Settings, prices: PriceTable) -> tuple[CatalogGpu | None, int]:
+    """The one GPU type this RunPod endpoint's configuration allows (its pools less its excluded types, by RunPod's
+    GPU catalogue) and its GPUs per worker; (None, 1) when it allows several, or cannot be read. Read with the
+    API key at most every ENDPOINT_GPU_MAX_AGE_S, and only when a cancelled job needs it."""
+    if not on_runpod(settings) or not settings.api_key:
+        return None, 1
+    held = st.session_state.get(K + "endpoint_gpu")
+    if held is None or held[0] != settings.endpoint_id or time.monotonic() - held[1] > ENDPOINT_GPU_MAX_AGE_S:
+        try:
+            gpu = _rest(settings).endpoint(settings.endpoint_id).gpu
+        except RunPodRestError:
+            gpu = None  # the cancelled jobs stay unpriced; the workers board says why RunPod cannot be read
+        config = (gpu.pools, gpu.excluded_types, gpu.count) if gpu is not None else None
+        held = (settings.endpoint_id, time.monotonic(), config)
+        st.session_state[K + "endpoint_gpu"] = held
+    config = held[2]
+    if config is None:
+        return None, 1
+    return only_gpu_type(config[0], config[1], prices.catalog), max(1, int(config[2]))
+
+
+def spending(catalog: Catalog, settings: Settings, since: str) -> Spending:
+    """Price the window's runs: a cancelled run by what its worker reported, else by the endpoint's only GPU type;
+    one that neither prices is counted, never given a guessed cost."""
+    spent = Spending()
+    rows = spent_runs(catalog, settings.endpoint_id, since=since)
+    needs_endpoint = any(r["status"] == JobStatus.CANCELLED and r["cost_usd"] is None for r in rows)
+    only, count = _endpoint_gpu(settings, catalog.prices) if needs_endpoint else (None, 1)
+    for row in rows:
+        if row["status"] != JobStatus.CANCELLED:
+            spent.priced.append(row)
+            continue
+        seconds = billed_seconds(row)
+        usd, source = cancelled_cost(row, catalog.prices, only, count)
+        if usd is None or source is None:
+            spent.unpriced += 1
+            spent.unpriced_seconds += seconds or 0
+            spent.untimed += seconds is None
+            continue
+        spent.priced.append({**row, "cost_usd": usd})
+        spent.cancelled_seconds += seconds or 0
+        spent.cancelled_sources[source] = spent.cancelled_sources.get(source, 0) + 1
+    return spent
+
+
+def _jobs(n: int) -> str:
+    return f"{n} cancelled job{'s' if n != 1 else ''}"
+
+
+def cancelled_words(spent: Spending) -> list[str]:
+    """What the money charts say of cancelled jobs: those priced and what priced them, and those nobody can price
+    with their GPU time."""
+    lines = []
+    priced = sum(spent.cancelled_sources.values())
+    if priced:
+        usd = sum(float(r["cost_usd"]) for r in spent.priced if r["status"] == JobStatus.CANCELLED)
+        sources = "; ".join(f"{n} by {source}" for source, n in spent.cancelled_sources.items())
+        lines.append(
+            f"Counted above: {_jobs(priced)}, {spent.cancelled_seconds:,} s of GPU time, "
+            f"{cost.dollars(usd)} (priced {sources})."
+        )
+    if spent.unpriced:
+        untimed = f" ({spent.untimed} of them with no execution time reported)" if spent.untimed else ""
+        lines.append(
+            f"{_jobs(spent.unpriced)}, {spent.unpriced_seconds:,} s of GPU time{untimed}, not priced: RunPod does "
+            "not say which GPU ran them."
+        )
+    return lines
+
+
+def spend_by_day(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Dollars per day, finished and cancelled jobs as two stacked series (days with priced runs only)."""
+    frame = pd.DataFrame(rows, columns=["finished_at", "cost_usd", "status"])
+    if frame.empty:
+        return pd.DataFrame(columns=[FINISHED])
+    frame["finished_at"] = pd.to_datetime(frame["finished_at"], utc=True, format="ISO8601")
+    frame["series"] = [CANCELLED if s == JobStatus.CANCELLED else FINISHED for s in frame["status"]]
+    daily = frame.pivot_table(
+        index=pd.Grouper(key="finished_at", freq="1D"), columns="series", values="cost_usd", aggfunc="sum"
+    ).fillna(0.0)
+    return daily[[name for name in (FINISHED, CANCELLED) if name in daily.columns]].astype(float)
+
+
+def spend_charts(spent: Spending, prices: PriceTable, bucket: str) -> None:
+    """Spend per day (cancelled jobs stacked on finished ones) and cost per second of video, over the runs that
+    finished in the window; then what the cancelled jobs used, and where the prices come from."""
+    rows = spent.priced
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Spend per day**")
+        daily = spend_by_day(rows)
+        if daily.empty:
+            st.caption("No priced runs in this window.")
+        elif not daily.to_numpy().any():
+            # All $0: a chart of zeros drew an axis of "0.000000" ticks (issue 29); the sum says it plainly.
+            st.metric("Spent in this window", cost.dollars(0))
+        else:
+            views.time_chart(daily, "dollars", kind="bar", bucket="1D")
+            st.caption(f"Spent in this window: {cost.dollars(float(daily.to_numpy().sum()))}")
+        if rows and all(row.get("engine") == PREVIEW_ENGINE for row in rows):
+            st.caption("Every run here was made by the local preview engine, which costs $0.")
+    with right:
+        st.markdown(f"**Cost per second of video** (per {BUCKET_WORDS[bucket]})")
+        per_second = cost.cost_per_video_second(rows, bucket)
+        if per_second.empty:
+            st.caption("No priced videos in this window.")
+        elif not per_second.fillna(0).to_numpy().any():
+            st.metric("Per second of video", cost.dollars(0))
+        else:
+            views.time_chart(per_second, "dollars per second of video")
+    for line in cancelled_words(spent):
+        st.caption(line)
+    st.caption(prices.summary())
 
 
 def _now_counts(reading: HealthReading) -> None:
@@ -107,7 +256,7 @@ def board() -> None:
         views.time_chart(
             rates, "share of finished jobs", kind="bar", percent=True, window=window, bucket=bucket, scheme="reds"
         )
-    cost.spend_charts(catalog, settings.endpoint_id, since_text, bucket)
+    spend_charts(spending(catalog, settings, since_text), catalog.prices, bucket)
     counts = catalog.failure_counts_by_code(settings.endpoint_id, since=since_text)
     if counts:
         st.dataframe([{"error code": code, "failed jobs": n} for code, n in counts.items()], hide_index=True)
@@ -192,7 +341,8 @@ def billing_board() -> None:
         return
     catalog = state.catalog()
     since = utc_now(dt.datetime.now(dt.UTC) - dt.timedelta(days=BILLING_DAYS + 1))
-    frame = billed_vs_runs(billing.records, catalog.spend(settings.endpoint_id, since=since))
+    spent = spending(catalog, settings, since)
+    frame = billed_vs_runs(billing.records, spent.priced)
     if not frame.empty:
         views.time_chart(frame[["billed by RunPod ($)", "runs' cost ($)"]], "dollars", kind="bar", bucket="1D")
         table = frame.reset_index().assign(day=lambda f: f["day"].dt.strftime("%Y-%m-%d"))
@@ -202,7 +352,13 @@ def billing_board() -> None:
         None,
     )
     price = catalog.prices.per_second(row) if row else None
-    st.info(gap_words(frame, price, SHORT_NAMES.get(row or "", row)), icon=":material/payments:")
+    words = gap_words(frame, price, SHORT_NAMES.get(row or "", row))
+    if spent.unpriced:
+        words += (
+            f" The gap also holds {_jobs(spent.unpriced)} ({spent.unpriced_seconds:,} s of GPU time) that no "
+            "price could be put on: RunPod does not say which GPU ran them."
+        )
+    st.info(words, icon=":material/payments:")
     st.caption(catalog.prices.summary())
     problem = cost.catalogue_problem(settings)
     if problem:
