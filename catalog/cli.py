@@ -68,6 +68,7 @@ def _search_json(result: SearchResult) -> str:
     return json.dumps(
         {
             "total": result.total,
+            "approximate": result.approximate,
             "page": result.page,
             "pages": result.pages,
             "note": result.query_note,
@@ -78,11 +79,24 @@ def _search_json(result: SearchResult) -> str:
     )
 
 
+def _total_text(result: SearchResult) -> str:
+    """`12 runs, page 1 of 1`; an estimate is marked ≈ and says so, as History does (issue 32)."""
+    mark = "≈" if result.approximate else ""
+    text = f"{mark}{result.total} runs, page {result.page} of {result.pages}"
+    if result.approximate:
+        text += (
+            " (≈: estimated from a sample of the matches, as are the counts below; narrow the search to count exactly)"
+        )
+    return text
+
+
 def _facets_text(result: SearchResult) -> str:
+    """A line per facet, its values and their counts, each marked ≈ when estimated."""
+    mark = "≈" if result.approximate else ""
     lines = []
     for name, counts in result.facets.items():
         if counts:
-            lines.append(f"{name}: " + ", ".join(f"{value} ({count})" for value, count in counts.items()))
+            lines.append(f"{name}: " + ", ".join(f"{value} ({mark}{count})" for value, count in counts.items()))
     return "\n".join(lines)
 
 
@@ -193,7 +207,7 @@ def run(args: argparse.Namespace, settings: Settings) -> None:
         if result.query_note:
             print(result.query_note, file=sys.stderr)
         print(table(result.rows))
-        print(f"\n{result.total} runs, page {result.page} of {result.pages}")
+        print(f"\n{_total_text(result)}")
         print(_facets_text(result))
     elif args.command == "sync":
         report = sync(catalog, open_store(settings, args.store), args.prefix, full=args.full)

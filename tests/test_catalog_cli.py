@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
+import catalog.search as engine
 from catalog import Catalog
+from catalog.cli import main
 from core.settings import Settings
 from core.store import LocalStore
 from tests.test_catalog_sync import metadata, publish
@@ -169,3 +171,42 @@ def test_a_read_only_data_dir_is_one_line_naming_the_fix(tmp_path: Path, layout:
     assert answer.stderr.startswith(f"error: cannot write the catalogue {data_dir / 'catalog.db'}"), answer.stderr
     assert "writable" in answer.stderr and "STUDIO_CATALOG" in answer.stderr
     assert "Traceback" not in answer.stderr and len(answer.stderr.strip().splitlines()) == 1
+
+
+def test_search_marks_estimated_counts_with_approx_and_only_those(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 32: past catalog.search.EXACT_LIMIT candidates the total and facet counts are estimates from a sample;
+    the table's count line and every facet count say ≈ then, and --json says approximate, as History does. The
+    limits are lowered so that 300 runs stand for a million (the code path is the one a million take)."""
+    monkeypatch.setenv("STUDIO_DATA_DIR", str(tmp_path / "data"))
+    for name in ("S3_BUCKET", "BUCKET_NAME", "STUDIO_STORE", "STUDIO_CATALOG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(engine, "EXACT_LIMIT", 100)
+    monkeypatch.setattr(engine, "SAMPLE_HITS", 20)
+    catalog = Catalog(Settings.from_env().catalog_file)
+    base = {"endpoint_id": "local", "status": "COMPLETED", "size": "infinitetalk-480", "tags": "", "favourite": 0}
+    catalog.db["runs"].insert_all(
+        {
+            **base,
+            "run_id": f"r{n}",
+            "job_id": f"r{n}",
+            "prompt": "an astronaut" + (" chef" if n < 30 else ""),
+            "created_at": f"2026-01-01T00:{n % 60:02d}:{n // 60:02d}Z",
+        }
+        for n in range(300)
+    )
+
+    assert main(["search", "astronaut"]) == 0
+    estimated = capsys.readouterr().out
+    assert "\n≈" in estimated and "runs, page 1 of" in estimated and "estimated from a sample" in estimated
+    assert "status: COMPLETED (≈" in estimated and "size: infinitetalk-480 (≈" in estimated
+
+    assert main(["search", "chef"]) == 0
+    exact = capsys.readouterr().out
+    assert "≈" not in exact and "\n30 runs, page 1 of 2" in exact and "status: COMPLETED (30)" in exact
+
+    assert main(["search", "astronaut", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["approximate"] is True
+    assert main(["search", "chef", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["approximate"] is False
