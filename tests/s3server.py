@@ -135,12 +135,10 @@ def running_s3(data_dir: Path, *, timeout_s: float = 60.0) -> Iterator[S3Server]
         _wait_ready(server, time.monotonic() + timeout_s)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        # SIGKILL, not SIGTERM: weed's graceful stop waits 15 s for its filer's gRPC streams and 10 s more after
+        # the volume server's last heartbeat (its log says so), and this server's data is thrown away.
+        process.kill()
+        process.wait()
         log.close()
         # weed leaves a unix socket per gRPC port in the temp dir; remove ours.
         temp = Path(tempfile.gettempdir())
@@ -148,3 +146,4 @@ def running_s3(data_dir: Path, *, timeout_s: float = 60.0) -> Iterator[S3Server]
             for leftover in temp.glob(f"seaweedfs-*-grpc-{port}.sock"):
                 leftover.unlink(missing_ok=True)
         (temp / f"seaweedfs-s3-{s3_port}.sock").unlink(missing_ok=True)
+        (temp / f"seaweedfs-filer-{filer}.sock").unlink(missing_ok=True)  # a killed filer leaves its HTTP socket

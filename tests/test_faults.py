@@ -57,7 +57,7 @@ def test_a_store_that_dies_mid_job_gives_a_retryable_upload_error_and_keeps_the_
             s3_secret_key=server.secret_key,
         )
         open_store(s3).ensure_bucket()  # type: ignore[attr-defined]
-        engine = StopsStoreWhenDone(s3, lambda: (server.process.terminate(), server.process.wait()))
+        engine = StopsStoreWhenDone(s3, lambda: (server.process.kill(), server.process.wait()))
         engine.load()
         output = run_job(JOB, "dying-store", settings=s3, sink=lambda _: None, engine=engine)
 
