@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,29 +17,22 @@ from dashboard.jobs import STAGE_WORDS, submit
 from tests.dashboard_support import (
     LONG_SPEECH,
     MEDIA,
-    dashboard_env,
+    client_and_catalog,
     example_job,
     local_endpoint,
+    module_endpoint,
     open_page,
     rerun_until,
     texts,
 )
 
-
-@pytest.fixture(scope="module")
-def endpoint_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """One real local endpoint for this module's jobs."""
-    with local_endpoint(tmp_path_factory.mktemp("live")) as env:
-        yield env
+endpoint_env = module_endpoint("live")
 
 
 @pytest.fixture
 def live(endpoint_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> tuple[StudioClient, Catalog]:
     """A client and the catalogue the dashboard under test uses, both on the module's endpoint."""
-    data_dir = Path(endpoint_env["STUDIO_DATA_DIR"])
-    dashboard_env(monkeypatch, data_dir, int(endpoint_env["STUDIO_LOCAL_PORT"]))
-    settings = Settings.from_env(endpoint_env)
-    return StudioClient(settings), Catalog(data_dir / "catalog.db")
+    return client_and_catalog(endpoint_env, monkeypatch)
 
 
 def _send(live: tuple[StudioClient, Catalog], job: dict[str, Any]) -> str:
@@ -72,9 +64,9 @@ def test_with_nothing_running_the_page_says_so(live: tuple[StudioClient, Catalog
         live[1].apply_status(run["run_id"], JobStatus.CANCELLED)
     at = _live_page()
     assert "Nothing is queued or running." in texts(at)
-    buttons = {button.label for button in at.button}
-    assert "Start a new one" in buttons, "a session that sent nothing (a new tab, a reconnect) can still start"
-    assert "Submit another" not in buttons, "there is no last job to reuse"
+    links = {link.proto.label: link.proto.query_string for link in at.get("page_link")}
+    assert links.get("Start a new one") == "start=new", "a session that sent nothing (a new tab, a reconnect) can start"
+    assert "Submit another" not in links, "there is no last job to reuse"
 
 
 def test_a_job_is_followed_from_progress_to_its_video(live: tuple[StudioClient, Catalog]) -> None:
@@ -247,8 +239,7 @@ def test_a_cancelled_streaming_job_shows_the_video_it_had_rendered(
     is, rather than an empty space where the video would be. (Its own endpoint publishes a partial per clip.)"""
     monkeypatch.setenv("STUDIO_PARTIAL_EVERY_S", "0")
     with local_endpoint(tmp_path / "data") as env:
-        dashboard_env(monkeypatch, tmp_path / "data", int(env["STUDIO_LOCAL_PORT"]))
-        client, catalog = StudioClient(Settings.from_env(env)), Catalog(tmp_path / "data" / "catalog.db")
+        client, catalog = client_and_catalog(env, monkeypatch)
         job = {**example_job("cancel after a partial"), "size": "infinitetalk-720", "frame_num": 21}
         job_id = submit(client, catalog, {**job, "mode": "streaming"}, "local")
         at = _live_page(job_id)

@@ -195,8 +195,12 @@ def test_submit_another_keeps_the_last_jobs_media_and_prompt_and_start_a_new_one
     sent = _catalog(data_dir).get(at.session_state[state.SUBMITTED][-1])
     assert sent is not None
 
-    _on(at, "live").button(key="live.another").click().run()
+    links = {link.proto.label: link.proto.query_string for link in _on(at, "live").get("page_link")}
+    assert links["Submit another"] == "start=again"
+    at.query_params["start"] = "again"  # what following the link does: Submit with its query string
+    _on(at, "submit")
     assert at.title[0].value == "Submit a talking video"
+    assert "start" not in at.query_params, "the link's intent is used once; a reload keeps the form"
     _on(at, "submit")
     assert at.text_area(key="submit.prompt").value == "first take"
     shown = texts(at)
@@ -210,7 +214,8 @@ def test_submit_another_keeps_the_last_jobs_media_and_prompt_and_start_a_new_one
     assert second is not None and second["prompt"] == "second take"
     assert second["params"]["cond_video"] == sent["params"]["cond_video"]
 
-    _on(at, "live").button(key="live.fresh").click().run()
+    at.query_params["start"] = "new"  # "Start a new one"
+    _on(at, "submit")
     assert at.title[0].value == "Submit a talking video"
     _on(at, "submit")
     assert at.text_area(key="submit.prompt").value == ""

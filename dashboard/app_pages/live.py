@@ -163,35 +163,52 @@ def board() -> None:
     _finished()
 
 
-def main() -> None:
-    """Draw the Live page."""
+def page() -> None:
+    """The whole page, title and buttons included, as one refreshing fragment.
+
+    Drawn apart, the title and the two buttons belonged to the full run and only the cards to the fragment; in
+    about 3 of 7 browser walks under load, a fragment tick racing the full rerun that a Cancel caused left the
+    page with the cards alone until the next full rerun (Streamlit's stale-element cleanup is scoped per run;
+    streamlit#16708 is one such race). Everything on the page now belongs to the fragment, so whatever a race
+    clears, the next tick (1-2 s) draws again.
+    """
     st.title("Live jobs", anchor=False)
-    local = state.settings().is_local_endpoint
-    st.fragment(board, run_every=TICK_LOCAL_S if local else TICK_CLOUD_S)()
+    board()
     _submit_another()
 
 
+def main() -> None:
+    """Draw the Live page."""
+    local = state.settings().is_local_endpoint
+    st.fragment(page, run_every=TICK_LOCAL_S if local else TICK_CLOUD_S)()
+
+
 def _submit_another() -> None:
-    """Back to Submit, keeping the last job's photo, speech, prompt and parameters, or with a clean form."""
-    last = st.session_state.get(state.LAST_JOB)
+    """Back to Submit, keeping the last job's photo, speech, prompt and parameters, or with a clean form.
+
+    Links, not buttons: they are drawn inside the page's fragment, and a page switch asked from a fragment run
+    left that fragment's timer rerunning the next page (the Submit form redrew every tick under a user's cursor).
+    A link is a plain page change, which stops every timer; Submit reads `start` (submit.START)."""
     keep, fresh = st.columns(2)
     # "Start a new one" is always offered: a session that has sent nothing here (a fresh tab, or one Streamlit
     # opened anew after its connection dropped) still gets the way back to an empty form.
-    if last is not None and keep.button(
-        "Submit another",
-        icon=":material/add_circle:",
-        key="live.another",
-        help="The form starts with the last job's photo, speech, prompt and parameters",
+    if st.session_state.get(state.LAST_JOB) is not None:
+        keep.page_link(
+            navigation.page("submit"),
+            label="Submit another",
+            icon=":material/add_circle:",
+            help="The form starts with the last job's photo, speech, prompt and parameters",
+            query_params={"start": "again"},
+            width="stretch",
+        )
+    fresh.page_link(
+        navigation.page("submit"),
+        label="Start a new one",
+        icon=":material/restart_alt:",
+        help="An empty form",
+        query_params={"start": "new"},
         width="stretch",
-    ):
-        st.session_state[state.REUSE_PARAMS] = last
-        st.switch_page(navigation.page("submit"))
-    if fresh.button(
-        "Start a new one", icon=":material/restart_alt:", key="live.fresh", help="An empty form", width="stretch"
-    ):
-        for key in [key for key in st.session_state if str(key).startswith(state.FORM_PREFIX)]:
-            del st.session_state[key]
-        st.switch_page(navigation.page("submit"))
+    )
 
 
 main()

@@ -642,8 +642,27 @@ def _welcome() -> None:
         )
 
 
+START = "start"
+"""Query parameter Live's links set: `again` fills the form with the session's last job, `new` empties it."""
+
+
+def _start_from_link() -> None:
+    """Live's "Submit another" and "Start a new one" are links (Live is one refreshing fragment, and a page switch
+    from inside a fragment kept its timer rerunning the next page); the link's `start` says which."""
+    start = st.query_params.get(START)
+    if start is None:
+        return
+    del st.query_params[START]
+    if start == "again" and st.session_state.get(state.LAST_JOB) is not None:
+        st.session_state[state.REUSE_PARAMS] = st.session_state[state.LAST_JOB]
+    elif start == "new":
+        for key in [key for key in st.session_state if str(key).startswith(state.FORM_PREFIX)]:
+            del st.session_state[key]
+
+
 def main() -> None:
     """Draw the Submit page."""
+    _start_from_link()
     _init_defaults()
     _apply_reuse()
     st.title("Submit a talking video", anchor=False)
