@@ -3,7 +3,9 @@
     studio submit examples/single_image.json --download out/
 
 The endpoint is the local one unless RUNPOD_ENDPOINT_ID (and RUNPOD_API_KEY) name a RunPod endpoint. Media paths
-in the payload are relative to the payload file; local media are uploaded to the artifact store first.
+in the payload are relative to the payload file; local media are uploaded to the artifact store first. Once the
+job is sent, its request file is written to the store, as the dashboard's Submit writes it, so every dashboard on
+that store shows the job at once (on Live, then History), sent by the OS user.
 Exit status: 0 done, 1 the job failed (or was cancelled or timed out), 2 it could not be submitted, followed or
 downloaded, 130 interrupted (the job is cancelled).
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import getpass
 import json
 import shutil
 import sys
@@ -22,6 +25,7 @@ from urllib.request import url2pathname
 
 import requests
 
+from catalog.request_file import write_request_file
 from client.api import EndpointError, JobState, StudioClient, prepare_input
 from client.payloads import load_payload
 from client.progress_bar import ProgressBar
@@ -29,7 +33,7 @@ from client.split_submit import add_arguments as add_split_arguments
 from client.split_submit import run_split, should_split
 from core.contract import JobError, JobStatus, friendly_error
 from core.settings import Settings
-from core.store import open_store
+from core.store import Store, open_store
 
 
 def videos(output: Any) -> list[dict[str, Any]]:
@@ -59,6 +63,32 @@ def download(video: dict[str, Any], dest_dir: Path, settings: Settings) -> Path:
     else:
         open_store(settings).download(video["key"], target)
     return target
+
+
+def submitter() -> str | None:
+    """Who sends a job from this command line, as History's "submitted by" says it: the OS user (the command line
+    has no sign-in); None where the system names no user."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return None
+
+
+def leave_request(store: Store, job_id: str, job_input: dict[str, Any], settings: Settings) -> None:
+    """Write a job's request file to the store (catalog/request_file.py, the dashboard's own rule), so a dashboard
+    on the same store follows the job from the moment it is sent rather than when its metadata.json lands. The
+    job is already on its way: a store that refuses the file is said on stderr, never a failed submission."""
+    try:
+        write_request_file(
+            store, job_id, job_input, endpoint_id=settings.endpoint_id, submitted_by=submitter(), settings=settings
+        )
+    except (JobError, ValueError) as error:
+        reason = error.message if isinstance(error, JobError) else str(error).splitlines()[0]
+        print(
+            f"{job_id} was sent, but its request file is not in the store (dashboards show the job when it "
+            f"finishes): {reason}",
+            file=sys.stderr,
+        )
 
 
 def _failure(final: JobState) -> str:
@@ -101,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         job_input = load_payload(Path(args.payload))
         if should_split(args, job_input, settings):
             return run_split(args, job_input, settings)
-        job_input = prepare_input(job_input, open_store(settings), remote_worker=not settings.is_local_endpoint)
+        store = open_store(settings)
+        job_input = prepare_input(job_input, store, remote_worker=not settings.is_local_endpoint)
         ttl_ms = round(args.ttl * 1000) if args.ttl is not None else None
         job_id = client.submit(job_input, ttl_ms=ttl_ms, webhook=args.webhook)
     except JobError as error:
@@ -111,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"could not submit: {error}", file=sys.stderr)
         return 2
     print(f"submitted {job_id} to {client.base}", file=sys.stderr)
+    leave_request(store, job_id, job_input, settings)
     if not args.wait:
         print(job_id)
         return 0

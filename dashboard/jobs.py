@@ -14,29 +14,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from catalog import Catalog, bucket
+from catalog import Catalog
+from catalog.request_file import write_request_file
 from catalog.sync import restore_unfinished, settle
 from client.api import EndpointError, JobState, ListedJob, StudioClient
 from core.contract import ERROR_INFO, INLINE_MEDIA_NOTE, ErrorCode, JobError, JobStatus, Stage, utc_now
 from core.settings import Settings
 from core.store import Store
-from dashboard.media import stored_key
 
 LOG_LINES = 6
 POLL_CONCURRENCY = 8
 """Status requests in flight at once: enough to hide round trips, few enough to stay polite to RunPod's API."""
 log = logging.getLogger("studio.dashboard.jobs")
-
-
-def media_keys(job_input: dict[str, Any], store: Store, settings: Settings) -> dict[str, str]:
-    """The store keys of the media a job reads from earlier uploads (`cond_video`, `cond_audio.person1`…): the
-    request file keeps keys, which never expire, rather than presigned URLs, which do."""
-    refs = {"cond_video": job_input.get("cond_video")}
-    audio = job_input.get("cond_audio")
-    if isinstance(audio, dict):
-        refs |= {f"cond_audio.{person}": ref for person, ref in audio.items()}
-    keys = {name: stored_key(ref, store, settings) for name, ref in refs.items() if isinstance(ref, str)}
-    return {name: key for name, key in keys.items() if key}
 
 
 def submit(
@@ -65,11 +54,9 @@ def submit(
     catalog.record_submission(job_id, job_input, endpoint_id=endpoint_id, submitted_by=submitted_by, retry_of=retry_of)
     if store is not None:
         try:
-            media = media_keys(job_input, store, settings) if settings is not None else {}
-            document = bucket.request_document(
-                job_id, job_input, endpoint_id=endpoint_id, submitted_by=submitted_by, media=media
+            document, key = write_request_file(
+                store, job_id, job_input, endpoint_id=endpoint_id, submitted_by=submitted_by, settings=settings
             )
-            key = bucket.write_request(store, document)
         except (JobError, ValueError) as error:
             log.warning("job %s was sent, but its request is not in the bucket: %s", job_id, error)
         else:

@@ -13,9 +13,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from catalog.request_file import stored_key as stored_key  # re-exported: Submit reads upload keys from here
 from core.contract import ErrorCode, JobError, Limits
 from core.settings import Settings
-from core.store import UPLOADS_PREFIX, Store, content_type
+from core.store import Store, content_type
 from core.store import upload_key as store_upload_key
 from dashboard.words import label
 from worker.audio import (
@@ -145,21 +146,6 @@ def commit(planned: Planned, store: Store) -> None:
     """Write planned media to the store, unless it is inline or already there."""
     if planned.key is not None and not store.exists(planned.key):
         store.put_bytes(planned.key, planned.media.data)
-
-
-def stored_key(ref: str, store: Store, settings: Settings) -> str | None:
-    """The store key behind a reference to an earlier upload (a presigned URL or a stored path), if it is one."""
-    if store.kind == "s3":
-        match = re.search(rf"/{re.escape(settings.s3_bucket or '')}/({UPLOADS_PREFIX}/[0-9a-f]{{64}}/[^?]+)", ref)
-        return match.group(1) if match else None
-    try:
-        path = Path(ref).resolve()
-    except (OSError, ValueError):
-        return None
-    root = settings.artifact_dir.resolve()
-    if not path.is_relative_to(root / UPLOADS_PREFIX):
-        return None
-    return path.relative_to(root).as_posix()
 
 
 def refresh_ref(ref: str, store: Store, settings: Settings) -> str:

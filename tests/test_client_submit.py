@@ -7,16 +7,28 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from getpass import getuser
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from catalog import Catalog, bucket
+from catalog.sync import restore_unfinished
+from client.api import StudioClient
+from client.submit import main as submit_main
 from client.submit import videos
+from core.contract import JobStatus
+from core.settings import Settings
+from core.store import open_store
 from tests.conftest import EXAMPLES
+from tests.dashboard_support import OUTSIDE_SETTINGS
 from tests.endpoint_server import ROOT, running_endpoint
 from tests.media_tools import ffprobe
-from tests.s3server import free_port
+from tests.s3server import S3Server, free_port
+from tests.test_client_requests import ScriptedApi
 from tests.webhook_receiver import Receiver
 
 
@@ -136,3 +148,88 @@ def test_the_videos_of_a_batch_are_every_successful_items_video() -> None:
     assert videos(single) == [single["video"]]
     assert [video["key"] for video in videos(batch)] == ["outputs/j/a/video.mp4", "outputs/j/c/video.mp4"]
     assert videos({"status": "error"}) == [] and videos(None) == []
+
+
+@pytest.fixture
+def runpod_and_s3(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, s3_server: S3Server, request: pytest.FixtureRequest
+) -> Iterator[Settings]:
+    """`studio submit`'s environment for a RunPod endpoint (RunPod's job API scripted as RunPod documents it:
+    /run answers `{id, status: IN_QUEUE}`, /status what the test says) and a real S3 store (SeaweedFS)."""
+    ScriptedApi.script, ScriptedApi.calls, ScriptedApi.headers_seen, ScriptedApi.extra_headers = {}, {}, [], {}
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ScriptedApi)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    for name in OUTSIDE_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    env = {
+        "STUDIO_DATA_DIR": str(tmp_path / "cli-data"),
+        "RUNPOD_ENDPOINT_ID": "ep1",
+        "RUNPOD_API_KEY": "rp-key",
+        "RUNPOD_ENDPOINT_BASE_URL": f"http://127.0.0.1:{server.server_address[1]}/v2",
+        "S3_ENDPOINT_URL": s3_server.endpoint_url,
+        "S3_BUCKET": "c-" + "".join(c for c in request.node.name.lower() if c.isalnum())[:40],
+        "S3_ACCESS_KEY": s3_server.access_key,
+        "S3_SECRET_KEY": s3_server.secret_key,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    yield Settings.from_env()
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_job_sent_to_runpod_from_the_command_line_is_found_by_a_dashboard_on_the_same_store(
+    runpod_and_s3: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 29 item 3: `studio submit` leaves the request file the dashboard's Submit leaves, so a dashboard
+    started on an empty disk (Streamlit Cloud) follows the job on Live long before its metadata.json lands."""
+    settings = runpod_and_s3
+    ScriptedApi.script = {
+        "/v2/ep1/run": [(200, {"id": "rp-single", "status": "IN_QUEUE"}),
+                        (200, {"id": "rp-batch", "status": "IN_QUEUE"})],
+        "/v2/ep1/status/rp-single": [(200, {"id": "rp-single", "status": "IN_PROGRESS", "delayTime": 900,
+                                            "output": {"stage": "generation", "pct": 35.0, "job_id": "rp-single"}})],
+    }  # fmt: skip
+    for name in ("single_image.json", "batch.json"):
+        shutil.copy(EXAMPLES / name, tmp_path / name)
+    shutil.copytree(EXAMPLES / "media", tmp_path / "media")
+    assert submit_main([str(tmp_path / "single_image.json"), "--no-wait"]) == 0
+    assert submit_main([str(tmp_path / "batch.json"), "--no-wait"]) == 0
+    assert capsys.readouterr().out.split() == ["rp-single", "rp-batch"]
+
+    dashboard = Catalog(tmp_path / "dashboard" / "catalog.db")
+    store = open_store(settings)
+    report = restore_unfinished(dashboard, store)
+    assert report.restored == 2
+    single, batch = dashboard.get("rp-single"), dashboard.get("rp-batch")
+    assert single is not None and batch is not None
+    assert {run["run_id"] for run in dashboard.unfinished("ep1")} == {"rp-single", "rp-batch"}, "Live follows both"
+    for run in (single, batch):
+        assert (run["status"], run["source"], run["submitted_by"]) == (JobStatus.IN_QUEUE, "request", getuser())
+    request = bucket.read(store, single["request_key"])
+    assert isinstance(request, bucket.RequestFile)
+    assert set(request.media) == {"cond_video", "cond_audio.person1"}, "media kept as keys, which never expire"
+    assert all(store.exists(key) for key in request.media.values())
+    assert batch["request_key"].startswith("batches/"), "beside where the batch's output_config puts its videos"
+
+    state = StudioClient(settings).status("rp-single")  # Live's next poll
+    dashboard.apply_status("rp-single", state.status, progress=state.progress, delay_ms=state.delay_ms)
+    assert dashboard.get("rp-single")["status"] == JobStatus.IN_PROGRESS
+
+
+def test_a_store_refusing_the_request_file_is_said_but_the_job_stays_sent(
+    runpod_and_s3: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("S3_SECRET_KEY", "not-the-secret")
+    ScriptedApi.script = {"/v2/ep1/run": [(200, {"id": "rp-sent", "status": "IN_QUEUE"})]}
+    payload = tmp_path / "urls.json"
+    media = {"cond_video": "https://example.com/p.jpg", "cond_audio": {"person1": "https://example.com/s.wav"}}
+    payload.write_text(json.dumps({"input": {"prompt": "p", **media}}))
+
+    assert submit_main([str(payload), "--no-wait"]) == 0, "the job was sent: that is what the exit status says"
+    said = capsys.readouterr()
+    assert said.out.split() == ["rp-sent"]
+    assert "rp-sent was sent, but its request file is not in the store (dashboards show the job when it finishes)" in (
+        said.err
+    )
+    assert "not-the-secret" not in said.err
