@@ -20,32 +20,47 @@ SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 
 
 @contextmanager
-def streamlit_app(data_dir: Path, env: dict[str, str]) -> Iterator[tuple[str, int]]:
-    """The dashboard on a free port with `env` on top of this process's; yields (URL, pid) once it is healthy.
-    Its log is data_dir/streamlit.log (shown if it dies while starting)."""
+def running_streamlit(
+    log: Path, env: dict[str, str], *, cwd: Path = ROOT, timeout_s: float = 60
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`streamlit run dashboard/app.py` on a free loopback port from `cwd` (whose .streamlit/config.toml it reads)
+    with exactly `env`, its output in `log`; yields (URL, process) once its health route answers. A server that
+    dies or stays silent while starting fails the test with the end of its log; it is stopped on the way out."""
     port = free_port()
-    log = (data_dir / "streamlit.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port)],
-        cwd=ROOT,
-        env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"), "--server.port", str(port),
+             "--server.address", "127.0.0.1"],
+            cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + timeout_s
         while True:
             try:
                 if requests.get(f"{url}/_stcore/health", timeout=2).status_code == 200:
                     break
             except requests.ConnectionError:
                 pass
-            assert process.poll() is None, (data_dir / "streamlit.log").read_text()
-            assert time.monotonic() < deadline, "streamlit did not start"
+            assert process.poll() is None, log.read_text()[-4000:]
+            assert time.monotonic() < deadline, (
+                f"streamlit did not start in {timeout_s:.0f} s: {log.read_text()[-2000:]}"
+            )
             time.sleep(0.3)
-        yield url, process.pid
+        yield url, process
     finally:
         process.terminate()
-        process.wait(timeout=20)
-        log.close()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def streamlit_app(data_dir: Path, env: dict[str, str]) -> Iterator[tuple[str, int]]:
+    """The dashboard on a free port with `env` on top of this process's; yields (URL, pid) once it is healthy.
+    Its log is data_dir/streamlit.log (shown if it dies while starting)."""
+    environment = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
+    with running_streamlit(data_dir / "streamlit.log", environment) as (url, process):
+        yield url, process.pid

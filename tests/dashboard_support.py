@@ -12,6 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from catalog import Catalog
+from client.api import StudioClient
 from core.settings import Settings
 from tests.endpoint_server import running_endpoint, wait_for
 from tests.s3server import free_port
@@ -60,6 +61,31 @@ def local_endpoint(data_dir: Path) -> Iterator[dict[str, str]]:
         # Its worker loads the engine before it reports ready; tests start from a ready endpoint.
         wait_for(f"{base_url}/local/health", lambda health: health["workers"]["idle"] >= 1, timeout_s=60)
         yield env
+
+
+def module_endpoint(folder: str) -> Any:
+    """The module-scoped fixture `endpoint_env` of a dashboard test module: one real local endpoint (local_endpoint)
+    for the module's jobs, its data in a temp folder named `folder`. Assign it: `endpoint_env = module_endpoint(...)`.
+    """
+
+    @pytest.fixture(scope="module")
+    def endpoint_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+        with local_endpoint(tmp_path_factory.mktemp(folder)) as env:
+            yield env
+
+    return endpoint_env
+
+
+def dashboard_on(endpoint_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Point the in-process dashboard at a module_endpoint and its data folder; returns the settings it runs with."""
+    dashboard_env(monkeypatch, Path(endpoint_env["STUDIO_DATA_DIR"]), int(endpoint_env["STUDIO_LOCAL_PORT"]))
+    return Settings.from_env(endpoint_env)
+
+
+def client_and_catalog(endpoint_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> tuple[StudioClient, Catalog]:
+    """dashboard_on, then a client that sends jobs to the endpoint and the catalogue the dashboard under test uses."""
+    settings = dashboard_on(endpoint_env, monkeypatch)
+    return StudioClient(settings), Catalog(settings.catalog_file)
 
 
 def open_page(

@@ -4,7 +4,6 @@ a notice on other pages, Retry from Live and History with its trace, and a job c
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,30 +18,26 @@ from dashboard.jobs import eta_seconds, retry, retry_trace
 from tests.dashboard_support import (
     LONG_SPEECH,
     MEDIA,
+    client_and_catalog,
     dashboard_env,
+    dashboard_on,
     example_job,
     local_endpoint,
+    module_endpoint,
     open_page,
     rerun_until,
     texts,
 )
 from tests.endpoint_server import wait_for
 
-
-@pytest.fixture(scope="module")
-def endpoint_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """One real local endpoint for this module's jobs."""
-    with local_endpoint(tmp_path_factory.mktemp("every-job")) as env:
-        yield env
+endpoint_env = module_endpoint("every-job")
 
 
 @pytest.fixture
 def live(endpoint_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> tuple[StudioClient, Catalog]:
     """A client that sends jobs as `studio submit` does (no catalogue, no request file), and the
     catalogue the dashboard under test uses."""
-    data_dir = Path(endpoint_env["STUDIO_DATA_DIR"])
-    dashboard_env(monkeypatch, data_dir, int(endpoint_env["STUDIO_LOCAL_PORT"]))
-    return StudioClient(Settings.from_env(endpoint_env)), Catalog(data_dir / "catalog.db")
+    return client_and_catalog(endpoint_env, monkeypatch)
 
 
 def _progress_lines(at: AppTest) -> list[str]:
@@ -162,8 +157,7 @@ def test_a_job_cut_off_by_a_restart_stays_on_live_with_its_video_so_far_and_retr
     data = tmp_path / "data"
     job = {**example_job("cut off by a restart"), "size": "infinitetalk-720", "frame_num": 21, "mode": "streaming"}
     with local_endpoint(data) as env:
-        dashboard_env(monkeypatch, data, int(env["STUDIO_LOCAL_PORT"]))
-        client = StudioClient(Settings.from_env(env))
+        client = StudioClient(dashboard_on(env, monkeypatch))
         job_id = client.submit(job)
         watching = open_page("live")
         catalog = Catalog(data / "catalog.db")
@@ -171,8 +165,7 @@ def test_a_job_cut_off_by_a_restart_stays_on_live_with_its_video_so_far_and_retr
         rerun_until(watching, lambda a: bool(partials()), timeout_s=120)
     # The endpoint stopped mid-job; it comes back on the same data folder.
     with local_endpoint(data) as env:
-        dashboard_env(monkeypatch, data, int(env["STUDIO_LOCAL_PORT"]))
-        client = StudioClient(Settings.from_env(env))
+        client = StudioClient(dashboard_on(env, monkeypatch))
         wait_for(f"{client.base}/status/{job_id}", lambda s: s["status"] == JobStatus.FAILED, timeout_s=30)
         at = open_page("live")  # a reload after the restart
         rerun_until(at, lambda a: f"live.retry.{job_id}" in [b.key for b in a.button], timeout_s=60)

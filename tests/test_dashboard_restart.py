@@ -6,9 +6,6 @@ submit and the job's end catalog.db is deleted, as Streamlit Community Cloud's r
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from catalog import Catalog, sync
@@ -19,9 +16,9 @@ from core.store import open_store
 from dashboard.jobs import poll, submit
 from tests.dashboard_support import (
     LONG_SPEECH,
-    dashboard_env,
+    dashboard_on,
     example_job,
-    local_endpoint,
+    module_endpoint,
     open_page,
     rerun_until,
     texts,
@@ -29,18 +26,13 @@ from tests.dashboard_support import (
 from tests.test_catalog_bucket import wipe
 from worker.pipeline import run_job
 
-
-@pytest.fixture(scope="module")
-def endpoint_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    with local_endpoint(tmp_path_factory.mktemp("restart")) as env:
-        yield env
+endpoint_env = module_endpoint("restart")
 
 
 @pytest.fixture
 def dashboard(endpoint_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
-    data_dir = Path(endpoint_env["STUDIO_DATA_DIR"])
-    dashboard_env(monkeypatch, data_dir, int(endpoint_env["STUDIO_LOCAL_PORT"]))
-    return Settings.from_env(endpoint_env)
+    """The settings of the dashboard under test, on the module's endpoint and its folder store."""
+    return dashboard_on(endpoint_env, monkeypatch)
 
 
 def test_a_restart_on_a_wiped_disk_shows_the_running_job_and_sync_restores_its_curation(

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +23,7 @@ from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 from websockets.sync.client import connect
 
 from dashboard.signin import make_password_hash
+from tests.browser_support import running_streamlit
 from tests.dashboard_support import OUTSIDE_SETTINGS, ROOT
 from tests.s3server import free_port
 
@@ -96,34 +94,8 @@ def dashboard(tmp_path: Path, env: dict[str, str]) -> Iterator[tuple[str, psutil
         {"HOME": str(home), "PYTHONPATH": str(ROOT), "STUDIO_DATA_DIR": str(tmp_path / "data"),
          "STUDIO_LOCAL_PORT": str(free_port()), **env}
     )  # fmt: skip
-    port = free_port()
-    log = tmp_path / "streamlit.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"), "--server.port", str(port),
-             "--server.address", "127.0.0.1"],
-            cwd=home, env=clean, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if requests.get(f"{base}/_stcore/health", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()[-2000:]
-            time.sleep(0.3)
+    with running_streamlit(tmp_path / "streamlit.log", clean, cwd=home, timeout_s=90) as (base, process):
         yield base, psutil.Process(process.pid)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def test_a_signed_out_session_cannot_park_uploads_in_memory(tmp_path: Path) -> None:
