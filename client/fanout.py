@@ -540,6 +540,39 @@ class SplitRun:
             ],
         )  # fmt: skip
 
+    def leading_done(self) -> int:
+        """How many parts from the first on are finished with a video (the part of the speech already rendered)."""
+        count = 0
+        for part in self.plan.parts:
+            if part.state != JobStatus.COMPLETED or not part.video_key:
+                break
+            count += 1
+        return count
+
+    def join_so_far(self) -> str | None:
+        """The video so far, for Live to play while later parts render: the leading finished parts joined with
+        their own sound into `{folder}/parts/so-far-{k}.mp4` (join_videos; no re-encoding where encodings match).
+        Made once per new leading part (an existing key is returned as it is), the earlier one deleted; under
+        `parts/`, so the final join drops it. None before the first part is done or once every part is."""
+        count = self.leading_done()
+        if count == 0 or count == len(self.plan.parts):
+            return None
+        key = f"{self.plan.folder}/parts/so-far-{count:03d}.mp4"
+        if self.store.exists(key):
+            return key
+        with tempfile.TemporaryDirectory(prefix="studio-so-far-", dir=self.client.settings.tmp_dir) as tmp:
+            work = Path(tmp)
+            videos = []
+            for part in self.plan.parts[:count]:
+                assert part.video_key is not None
+                videos.append(self.store.download(part.video_key, work / f"part-{part.index:03d}.mp4"))
+            joined = join_videos(videos, work / "so-far.mp4", work / "join", None)
+            self.store.put(key, joined.path)
+        for earlier in range(1, count):
+            with contextlib.suppress(Exception):  # an earlier video so far already gone is fine
+                self.store.delete(f"{self.plan.folder}/parts/so-far-{earlier:03d}.mp4")
+        return key
+
     def _drop_parts(self) -> None:
         """Delete the parts' own files (videos, thumbnails, metadata) once the joined run is published: the run's
         metadata.json lists each part, and a sync of the bucket then finds one run, not one per part."""
