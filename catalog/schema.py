@@ -20,7 +20,7 @@ import sqlite_utils
 from core import db as sqlite_files
 from core.contract import storable_params
 
-SCHEMA_VERSION = 12
+SCHEMA_VERSION = 13
 
 _V1_RUN_COLUMNS: dict[str, type] = {
     "run_id": str,
@@ -77,12 +77,14 @@ _V8_RUN_COLUMNS: dict[str, type] = {
 }
 _V9_RUN_COLUMNS: dict[str, type] = {"gpu_name": str, "gpu_count": int, "cost_usd": float}
 _V10_RUN_COLUMNS: dict[str, type] = {"retry_of": str, "retries": int}
+_V13_RUN_COLUMNS: dict[str, type] = {"parts": str}
 RUN_COLUMNS: dict[str, type] = {
     **_V1_RUN_COLUMNS,
     "batch_items": int,
     **_V8_RUN_COLUMNS,
     **_V9_RUN_COLUMNS,
     **_V10_RUN_COLUMNS,
+    **_V13_RUN_COLUMNS,
 }
 """Every column of `runs`. `batch_items` is set on a batch job once its items are runs of their own: from then on
 the batch is only their container, left out of search, facets and totals so each video counts once (as it does
@@ -92,7 +94,9 @@ sent the job, `request_key` the request file a submit wrote or a sync took in, a
 `gpu_name` and `gpu_count` are the GPU the worker ran on (metadata.json's `gpu`), `cost_usd` what the run cost:
 billed seconds × that GPU's per-second price (core/prices.py), 0 for the preview engine, NULL when unknown.
 `retry_of` is the run a Retry resubmitted as this one (RunPod: a new job), `retries` how many times a run was
-run again under its own id (the local endpoint's /retry)."""
+run again under its own id (the local endpoint's /retry). `parts` is a split run's parts (docs/split.md), a JSON
+list of core.contract.SplitPart without their job inputs: each part's span, job, state, GPU time, cost and error;
+NULL for a run rendered as one job."""
 FTS_COLUMNS = ["prompt", "tags", "note", "error_message"]
 FACET_COLUMNS = ("status", "engine", "size", "mode", "sample_steps", "speakers", "input_kind")
 
@@ -312,6 +316,14 @@ def _v12(db: sqlite_utils.Database) -> None:
         db.execute(f"CREATE INDEX IF NOT EXISTS {name} ON runs ({columns})")
 
 
+def _v13(db: sqlite_utils.Database) -> None:
+    """A split run's parts (issue 30): History's card says "Split into N parts" and its detail lists each part,
+    read from the row rather than the bucket. Rows of split runs synced before this learn their parts at the next
+    sync (catalog.sync reads their metadata.json or split.json again once)."""
+    for name, kind in _V13_RUN_COLUMNS.items():
+        db.table("runs").add_column(name, kind)
+
+
 def _fill_combos(db: sqlite_utils.Database) -> None:
     names = ", ".join(FACET_COLUMNS)
     same = " AND ".join(f"facet_combos.{c} IS runs.{c}" for c in FACET_COLUMNS)
@@ -454,6 +466,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v10,
     _v11,
     _v12,
+    _v13,
 ]
 
 
