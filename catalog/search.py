@@ -90,16 +90,19 @@ def safe_fts_query(text: str) -> str:
     return " ".join(f'"{word}"*' for word in words)
 
 
-WALK_BUDGET = 200_000
-"""Runs of a sort's index a page may walk at most, in the sort's order, keeping those the other filters pass, to
-find its text matches among them (see `_walk`). A page walks only when it expects fewer steps than there are text
-matches to fetch and sort instead (row n of the page is about n × runs / matches steps in); 0 never walks."""
+WALK_BUDGET = 400_000
+"""Entries of a sort's index a page may walk at most to find its matches among them (`_walk`): row n of a page is
+about n × runs / matches entries in. 0 never walks."""
 
 EXACT_LIMIT = 5_000
 """Candidates a search may look up one by one to count them exactly (measured at a million runs: about 1.3 µs of
 CPU a lookup, so 7 ms). Past it, the total, the facet counts and the cost are estimated from a sample of about
 this many, and marked approximate (SearchResult.approximate): counting exactly a word that a tenth of a million
 runs hold (100 000 lookups) took 100 ms of CPU, against History's 50 ms budget for the whole search."""
+
+SAMPLE_SIZE = 2_000
+"""Candidates an estimate samples (never more than EXACT_LIMIT): each costs a lookup, and 2 000 give the total
+and the larger facet counts within a few per cent (1/√2000 ≈ 2 %), the total of words alone exactly."""
 
 SAMPLE_HITS = 1_000
 """Sampled matches an estimate needs (its error is then about 1/√1000 ≈ 3 %, less for a common word). A
@@ -116,6 +119,16 @@ SORT_INDEXES = {
     "cheapest": "idx_runs_cheapest",
 }
 """The index that holds the runs in each sort's order (catalog/schema.py, version 12): a page walks it."""
+
+
+def _cut(size: float, among: float) -> int:
+    """The cut that samples about `size` of `among` candidates (see `_sampled`)."""
+    return min(2**32, int(size / max(among, 1) * 2**32))
+
+
+def _scrambled(rowid: int) -> int:
+    """A rowid scrambled as `_sampled` does it in SQL."""
+    return rowid * 3266489917 % 4294967296
 
 
 def _sampled(rowid: str, cut: int) -> str:
@@ -188,11 +201,6 @@ class _Tally:
     per_combo: dict[int, tuple[float, float, float]]
     approximate: bool = False
 
-    def runs_in_combos(self) -> int:
-        """How many runs have the combinations the facet filters allow (what a page walking a sort's index
-        steps through, less what the other filters leave out)."""
-        return sum(int(row[-3]) for row in self.combos.values())
-
     def sums(self) -> tuple[float, float, float]:
         """Runs, priced runs and dollars over every combination."""
         runs = priced = usd = 0.0
@@ -231,7 +239,7 @@ def _tally(look: _Look) -> _Tally:
     found: int | None = None
     if parts.match is not None:
         found = look.text_matches()
-        # LEFT JOINs keep the text index the outer loop: each match (or each sampled one) is looked up by rowid.
+        # LEFT JOINs keep the text index the outer loop: each match is looked up by rowid.
         source, rowid = "runs_fts LEFT JOIN run_combos AS c ON c.run_rowid = runs_fts.rowid", "runs_fts.rowid"
         if parts.row:
             source += " LEFT JOIN runs ON runs.rowid = runs_fts.rowid"
@@ -255,17 +263,30 @@ def _tally(look: _Look) -> _Tally:
     kept_sums = "SUM(kept AND cost_usd IS NOT NULL), TOTAL(CASE WHEN kept THEN cost_usd END)"
     if candidates is not None:
         found = conn.execute(candidates, driver_args).fetchone()[0]
-    size = EXACT_LIMIT
-    while found is not None and found > size:
+    size = min(SAMPLE_SIZE, EXACT_LIMIT)
+    while found is not None and found > EXACT_LIMIT and found > size:
         # One pass over a sample of the candidates: each is looked up, and counted as a match if it passes. A
         # sample too thin for the filters (a rare combination) is drawn again four times as large, up to all.
         kept = " AND ".join(clauses)
-        sample = _sampled(rowid, int(size / found * 2**32))
+        if parts.match is not None:
+            # The sampled text matches, as the scan that counted them kept them (`_Look.sample`).
+            looked = "json_each(?) AS m LEFT JOIN run_combos AS c ON c.run_rowid = m.value"
+            if parts.row:
+                looked += " LEFT JOIN runs ON runs.rowid = m.value"
+            sql, sql_args = (
+                f"SELECT c.combo AS combo, c.cost_usd AS cost_usd, {kept} AS kept FROM {looked}",
+                [
+                    *args,
+                    json.dumps(look.sample(size)),
+                ],
+            )
+        else:
+            sample = _sampled(rowid, _cut(size, found))
+            sql = f"SELECT c.combo AS combo, c.cost_usd AS cost_usd, {kept} AS kept FROM {source} "
+            sql += f"WHERE {' AND '.join([*driver, sample])}"
+            sql_args = [*args, *driver_args]
         rows = conn.execute(
-            f"SELECT combo, COUNT(*), SUM(kept), {kept_sums} FROM "
-            f"(SELECT c.combo AS combo, c.cost_usd AS cost_usd, {kept} AS kept FROM {source} "
-            f"WHERE {' AND '.join([*driver, sample])}) GROUP BY combo",
-            [*args, *driver_args],
+            f"SELECT combo, COUNT(*), SUM(kept), {kept_sums} FROM ({sql}) GROUP BY combo", sql_args
         ).fetchall()
         seen = sum(row[1] for row in rows)
         if seen and sum(row[2] or 0 for row in rows) >= SAMPLE_HITS:
@@ -304,6 +325,7 @@ class _Look:
         self.conn = conn
         self.parts = parts
         self.found: int | None = None
+        self.sampled: tuple[int, list[int]] = (0, [])
         self.began = False
 
     def _version(self) -> tuple[int, int]:
@@ -330,15 +352,44 @@ class _Look:
             self.conn.execute("COMMIT")
 
     def text_matches(self) -> int:
-        """How many runs the full-text part matches (once per search). Counting reads the index's list of runs
-        for the words and nothing else: 100 000 matches cost a few ms, where gathering them (a row each, into a
-        table or to Python) cost 25 ms and more."""
+        """How many runs the full-text part matches (once per search).
+
+        Up to EXACT_LIMIT, the first matches (in rowid order) are counted and that is all. Past it, one read of
+        the index's list of runs for the words counts them all and keeps a sample of them (`sample`): that list
+        costs a tenth of a µs a run, where gathering every match (a row each, into a table or to Python) cost
+        25 ms for 100 000. The sample's size is judged from how far the first EXACT_LIMIT matches reach, and
+        made twice that, so that the one read is enough unless the matches crowd the oldest runs.
+        """
         if self.found is None:
             assert self.parts.match is not None
-            self.found = self.conn.execute(
-                "SELECT COUNT(*) FROM runs_fts WHERE runs_fts MATCH ?", (self.parts.match,)
-            ).fetchone()[0]
+            first, reach = self.conn.execute(
+                "SELECT COUNT(*), MAX(r) FROM (SELECT rowid AS r FROM runs_fts WHERE runs_fts MATCH ? LIMIT ?)",
+                (self.parts.match, EXACT_LIMIT + 1),
+            ).fetchone()
+            if first <= EXACT_LIMIT:
+                self.found = first
+            else:
+                top = self.conn.execute("SELECT MAX(rowid) FROM runs").fetchone()[0]
+                self._scan(_cut(2 * min(SAMPLE_SIZE, EXACT_LIMIT), first * top / max(reach, 1)))
+        assert self.found is not None
         return self.found
+
+    def _scan(self, cut: int) -> None:
+        """Count the text matches and keep those under the cut (`_sampled`), in one read of the index."""
+        found, sampled = self.conn.execute(
+            f"SELECT COUNT(*), json_group_array(rowid) FILTER (WHERE {_sampled('rowid', cut)}) FROM runs_fts "
+            "WHERE runs_fts MATCH ?",
+            (self.parts.match,),
+        ).fetchone()
+        self.found, self.sampled = found, (cut, json.loads(sampled))
+
+    def sample(self, size: int) -> list[int]:
+        """About `size` of the text matches: those whose scrambled rowid is under size / matches of the range, the
+        same ones for the same search every time. Read again from the index only if the kept ones are too few."""
+        cut = _cut(size, self.text_matches())
+        if self.sampled[0] < cut:
+            self._scan(cut)
+        return [rowid for rowid in self.sampled[1] if _scrambled(rowid) < cut]
 
     def tally(self) -> _Tally:
         """`_tally`, or the one kept for the same search while nothing changed."""
@@ -365,47 +416,35 @@ def _facets(tally: _Tally) -> dict[str, dict[Any, int]]:
     }
 
 
-def _filters(parts: _Parts) -> tuple[list[str], list[Any]]:
-    """Every condition but the words, on `runs` columns, with their arguments: what a sort's index is walked with."""
-    clauses: list[str] = []
-    args: list[Any] = []
-    for more, more_args in (
-        (parts.facet, parts.facet_args),
-        (parts.dates, parts.date_args),
-        (parts.row, parts.row_args),
-    ):
-        clauses += _Parts.sql(more, "runs")
-        args += more_args
-    clauses.append(COUNTED)
-    return clauses, args
-
-
 def _fetch(conn: sqlite3.Connection, sql: str, args: list[Any]) -> list[dict[str, Any]]:
     cursor = conn.execute(sql, args)
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
-def _page(look: _Look, tally: _Tally, sort: str, page: int, per_page: int, total: int) -> list[dict[str, Any]]:
+def _page(look: _Look, sort: str, page: int, per_page: int, total: int) -> list[dict[str, Any]]:
     """One page of matching runs in the sort's order (SORTS, ties included).
 
-    Without words, SQLite reads the page off an index. With words, a page of a common word is found by walking
-    the sort's index (`_walk`) and a page of a rare one by fetching every match and sorting them: whichever
-    expects fewer steps, the walk about `page × per_page × runs / matches` of them.
+    Without words, SQLite reads the page off an index. With words (or a tag), a page is found by walking the
+    sort's index (`_walk`) when that expects to read fewer entries than WALK_FACTOR times the text matches, and
+    otherwise by fetching every match and sorting them (a rare word).
     """
     conn, parts = look.conn, look.parts
-    clauses, args = _filters(parts)
     order, window = SORTS[sort], [per_page, (page - 1) * per_page]
+    checks = _Parts.sql(parts.facet, "runs") + _Parts.sql(parts.row, "runs") + [COUNTED]
+    check_args = parts.facet_args + parts.row_args
+    dates = _Parts.sql(parts.dates, "runs")
     if parts.match is None:
         return _fetch(
             conn,
-            f"SELECT * FROM runs WHERE {' AND '.join(clauses)} ORDER BY {order} LIMIT ? OFFSET ?",
-            [*args, *window],
+            f"SELECT * FROM runs WHERE {' AND '.join(dates + checks)} ORDER BY {order} LIMIT ? OFFSET ?",
+            [*parts.date_args, *check_args, *window],
         )
     found = look.text_matches()
-    steps = WALK_MARGIN * page * per_page * tally.runs_in_combos() / max(total, 1)
-    if steps <= min(found, WALK_BUDGET):
-        hits = _walk(look, clauses, args, sort, page * per_page, max(int(steps), 2 * page * per_page), found)
+    runs = conn.execute("SELECT COALESCE(SUM(run_count), 0) FROM facet_combos").fetchone()[0]
+    steps = int(WALK_MARGIN * page * per_page * runs / max(total, 1)) + per_page
+    if steps <= min(WALK_FACTOR * found, WALK_BUDGET):
+        hits = _walk(look, sort, page * per_page, steps, min(WALK_FACTOR * found, WALK_BUDGET))
         if hits is not None:
             return _fetch(
                 conn,
@@ -416,38 +455,50 @@ def _page(look: _Look, tally: _Tally, sort: str, page: int, per_page: int, total
     return _fetch(
         conn,
         f"SELECT * FROM runs NOT INDEXED WHERE rowid IN (SELECT rowid FROM runs_fts WHERE runs_fts MATCH ?) "
-        f"AND {' AND '.join(clauses)} ORDER BY {order} LIMIT ? OFFSET ?",
-        [parts.match, *args, *window],
+        f"AND {' AND '.join(dates + checks)} ORDER BY {order} LIMIT ? OFFSET ?",
+        [parts.match, *parts.date_args, *check_args, *window],
     )
 
 
 WALK_MARGIN = 1.5
-"""How many more runs than expected a walk takes at first: the matches are not spread evenly, and a second walk
+"""How much further than expected a walk goes at first: the matches are not spread evenly, and a second walk
 costs more than a longer first one."""
 
+WALK_FACTOR = 4
+"""Index entries a walk may read per text match before fetching and sorting every match is cheaper: an entry
+costs about a fifth of a µs (the index alone, never the row), fetching a match a µs or two."""
 
-def _walk(look: _Look, clauses: list[str], args: list[Any], sort: str, need: int, steps: int, found: int) -> str | None:
-    """The text matches among the first runs of the sort's order that pass the other filters, as a JSON list of
-    rowids holding at least the `need` first matches; None when that would take more steps than sorting.
 
-    The first `steps` such runs are read off the sort's index (SORT_INDEXES) into a small table, and the full-text
-    index's list of runs for the words is read through once, keeping those in it: that list costs a tenth of a
-    µs a run, a looked-up row a µs or two. Every run past the walked ones comes later in the order, so once `need`
-    of them match, the page is among them, exactly. Too few: walked again four times as far.
+def _walk(look: _Look, sort: str, need: int, steps: int, most: int) -> str | None:
+    """The runs among the first of the sort's order that match the search, as a JSON list of rowids holding at
+    least its `need` first matches; None if that takes more than `most` index entries.
+
+    The first `steps` runs in the sort's order (within the dates asked for) are read off its index alone
+    (SORT_INDEXES: the index holds the date, so no row is read) into a small table; one read of the full-text
+    index's list of runs for the words keeps those in it, and only these few are looked up for the other filters.
+    Every run past the walked ones comes later in the order, so once `need` of them match the page is among
+    them, exactly. Too few: walked again further.
     """
-    order = SORTS[sort]
+    parts = look.parts
+    checks = _Parts.sql(parts.facet, "runs") + _Parts.sql(parts.row, "runs") + [COUNTED]
+    dates = " AND ".join(_Parts.sql(parts.dates, "runs")) or "1"
     sql = (
-        f"WITH walked(r) AS MATERIALIZED (SELECT runs.rowid FROM runs INDEXED BY {SORT_INDEXES[sort]} "
-        f"WHERE {' AND '.join(clauses)} ORDER BY {order} LIMIT ?) "
-        "SELECT (SELECT COUNT(*) FROM walked), (SELECT json_group_array(rowid) FROM runs_fts "
-        "WHERE runs_fts MATCH ? AND +rowid IN (SELECT r FROM walked))"
+        f"WITH walked(r) AS MATERIALIZED (SELECT rowid FROM runs INDEXED BY {SORT_INDEXES[sort]} "
+        f"WHERE {dates} ORDER BY {SORTS[sort]} LIMIT ?) "
+        "SELECT (SELECT COUNT(*) FROM walked), (SELECT json_group_array(runs.rowid) FROM runs_fts "
+        "CROSS JOIN runs ON runs.rowid = runs_fts.rowid "
+        f"WHERE runs_fts MATCH ? AND +runs_fts.rowid IN (SELECT r FROM walked) AND {' AND '.join(checks)})"
     )
     while True:
-        walked, hits = look.conn.execute(sql, [*args, steps, look.parts.match]).fetchone()
-        if walked < steps or len(json.loads(hits)) >= need:  # the whole order walked, or enough found
+        walked, hits = look.conn.execute(
+            sql, [*parts.date_args, steps, parts.match, *parts.facet_args, *parts.row_args]
+        ).fetchone()
+        found = len(json.loads(hits))
+        if walked < steps or found >= need:  # the whole order walked, or enough found
             return str(hits)
-        steps *= 4
-        if steps > min(found, WALK_BUDGET):
+        # As far again as the matches found so far say it takes, and at least twice as far.
+        steps = int(steps * max(2.0, min(16.0, WALK_MARGIN * need / max(found, 1))))
+        if steps > most:
             return None
 
 
@@ -457,7 +508,7 @@ def _run(
     with _Look(conn, _parts(fts, filters)) as look:
         tally = look.tally()
         total = round(tally.sums()[0])
-        rows = _page(look, tally, sort, page, per_page, total) if total else []
+        rows = _page(look, sort, page, per_page, total) if total else []
     return SearchResult(rows, total, page, per_page, _facets(tally), approximate=tally.approximate)
 
 

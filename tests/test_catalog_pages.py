@@ -152,7 +152,7 @@ def test_a_word_found_only_at_the_far_end_of_the_order_is_walked_further_then_so
     real = engine._walk
 
     def counted(*args: Any) -> str | None:
-        walks.append(args[5])
+        walks.append(args[3])
         return real(*args)
 
     monkeypatch.setattr(engine, "_walk", counted)
