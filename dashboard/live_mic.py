@@ -158,16 +158,32 @@ FALLBACK_NOTE = (
 IDLE_NOTE = "If the level does not move after Start recording, choose **Record** for the plain recorder."
 SENTENCE_CASE = """<script>
 // streamlit-webrtc draws its buttons with Material UI, in capitals ("START RECORDING"); every other button of the
-// app is in sentence case (issue 29). Its frame is served by this app, so its style can be set from here.
-for (const frame of window.parent.document.querySelectorAll('iframe[title^="streamlit_webrtc"]')) {
-  const doc = frame.contentDocument;
-  if (doc && doc.head && !doc.getElementById("studio-sentence-case")) {
-    const style = doc.createElement("style");
-    style.id = "studio-sentence-case";
-    style.textContent = "button { text-transform: none !important; }";
-    doc.head.appendChild(style);
+// app is in sentence case (issue 29). Its frame is served by this app (same origin), so its style is set from here.
+// Not once: the component's frame is still loading (about:blank, soon replaced) when this runs, and it is drawn
+// anew when the recorder comes back, so each frame gets the style when it loads and on a short sweep. The sweep
+// runs in this frame, and stops with it when the page changes.
+const ID = "studio-sentence-case";
+function style(frame) {
+  let doc = null;
+  try { doc = frame.contentDocument; } catch (error) { return; }
+  if (doc && doc.head && !doc.getElementById(ID)) {
+    const sheet = doc.createElement("style");
+    sheet.id = ID;
+    sheet.textContent = "button { text-transform: none !important; }";
+    doc.head.appendChild(sheet);
   }
 }
+function sweep() {
+  for (const frame of window.parent.document.querySelectorAll('iframe[title^="streamlit_webrtc"]')) {
+    if (!frame.dataset.studioSentenceCase) {
+      frame.dataset.studioSentenceCase = "1";
+      frame.addEventListener("load", () => style(frame));
+    }
+    style(frame);
+  }
+}
+sweep();
+setInterval(sweep, 200);
 </script>"""
 
 ABANDONED_S = 24 * 3600

@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Locator, Page, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from catalog import Catalog
@@ -279,6 +279,14 @@ def test_cancel_a_running_job_then_retry_a_failed_one_each_state_explained(
     assert OUTSIDE_REQUESTS == [] or all("photos.invalid" in url for url in OUTSIDE_REQUESTS), OUTSIDE_REQUESTS
 
 
+def _reads_in_sentence_case(button: Locator, words: str) -> None:
+    """A recorder button as drawn (issue 29 item 12): its rendered text (innerText applies CSS text-transform)
+    and its computed `text-transform`, like every other button of the app, not Material UI's capitals."""
+    expect(button).to_be_visible(timeout=30_000)
+    expect(button).to_have_css("text-transform", "none", timeout=10_000)
+    assert button.inner_text().strip() == words, f"the button reads {button.inner_text()!r}"
+
+
 def test_recording_with_the_live_level_meter(studio: tuple[str, Path, int], page: Page) -> None:
     """The WebRTC recorder: the fake microphone's speech moves the meter while it plays, and Stop hands the take
     to the form as the speech (the same checks as an upload: its length, the frames it makes)."""
@@ -288,7 +296,9 @@ def test_recording_with_the_live_level_meter(studio: tuple[str, Path, int], page
     expect(p.get_by_role("heading", name="Submit a talking video")).to_be_visible(timeout=30_000)
     p.get_by_text("Record with level meter", exact=True).first.click()
     frame = p.frame_locator("iframe[title*='streamlit_webrtc']").first
-    frame.get_by_role("button", name="Start recording").click(timeout=30_000)
+    start = frame.get_by_role("button", name="Start recording")
+    _reads_in_sentence_case(start, "Start recording")
+    start.click(timeout=30_000)
     meter = p.get_by_text("s recorded", exact=False).first
     expect(meter).to_be_visible(timeout=30_000)
     deadline = time.monotonic() + 30
@@ -300,6 +310,9 @@ def test_recording_with_the_live_level_meter(studio: tuple[str, Path, int], page
     _shot(p, "13-submit-live-meter")
     level_db = float(reading.split()[1])
     assert -50 < level_db < 0, f"the meter shows the speech's level: {reading}"
-    frame.get_by_role("button", name="Stop recording").click()
+    stop = frame.get_by_role("button", name="Stop recording")
+    _reads_in_sentence_case(stop, "Stop recording")
+    stop.click()
     expect(p.get_by_text("Speech:")).to_be_visible(timeout=30_000)
     assert p.locator("audio").count() >= 1
+    _reads_in_sentence_case(frame.get_by_role("button", name="Start recording"), "Start recording")
