@@ -370,17 +370,6 @@ class Catalog:
         """What every run matching a search (the same query and filters as `search`) cost together."""
         return cost_total(self.conn, query, Filters.of(**filters))
 
-    def spend(self, endpoint_id: str | None = None, since: str | None = None) -> list[dict[str, Any]]:
-        """Finished runs with a known cost, oldest first: when each finished, its cost and its video's length
-        (Health charts spend per day and cost per second of video from them)."""
-        sql, args = _scoped(
-            f"SELECT finished_at, cost_usd, video_duration_s, engine FROM runs WHERE cost_usd IS NOT NULL "
-            f"AND finished_at IS NOT NULL AND {COUNTED}",
-            endpoint_id,
-            since,
-        )
-        return self._rows(sql + " ORDER BY finished_at", args)
-
     def unfinished(self, endpoint_id: str | None = None) -> list[dict[str, Any]]:
         """Runs still queued or running, oldest first: what the Live page follows."""
         sql = "SELECT * FROM runs WHERE status IN (?, ?)"

@@ -10,6 +10,7 @@ import pytest
 
 from catalog import Catalog, sync
 from catalog.schema import SCHEMA_VERSION
+from catalog.spending import spent_runs
 from core.contract import JobStatus
 from core.prices import PriceTable
 from core.settings import Settings
@@ -103,8 +104,8 @@ def test_runs_sort_by_cost_and_a_search_sums_what_its_runs_cost(tmp_path: Path) 
     assert big.usd == pytest.approx(1100 * 0.00116) and (big.priced, big.runs) == (2, 3)
     assert catalog.cost_total("middle").usd == pytest.approx(100 * 0.00116), "the words narrow the sum too"
     assert catalog.cost_total("nothing matches this").runs == 0
-    days = catalog.spend("runpod-abc")
-    assert sorted(round(row["cost_usd"], 4) for row in days) == sorted(round(s * 0.00116, 4) for s in (10, 1000, 100))
+    spent = spent_runs(catalog, "runpod-abc")
+    assert sorted(round(row["cost_usd"], 4) for row in spent) == sorted(round(s * 0.00116, 4) for s in (10, 1000, 100))
 
 
 def test_stats_say_what_everything_cost(tmp_path: Path) -> None:
