@@ -28,12 +28,13 @@ from catalog.records import (
     param_columns,
     result_columns,
     run_id_for,
+    run_price,
     status_rank,
 )
 from catalog.schema import connect, rebuild_indexes
 from catalog.search import COUNTED, CostTotal, Filters, SearchResult, cost_total, search
 from core.contract import ErrorCode, JobError, JobStatus, output_status, utc_now
-from core.prices import PriceTable, run_cost
+from core.prices import PriceTable
 from core.store import Store
 
 PROGRESS_EVENTS_KEPT = 200
@@ -206,7 +207,7 @@ class Catalog:
             if rank == FINAL_RANK:
                 columns.update(self._final_columns(status, output, error))
             if rank == FINAL_RANK:
-                columns["cost_usd"] = run_cost({**current, **columns}, self.prices)
+                columns["cost_usd"] = run_price({**current, **columns}, self.prices)
             changes = {name: value for name, value in columns.items() if current.get(name) != value}
             if changes:
                 self._update(conn, run_id, {**changes, "updated_at": utc_now()})
@@ -216,9 +217,26 @@ class Catalog:
         """Set a finished run's cost from its GPU, engine and times as they now stand."""
         run = self._row(run_id)
         if run is not None and run.get("finished_at"):
-            cost = run_cost(run, self.prices)
+            cost = run_price(run, self.prices)
             if cost != run.get("cost_usd"):
                 self._update(conn, run_id, {"cost_usd": cost})
+
+    def record_parts(self, run_id: str, parts: str, **columns: Any) -> bool:
+        """Set a split run's parts (records.stored_parts) and what its plan says of the run (`status`, `error_*`,
+        `finished_at`), pricing it as its parts' sum once it has ended (records.run_price); returns whether the
+        row changed. catalog.sync calls it with the bucket's split.json or metadata.json (issue 30)."""
+        with self._write() as conn:
+            current = self._row(run_id)
+            if current is None:
+                return False
+            wanted = {**columns, "parts": parts}
+            merged = {**current, **wanted}
+            if merged.get("finished_at"):
+                wanted["cost_usd"] = run_price(merged, self.prices)
+            changes = {name: value for name, value in wanted.items() if current.get(name) != value}
+            if changes:
+                self._update(conn, run_id, {**changes, "updated_at": utc_now()})
+        return bool(changes)
 
     def reopen(self, run_id: str) -> bool:
         """Put a failed or timed-out run back in the queue under its own id, as the local endpoint's /retry

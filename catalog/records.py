@@ -15,11 +15,13 @@ from core.contract import (
     KEY_PART_RULE,
     JobStatus,
     PartialVideoInfo,
+    SplitPart,
     is_key_part,
     output_status,
     storable_params,
     utc_now,
 )
+from core.prices import PriceTable, run_cost
 
 STATUS_RANK = {JobStatus.IN_QUEUE: 0, JobStatus.IN_PROGRESS: 1} | {status: 2 for status in JobStatus.FINAL}
 FINAL_RANK = 2
@@ -206,6 +208,7 @@ TEXT_LIMITS = {
     "params": JSON_TEXT,
     "timings": JSON_TEXT,
     "warnings": JSON_TEXT,
+    "parts": JSON_TEXT,
     "video_key": KEY_TEXT,
     "thumb_key": KEY_TEXT,
     "metadata_key": KEY_TEXT,
@@ -334,4 +337,66 @@ def metadata_row(metadata: dict[str, Any], metadata_key: str) -> dict[str, Any]:
         "source": "sync",
         **gpu_columns(metadata.get("gpu")),
     }
+    if metadata.get("parts"):
+        row["parts"] = stored_parts(metadata["parts"])
     return checked_record(row)
+
+
+PART_ERROR_CHARS = 2000
+"""How much of a part's error message the catalogue keeps: the endpoint's text is outside input, and the row's
+`parts` column is bounded (TEXT_LIMITS) so that a split run of many failed parts still fits it."""
+
+
+def _part(part: SplitPart | dict[str, Any]) -> SplitPart:
+    model = part if isinstance(part, SplitPart) else SplitPart.model_validate(part)
+    error = model.error
+    if isinstance(error, dict):
+        code, message = error.get("code"), error.get("message")
+        error = {
+            "code": str(code)[:64] if code is not None else None,
+            "message": str(message)[:PART_ERROR_CHARS] if message is not None else None,
+        }
+    return model.model_copy(update={"job_input": {}, "error": error})
+
+
+def stored_parts(parts: list[SplitPart] | list[dict[str, Any]]) -> str:
+    """A split run's parts as the `parts` column holds them: each part's span, job ids, state, GPU time, cost,
+    engine and GPU, and its error cut to PART_ERROR_CHARS; never the part's job input (the run's own params are
+    the run's, as Reuse fills them), so a run of many parts stays small."""
+    return json.dumps([_part(part).model_dump(mode="json", exclude={"job_input"}) for part in parts], sort_keys=True)
+
+
+def split_parts(run: dict[str, Any]) -> list[SplitPart]:
+    """A run's parts from its `parts` column (a split run, docs/split.md), in order; [] for a run rendered as one
+    job, and for a column a hand edit broke (the run still shows, without its parts)."""
+    value = run.get("parts")
+    if not value:
+        return []
+    try:
+        items = json.loads(value) if isinstance(value, str) else value
+        parts = [SplitPart.model_validate(item) for item in items]
+    except (ValueError, TypeError):
+        return []
+    return sorted(parts, key=lambda part: part.index)
+
+
+def split_cost(parts: list[SplitPart]) -> float | None:
+    """What a split run cost: the sum of its parts' costs, each priced on the GPU that ran it (parts of one run
+    may run on different GPUs); None while any part's cost is unknown (not finished, or an unpriced GPU), never
+    a partial sum passed off as the whole."""
+    costs = [part.cost_usd for part in parts]
+    if not costs or any(cost is None for cost in costs):
+        return None
+    return round(sum(cost for cost in costs if cost is not None), 6)
+
+
+def run_price(run: dict[str, Any], prices: PriceTable) -> float | None:
+    """A finished run's cost: a split run's is its parts' sum (split_cost), any other run's its billed seconds on
+    its GPU (core.prices.run_cost)."""
+    parts = split_parts(run)
+    return split_cost(parts) if parts else run_cost(run, prices)
+
+
+def part_job_ids(parts: list[SplitPart]) -> list[str]:
+    """Every job a split run's parts ran as, earlier attempts included: none of them is a run of its own."""
+    return [job for part in parts for job in (*part.earlier_job_ids, *([part.job_id] if part.job_id else []))]
