@@ -15,8 +15,8 @@ from pydantic import ValidationError
 from catalog import bucket
 from catalog.catalog import Catalog
 from catalog.documents import MAX_BYTES, MAX_DEPTH, MISSING, read_json, validation_reason  # noqa: F401
-from catalog.records import InvalidRecord, run_id_for
-from core.contract import SCHEMA_VERSION, ErrorCode, JobError, JobMetadata
+from catalog.records import InvalidRecord, check_home, part_job_ids, run_id_for, split_parts, stored_parts
+from core.contract import SCHEMA_VERSION, ErrorCode, JobError, JobMetadata, JobStatus, SplitPart, SplitPlan, utc_now
 from core.store import Store
 
 log = logging.getLogger("studio.catalog.sync")
@@ -41,11 +41,19 @@ class SyncReport:
     curated: int = 0
     restored: int = 0
     deleted: int = 0
+    folded: int = 0
+    """Rows of split runs' parts (taken in as runs of their own by older code, or from an endpoint's listing)
+    removed: the split run stands for them, its parts listed inside it."""
 
     def summary(self) -> str:
         """One line for people."""
         line = f"{self.added} added, {self.updated} updated, {self.unchanged} unchanged, {len(self.skipped)} skipped"
-        extras = [(self.curated, "curated"), (self.restored, "unfinished restored"), (self.deleted, "kept deleted")]
+        extras = [
+            (self.curated, "curated"),
+            (self.restored, "unfinished restored"),
+            (self.deleted, "kept deleted"),
+            (self.folded, "parts folded into their split run"),
+        ]
         return line + "".join(f", {count} {what}" for count, what in extras if count)
 
     def skip(self, key: str, reason: str) -> None:
@@ -74,16 +82,45 @@ def _read(store: Store, key: str) -> dict[str, Any] | str:
         return validation_reason(error, "metadata")
 
 
+SPLIT_PLAN = "split.json"
+PARTS = "parts"
+"""A split run's folder holds its plan (`split.json`) and, until the join, its parts' own folders under `parts/`
+(docs/split.md): `{prefix}/{run_id}/parts/{job_id}/metadata.json` is a part of that run, never a run of its own."""
+
+
 @dataclass
 class _Listing:
     """The store's keys that a sync reads, by kind, and the folders that hold each kind."""
 
     metadata: list[str] = field(default_factory=list)
     files: dict[str, list[str]] = field(default_factory=lambda: {name: [] for name in bucket.FILES})
+    plans: list[str] = field(default_factory=list)
+    parts: int = 0
+    """Files left out because they are a split run's parts'."""
 
     def folders(self, kind: str) -> set[str]:
         keys = self.metadata if kind == "metadata.json" else self.files[kind]
         return {bucket.folder_of(key) for key in keys}
+
+    def leave_out_parts(self) -> None:
+        """Drop every file lying under a split run's `parts/` (a folder with a split.json, or a deleted run's):
+        neither a sync nor a restore of unfinished jobs takes a part in as a run, at any moment of the run."""
+        runs = {bucket.folder_of(key) for key in self.plans} | self.folders(bucket.TOMBSTONE)
+
+        def part(key: str) -> bool:
+            marker = f"/{PARTS}/"
+            at = key.find(marker)
+            while at > 0:
+                if key[:at] in runs:
+                    return True
+                at = key.find(marker, at + 1)
+            return False
+
+        kept = [key for key in self.metadata if not part(key)]
+        files = {name: [key for key in keys if not part(key)] for name, keys in self.files.items()}
+        self.parts = len(self.metadata) - len(kept) + sum(len(v) - len(files[k]) for k, v in self.files.items())
+        self.plans = [key for key in self.plans if not part(key)]
+        self.metadata, self.files = kept, files
 
 
 def _list(store: Store, prefix: str) -> _Listing:
@@ -98,19 +135,20 @@ def _list(store: Store, prefix: str) -> _Listing:
                 listing.metadata.append(key)
             elif name in listing.files and "/" in key:
                 listing.files[name].append(key)
+            elif name == SPLIT_PLAN and "/" in key:
+                listing.plans.append(key)
     except JobError:
         raise
     except Exception as error:
         where = f"under {scope!r}" if scope else "at all"
         raise JobError(ErrorCode.DOWNLOAD_FAILED, f"could not list the store {where}: {error}") from error
+    listing.leave_out_parts()
     return listing
 
 
 def _documents(pool: ThreadPoolExecutor, store: Store, keys: list[str]) -> Iterator[tuple[str, Any]]:
     """(key, model or reason) for each of the catalogue's own files, read by the pool, BATCH at a time."""
-    for start in range(0, len(keys), BATCH):
-        batch = keys[start : start + BATCH]
-        yield from zip(batch, pool.map(partial(bucket.read, store), batch), strict=True)
+    yield from _documents_with(pool, store, keys, bucket.read)
 
 
 @dataclass
@@ -216,6 +254,129 @@ def _curations(
             report.curated += 1
 
 
+def _read_plan(store: Store, key: str) -> SplitPlan | str:
+    """A split run's split.json as the contract's SplitPlan, or why it cannot be used: read as hostile input
+    (bounded, JSON, shallow), and lying in the folder of the run it names (`…/{run_id}/split.json`)."""
+    data = read_json(store, key)
+    if isinstance(data, str):
+        return data
+    try:
+        plan = SplitPlan.model_validate(data)
+        check_home(plan.run_id, None, key)
+    except ValidationError as error:
+        return validation_reason(error, "split plan")
+    except InvalidRecord as error:
+        return str(error)
+    if plan.plan_key != key:
+        return f"prefix: the plan of {plan.run_id!r} names {plan.folder}/ as its folder, not {bucket.folder_of(key)}/"
+    return plan
+
+
+def _fold(catalog: Catalog, run_id: str, parts: list[SplitPart]) -> int:
+    """Remove the rows of a split run's parts' jobs (every attempt's), so History lists the run once; the run's
+    own row keeps the parts in its `parts` column. Returns how many rows went."""
+    jobs = [job for job in part_job_ids(parts) if job != run_id]
+    if not jobs:
+        return 0
+    marks = ", ".join("?" * len(jobs))
+    rows = catalog.conn.execute(f"SELECT run_id FROM runs WHERE job_id IN ({marks}) AND run_id != ?", [*jobs, run_id])
+    return sum(catalog.forget(row_id) for (row_id,) in rows.fetchall())
+
+
+def _plan_columns(plan: SplitPlan, run: dict[str, Any]) -> dict[str, Any]:
+    """What a split run's plan says of its row beyond its parts: failed (naming the failed parts, as
+    client.fanout says it) or cancelled once every part has ended; in progress while parts run."""
+    failed = [p.index + 1 for p in plan.parts if p.state in JobStatus.FINAL and p.state != JobStatus.COMPLETED]
+    if plan.state == "failed" and failed:
+        names = ", ".join(str(index) for index in failed)
+        return {
+            "status": JobStatus.FAILED,
+            "error_code": ErrorCode.GENERATION_RUNTIME,
+            "error_message": f"part(s) {names} failed: retry them",
+            "finished_at": run.get("finished_at") or utc_now(),
+        }
+    if plan.state == "cancelled":
+        return {
+            "status": JobStatus.CANCELLED,
+            "error_code": ErrorCode.CANCELLED,
+            "finished_at": run.get("finished_at") or utc_now(),
+        }
+    if plan.state == "running" and run["status"] == JobStatus.IN_QUEUE:
+        return {"status": JobStatus.IN_PROGRESS}
+    return {}
+
+
+def _plans(
+    catalog: Catalog, pool: ThreadPoolExecutor, store: Store, listing: _Listing, report: SyncReport, deleted: _Deleted
+) -> None:
+    """Bring split runs in from their split.json (docs/split.md), one run each with its parts listed inside it.
+
+    A joined run is its metadata.json's (read by the metadata pass): its plan is only read again when its row
+    lacks its parts (a catalogue from before runs.parts). An unjoined run's plan is read at every sync, as its
+    parts change: a run the catalogue lacks is restored in progress, failed or cancelled as the plan says, a run
+    retried from elsewhere is reopened, and every row its parts' jobs made is folded into it (_fold).
+    """
+    joined = listing.folders("metadata.json")
+    wanted: list[str] = []
+    for key in listing.plans:
+        folder = bucket.folder_of(key)
+        if folder in deleted:
+            continue
+        run = catalog.get(folder.rsplit("/", 1)[-1])
+        if folder in joined and (run is None or run.get("parts")):
+            continue
+        wanted.append(key)
+    for key, plan in _documents_with(pool, store, wanted, _read_plan):
+        folder = bucket.folder_of(key)
+        run_id = folder.rsplit("/", 1)[-1]
+        if isinstance(plan, str):
+            report.skip(key, plan)
+            continue
+        gone = deleted.reason(run_id)
+        if gone:
+            report.skip(key, gone)
+            continue
+        run = catalog.get(run_id)
+        if run is not None and bucket.run_folder(run) != folder:
+            report.skip(key, f"job_id: run {run_id!r} lives in {bucket.run_folder(run)}/; this plan is not its")
+            continue
+        if folder in joined:
+            metadata = _read(store, f"{folder}/metadata.json")
+            parts: list[Any] = (metadata.get("parts") or []) if isinstance(metadata, dict) else []
+            if run is None or not parts:
+                continue
+            report.updated += catalog.record_parts(run_id, stored_parts(parts))
+        else:
+            restored = run is None
+            if run is None:
+                catalog.record_submission(
+                    plan.run_id,
+                    {**plan.params, "prompt": plan.prompt},
+                    endpoint_id=plan.endpoint_id,
+                    status=JobStatus.IN_PROGRESS,
+                    created_at=plan.created_at,
+                    source="split",
+                )
+                report.restored += 1
+                run = catalog.get(run_id)
+                assert run is not None
+            elif plan.state == "running" and run["status"] in JobStatus.FAILURES:
+                # A failed part retried from elsewhere (`studio submit --resume … --retry-failed`).
+                catalog.reopen(run_id)
+                run = catalog.get(run_id) or run
+            parts = plan.parts
+            changed = catalog.record_parts(run_id, stored_parts(parts), **_plan_columns(plan, run))
+            report.updated += changed and not restored
+        report.folded += _fold(catalog, run_id, split_parts({"parts": stored_parts(parts)}))
+
+
+def _documents_with(pool: ThreadPoolExecutor, store: Store, keys: list[str], reader: Any) -> Iterator[tuple[str, Any]]:
+    """(key, what `reader` made of it) for each key, read by the pool, BATCH at a time."""
+    for start in range(0, len(keys), BATCH):
+        batch = keys[start : start + BATCH]
+        yield from zip(batch, pool.map(partial(reader, store), batch), strict=True)
+
+
 def _readers(store: Store, readers: int | None) -> int:
     return readers or (READERS if store.kind == "s3" else 1)
 
@@ -227,6 +388,7 @@ def restore_unfinished(catalog: Catalog, store: Store, prefix: str = "") -> Sync
     listing = _list(store, prefix)
     with ThreadPoolExecutor(_readers(store, None)) as pool:
         deleted = _tombstones(catalog, pool, store, listing, report)
+        _plans(catalog, pool, store, listing, report, deleted)
         _requests(catalog, pool, store, listing, report, deleted, full=False)
     return report
 
@@ -274,6 +436,10 @@ def sync(
                     report.skip(key, str(error))
                     continue
                 setattr(report, outcome, getattr(report, outcome) + 1)
+                if metadata.get("parts"):
+                    run_id = run_id_for(metadata["job_id"], metadata.get("item_id"))
+                    report.folded += _fold(catalog, run_id, split_parts({"parts": stored_parts(metadata["parts"])}))
+        _plans(catalog, pool, store, listing, report, deleted)
         _requests(catalog, pool, store, listing, report, deleted, full)
         _curations(catalog, pool, store, listing, report, deleted)
     return report
