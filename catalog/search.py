@@ -209,6 +209,11 @@ class _Tally:
         return runs, priced, usd
 
 
+def _runs(conn: sqlite3.Connection) -> int:
+    """How many runs there are (all but batch containers), from the counts kept per combination."""
+    return int(conn.execute("SELECT COALESCE(SUM(run_count), 0) FROM facet_combos").fetchone()[0])
+
+
 def _tally(look: _Look) -> _Tally:
     """Count the matches per facet combination, exactly, or from a sample past EXACT_LIMIT candidates.
 
@@ -263,37 +268,49 @@ def _tally(look: _Look) -> _Tally:
     kept_sums = "SUM(kept AND cost_usd IS NOT NULL), TOTAL(CASE WHEN kept THEN cost_usd END)"
     if candidates is not None:
         found = conn.execute(candidates, driver_args).fetchone()[0]
-    size = min(SAMPLE_SIZE, EXACT_LIMIT)
+    size = look.sample_size()
+    drawn = 0.0
+    counted: dict[int, list[float]] = {}
     while found is not None and found > EXACT_LIMIT and found > size:
         # One pass over a sample of the candidates: each is looked up, and counted as a match if it passes. A
-        # sample too thin for the filters (a rare combination) is drawn again four times as large, up to all.
+        # sample too thin for the filters (a rare combination) is drawn larger, as the rate seen says, up to all;
+        # only the candidates it adds are looked up.
         kept = " AND ".join(clauses)
         if parts.match is not None:
-            # The sampled text matches, as the scan that counted them kept them (`_Look.sample`).
+            # The sampled text matches, as the read that counted them kept them (`_Look.sample`).
             looked = "json_each(?) AS m LEFT JOIN run_combos AS c ON c.run_rowid = m.value"
             if parts.row:
                 looked += " LEFT JOIN runs ON runs.rowid = m.value"
-            sql, sql_args = (
-                f"SELECT c.combo AS combo, c.cost_usd AS cost_usd, {kept} AS kept FROM {looked}",
-                [
-                    *args,
-                    json.dumps(look.sample(size)),
-                ],
-            )
+            below = _cut(drawn, found)
+            added = [rowid for rowid in look.sample(size) if _scrambled(rowid) >= below]
+            sql = f"SELECT c.combo AS combo, c.cost_usd AS cost_usd, {kept} AS kept FROM {looked}"
+            sql_args = [*args, json.dumps(added)]
         else:
-            sample = _sampled(rowid, _cut(size, found))
+            sample = f"{_sampled(rowid, _cut(size, found))} AND NOT {_sampled(rowid, _cut(drawn, found))}"
             sql = f"SELECT c.combo AS combo, c.cost_usd AS cost_usd, {kept} AS kept FROM {source} "
             sql += f"WHERE {' AND '.join([*driver, sample])}"
             sql_args = [*args, *driver_args]
-        rows = conn.execute(
-            f"SELECT combo, COUNT(*), SUM(kept), {kept_sums} FROM ({sql}) GROUP BY combo", sql_args
-        ).fetchall()
-        seen = sum(row[1] for row in rows)
-        if seen and sum(row[2] or 0 for row in rows) >= SAMPLE_HITS:
+        for combo, *sums_of in conn.execute(
+            f"SELECT combo, COUNT(*), TOTAL(kept), {kept_sums} FROM ({sql}) GROUP BY combo", sql_args
+        ):
+            so_far = counted.setdefault(combo, [0.0, 0.0, 0.0, 0.0])
+            for index, value in enumerate(sums_of):
+                so_far[index] += value or 0
+        drawn = size
+        seen = sum(row[0] for row in counted.values())
+        hits = sum(row[1] for row in counted.values())
+        if seen and hits >= SAMPLE_HITS:
             scale = found / seen
-            counted = {row[0]: (row[2] * scale, (row[3] or 0) * scale, row[4] * scale) for row in rows if row[2]}
-            return _Tally(combos, counted, approximate=True)
-        size *= 4
+            return _Tally(
+                combos,
+                {
+                    combo: (n * scale, priced * scale, usd * scale)
+                    for combo, (_, n, priced, usd) in counted.items()
+                    if n
+                },
+                approximate=True,
+            )
+        size *= min(8.0, max(2.0, 1.25 * SAMPLE_HITS / max(hits, 1)))
     rows = conn.execute(
         f"SELECT c.combo, COUNT(*), {sums} FROM {source} WHERE {' AND '.join([*driver, *clauses])} GROUP BY c.combo",
         [*driver_args, *args],
@@ -326,6 +343,11 @@ class _Look:
         self.parts = parts
         self.found: int | None = None
         self.sampled: tuple[int, list[int]] = (0, [])
+        self.page: tuple[str, int] | None = None
+        """The sort and how many matches its page needs (`_run`): the read that counts a common word's matches
+        also walks the sort's index for them (`walked`)."""
+        self.walked: tuple[str, int, int, str] | None = None
+        """Sort, index entries walked, how many there were and the text matches among them, as `_walk` says."""
         self.began = False
 
     def _version(self) -> tuple[int, int]:
@@ -351,14 +373,32 @@ class _Look:
         if self.began:
             self.conn.execute("COMMIT")
 
+    def share(self) -> float:
+        """The part of all runs that the facet filters leave (1 without them), from the counts kept per
+        combination: what a sample of text matches and a walk of a sort's index must allow for."""
+        if not self.parts.facet:
+            return 1.0
+        where = " AND ".join(_Parts.sql(self.parts.facet, "facet_combos"))
+        kept = self.conn.execute(
+            f"SELECT COALESCE(SUM(run_count), 0) FROM facet_combos WHERE {where}", self.parts.facet_args
+        ).fetchone()[0]
+        return int(kept) / max(1, _runs(self.conn))
+
+    def sample_size(self) -> float:
+        """How many candidates a sample needs to hold about twice SAMPLE_HITS matches, if the facets are as
+        common among them as among all runs (at least SAMPLE_SIZE, at most EXACT_LIMIT)."""
+        return min(EXACT_LIMIT, max(SAMPLE_SIZE, 2 * SAMPLE_HITS / max(self.share(), 1e-9)))
+
     def text_matches(self) -> int:
         """How many runs the full-text part matches (once per search).
 
         Up to EXACT_LIMIT, the first matches (in rowid order) are counted and that is all. Past it, one read of
-        the index's list of runs for the words counts them all and keeps a sample of them (`sample`): that list
-        costs a tenth of a µs a run, where gathering every match (a row each, into a table or to Python) cost
-        25 ms for 100 000. The sample's size is judged from how far the first EXACT_LIMIT matches reach, and
-        made twice that, so that the one read is enough unless the matches crowd the oldest runs.
+        the index's list of runs for the words counts them all, keeps a sample of them (`sample`) and, when a
+        page is wanted, the matches among the first runs of its sort (`walked`): that list costs a tenth of a µs
+        a run, where gathering every match (a row each, into a table or to Python) cost 25 ms for 100 000. How
+        many matches there are is judged beforehand from how far the first EXACT_LIMIT of them reach; the sample
+        kept is three times what the tally expects to draw (a few thousand rowids), so that the one read is enough
+        unless the matches crowd the oldest runs.
         """
         if self.found is None:
             assert self.parts.match is not None
@@ -370,20 +410,35 @@ class _Look:
                 self.found = first
             else:
                 top = self.conn.execute("SELECT MAX(rowid) FROM runs").fetchone()[0]
-                self._scan(_cut(2 * min(SAMPLE_SIZE, EXACT_LIMIT), first * top / max(reach, 1)))
+                guess = first * top / max(reach, 1)
+                walk = None
+                if self.page is not None and self.page[0] in SORT_INDEXES:
+                    steps = int(WALK_MARGIN * self.page[1] * top / max(1.0, guess * self.share())) + 1
+                    walk = (self.page[0], steps) if steps <= min(WALK_FACTOR * guess, WALK_BUDGET) else None
+                self._scan(_cut(3 * self.sample_size(), guess), walk)
         assert self.found is not None
         return self.found
 
-    def _scan(self, cut: int) -> None:
-        """Count the text matches and keep those under the cut (`_sampled`), in one read of the index."""
-        found, sampled = self.conn.execute(
-            f"SELECT COUNT(*), json_group_array(rowid) FILTER (WHERE {_sampled('rowid', cut)}) FROM runs_fts "
-            "WHERE runs_fts MATCH ?",
-            (self.parts.match,),
-        ).fetchone()
-        self.found, self.sampled = found, (cut, json.loads(sampled))
+    def _scan(self, cut: int, walk: tuple[str, int] | None = None) -> None:
+        """Count the text matches and keep those under the cut (`_sampled`), and with `walk` (a sort and how many
+        entries of its index) those among the first runs of the sort (see `_walk`), in one read of the index."""
+        sampled = f"json_group_array(rowid) FILTER (WHERE {_sampled('rowid', cut)})"
+        if walk is None:
+            found, kept = self.conn.execute(
+                f"SELECT COUNT(*), {sampled} FROM runs_fts WHERE runs_fts MATCH ?", (self.parts.match,)
+            ).fetchone()
+        else:
+            sort, steps = walk
+            found, kept, walked, hits = self.conn.execute(
+                f"{_walked_sql(self.parts, sort)} SELECT COUNT(*), {sampled}, (SELECT COUNT(*) FROM walked), "
+                "json_group_array(rowid) FILTER (WHERE +rowid IN (SELECT r FROM walked)) "
+                "FROM runs_fts WHERE runs_fts MATCH ?",
+                [*self.parts.date_args, steps, self.parts.match],
+            ).fetchone()
+            self.walked = (sort, steps, walked, hits)
+        self.found, self.sampled = found, (cut, json.loads(kept))
 
-    def sample(self, size: int) -> list[int]:
+    def sample(self, size: float) -> list[int]:
         """About `size` of the text matches: those whose scrambled rowid is under size / matches of the range, the
         same ones for the same search every time. Read again from the index only if the kept ones are too few."""
         cut = _cut(size, self.text_matches())
@@ -430,33 +485,36 @@ def _page(look: _Look, sort: str, page: int, per_page: int, total: int) -> list[
     otherwise by fetching every match and sorting them (a rare word).
     """
     conn, parts = look.conn, look.parts
-    order, window = SORTS[sort], [per_page, (page - 1) * per_page]
-    checks = _Parts.sql(parts.facet, "runs") + _Parts.sql(parts.row, "runs") + [COUNTED]
-    check_args = parts.facet_args + parts.row_args
-    dates = _Parts.sql(parts.dates, "runs")
+    order, need = SORTS[sort], page * per_page
     if parts.match is None:
+        checks = _Parts.sql(parts.dates, "runs") + _Parts.sql(parts.facet, "runs") + _Parts.sql(parts.row, "runs")
         return _fetch(
             conn,
-            f"SELECT * FROM runs WHERE {' AND '.join(dates + checks)} ORDER BY {order} LIMIT ? OFFSET ?",
-            [*parts.date_args, *check_args, *window],
+            f"SELECT * FROM runs WHERE {' AND '.join([*checks, COUNTED])} ORDER BY {order} LIMIT ? OFFSET ?",
+            [*parts.date_args, *parts.facet_args, *parts.row_args, per_page, (page - 1) * per_page],
         )
     found = look.text_matches()
-    runs = conn.execute("SELECT COALESCE(SUM(run_count), 0) FROM facet_combos").fetchone()[0]
-    steps = int(WALK_MARGIN * page * per_page * runs / max(total, 1)) + per_page
-    if steps <= min(WALK_FACTOR * found, WALK_BUDGET):
-        hits = _walk(look, sort, page * per_page, steps, min(WALK_FACTOR * found, WALK_BUDGET))
-        if hits is not None:
-            return _fetch(
-                conn,
-                f"SELECT * FROM runs WHERE rowid IN (SELECT value FROM json_each(?)) ORDER BY {order} LIMIT ? OFFSET ?",
-                [hits, *window],
-            )
+    most = min(WALK_FACTOR * found, WALK_BUDGET)
+    rows = None
+    if look.walked is not None and look.walked[0] == sort:
+        # The read that counted the matches walked the sort's index too.
+        _, steps, walked, hits = look.walked
+        rows = _walked_rows(look, sort, hits, need, exhausted=walked < steps)
+        if rows is None:
+            rows = _walk(look, sort, need, steps * 4, most)
+    else:
+        steps = int(WALK_MARGIN * need * _runs(conn) / max(total, 1)) + 1
+        if steps <= most:
+            rows = _walk(look, sort, need, steps, most)
+    if rows is not None:
+        return rows[(page - 1) * per_page : need]
     # NOT INDEXED: the matches drive, each looked up by rowid; SQLite sorts them.
+    checks = _Parts.sql(parts.dates, "runs") + _Parts.sql(parts.facet, "runs") + _Parts.sql(parts.row, "runs")
     return _fetch(
         conn,
         f"SELECT * FROM runs NOT INDEXED WHERE rowid IN (SELECT rowid FROM runs_fts WHERE runs_fts MATCH ?) "
-        f"AND {' AND '.join(dates + checks)} ORDER BY {order} LIMIT ? OFFSET ?",
-        [parts.match, *parts.date_args, *check_args, *window],
+        f"AND {' AND '.join([*checks, COUNTED])} ORDER BY {order} LIMIT ? OFFSET ?",
+        [parts.match, *parts.date_args, *parts.facet_args, *parts.row_args, per_page, (page - 1) * per_page],
     )
 
 
@@ -469,43 +527,64 @@ WALK_FACTOR = 4
 costs about a fifth of a µs (the index alone, never the row), fetching a match a µs or two."""
 
 
-def _walk(look: _Look, sort: str, need: int, steps: int, most: int) -> str | None:
-    """The runs among the first of the sort's order that match the search, as a JSON list of rowids holding at
-    least its `need` first matches; None if that takes more than `most` index entries.
+def _walked_sql(parts: _Parts, sort: str) -> str:
+    """The first runs of the sort's order within the dates asked for, read off its index alone (SORT_INDEXES:
+    the index holds the date, so no row is read): `walked(r)`, as many as the one argument after the dates'."""
+    dates = " AND ".join(_Parts.sql(parts.dates, "runs")) or "1"
+    return (
+        f"WITH walked(r) AS MATERIALIZED (SELECT rowid FROM runs INDEXED BY {SORT_INDEXES[sort]} "
+        f"WHERE {dates} ORDER BY {SORTS[sort]} LIMIT ?)"
+    )
 
-    The first `steps` runs in the sort's order (within the dates asked for) are read off its index alone
-    (SORT_INDEXES: the index holds the date, so no row is read) into a small table; one read of the full-text
-    index's list of runs for the words keeps those in it, and only these few are looked up for the other filters.
-    Every run past the walked ones comes later in the order, so once `need` of them match the page is among
-    them, exactly. Too few: walked again further.
+
+def _walked_rows(look: _Look, sort: str, hits: str, need: int, *, exhausted: bool) -> list[dict[str, Any]] | None:
+    """The walked runs the words match (`hits`, a JSON list of rowids) that pass the other filters, in the sort's
+    order, if they hold the page: at least `need` of them, or every run walked."""
+    parts = look.parts
+    checks = _Parts.sql(parts.facet, "runs") + _Parts.sql(parts.row, "runs")
+    rows = _fetch(
+        look.conn,
+        # NOT INDEXED: the few walked matches drive, looked up by rowid (an index on a filtered column would not).
+        f"SELECT * FROM runs NOT INDEXED WHERE rowid IN (SELECT value FROM json_each(?)) "
+        f"AND {' AND '.join([*checks, COUNTED])} "
+        f"ORDER BY {SORTS[sort]}",
+        [hits, *parts.facet_args, *parts.row_args],
+    )
+    return rows if exhausted or len(rows) >= need else None
+
+
+def _walk(look: _Look, sort: str, need: int, steps: int, most: int) -> list[dict[str, Any]] | None:
+    """The runs among the first of the sort's order that match the search, in that order, holding at least its
+    `need` first matches; None if that takes more than `most` index entries.
+
+    The first `steps` runs in the sort's order (`_walked_sql`) go into a small table; one read of the full-text
+    index's list of runs for the words keeps those in it, and only these few are looked up for the other
+    filters. Every run past the walked ones comes later in the order, so once `need` of them match the page is
+    among them, exactly. Too few: walked again further. The read starts and stops at the lowest and highest
+    walked rowid: where runs are written as they are made (most catalogues), the newest runs have the highest
+    rowids and the read is short.
     """
     parts = look.parts
-    checks = _Parts.sql(parts.facet, "runs") + _Parts.sql(parts.row, "runs") + [COUNTED]
-    dates = " AND ".join(_Parts.sql(parts.dates, "runs")) or "1"
     sql = (
-        f"WITH walked(r) AS MATERIALIZED (SELECT rowid FROM runs INDEXED BY {SORT_INDEXES[sort]} "
-        f"WHERE {dates} ORDER BY {SORTS[sort]} LIMIT ?) "
-        "SELECT (SELECT COUNT(*) FROM walked), (SELECT json_group_array(runs.rowid) FROM runs_fts "
-        "CROSS JOIN runs ON runs.rowid = runs_fts.rowid "
-        f"WHERE runs_fts MATCH ? AND +runs_fts.rowid IN (SELECT r FROM walked) AND {' AND '.join(checks)})"
+        f"{_walked_sql(parts, sort)} SELECT (SELECT COUNT(*) FROM walked), (SELECT json_group_array(rowid) FROM "
+        "runs_fts WHERE runs_fts MATCH ? AND rowid BETWEEN (SELECT MIN(r) FROM walked) AND (SELECT MAX(r) FROM walked) "
+        "AND +rowid IN (SELECT r FROM walked))"
     )
-    while True:
-        walked, hits = look.conn.execute(
-            sql, [*parts.date_args, steps, parts.match, *parts.facet_args, *parts.row_args]
-        ).fetchone()
-        found = len(json.loads(hits))
-        if walked < steps or found >= need:  # the whole order walked, or enough found
-            return str(hits)
+    while steps <= most:
+        walked, hits = look.conn.execute(sql, [*parts.date_args, steps, parts.match]).fetchone()
+        rows = _walked_rows(look, sort, hits, need, exhausted=walked < steps)
+        if rows is not None:
+            return rows
         # As far again as the matches found so far say it takes, and at least twice as far.
-        steps = int(steps * max(2.0, min(16.0, WALK_MARGIN * need / max(found, 1))))
-        if steps > most:
-            return None
+        steps = int(steps * max(2.0, min(16.0, WALK_MARGIN * need / max(len(json.loads(hits)), 1))))
+    return None
 
 
 def _run(
     conn: sqlite3.Connection, fts: str | None, filters: Filters, sort: str, page: int, per_page: int
 ) -> SearchResult:
     with _Look(conn, _parts(fts, filters)) as look:
+        look.page = (sort, page * per_page)
         tally = look.tally()
         total = round(tally.sums()[0])
         rows = _page(look, sort, page, per_page, total) if total else []
