@@ -8,6 +8,7 @@ from typing import Any
 
 import streamlit as st
 
+from catalog.records import split_parts
 from dashboard import views
 from dashboard.cost import cost_text
 from dashboard.history import params_rows, size_words, timing_rows
@@ -94,11 +95,32 @@ def differing_params(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, str
     and B; field names, paths and "None" were shown as the catalogue holds them (issue 29)."""
     first, second = _flat(a.get("params") or {}), _flat(b.get("params") or {})
     names = sorted(set(first) | set(second))
-    return [
+    rows = [
         {"setting": label(name), "A": first.get(name, EMPTY), "B": second.get(name, EMPTY)}
         for name in names
         if first.get(name, EMPTY) != second.get(name, EMPTY)
     ]
+    for setting, show in SPLIT_ROWS:
+        values = show(a), show(b)
+        if values[0] != values[1]:
+            rows.append({"setting": setting, "A": values[0], "B": values[1]})
+    return rows
+
+
+def _part_count(run: dict[str, Any]) -> str:
+    count = len(split_parts(run))
+    return f"{count} parts" if count else "one job"
+
+
+def _part_length(run: dict[str, Any]) -> str:
+    """The longest part's span in the speech (what `part_s` bounded), for a split run; EMPTY for one job."""
+    parts = split_parts(run)
+    return f"{max(part.duration_s for part in parts):.1f} s" if parts else EMPTY
+
+
+SPLIT_ROWS = (("split into", _part_count), ("longest part", _part_length))
+"""How a split run (docs/split.md) was rendered: how many parts, and how long the longest. They are not params
+(the run's params are its own input, as Reuse fills them), so they are compared beside them."""
 
 
 def _seconds(ms: Any) -> str:
@@ -123,6 +145,7 @@ def facts_rows(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, str]]:
         ("engine", lambda r: str(r.get("engine") or "—")),
         ("GPU", gpu),
         ("cost", cost_text),
+        ("split into", _part_count),
         ("made in (worker)", lambda r: _seconds(r.get("total_ms"))),
         ("execution (endpoint)", lambda r: _seconds(r.get("execution_ms"))),
         ("queue delay", lambda r: _seconds(r.get("delay_ms"))),

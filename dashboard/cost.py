@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from catalog.records import split_parts
 from catalog.search import CostTotal
 from client import catalog_prices
 from core.contract import JobError
@@ -53,6 +54,11 @@ def cost_text(run: dict[str, Any]) -> str:
 
 def cost_help(run: dict[str, Any], prices: PriceTable) -> str:
     """How a run's cost was worked out, for the metric's tooltip."""
+    parts = split_parts(run)
+    if parts:
+        priced = sum(part.cost_usd is not None for part in parts)
+        known = "" if priced == len(parts) else f" ({len(parts) - priced} of them not known yet, so no sum)"
+        return f"The sum of its {len(parts)} parts' costs, each priced on the GPU that ran it{known}."
     if run.get("engine") == PREVIEW_ENGINE:
         return "The local preview engine runs on this machine's CPU: nothing is billed."
     gpu = run.get("gpu_name")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from catalog import Catalog, SearchResult, bucket, sync
+from catalog.records import split_parts
 from core.contract import TIMING_KEYS, JobError, JobStatus, friendly_error
 from core.store import Store
 from dashboard.views import plain
@@ -162,6 +163,59 @@ def timing_rows(timings: dict[str, Any]) -> list[dict[str, Any]]:
     stages = [(k, v) for k, v in timings.items() if k != "total_ms" and isinstance(v, int | float) and v >= 0]
     stages.sort(key=lambda kv: order.get(kv[0], len(order)))
     return [{"stage": key.removesuffix("_ms"), "seconds": round(value / 1000.0, 3)} for key, value in stages]
+
+
+PART_STATES = {
+    "pending": "not sent yet",
+    JobStatus.IN_QUEUE: "queued",
+    JobStatus.IN_PROGRESS: "rendering",
+    JobStatus.COMPLETED: "done",
+    JobStatus.FAILED: "failed",
+    JobStatus.TIMED_OUT: "timed out",
+    JobStatus.CANCELLED: "cancelled",
+}
+PART_ERROR_SHOWN = 300
+
+
+def split_caption(run: dict[str, Any]) -> str:
+    """A split run's card line, "Split into 3 parts"; empty for a run rendered as one job."""
+    count = len(split_parts(run))
+    return f"Split into {count} parts" if count else ""
+
+
+def _money(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"${value:.4f}" if abs(value) < 0.01 else f"${value:,.2f}"
+
+
+def _part_error(error: dict[str, Any] | None) -> str:
+    if not error:
+        return ""
+    code, message = error.get("code"), error.get("message")
+    text = ": ".join(str(part) for part in (code, message) if part)
+    return text if len(text) <= PART_ERROR_SHOWN else text[: PART_ERROR_SHOWN - 1] + "…"
+
+
+def part_rows(run: dict[str, Any]) -> list[dict[str, str]]:
+    """A split run's parts for its detail, one row each: number, where it lies in the speech, its job, state, GPU
+    seconds, cost, and the error of a part that failed. From metadata.json's `parts` once joined, from split.json
+    while it runs (catalog.sync keeps the row's `parts` column). Every cell is text for a table, never Markdown:
+    a part's error is the endpoint's text."""
+    rows = []
+    for part in split_parts(run):
+        rows.append(
+            {
+                "part": str(part.index + 1),
+                "speech": f"{part.start_s:.2f}–{part.end_s:.2f} s",
+                "job": part.job_id or "—",
+                "state": PART_STATES.get(part.state, str(part.state)),
+                "GPU": f"{part.gpu_ms / 1000:.1f} s" if part.gpu_ms is not None else "—",
+                "cost": _money(part.cost_usd),
+                "error": _part_error(part.error),
+            }
+        )
+    return rows
 
 
 def skipped_lines(skipped: list[tuple[str, str]], shown: int = 5) -> list[str]:

@@ -131,8 +131,10 @@ def store(request: pytest.FixtureRequest, settings: Settings) -> Store:
     return open_store(request.getfixturevalue("s3_settings"))
 
 
-def _part(index: int, state: str, **changes: Any) -> SplitPart:
-    job_id = f"part-job-{index}"
+def split_part(index: int, state: str, run_id: str = "split-abc", **changes: Any) -> SplitPart:
+    """Part `index` of split run `run_id` (each part about 10 s of speech), in `state`; a finished part ran
+    90 s on an H100 and cost $0.10."""
+    job_id = f"part-job-{index}" if run_id == "split-abc" else f"{run_id}-part-{index}"
     fields: dict[str, Any] = {
         "index": index,
         "start_s": 10.0 * index,
@@ -140,11 +142,11 @@ def _part(index: int, state: str, **changes: Any) -> SplitPart:
         "job_id": job_id if state != "pending" else None,
         "state": state,
         "attempts": 0 if state == "pending" else 1,
-        "job_input": {"prompt": PROMPT, "output_config": {"prefix": "jobs/split-abc/parts"}},
+        "job_input": {"prompt": PROMPT, "output_config": {"prefix": f"jobs/{run_id}/parts"}},
     }
     if state == JobStatus.COMPLETED:
         fields |= {
-            "video_key": f"jobs/split-abc/parts/{job_id}/video.mp4",
+            "video_key": f"jobs/{run_id}/parts/{job_id}/video.mp4",
             "gpu_ms": 90_000,
             "cost_usd": 0.1,
             "engine": {"name": "infinitetalk", "version": "1"},
@@ -153,7 +155,9 @@ def _part(index: int, state: str, **changes: Any) -> SplitPart:
     return SplitPart(**{**fields, **changes})
 
 
-def _plan(*parts: SplitPart, **changes: Any) -> SplitPlan:
+def split_plan(*parts: SplitPart, **changes: Any) -> SplitPlan:
+    """The split.json of a run of `parts` on "a lighthouse keeper tells a long story" (run id split-abc unless
+    `changes` name another)."""
     fields: dict[str, Any] = {
         "run_id": "split-abc",
         "endpoint_id": "runpod-abc",
@@ -169,13 +173,13 @@ def _plan(*parts: SplitPart, **changes: Any) -> SplitPlan:
     return SplitPlan(**{**fields, **changes})
 
 
-def _save(store: Store, plan: SplitPlan) -> None:
+def save_plan(store: Store, plan: SplitPlan) -> None:
     store.put_bytes(plan.plan_key, plan.model_dump_json().encode())
 
 
-def _part_metadata(store: Store, part: SplitPart) -> str:
+def publish_part(store: Store, part: SplitPart) -> str:
     """A finished part's own metadata.json, as the worker publishes it under the run's `parts/` until the join."""
-    folder = f"jobs/split-abc/parts/{part.job_id}"
+    folder = f"{part.job_input['output_config']['prefix']}/{part.job_id}"
     metadata = JobMetadata(
         job_id=part.job_id or "",
         endpoint_id="runpod-abc",
@@ -196,7 +200,7 @@ def _part_metadata(store: Store, part: SplitPart) -> str:
     return key
 
 
-def _joined(store: Store, plan: SplitPlan) -> JobMetadata:
+def publish_joined(store: Store, plan: SplitPlan, finished_at: str = "2026-12-01T10:09:00.000Z") -> JobMetadata:
     """The run's metadata.json as the join writes it: the parts listed, the parts' own files gone."""
     metadata = JobMetadata(
         job_id=plan.run_id,
@@ -210,14 +214,14 @@ def _joined(store: Store, plan: SplitPlan) -> JobMetadata:
         timings={"total_ms": sum(p.gpu_ms or 0 for p in plan.parts), "join_ms": 900},
         created_at=plan.created_at,
         started_at=plan.created_at,
-        finished_at="2026-12-01T10:09:00.000Z",
+        finished_at=finished_at,
         gpu=plan.parts[0].gpu,
         parts=[p.model_copy(update={"job_input": {}}) for p in plan.parts],
     )
     store.put_bytes(f"{plan.folder}/metadata.json", metadata.model_dump_json().encode())
     for key in list(store.list(f"{plan.folder}/parts/")):
         store.delete(key)
-    _save(store, plan.model_copy(update={"state": "joined", "video_key": f"{plan.folder}/video.mp4"}))
+    save_plan(store, plan.model_copy(update={"state": "joined", "video_key": f"{plan.folder}/video.mp4"}))
     return metadata
 
 
@@ -225,9 +229,10 @@ def test_an_unfinished_split_run_is_restored_in_progress_with_its_parts(store: S
     """A split.json with one part done (its metadata.json and request.json in `parts/`), one rendering, one not
     sent: a sync or a restore on an empty catalogue finds one run, in progress, with its three parts; never a
     part as a run of its own."""
-    plan = _plan(_part(0, JobStatus.COMPLETED), _part(1, JobStatus.IN_PROGRESS), _part(2, "pending"))
-    _save(store, plan)
-    _part_metadata(store, plan.parts[0])
+    parts = split_part(0, JobStatus.COMPLETED), split_part(1, JobStatus.IN_PROGRESS), split_part(2, "pending")
+    plan = split_plan(*parts)
+    save_plan(store, plan)
+    publish_part(store, plan.parts[0])
     request = bucket.request_document(
         "part-job-1", plan.parts[1].job_input, endpoint_id="runpod-abc", submitted_by=None
     )
@@ -255,14 +260,14 @@ def test_each_change_of_the_plan_reaches_the_run_and_a_failed_run_reopens_when_r
     store: Store, tmp_path: Path
 ) -> None:
     catalog = Catalog(tmp_path / "catalog.db")
-    plan = _plan(_part(0, JobStatus.COMPLETED), _part(1, JobStatus.IN_PROGRESS))
-    _save(store, plan)
+    plan = split_plan(split_part(0, JobStatus.COMPLETED), split_part(1, JobStatus.IN_PROGRESS))
+    save_plan(store, plan)
     sync(catalog, store)
     assert sync(catalog, store).updated == 0, "an unchanged plan changes nothing (History reruns on a change)"
 
     error = {"code": ErrorCode.OOM, "message": "CUDA out of memory **while** [decoding](http://x)"}
-    failed = _plan(plan.parts[0], _part(1, JobStatus.FAILED, error=error), state="failed")
-    _save(store, failed)
+    failed = split_plan(plan.parts[0], split_part(1, JobStatus.FAILED, error=error), state="failed")
+    save_plan(store, failed)
     assert sync(catalog, store).updated == 1
     run = catalog.get("split-abc")
     assert run is not None and run["status"] == JobStatus.FAILED and run["finished_at"]
@@ -270,16 +275,17 @@ def test_each_change_of_the_plan_reaches_the_run_and_a_failed_run_reopens_when_r
     assert split_parts(run)[1].error == error
     assert run["cost_usd"] is None, "the failed part's cost is unknown, so the run's is: no partial sum"
 
-    retried = _plan(plan.parts[0], _part(1, JobStatus.IN_QUEUE, job_id="part-job-1b", earlier_job_ids=["part-job-1"]))
-    _save(store, retried)
+    again = split_part(1, JobStatus.IN_QUEUE, job_id="part-job-1b", earlier_job_ids=["part-job-1"])
+    retried = split_plan(plan.parts[0], again)
+    save_plan(store, retried)
     sync(catalog, store)
     run = catalog.get("split-abc")
     assert run is not None and run["status"] == JobStatus.IN_PROGRESS and run["retries"] == 1
     assert run["error_code"] is None and run["finished_at"] is None
     assert split_parts(run)[1].earlier_job_ids == ["part-job-1"]
 
-    cancelled = _plan(plan.parts[0], _part(1, JobStatus.CANCELLED, job_id="part-job-1b"), state="cancelled")
-    _save(store, cancelled)
+    cancelled = split_plan(plan.parts[0], split_part(1, JobStatus.CANCELLED, job_id="part-job-1b"), state="cancelled")
+    save_plan(store, cancelled)
     sync(catalog, store)
     run = catalog.get("split-abc")
     assert run is not None and run["status"] == JobStatus.CANCELLED and run["error_code"] == ErrorCode.CANCELLED
@@ -288,8 +294,8 @@ def test_each_change_of_the_plan_reaches_the_run_and_a_failed_run_reopens_when_r
 def test_a_joined_split_run_costs_its_parts_sum_each_on_its_own_gpu(store: Store, tmp_path: Path) -> None:
     """Two parts on two GPUs: the run costs $0.10 + $0.32, not its summed seconds at the first part's price; the
     search's cost line (and Health's spend, which reads the same column) counts it once."""
-    plan = _plan(_part(0, JobStatus.COMPLETED), _part(1, JobStatus.COMPLETED, gpu=A100, cost_usd=0.32))
-    _joined(store, plan)
+    plan = split_plan(split_part(0, JobStatus.COMPLETED), split_part(1, JobStatus.COMPLETED, gpu=A100, cost_usd=0.32))
+    publish_joined(store, plan)
     catalog = Catalog(tmp_path / "catalog.db")
 
     report = sync(catalog, store)
@@ -306,9 +312,9 @@ def test_part_runs_catalogued_by_older_code_are_folded_into_their_run(store: Sto
     """Older code took a finished part's metadata.json in as a run (sync), and a running part from the local
     endpoint's listing (source `endpoint`): the next sync folds both into the split run, which lists them; a
     catalogue that took the joined run in before runs had a `parts` column learns them."""
-    plan = _plan(_part(0, JobStatus.COMPLETED), _part(1, JobStatus.IN_PROGRESS))
-    _save(store, plan)
-    key = _part_metadata(store, plan.parts[0])
+    plan = split_plan(split_part(0, JobStatus.COMPLETED), split_part(1, JobStatus.IN_PROGRESS))
+    save_plan(store, plan)
+    key = publish_part(store, plan.parts[0])
     catalog = Catalog(tmp_path / "catalog.db")
     catalog.upsert_metadata(JobMetadata.model_validate_json(store.get(key)).model_dump(mode="json"), key)
     catalog.record_submission("part-job-1", plan.parts[1].job_input, endpoint_id="local", source="endpoint")
@@ -320,7 +326,7 @@ def test_part_runs_catalogued_by_older_code_are_folded_into_their_run(store: Sto
     assert report.folded == 2 and "2 parts folded into their split run" in report.summary()
     assert sorted(_listed(catalog)) == ["someone-else", "split-abc"]
 
-    _joined(store, plan.model_copy(update={"parts": [plan.parts[0], _part(1, JobStatus.COMPLETED)]}))
+    publish_joined(store, plan.model_copy(update={"parts": [plan.parts[0], split_part(1, JobStatus.COMPLETED)]}))
     sync(catalog, store)
     with catalog.conn:  # a catalogue from before schema v13 held the joined run without its parts
         catalog.conn.execute("UPDATE runs SET parts = NULL WHERE run_id = 'split-abc'")
@@ -337,10 +343,10 @@ def test_a_foreign_split_json_is_skipped_with_its_reason_and_its_parts_stay_hidd
 ) -> None:
     """A split.json that is not a plan (or names another run) is skipped, saying why; what lies under its
     `parts/` is still never a run of its own."""
-    plan = _plan(_part(0, JobStatus.COMPLETED))
-    _part_metadata(store, plan.parts[0])
+    plan = split_plan(split_part(0, JobStatus.COMPLETED))
+    publish_part(store, plan.parts[0])
     store.put_bytes(plan.plan_key, json.dumps({"run_id": "split-abc", "parts": "many"}).encode())
-    elsewhere = _plan(_part(0, "pending"), run_id="split-other")
+    elsewhere = split_plan(split_part(0, "pending"), run_id="split-other")
     store.put_bytes("jobs/split-abc/parts/split.json", elsewhere.model_dump_json().encode())
     catalog = Catalog(tmp_path / "catalog.db")
 
@@ -353,9 +359,9 @@ def test_a_foreign_split_json_is_skipped_with_its_reason_and_its_parts_stay_hidd
 
 
 def test_a_deleted_split_run_stays_deleted_with_its_parts(store: Store, tmp_path: Path) -> None:
-    plan = _plan(_part(0, JobStatus.COMPLETED), _part(1, JobStatus.IN_PROGRESS))
-    _save(store, plan)
-    _part_metadata(store, plan.parts[0])
+    plan = split_plan(split_part(0, JobStatus.COMPLETED), split_part(1, JobStatus.IN_PROGRESS))
+    save_plan(store, plan)
+    publish_part(store, plan.parts[0])
     catalog = Catalog(tmp_path / "catalog.db")
     sync(catalog, store)
 

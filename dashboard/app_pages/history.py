@@ -29,9 +29,11 @@ from dashboard.history import (
     page_key,
     params_rows,
     parse_tags,
+    part_rows,
     search,
     size_words,
     skipped_lines,
+    split_caption,
     tags_line,
     timing_rows,
     total_words,
@@ -138,6 +140,8 @@ def _card(run: dict[str, Any], store: Any, key: str = K + "open.") -> None:
         views.status_badge(run["status"], run.get("engine"))
         st.markdown(f"{'★ ' if run.get('favourite') else ''}{views.plain(_short(run.get('prompt') or '(no prompt)'))}")
         st.caption(card_line(run, cost.card_suffix(run)))  # the catalogue's numbers and dates, no user text
+        if split := split_caption(run):
+            st.caption(f":material/call_split: {split}")  # a count, no user text
         if tags := tags_line(run):
             st.caption(f":material/sell: {views.plain(tags)}")
         st.button("Open", key=key + run["run_id"], on_click=_open, args=(run["run_id"],), width="stretch")
@@ -255,6 +259,16 @@ def _batch_items(run: dict[str, Any]) -> None:
     _grid(items, key=K + "batch-open.")
 
 
+def _parts(run: dict[str, Any], parts: list[dict[str, str]]) -> None:
+    """A split run's parts (docs/split.md): the run is one video, its parts rendered at once on several workers;
+    each part's span, job, state, GPU time, cost and error, as text in a table (an error is the endpoint's)."""
+    failed = sum(1 for part in parts if part["error"])
+    total = cost.cost_text(run).split(" (")[0]
+    line = f"{split_caption(run)}, rendered at once on several workers and joined into one video; cost {total}"
+    st.markdown(f"**Parts** · {line} (the parts' sum){f' · {failed} failed' if failed else ''}")
+    st.dataframe(parts, hide_index=True, width="stretch")
+
+
 @st.dialog("Run", width="large", on_dismiss=_close)
 def _detail(run_id: str) -> None:
     """One run, in a dialog over the grid: opened from a card far down the page it is still in view (drawn below
@@ -306,6 +320,9 @@ def _detail(run_id: str) -> None:
                 st.session_state[state.REUSE_PARAMS] = run["params"]
                 st.switch_page(navigation.page("submit"))
             _delete(run)
+        parts = part_rows(run)
+        if parts:
+            _parts(run, parts)
         timings = timing_rows(run.get("timings") or {})
         tabs = st.tabs(["Timing", "Parameters", "Tags & note"])
         with tabs[0]:
