@@ -14,9 +14,11 @@ import contextlib
 import hashlib
 import math
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +53,9 @@ from core.store import Store
 from worker.inputs import fetch_audio, fetch_visual
 from worker.split import (
     CHARS_PER_S,
+    Joined,
     check_lengths,
+    encode_soundtrack,
     join_videos,
     part_bounds,
     plan_cuts,
@@ -65,6 +69,11 @@ from worker.split import (
 
 def _invalid(field: str, message: str) -> JobError:
     return JobError(ErrorCode.INPUT_VALIDATION, f"{field}: {message}", at_stage=Stage.VALIDATION_STARTED)
+
+
+TRANSFER_THREADS = 4
+"""Uploads and downloads of the parts' media run this many at a time: each mostly waits on the disk or the
+bucket, and one after the other they were a good share of the split and the join (docs/split.md, Measured)."""
 
 
 def default_parallel(client: StudioClient) -> int:
@@ -162,40 +171,47 @@ def plan_split(
         else:
             assert params.cond_audio is not None
             refs = [r for r in (params.cond_audio.person1, params.cond_audio.person2) if r]
-            fetched = [
-                fetch_audio(ref, f"cond_audio.person{n + 1}", work, settings, _roots(ref)) for n, ref in enumerate(refs)
-            ]
-            speech = speech_tracks(params, [item.path for item in fetched], work)
-            warnings.extend(speech.warnings)
-            cuts, cut_warnings = plan_cuts(speech.mix, part_s, min_part_s)
-            warnings.extend(cut_warnings)
-            cond = params.cond_video
-            video = fetch_visual(cond, "cond_video", work, settings, _roots(cond), params.bbox)
-            speech_s = speech.mix.size / AUDIO_SAMPLE_RATE
-            soundtrack_key = f"{folder}/speech.wav"
-            store.put(soundtrack_key, speech.soundtrack)
-            for index, (start, end) in enumerate(part_bounds(speech.mix.size, cuts)):
-                part_input, note = _part_media(base, params, speech.tracks, start, end, index, work, store)
-                if note:
-                    warnings.append(note)
-                if video.kind == "video":
-                    sliced = slice_video(
-                        video.path, start / AUDIO_SAMPLE_RATE, (end - start) / AUDIO_SAMPLE_RATE, work / f"v{index}.mp4"
-                    )
-                    part_input["cond_video"] = upload_media(store, sliced.read_bytes(), f"part-{index + 1:03d}.mp4")
-                in_pause = cuts[index].in_pause if index < len(cuts) else True
-                parts.append(
-                    SplitPart(
-                        index=index,
-                        start_s=round(start / AUDIO_SAMPLE_RATE, 4),
-                        end_s=round(end / AUDIO_SAMPLE_RATE, 4),
-                        in_pause=in_pause,
-                        job_input=part_input,
-                    )
-                )
+            # The picture is fetched and checked while the speech is decoded; the parts' slices are made and
+            # uploaded a few at a time (TRANSFER_THREADS), each part's files its own.
+            with ThreadPoolExecutor(max_workers=TRANSFER_THREADS) as pool:
+                cond = params.cond_video
+                visual = pool.submit(fetch_visual, cond, "cond_video", work, settings, _roots(cond), params.bbox)
+                fetched = [
+                    fetch_audio(ref, f"cond_audio.person{n + 1}", work, settings, _roots(ref))
+                    for n, ref in enumerate(refs)
+                ]
+                speech = speech_tracks(params, [item.path for item in fetched], work)
+                warnings.extend(speech.warnings)
+                cuts, cut_warnings = plan_cuts(speech.mix, part_s, min_part_s)
+                warnings.extend(cut_warnings)
+                video = visual.result()
+                speech_s = speech.mix.size / AUDIO_SAMPLE_RATE
+                soundtrack_key = f"{folder}/speech.wav"
+                stored = pool.submit(store.put, soundtrack_key, speech.soundtrack)
+
+                def make_part(index: int, start: int, end: int) -> tuple[SplitPart, str | None]:
+                    part_input, note = _part_media(base, params, speech.tracks, start, end, index, store)
+                    if video.kind == "video":
+                        sliced = slice_video(
+                            video.path, start / AUDIO_SAMPLE_RATE, (end - start) / AUDIO_SAMPLE_RATE,
+                            work / f"v{index}.mp4",
+                        )  # fmt: skip
+                        part_input["cond_video"] = upload_media(store, sliced.read_bytes(), f"part-{index + 1:03d}.mp4")
+                    in_pause = cuts[index].in_pause if index < len(cuts) else True
+                    span = {"start_s": round(start / AUDIO_SAMPLE_RATE, 4), "end_s": round(end / AUDIO_SAMPLE_RATE, 4)}
+                    return SplitPart(index=index, **span, in_pause=in_pause, job_input=part_input), note
+
+                bounds = part_bounds(speech.mix.size, cuts)
+                made = list(pool.map(make_part, range(len(bounds)), *zip(*bounds, strict=True)))
+                stored.result()
+            parts = [part for part, _ in made]
+            warnings.extend(note for _, note in made if note)
     remote = not settings.is_local_endpoint
-    for part in parts:  # the photo (and any other local file) goes to the store, where the worker can fetch it
-        part.job_input = prepare_input(part.job_input, store, remote_worker=remote)
+    # The photo (and any other local file) goes to the store, where the worker can fetch it.
+    with ThreadPoolExecutor(max_workers=TRANSFER_THREADS) as pool:
+        prepared = list(pool.map(lambda part: prepare_input(part.job_input, store, remote_worker=remote), parts))
+    for part, job in zip(parts, prepared, strict=True):
+        part.job_input = job
     return SplitPlan(
         run_id=run_id,
         endpoint_id=settings.endpoint_id,
@@ -220,20 +236,17 @@ def _part_media(
     start: int,
     end: int,
     index: int,
-    work: Path,
     store: Store,
 ) -> tuple[dict[str, Any], str | None]:
     """One part's job input with each person's slice uploaded; a person silent throughout the part is left out
     (the worker refuses silent speech), the other moved to person1 with its face box. Returns the note to warn."""
     speaking = []
     for person, track in enumerate(tracks):
-        path = slice_wav(track, start, end, work / f"p{index}-{person + 1}.wav")
         if len(tracks) == 1 or not silent(track[start:end]):
             name = f"part-{index + 1:03d}-{person + 1}.wav"
-            speaking.append((person + 1, upload_media(store, path.read_bytes(), name)))
+            speaking.append((person + 1, upload_media(store, slice_wav(track, start, end), name)))
     if not speaking:  # nobody audible: send person 1, so the worker says why in its own words
-        path = work / f"p{index}-1.wav"
-        speaking = [(1, upload_media(store, path.read_bytes(), f"part-{index + 1:03d}-1.wav"))]
+        speaking = [(1, upload_media(store, slice_wav(tracks[0], start, end), f"part-{index + 1:03d}-1.wav"))]
     part = dict(base)
     part["cond_audio"] = {f"person{n + 1}": ref for n, (_, ref) in enumerate(speaking)}
     part["audio_type"] = "para"  # the slices are already laid out in time, as the whole's `add` or `para` had them
@@ -254,6 +267,17 @@ def _part_media(
 
 OnChange = Callable[["SplitRun"], None]
 POLL_S = 1.0
+
+_ENCODING: dict[str, threading.Thread] = {}
+"""The soundtracks being encoded in this process, by their key: a dashboard makes a new SplitRun for the same run
+at every tick, and each must find the encoding already under way rather than start another."""
+_ENCODING_LOCK = threading.Lock()
+
+
+def encoded_soundtrack_key(soundtrack_key: str) -> str:
+    """Where the run's speech, encoded for the joined video (worker.split.encode_soundtrack), waits for the join:
+    beside the speech (`{prefix}/{run_id}/speech.m4a`); the join deletes it once it has used it."""
+    return f"{soundtrack_key.rsplit('.', 1)[0]}.m4a"
 
 
 class SplitRun:
@@ -324,7 +348,41 @@ class SplitRun:
                 part.attempts += 1
                 sent = True
                 self.save()
+        if sent:
+            self.encode_soundtrack_soon()
         return sent
+
+    def encode_soundtrack_soon(self) -> threading.Thread | None:
+        """Encode the run's speech for the join (worker.split.encode_soundtrack) on a thread of its own while the
+        parts render, into `encoded_soundtrack_key` in the store: it is most of the join's work, and the machine
+        sending the parts is otherwise idle while they render. Once per run in this process, and not where it is
+        already stored; the thread under way, if any, is returned. Whatever goes wrong there (a stopped
+        process, a full disk), the join encodes the speech itself, to the same bytes."""
+        key = self.plan.soundtrack_key
+        if key is None:
+            return None
+        with _ENCODING_LOCK:
+            thread = _ENCODING.get(key)
+            if thread is not None and thread.is_alive():
+                return thread
+            if self.store.exists(encoded_soundtrack_key(key)):
+                return None
+            thread = threading.Thread(target=self._encode_soundtrack, args=(key,), name=f"soundtrack {key}")
+            _ENCODING[key] = thread
+            thread.start()
+            return thread
+
+    def _encode_soundtrack(self, key: str) -> None:
+        try:
+            with tempfile.TemporaryDirectory(prefix="studio-sound-", dir=self.client.settings.tmp_dir) as tmp:
+                speech = self.store.download(key, Path(tmp) / "speech.wav")
+                self.store.put(encoded_soundtrack_key(key), encode_soundtrack(speech, Path(tmp) / "speech.m4a"))
+        except Exception:  # the join encodes it itself (see encode_soundtrack_soon)
+            pass
+        finally:
+            with _ENCODING_LOCK:
+                if _ENCODING.get(key) is threading.current_thread():
+                    del _ENCODING[key]
 
     def _apply(self, part: SplitPart, state: JobState) -> bool:
         if state.status == JobStatus.IN_PROGRESS and state.progress:
@@ -446,23 +504,39 @@ class SplitRun:
         if not self.finished or self.failed():
             raise _invalid("parts", "every part must be done before the join")
         started = time.monotonic()
-        with tempfile.TemporaryDirectory(prefix="studio-join-", dir=self.client.settings.tmp_dir) as tmp:
+        encoding = None
+        if plan.soundtrack_key:
+            with _ENCODING_LOCK:
+                encoding = _ENCODING.get(plan.soundtrack_key)
+        if encoding is not None:  # the speech is being encoded for this join: waiting is quicker than starting over
+            encoding.join()
+        with (
+            tempfile.TemporaryDirectory(prefix="studio-join-", dir=self.client.settings.tmp_dir) as tmp,
+            ThreadPoolExecutor(max_workers=TRANSFER_THREADS) as pool,
+        ):
             work = Path(tmp)
-            videos = []
+            fetching = []
             for part in plan.parts:
                 assert part.video_key is not None
-                videos.append(self.store.download(part.video_key, work / f"part-{part.index:03d}.mp4"))
-            soundtrack = None
-            if plan.soundtrack_key:
-                soundtrack = self.store.download(plan.soundtrack_key, work / "speech.wav")
-            joined = join_videos(videos, work / "video.mp4", work / "join", soundtrack)
+                fetching.append(pool.submit(self.store.download, part.video_key, work / f"part-{part.index:03d}.mp4"))
             thumb = work / "thumb.jpg"
             first = plan.parts[0]
-            if first.thumb_key:
-                self.store.download(first.thumb_key, thumb)
+            thumb_fetched = pool.submit(self.store.download, first.thumb_key, thumb) if first.thumb_key else None
+            soundtrack = encoded = None
+            if plan.soundtrack_key:
+                sound_fetched = pool.submit(self.store.download, plan.soundtrack_key, work / "speech.wav")
+                aac_key = encoded_soundtrack_key(plan.soundtrack_key)
+                if self.store.exists(aac_key):
+                    encoded = self.store.download(aac_key, work / "speech.m4a")
+                soundtrack = sound_fetched.result()
+            videos = [fetched.result() for fetched in fetching]
+            joined = join_videos(videos, work / "video.mp4", work / "join", soundtrack, encoded=encoded)
+            if thumb_fetched is not None:
+                thumb_fetched.result()
             keys = {name: f"{plan.folder}/{name}" for name in ("video.mp4", "thumb.jpg", "metadata.json")}
-            video_bytes = self.store.put(keys["video.mp4"], joined.path)
+            video_put = pool.submit(self.store.put, keys["video.mp4"], joined.path)
             thumb_bytes = self.store.put(keys["thumb.jpg"], thumb) if thumb.exists() else 0
+            video_bytes = video_put.result()
             warnings = [*plan.warnings, *([joined.note] if joined.note else [])]
             if soundtrack is not None and abs(joined.duration_s - plan.speech_s) > 1 / FPS:
                 warnings.append(f"the joined video is {joined.duration_s:.3f} s, the speech {plan.speech_s:.3f} s long")
@@ -480,11 +554,14 @@ class SplitRun:
                 for job_id in (*part.earlier_job_ids, *([part.job_id] if part.job_id else [])):
                     self.catalog.forget(run_id_for(job_id))
         self._drop_parts()
+        if plan.soundtrack_key:
+            with contextlib.suppress(Exception):  # a leftover is harmless: the next join would use it as it is
+                self.store.delete(encoded_soundtrack_key(plan.soundtrack_key))
         return keys["video.mp4"]
 
     def _metadata(
         self,
-        joined: Any,
+        joined: Joined,
         keys: dict[str, str],
         video_bytes: int,
         thumb_bytes: int,
@@ -510,7 +587,7 @@ class SplitRun:
                     format="wav",
                 )
             )
-        width, height = _size(joined.path)
+        width, height = joined.width, joined.height
         outputs = {
             "video": {"key": keys["video.mp4"], "mime": "video/mp4", "bytes": video_bytes,
                       "duration_s": round(joined.duration_s, 3), "fps": FPS, "width": width, "height": height,
@@ -586,13 +663,6 @@ def _since(moment: str) -> int:
 
     started = dt.datetime.fromisoformat(moment.replace("Z", "+00:00"))
     return max(0, round((dt.datetime.now(dt.UTC) - started).total_seconds() * 1000))
-
-
-def _size(path: Path) -> tuple[int, int]:
-    from worker.split import video_signature
-
-    signature = video_signature(path)
-    return signature.width, signature.height
 
 
 def describe_plan(plan: SplitPlan) -> str:

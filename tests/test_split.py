@@ -21,7 +21,7 @@ import pytest
 
 from catalog.catalog import Catalog
 from client.api import StudioClient
-from client.fanout import SplitRun, default_parallel, plan_split
+from client.fanout import SplitRun, default_parallel, encoded_soundtrack_key, plan_split
 from core.contract import AUDIO_SAMPLE_RATE, FPS, JobError, JobMetadata, JobStatus, SplitPlan
 from core.settings import Settings
 from core.store import open_store
@@ -31,7 +31,7 @@ from tests.media_tools import ffprobe, video_frames
 from tests.s3server import free_port
 from worker.audio import speech_level
 from worker.media import decode_audio, run_ffmpeg, write_wav
-from worker.split import join_videos, plan_cuts, split_text
+from worker.split import encode_soundtrack, join_videos, plan_cuts, split_text
 
 PAUSE_S = 0.6
 FLASH_EVERY_S = 2.0
@@ -151,8 +151,8 @@ def test_the_join_copies_matching_parts_keeps_time_and_is_repeatable(tmp_path: P
     for index, count in enumerate(frames):
         part = tmp_path / f"part{index}.mp4"
         run_ffmpeg(
-            ["-f", "lavfi", "-i", f"testsrc=size=128x128:rate={FPS}", "-f", "lavfi", "-i", "sine=f=440",
-             "-frames:v", str(count), "-shortest", "-c:v", "libx264", "-preset", "veryfast", "-crf", "20",
+            ["-f", "lavfi", "-i", f"testsrc=size=128x128:rate={FPS}:d={count / FPS:.2f}", "-f", "lavfi", "-i",
+             f"sine=f=440:d={count / FPS + 0.1:.2f}", "-c:v", "libx264", "-preset", "veryfast", "-crf", "20",
              "-pix_fmt", "yuv420p", "-c:a", "aac", str(part)],
             at_stage="test", what="making a part", own_files=True,
         )  # fmt: skip
@@ -160,14 +160,29 @@ def test_the_join_copies_matching_parts_keeps_time_and_is_repeatable(tmp_path: P
 
     first = join_videos(parts, tmp_path / "a.mp4", tmp_path / "ja", speech_path)
     second = join_videos(parts, tmp_path / "b.mp4", tmp_path / "jb", speech_path)
+    encoded = encode_soundtrack(speech_path, tmp_path / "speech.m4a")
+    early = join_videos(parts, tmp_path / "c.mp4", tmp_path / "jc", speech_path, encoded=encoded)
 
     assert first.reencoded == () and first.note is None
-    assert first.frames == sum(frames)
+    assert first.frames == sum(frames) and (first.width, first.height) == (128, 128)
     assert abs(first.duration_s - speech.size / AUDIO_SAMPLE_RATE) <= 1 / FPS
-    digest = [hashlib.sha256(path.read_bytes()).hexdigest() for path in (first.path, second.path)]
+    digest = [hashlib.sha256(path.read_bytes()).hexdigest() for path in (first.path, second.path, early.path)]
     assert digest[0] == digest[1], "joining twice gives the same file"
+    assert digest[2] == digest[0], "a soundtrack encoded while the parts rendered gives the same file"
     heard = decode_audio(first.path, field="test", max_seconds=60)
     assert _lag_ms(speech, heard) <= 2.0, "the joined sound is the speech itself, from its first sample"
+    assert _packet_times(parts[0], "a")[-1] > _packet_times(parts[0], "v")[-1], "each part's sound outlasts its video"
+    shown = _packet_times(first.path, "v")
+    assert shown[0] == 0.0, "the picture starts with the sound (not shifted by the AAC encoder's priming)"
+    assert np.allclose(np.diff(shown), 1 / FPS), "one frame every 40 ms, with no gap at a join"
+
+
+def _packet_times(path: Path, stream: str) -> list[float]:
+    """The presentation times of a file's video (`v`) or audio (`a`) packets, in order, by ffprobe."""
+    command = ["ffprobe", "-v", "error", "-select_streams", f"{stream}:0", "-show_entries", "packet=pts_time",
+               "-of", "csv=p=0", str(path)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return sorted(float(line.strip(",")) for line in done.stdout.split())
 
 
 def test_parts_encoded_differently_are_reencoded_and_the_note_says_so(tmp_path: Path) -> None:
@@ -186,6 +201,27 @@ def test_parts_encoded_differently_are_reencoded_and_the_note_says_so(tmp_path: 
 
     assert joined.reencoded == (1,) and joined.frames == 200
     assert joined.note == "part(s) 2 were encoded unlike part 1, so every part was re-encoded to join them"
+
+
+def test_the_speech_is_encoded_for_the_join_once_while_the_parts_render(tmp_path: Path) -> None:
+    """Sending parts starts encoding the speech for the join on a thread, into the store beside the speech; a
+    second SplitRun of the same run (a dashboard's next tick) finds it under way or stored and starts no other;
+    the bytes are those the join would encode itself."""
+    speech_path, _ = speech_with_pauses(tmp_path / "speech.wav", rounds=1)
+    settings = Settings(data_dir=tmp_path / "data")
+    store = open_store(settings)
+    plan = plan_split(job(speech_path), settings, store, part_s=7.0, min_part_s=2.0)
+    assert plan.soundtrack_key is not None
+    key = encoded_soundtrack_key(plan.soundtrack_key)
+
+    thread = SplitRun(plan, StudioClient(settings), store).encode_soundtrack_soon()
+    again = SplitRun(plan, StudioClient(settings), store).encode_soundtrack_soon()
+
+    assert thread is not None and (again is thread or (again is None and store.exists(key)))
+    thread.join()
+    assert store.exists(key) and SplitRun(plan, StudioClient(settings), store).encode_soundtrack_soon() is None
+    speech = store.download(plan.soundtrack_key, tmp_path / "stored.wav")
+    assert store.get(key) == encode_soundtrack(speech, tmp_path / "here.m4a").read_bytes()
 
 
 def _lag_ms(reference: np.ndarray, heard: np.ndarray) -> float:
@@ -253,6 +289,7 @@ def test_a_long_speech_renders_as_parts_at_once_and_joins_in_sync(endpoint: Sett
     assert [(p.start_s, p.end_s) for p in metadata.parts] == [(p.start_s, p.end_s) for p in done.parts]
     assert all(p.job_id and p.gpu_ms is not None and p.cost_usd == 0.0 for p in metadata.parts)
     assert not [key for key in store.list(f"{plan.folder}/parts/")], "the parts' own files are dropped"
+    assert not store.exists(encoded_soundtrack_key(plan.soundtrack_key or "")), "the encoded speech, once used"
     row = catalog.get(plan.run_id)
     assert row is not None and row["status"] == JobStatus.COMPLETED and row["cost_usd"] == 0.0
     assert [r["run_id"] for r in catalog.search("presenter").rows] == [plan.run_id]

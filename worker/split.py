@@ -13,11 +13,14 @@ own soundtracks, so there is nothing to hear at a join.
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import math
 import re
 import subprocess
+import wave
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -202,9 +205,18 @@ def silent(samples: np.ndarray) -> bool:
     return speech_level(samples) < SILENCE_FLOOR_DB
 
 
-def slice_wav(samples: np.ndarray, start: int, end: int, out: Path) -> Path:
-    """One part's slice of a 16 kHz track as 16-bit WAV (what the worker decodes losslessly)."""
-    return write_wav(out, samples[start:end])
+def slice_wav(samples: np.ndarray, start: int, end: int) -> bytes:
+    """One part's slice of a 16 kHz track as the bytes of a 16-bit WAV (what the worker decodes losslessly), the
+    samples converted as worker.media.write_wav does; in memory, since they go straight to the store (a file
+    written and read back cost a disk round trip per person and part)."""
+    pcm = (np.clip(samples[start:end], -1.0, 1.0) * 32767.0).astype("<i2")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(AUDIO_SAMPLE_RATE)
+        out.writeframes(pcm.tobytes())
+    return buffer.getvalue()
 
 
 def slice_video(source: Path, start_s: float, duration_s: float, out: Path) -> Path:
@@ -259,6 +271,30 @@ def video_signature(path: Path) -> StreamSignature:
 
 BITEXACT = ["-map_metadata", "-1", "-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact"]
 """No creation time or encoder version in the joined file: joining the same parts twice gives the same bytes."""
+CONCAT_GUARD = ["-protocol_whitelist", "file", "-format_whitelist", "concat,mov"]
+"""Before each concat input of the join: the list names only local files, each an MP4 (the parts' videos, which
+the concat demuxer opens with the same whitelists), as the guard before a job's media does."""
+PROBE_THREADS = 4
+"""The parts are probed this many at a time: each ffprobe mostly waits on its start and its file."""
+
+
+def video_signatures(paths: list[Path]) -> list[StreamSignature]:
+    """video_signature of every file, probed a few at a time (PROBE_THREADS), in the files' order."""
+    with ThreadPoolExecutor(max_workers=PROBE_THREADS) as pool:
+        return list(pool.map(video_signature, paths))
+
+
+def encode_soundtrack(speech: Path, out: Path) -> Path:
+    """The speech encoded once as the published soundtrack (AAC_ARGS, bit-exact) in an M4A, which the join then
+    copies beside the video. Made apart from the join so the client can encode it while the parts render
+    (client/fanout.py): it is most of the join's work (about 4 s of CPU for 3 minutes of speech). The same speech
+    always gives the same bytes, so a join with a soundtrack encoded earlier equals one that encodes it itself."""
+    run_ffmpeg(
+        ["-i", str(speech), "-map", "0:a:0", "-vn", *AAC_ARGS, *BITEXACT, str(out)],
+        at_stage=Stage.MUXING_STARTED,
+        what="encoding the speech for the joined video",
+    )
+    return out
 
 
 @dataclass(frozen=True)
@@ -271,6 +307,8 @@ class Joined:
     reencoded: tuple[int, ...]
     """The parts (0-based) encoded unlike the first, which made every part be re-encoded; empty when every part
     was copied as it was."""
+    width: int = 0
+    height: int = 0
 
     @property
     def note(self) -> str | None:
@@ -281,52 +319,69 @@ class Joined:
         return f"part(s) {names} were encoded unlike part 1, so every part was re-encoded to join them"
 
 
-def join_videos(parts: list[Path], out: Path, work_dir: Path, soundtrack: Path | None) -> Joined:
+def join_videos(
+    parts: list[Path], out: Path, work_dir: Path, soundtrack: Path | None, *, encoded: Path | None = None
+) -> Joined:
     """Join the parts' videos into out: their frames copied without re-encoding where each part's encoding matches
     the first's (re-encoded to it where not), then `soundtrack` muxed once over the whole (the parts' own sound is
-    dropped), or, without one, the parts' own sound joined and encoded once.
+    dropped), or, without one, the parts' own sound joined and encoded once. `encoded` is the soundtrack already
+    encoded by encode_soundtrack (else it is encoded here).
 
-    The video streams are first copied out alone: a part's container is as long as its longer stream (AAC adds a
-    few ms), and the concat demuxer offsets each part by that length, which would shift the picture against the
-    sound at every join. Deterministic: the same parts give the same bytes (BITEXACT).
+    A part's container is as long as its longer stream (AAC adds a few ms), and the concat demuxer would offset
+    each part by that length, shifting the picture against the sound at every join: the list gives each part's
+    duration as its frames (`duration` lines), so the parts' video streams are copied in one ffmpeg call straight
+    from the parts. The soundtrack, already AAC, is copied with its own timestamps (`-copyts`: otherwise ffmpeg
+    shifts the picture by the encoder's 1024 priming samples). Deterministic: the same parts give the same bytes
+    (BITEXACT).
     """
     if not parts:
         raise JobError(ErrorCode.FFMPEG, "joining the parts: there are no parts", at_stage=Stage.MUXING_STARTED)
     work_dir.mkdir(parents=True, exist_ok=True)
-    signatures = [video_signature(part) for part in parts]
+    signatures = video_signatures(parts)
     first = signatures[0]
     differ = tuple(i for i, s in enumerate(signatures) if {**vars(s), "frames": 0} != {**vars(first), "frames": 0})
-    # The concat demuxer gives every part the first one's decoder set-up: where any part differs, every part is
-    # re-encoded alike (to the first one's size), so that one set-up fits them all.
-    scale = ["-vf", f"scale={first.width}:{first.height},setsar=1,fps={FPS}", *x264_args(20)]
-    pieces = []
-    for index, part in enumerate(parts):
-        piece = work_dir / f"join-{index:03d}.mp4"
-        encode = scale if differ else ["-c:v", "copy"]
-        run_ffmpeg(
-            ["-i", str(part), "-map", "0:v:0", *encode, *BITEXACT, str(piece)],
-            at_stage=Stage.MUXING_STARTED,
-            what=f"joining part {index + 1}",
-        )
-        pieces.append(piece)
     listing = work_dir / "join.txt"
-    listing.write_text("".join(f"file '{piece.name}'\n" for piece in pieces), encoding="utf-8")
-    concat = ["-f", "concat", "-safe", "0", "-i", str(listing)]
+    if differ:
+        # The concat demuxer gives every part the first one's decoder set-up: where any part differs, every part
+        # is re-encoded alike (to the first one's size), so that one set-up fits them all.
+        scale = ["-vf", f"scale={first.width}:{first.height},setsar=1,fps={FPS}", *x264_args(20)]
+        pieces = []
+        for index, part in enumerate(parts):
+            piece = work_dir / f"join-{index:03d}.mp4"
+            run_ffmpeg(
+                ["-i", str(part), "-map", "0:v:0", *scale, *BITEXACT, str(piece)],
+                at_stage=Stage.MUXING_STARTED,
+                what=f"joining part {index + 1}",
+            )
+            pieces.append(piece)
+        listing.write_text("".join(f"file '{piece.resolve()}'\n" for piece in pieces), encoding="utf-8")
+    else:
+        listing.write_text(
+            "".join(
+                f"file '{part.resolve()}'\nduration {signature.frames / FPS:.6f}\n"
+                for part, signature in zip(parts, signatures, strict=True)
+            ),
+            encoding="utf-8",
+        )
+    concat = [*CONCAT_GUARD, "-f", "concat", "-safe", "0", "-i", str(listing)]
     if soundtrack is not None:
-        sound = ["-i", str(soundtrack.resolve())]
+        aac = encoded or encode_soundtrack(soundtrack, work_dir / "speech.m4a")
+        sound = [*CONCAT_GUARD[:2], "-format_whitelist", "mov", "-i", str(aac.resolve())]
+        codecs = ["-c", "copy", "-copyts"]
     else:
         audio_list = work_dir / "join-audio.txt"
         audio_list.write_text("".join(f"file '{part.resolve()}'\n" for part in parts), encoding="utf-8")
-        sound = ["-f", "concat", "-safe", "0", "-i", str(audio_list)]
+        sound = [*CONCAT_GUARD, "-f", "concat", "-safe", "0", "-i", str(audio_list)]
+        codecs = ["-c:v", "copy", *AAC_ARGS]
     run_ffmpeg(
-        [*concat, *sound, "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", *AAC_ARGS, *BITEXACT,
-         "-movflags", "+faststart", str(out)],
+        [*concat, *sound, "-map", "0:v:0", "-map", "1:a:0", *codecs, *BITEXACT, "-movflags", "+faststart",
+         str(out)],
         at_stage=Stage.MUXING_STARTED,
         what="joining the parts' videos",
-        own_files=True,  # the concat demuxer reads the parts this process wrote, never a job's media directly
+        own_files=True,  # guarded by CONCAT_GUARD: the concat demuxer is not among a job's media's demuxers
     )  # fmt: skip
-    frames = video_signature(out).frames
-    return Joined(out, frames, frames / FPS, differ)
+    made = video_signature(out)
+    return Joined(out, made.frames, made.frames / FPS, differ, made.width, made.height)
 
 
 @dataclass(frozen=True)
