@@ -23,9 +23,9 @@ SORTS = {
     "cheapest": "cost_usd IS NULL, cost_usd ASC, created_at DESC, rowid ASC",
 }
 """Each sort's order, to the last tie: runs made in the same minute (a batch's items) come in one order every
-time, whichever way the page is found, so paging never shows a run twice or skips one. Each is exactly the order of
-an index (SORT_INDEXES; the rowid is every index's last column): DESC puts NULL last by itself, and Cheapest
-first, whose unknown costs go last, has an index on `cost_usd IS NULL` first."""
+time, whichever way the page is found, so paging never shows a run twice or skips one. Where a sort has an index
+(SORT_INDEXES) this is exactly its order (the rowid is every index's last column; DESC puts NULL last by itself),
+so walking it and sorting give the same pages."""
 FILTER_COLUMNS = {*FACET_COLUMNS, "endpoint_id", "favourite", "job_id", "submitted_by"}
 MAX_PER_PAGE = 200
 COUNTED = "batch_items IS NULL"
@@ -96,29 +96,30 @@ about n × runs / matches entries in. 0 never walks."""
 
 EXACT_LIMIT = 5_000
 """Candidates a search may look up one by one to count them exactly (measured at a million runs: about 1.3 µs of
-CPU a lookup, so 7 ms). Past it, the total, the facet counts and the cost are estimated from a sample of about
-this many, and marked approximate (SearchResult.approximate): counting exactly a word that a tenth of a million
-runs hold (100 000 lookups) took 100 ms of CPU, against History's 50 ms budget for the whole search."""
+CPU a lookup, so 7 ms). Past it, the total, the facet counts and the cost are estimated from a sample (SAMPLE_SIZE
+to this many), and marked approximate (SearchResult.approximate): counting exactly a word that a tenth of a
+million runs hold (100 000 lookups) took 100 ms of CPU, against History's 50 ms budget for the whole search."""
 
 SAMPLE_SIZE = 2_000
 """Candidates an estimate samples (never more than EXACT_LIMIT): each costs a lookup, and 2 000 give the total
 and the larger facet counts within a few per cent (1/√2000 ≈ 2 %), the total of words alone exactly."""
 
 SAMPLE_HITS = 1_000
-"""Sampled matches an estimate needs (its error is then about 1/√1000 ≈ 3 %, less for a common word). A
-sample that passes the filters fewer times is drawn again four times as large, and at last all candidates are
-counted exactly: a rare combination costs more, and is never shown as none."""
+"""Sampled matches an estimate needs (its error is then about 1/√1000 ≈ 3 %, less for a common word). A sample is
+drawn for about twice this many (`_Look.sample_size`, from how common the facets asked for are); one that passes
+the filters fewer times is drawn larger, as the rate it saw says (the candidates it adds are looked up, not the
+ones before), and at last all candidates are counted exactly: a rare combination costs more, and is never shown
+as none."""
 
 SORT_INDEXES = {
     "newest": "idx_runs_created_at",
     "oldest": "idx_runs_created_at",
     "longest": "idx_runs_video_duration_s_created_at",
-    "slowest": "idx_runs_total_ms_created_at",
-    "steps": "idx_runs_sample_steps_created_at",
     "costliest": "idx_runs_cost_usd_created_at",
-    "cheapest": "idx_runs_cheapest",
 }
-"""The index that holds the runs in each sort's order (catalog/schema.py, version 12): a page walks it."""
+"""The index that holds the runs in each sort's order (catalog/schema.py, versions 11 and 12): a page of a common
+word walks it. Slowest, Most steps and Cheapest first have none (each index costs every write; see
+schema.V12_SORT_INDEXES): their pages fetch and sort every match."""
 
 
 def _cut(size: float, among: float) -> int:
@@ -504,7 +505,7 @@ def _page(look: _Look, sort: str, page: int, per_page: int, total: int) -> list[
             rows = _walk(look, sort, need, steps * 4, most)
     else:
         steps = int(WALK_MARGIN * need * _runs(conn) / max(total, 1)) + 1
-        if steps <= most:
+        if sort in SORT_INDEXES and steps <= most:
             rows = _walk(look, sort, need, steps, most)
     if rows is not None:
         return rows[(page - 1) * per_page : need]

@@ -249,9 +249,10 @@ def test_a_version_10_file_gets_the_kept_counts_dates_and_sort_indexes(tmp_path:
     assert _kept_counts(catalog) == _counted_now(catalog), "and writes after the migration keep them"
 
 
-def test_a_version_11_file_gets_an_index_for_every_sort_and_its_pages_walk_them(tmp_path: Path) -> None:
-    """Version 12 (issue 32): Slowest, Most steps, Costliest and Cheapest first each walk an index in exactly their
-    order; the index by cost alone goes, and the pages keep their order, unknown values last."""
+def test_a_version_11_file_gets_an_index_in_costliest_order_and_every_sort_keeps_its_order(tmp_path: Path) -> None:
+    """Version 12 (issue 32): Costliest first walks an index by cost and date in exactly its order, which replaces
+    the index by cost alone; every index a sort walks needs no sorting, and every sort keeps its order, unknown
+    values last, ties newest first and then by rowid."""
     path = tmp_path / "v11.db"
     old = file_at_version(path, 11)
     base = {"status": "COMPLETED", "favourite": 0, "tags": "", "size": "infinitetalk-480", "prompt": "a chef"}
