@@ -196,6 +196,8 @@ def retry(
 def retryable(run: dict[str, Any]) -> bool:
     """Whether Retry is offered: a failure for a passing reason (a lost worker, a download, the store, a
     timeout), as the contract's error table says; never a cancel or a bad input, which would fail the same way."""
+    if run.get("source") == "split":  # its parts are retried one by one (Live's "Retry this part")
+        return False
     return run.get("status") in JobStatus.FAILURES and bool(
         ERROR_INFO.get(run.get("error_code") or "", {}).get("retryable")
     )
@@ -217,13 +219,20 @@ def retry_trace(run: dict[str, Any], catalog: Catalog) -> str | None:
     return " · ".join(parts) or None
 
 
-def adopt(catalog: Catalog, listed: list[ListedJob], endpoint_id: str) -> list[str]:
+def adopt(
+    catalog: Catalog, listed: list[ListedJob], endpoint_id: str, parts: frozenset[str] = frozenset()
+) -> list[str]:
     """Record the endpoint's queued and running jobs that the catalogue does not hold yet (sent from the command
-    line, a script, another dashboard), so Live follows them and History keeps them. Returns their run ids."""
+    line, a script, another dashboard), so Live follows them and History keeps them. Returns their run ids.
+
+    A split run's parts are left out: by their output prefix (split_parent), or by their job ids in `parts` (the
+    split driver's; the listing drops a finished job's input)."""
     known = {run["job_id"] for run in catalog.unfinished(endpoint_id)}
     adopted = []
     for job in listed:
-        if job.id in known or catalog.get(job.id) is not None:
+        if job.id in known or job.id in parts or catalog.get(job.id) is not None:
+            continue
+        if split_parent(catalog, job.input) is not None:
             continue
         created = dt.datetime.fromtimestamp(job.created_ms / 1000, dt.UTC) if job.created_ms else None
         params = job.input if job.input is not None else {"prompt": job.prompt or ""}
@@ -241,6 +250,22 @@ def adopt(catalog: Catalog, listed: list[ListedJob], endpoint_id: str) -> list[s
     return adopted
 
 
+def split_parent(catalog: Catalog, job_input: dict[str, Any] | None) -> str | None:
+    """The split run a job is a part of, else None: plan_split sends each part with the output prefix
+    `{prefix}/{run_id}/parts`, where the run is in the catalogue (a split run, or, once joined, the run its
+    metadata.json made) or its id is plan_split's `split-…` while the catalogue does not hold it yet. Such a job
+    is shown inside its run's card, never as a run of its own."""
+    output = (job_input or {}).get("output_config")
+    prefix = output.get("prefix") if isinstance(output, dict) else None
+    if not isinstance(prefix, str):
+        return None
+    folders = prefix.strip("/").split("/")
+    if len(folders) < 2 or folders[-1] != "parts":
+        return None
+    parent = folders[-2]
+    return parent if parent.startswith("split-") or catalog.get(parent) is not None else None
+
+
 @dataclass
 class Board:
     """What is queued and running on the endpoint now: the one picture the Live page and the sidebar draw.
@@ -253,6 +278,8 @@ class Board:
     positions: dict[str, int] = field(default_factory=dict)
     problems: dict[str, tuple[str, bool]] = field(default_factory=dict)
     listing_problem: str | None = None
+    listed_positions: dict[str, int] = field(default_factory=dict)
+    """Every queued job's place in line by job id, those of split runs' parts included (their bars say it)."""
 
     @property
     def queued(self) -> int:

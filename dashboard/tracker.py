@@ -25,7 +25,7 @@ import streamlit as st
 from catalog import CatalogError, sync
 from client.api import LOCAL_POLL_START_S, POLL_MAX_S, POLL_START_S, EndpointError
 from core.contract import JobError, JobStatus
-from dashboard import signin, state
+from dashboard import signin, split_driver, state
 from dashboard.jobs import Backoff, Board, adopt, poll_all, recover, retry
 
 BOARD = "tracker.board"
@@ -80,7 +80,7 @@ def _discover(local: bool) -> tuple[dict[str, int] | None, str | None, bool]:
         listed = state.client().jobs() or []
     except EndpointError as error:
         return None, str(error), restored
-    adopted = adopt(catalog, listed, settings.endpoint_id)
+    adopted = adopt(catalog, listed, settings.endpoint_id, split_driver.driver(settings).part_jobs)
     return {job.id: job.position for job in listed if job.position is not None}, None, bool(adopted) or restored
 
 
@@ -103,14 +103,16 @@ def board() -> Board:
         return held.board
     local = settings.is_local_endpoint
     catalog = state.catalog()
+    split_driver.driver(settings)  # split runs are stepped by the process's driver, never polled here
     positions, listing_problem, adopted = _discover(local)
     if positions is None:
         positions = held.positions if held is not None and held.endpoint_id == settings.endpoint_id else {}
     runs = catalog.unfinished(settings.endpoint_id)
     problems = held.board.problems if held is not None else {}
     backoff = _backoff(local)
-    if runs and (adopted or backoff.due()):
-        results = poll_all(state.client(), catalog, runs, state.store())
+    jobs = [run for run in runs if not split_driver.is_split(run)]
+    if jobs and (adopted or backoff.due()):
+        results = poll_all(state.client(), catalog, jobs, state.store())
         problems = {r.run_id: (r.problem, r.lost) for r in results if r.problem}
         backoff.record(any(r.changed for r in results))
         runs = catalog.unfinished(settings.endpoint_id)
@@ -119,9 +121,10 @@ def board() -> Board:
     _notice(sorted(following - current))
     following.intersection_update(current)
     following.update(current)
+    listed = positions
     positions = {run_id: place for run_id, place in positions.items() if run_id in current}
-    fresh = Board(runs, positions, {k: v for k, v in problems.items() if k in current}, listing_problem)
-    st.session_state[BOARD] = _Held(now, settings.endpoint_id, fresh, positions)
+    fresh = Board(runs, positions, {k: v for k, v in problems.items() if k in current}, listing_problem, listed)
+    st.session_state[BOARD] = _Held(now, settings.endpoint_id, fresh, listed)
     return fresh
 
 

@@ -9,7 +9,7 @@ import streamlit as st
 
 from client.api import EndpointError
 from core.contract import JobError, JobStatus, utc_now
-from dashboard import navigation, partial_view, state, tracker, views
+from dashboard import navigation, partial_view, split_driver, split_view, state, tracker, views
 from dashboard.jobs import Board, LiveView, cancel, live_view, mark_lost, retry_trace, retryable
 
 FINISHED_SHOWN = 5
@@ -130,6 +130,8 @@ def _finished() -> None:
                 trace = retry_trace(run, catalog)
                 if trace:
                     st.caption(views.plain(trace))
+                if split_driver.is_split(run):
+                    split_view.finished(run)
                 views.outcome(run)
                 if retryable(run):
                     tracker.retry_button(run)
@@ -157,6 +159,9 @@ def board() -> None:
     else:
         st.info("Nothing is queued or running.", icon=":material/check_circle:")
     for run in current.runs:
+        if split_driver.is_split(run):  # one card for the run, a bar per part (its parts are not runs)
+            split_view.card(run, current)
+            continue
         events = catalog.progress_events(run["run_id"], limit=6)
         view = live_view(run, events, now, current.positions.get(run["run_id"]))
         _card(view, current, retry_trace(run, catalog))

@@ -10,8 +10,9 @@ from typing import Any
 import streamlit as st
 
 from client.api import EndpointError
+from client.fanout import speech_seconds as job_speech_seconds
 from core.contract import INLINE_MEDIA_NOTE, SIZES, JobError, Limits
-from dashboard import estimate_view, face_picker, live_mic, navigation, state, views
+from dashboard import estimate_view, face_picker, live_mic, navigation, split_form, state, views
 from dashboard.batch import BatchFileError, read_batch
 from dashboard.batch import earlier_uploads as batch_uploads
 from dashboard.forms import (
@@ -484,7 +485,7 @@ def _summary(cond: Slot, speech: list[Slot], audio_type: str, params: dict[str, 
             width, height = output_size(cond.facts.width, cond.facts.height, params["size"])
             line += f", {width}×{height}"
         st.info(line, icon=":material/graphic_eq:")
-        if frames.capped:
+        if frames.capped and not split_form.will_split(seconds):  # split, each part fits the frame cap
             st.warning(cut_note(seconds, frames.video_seconds, params["mode"]), icon=":material/content_cut:")
 
 
@@ -512,6 +513,32 @@ def _send(job: dict[str, Any], uploads: list[Planned], timeout_ms: int | None = 
     st.session_state.setdefault(state.SUBMITTED, []).append(job_id)
     st.session_state[state.LAST_JOB] = job
     return job_id
+
+
+def _speech_length(speech: list[Slot], audio_type: str, tts_text: str | None) -> float | None:
+    """The speech's length for the split toggle: measured for recordings, estimated from the text for TTS."""
+    if tts_text is not None:
+        return job_speech_seconds({"tts_audio": {"text": tts_text}}, state.settings()) if tts_text.strip() else None
+    return estimate_view.speech_length(speech, audio_type)
+
+
+def _send_split(job: dict[str, Any], uploads: list[Planned], choice: split_form.SplitChoice) -> str | None:
+    """Send a long speech as a split run (split_form.send); the form says why when it cannot be."""
+    store = state.store()
+    try:
+        for planned in uploads:
+            commit(planned, store)
+        with st.spinner(f"Cutting the speech into about {choice.parts} parts at its pauses…"):
+            run_id = split_form.send(job, choice, submitted_by=signed_in_email())
+    except (EndpointError, JobError) as error:
+        st.error(
+            f"Could not submit: {views.plain(getattr(error, 'message', None) or str(error))}",
+            icon=":material/cloud_off:",
+        )
+        return None
+    st.session_state.setdefault(state.SUBMITTED, []).append(run_id)
+    st.session_state[state.LAST_JOB] = job
+    return run_id
 
 
 def _batch_media() -> tuple[dict[str, str], list[Planned]]:
@@ -642,8 +669,9 @@ def _welcome() -> None:
         )
 
 
+# The query parameter Live's links set: `again` fills the form with the session's last job, `new` empties it.
+# (A comment, not a docstring: Streamlit's magic draws a bare string in a page script.)
 START = "start"
-"""Query parameter Live's links set: `again` fills the form with the session's last job, `new` empties it."""
 
 
 def _start_from_link() -> None:
@@ -701,7 +729,12 @@ def main() -> None:
         param_errors = st.empty()
         audio_type = st.session_state[K + "audio_type"] if len(speech) > 1 else "add"
         _summary(cond, speech, audio_type, params, tts)
-        timeout_ms = estimate_view.render(params, speech, audio_type, st.session_state[K + "tts_text"] if tts else None)
+        tts_text = st.session_state[K + "tts_text"] if tts else None
+        job_like = estimate_view.job_like(params, two_people=len(speech) > 1, tts_text=tts_text)
+        split = split_form.options(_speech_length(speech, audio_type, tts_text), params, job_like)
+        timeout_ms = None
+        if split is None or not split.on:  # split, the estimate above shows one worker against N
+            timeout_ms = estimate_view.render(params, speech, audio_type, tts_text)
         clicked = st.button("Submit", type="primary", key=K + "go", icon=":material/send:", width="stretch")
         general = st.empty()
     _batch(params)
@@ -747,7 +780,12 @@ def main() -> None:
     if errors or any(slot.problem for slot in (cond, *speech)):
         general.error("Fix the fields marked above, then submit again.", icon=":material/error:")
         return
-    if _send(job, [p for p in planned.values() if p is not None], timeout_ms) is not None:
+    sending = [p for p in planned.values() if p is not None]
+    if split is not None and split.on:
+        if _send_split(job, sending, split) is not None:
+            st.switch_page(navigation.page("live"))
+        return
+    if _send(job, sending, timeout_ms) is not None:
         st.switch_page(navigation.page("live"))
 
 

@@ -1,0 +1,267 @@
+"""A split run in the dashboard (issue 30): Submit's toggle, the driver that steps split runs while no command line
+does, and Live's one card with a bar per part, Cancel and "Retry this part".
+
+Real parts: a local endpoint with two workers running the real pipeline (preview engine), real ffmpeg, the store a
+local folder, the app under AppTest; the driver is the dashboard's own thread.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from catalog import Catalog
+from client.api import StudioClient
+from client.fanout import SplitRun, plan_split
+from core.contract import AUDIO_SAMPLE_RATE, JobStatus, SplitPlan
+from core.settings import Settings
+from core.store import open_store
+from dashboard import split_driver
+from dashboard.split_driver import SplitDriver
+from tests.dashboard_support import (
+    EXAMPLES,
+    MEDIA,
+    dashboard_env,
+    example_job,
+    open_page,
+    real_run,
+    rerun_until,
+    texts,
+)
+from tests.endpoint_server import running_endpoint, wait_for
+from tests.media_tools import wav_bytes
+from tests.s3server import free_port
+from worker.media import decode_audio, write_wav
+
+PAUSE_S = 0.6
+
+
+@pytest.fixture(scope="module")
+def endpoint_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """One real local endpoint with two workers (preview engine) for this module's split runs."""
+    data_dir = tmp_path_factory.mktemp("split-dashboard")
+    port = free_port()
+    env = {
+        "STUDIO_DATA_DIR": str(data_dir),
+        "STUDIO_LOCAL_PORT": str(port),
+        "STUDIO_INPUT_ROOTS": str(EXAMPLES),
+        "STUDIO_LOCAL_WORKERS": "2",
+    }
+    with running_endpoint(env, port=port) as base_url:
+        wait_for(f"{base_url}/local/health", lambda health: health["workers"]["idle"] >= 2, timeout_s=90)
+        yield env
+
+
+@pytest.fixture
+def settings(endpoint_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """The dashboard under test on the module's endpoint and data folder; every split driver stopped after."""
+    dashboard_env(monkeypatch, Path(endpoint_env["STUDIO_DATA_DIR"]), int(endpoint_env["STUDIO_LOCAL_PORT"]))
+    yield Settings.from_env(endpoint_env)
+    split_driver.stop_all()
+
+
+def speech_with_pauses(out: Path, rounds: int) -> Path:
+    """The two example recordings one after the other, `rounds` times, each followed by PAUSE_S of near silence
+    (about 13 s a round): pauses where the cuts can fall."""
+    rng = np.random.default_rng(3)
+    pieces = []
+    for _ in range(rounds):
+        for name in ("speech_1.wav", "speech_2.wav"):
+            pieces.append(decode_audio(MEDIA / name, field="test", max_seconds=30))
+            pieces.append((3e-4 * rng.standard_normal(int(PAUSE_S * AUDIO_SAMPLE_RATE))).astype(np.float32))
+    return write_wav(out, np.concatenate(pieces))
+
+
+def job(speech: Path, prompt: str) -> dict[str, Any]:
+    return {
+        "prompt": prompt,
+        "cond_video": str(MEDIA / "portrait.jpg"),
+        "cond_audio": {"person1": str(speech)},
+        "mode": "streaming",
+        "sample_steps": 4,
+    }
+
+
+def start_run(settings: Settings, speech: Path, prompt: str, **split: Any) -> SplitRun:
+    """A split run started as `studio submit --no-wait` starts one: planned, recorded, saved, first parts sent,
+    and then nobody following it but the dashboard."""
+    store, client = open_store(settings), StudioClient(settings)
+    plan = plan_split(job(speech, prompt), settings, store, **split)
+    run = SplitRun(plan, client, store, Catalog(settings.catalog_file))
+    run.record_start()
+    run.save()
+    run.send_ready()
+    return run
+
+
+def saved_plan(settings: Settings, run: SplitRun) -> SplitPlan:
+    return SplitPlan.model_validate_json(open_store(settings).get(run.plan.plan_key))
+
+
+def until(done: Any, timeout_s: float = 240.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = done()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.3)
+
+
+def tone(seconds: float) -> bytes:
+    """A voice-like modulated tone (loud enough to be speech to the worker's silence check)."""
+    t = np.arange(int(seconds * AUDIO_SAMPLE_RATE)) / AUDIO_SAMPLE_RATE
+    return wav_bytes(0.3 * np.sin(2 * np.pi * 220 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t)))
+
+
+def test_the_split_toggle_is_on_above_a_minute_of_speech_and_off_below(settings: Settings) -> None:
+    catalog = Catalog(settings.catalog_file)
+    for n in range(5):  # past runs on this endpoint: the estimate's history basis (client.estimate.MIN_HISTORY)
+        real_run(settings, catalog, f"past-run-{n}", example_job(f"past run {n}", frame_num=25 + 8 * n))
+    at = open_page("submit")
+    at.radio(key="submit.p1_source").set_value("Upload").run()
+    at.file_uploader(key="submit.p1_upload").upload("long.wav", tone(100.0), "audio/wav").run()
+
+    toggle = at.toggle(key="submit.split.on")
+    assert toggle.label == "Split long speech" and toggle.value is True, "on by default above 60 s"
+    assert "1 min 40 s of speech → 3 parts of ≤ 40 s, 2 at a time" in texts(at), "2: the endpoint's two workers"
+    assert at.number_input(key="submit.split.part_s").value == 40.0
+    assert at.number_input(key="submit.split.parallel").value == 2
+    estimate = next(c.value for c in at.caption if c.value.startswith("Split estimate: "))
+    assert "on one worker" in estimate and "with 2 workers" in estimate, estimate
+    assert "each part's execution timeout" in estimate
+    assert not [w for w in at.warning if "is cut" in w.value], "split, no part is cut by the frame cap"
+
+    at.number_input(key="submit.split.part_s").set_value(20.0).run()
+    assert "1 min 40 s of speech → 5 parts of ≤ 20 s, 2 at a time" in texts(at)
+
+    at.file_uploader(key="submit.p1_upload").upload("short.wav", tone(30.0), "audio/wav").run()
+    assert at.toggle(key="submit.split.on").value is False, "off by default at or below 60 s"
+    assert "one continuous take on one worker" in texts(at)
+    at.toggle(key="submit.split.on").set_value(True).run()
+    assert "30 s of speech → 1 part of ≤ 20 s" not in texts(at) and "2 parts of ≤ 20 s" in texts(at)
+
+
+def test_submit_with_the_toggle_on_sends_one_run_shown_as_one_card_with_a_bar_per_part(
+    settings: Settings, tmp_path: Path
+) -> None:
+    speech = speech_with_pauses(tmp_path / "speech.wav", rounds=2)
+    at = open_page("submit")
+    at.file_uploader(key="submit.cond_upload").upload(
+        "portrait.jpg", (MEDIA / "portrait.jpg").read_bytes(), "image/jpeg"
+    )
+    at.radio(key="submit.p1_source").set_value("Upload").run()
+    at.file_uploader(key="submit.p1_upload").upload("speech.wav", speech.read_bytes(), "audio/wav")
+    at.text_area(key="submit.prompt").set_value("split from the dashboard")
+    at.selectbox(key="submit.param.mode").set_value("streaming").run()
+    at.toggle(key="submit.split.on").set_value(True).run()
+    at.number_input(key="submit.split.part_s").set_value(9.0).run()
+    at.button(key="submit.go").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+
+    catalog = Catalog(settings.catalog_file)
+    runs = [r for r in catalog.unfinished(settings.endpoint_id) if r["prompt"] == "split from the dashboard"]
+    assert [r["source"] for r in runs] == ["split"], "one run in the catalogue, not one per part"
+    run_id = runs[0]["run_id"]
+    plan = split_driver.read_plan(open_store(settings), runs[0])
+    assert len(plan.parts) == 3 and plan.parallel == 2
+
+    at = open_page("live")
+    at = rerun_until(at, lambda at: any(p.proto.text.startswith("Part 3 (") for p in at.get("progress")), 60)
+    bars = [p.proto.text for p in at.get("progress")]
+    assert len([b for b in bars if b.startswith("Part ")]) == 3 and any(b.startswith("Whole run · ") for b in bars)
+    assert texts(at).count("split from the dashboard") == 1, "one card: the parts are not cards of their own"
+    for part in plan.parts:
+        assert part.job_id is None or part.job_id not in texts(at)
+    assert any("1 running" in c.value for c in at.sidebar.caption) or "1 running" in texts(at), "counted once"
+
+    at = rerun_until(at, lambda at: catalog.get(run_id)["status"] == JobStatus.COMPLETED, 300)
+    row = catalog.get(run_id)
+    assert row["video_key"] == f"{plan.folder}/video.mp4"
+    assert [r for r in catalog.unfinished(settings.endpoint_id) if r["prompt"] == "split from the dashboard"] == []
+    at = rerun_until(at, lambda at: "Just finished" in texts(at) and "split run · 3 parts" in texts(at), 30)
+    rerun_until(at, lambda at: texts(at).count("split from the dashboard") == 1, 10)  # the last card's tick gone
+    assert [r["run_id"] for r in catalog.recently_finished(settings.endpoint_id, "2000", 10)] == [run_id]
+
+
+def test_cancel_on_the_card_stops_every_part(settings: Settings, tmp_path: Path) -> None:
+    run = start_run(settings, speech_with_pauses(tmp_path / "s.wav", rounds=2), "cancel me", part_s=7.0,
+                    min_part_s=2.0, parallel=2)  # fmt: skip
+    at = rerun_until(open_page("live"), lambda at: "cancel me" in texts(at), 60)
+    at.button(key=f"live.split.cancel.{run.plan.run_id}").click().run()
+    at.button(key=f"live.split.cancel.yes.{run.plan.run_id}").click().run()
+    assert not at.exception
+
+    plan = saved_plan(settings, run)
+    assert plan.state == "cancelled" and {p.state for p in plan.parts} == {JobStatus.CANCELLED}
+    client = StudioClient(settings)
+    for part in plan.parts:
+        if part.job_id:
+            assert client.wait(part.job_id, timeout_s=60).status == JobStatus.CANCELLED
+    assert Catalog(settings.catalog_file).get(run.plan.run_id)["status"] == JobStatus.CANCELLED
+    at = rerun_until(at, lambda at: "cancel me" not in texts(at) or "Just finished" in texts(at), 30)
+    assert not [b for b in at.get("button") if str(getattr(b, "key", "")).startswith("live.split.retry.")]
+
+
+def test_a_failed_part_says_why_and_is_retried_alone(settings: Settings, tmp_path: Path) -> None:
+    store = open_store(settings)
+    speech = speech_with_pauses(tmp_path / "s.wav", rounds=1)
+    plan = plan_split(job(speech, "retry a part"), settings, store, part_s=7.0, min_part_s=2.0, parallel=2)
+    assert len(plan.parts) == 2
+    slice_path = Path(plan.parts[1].job_input["cond_audio"]["person1"])
+    late = slice_path.with_name("late-part-2.wav")  # in the store's folder, which the worker may read
+    plan.parts[1].job_input["cond_audio"] = {"person1": str(late)}  # not there yet: the worker refuses the part
+    run = SplitRun(plan, StudioClient(settings), store, Catalog(settings.catalog_file))
+    run.record_start()
+    run.save()  # sent by the dashboard's driver alone
+
+    catalog = Catalog(settings.catalog_file)
+    at = open_page("live")
+    at = rerun_until(at, lambda at: catalog.get(plan.run_id)["status"] == JobStatus.FAILED, 240)
+    at = rerun_until(at, lambda at: "Retry this part" in [b.label for b in at.get("button")], 30)
+    assert "Part 2 failed:" in texts(at) + str([e.value for e in at.error]) and "cond_audio.person1" in str(
+        [e.value for e in at.error]
+    )
+    first = saved_plan(settings, run)
+    assert first.parts[0].state == JobStatus.COMPLETED and first.parts[1].state == JobStatus.FAILED
+
+    shutil.copyfile(slice_path, late)  # the missing file is back
+    at.button(key=f"live.split.retry.{plan.run_id}.1").click().run()
+    until(lambda: catalog.get(plan.run_id)["status"] == JobStatus.COMPLETED, 240, "the retried part and the join")
+    done = saved_plan(settings, run)
+    assert done.state == "joined" and done.parts[0].job_id == first.parts[0].job_id, "the done part was not resent"
+    assert done.parts[1].attempts == 2 and done.parts[1].earlier_job_ids == [first.parts[1].job_id]
+
+
+def test_a_driver_restarted_midway_finishes_and_joins_a_command_line_run(settings: Settings, tmp_path: Path) -> None:
+    """A `--no-wait` run from the command line is driven by the dashboard; the dashboard stops mid-way (one part
+    done, one not yet sent) and a new one, reading the catalogue and the bucket, finishes and joins it."""
+    run = start_run(settings, speech_with_pauses(tmp_path / "s.wav", rounds=2), "restart midway", part_s=9.0,
+                    min_part_s=2.0, parallel=1)  # fmt: skip
+    assert len(run.plan.parts) == 3
+    first = SplitDriver(settings, tick_s=0.3).start()
+    until(lambda: saved_plan(settings, run).parts[0].state == JobStatus.COMPLETED, 240, "the first part")
+    first.stop()
+    midway = saved_plan(settings, run)
+    assert midway.state == "running" and midway.parts[2].state == "pending"
+    catalog = Catalog(settings.catalog_file)
+    assert catalog.get(run.plan.run_id)["status"] == JobStatus.IN_PROGRESS
+
+    second = SplitDriver(settings, tick_s=0.3).start()
+    try:
+        until(lambda: catalog.get(run.plan.run_id)["status"] == JobStatus.COMPLETED, 300, "the join")
+    finally:
+        second.stop()
+    done = saved_plan(settings, run)
+    assert done.state == "joined" and done.parts[0].job_id == midway.parts[0].job_id, "followed, not resent"
+    store = open_store(settings)
+    video = store.get(done.video_key or "")
+    assert video and list(store.list(f"{done.folder}/parts/")) == [], "the parts' files (and the video so far) go"
+    assert SplitRun(done, StudioClient(settings), store).join() == done.video_key
+    assert store.get(done.video_key or "") == video, "joining again gives the same file"
