@@ -285,8 +285,11 @@ def _fold(catalog: Catalog, run_id: str, parts: list[SplitPart]) -> int:
 
 def _plan_columns(plan: SplitPlan, run: dict[str, Any]) -> dict[str, Any]:
     """What a split run's plan says of its row beyond its parts: failed (naming the failed parts, as
-    client.fanout says it) or cancelled once every part has ended; in progress while parts run."""
+    client.fanout says it) or cancelled once every part has ended, unless the row says so already; in progress
+    while parts run."""
     failed = [p.index + 1 for p in plan.parts if p.state in JobStatus.FINAL and p.state != JobStatus.COMPLETED]
+    if run["status"] == {"failed": JobStatus.FAILED, "cancelled": JobStatus.CANCELLED}.get(plan.state):
+        return {}  # already so: what the driver that ended it wrote (its own words for the failure) stays
     if plan.state == "failed" and failed:
         names = ", ".join(str(index) for index in failed)
         return {

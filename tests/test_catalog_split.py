@@ -291,6 +291,25 @@ def test_each_change_of_the_plan_reaches_the_run_and_a_failed_run_reopens_when_r
     assert run is not None and run["status"] == JobStatus.CANCELLED and run["error_code"] == ErrorCode.CANCELLED
 
 
+def test_a_run_its_driver_already_ended_keeps_the_drivers_words(store: Store, tmp_path: Path) -> None:
+    """The process driving the run (the command line, a dashboard's driver) marked it failed in its own words on
+    the same catalogue: a sync of the failed plan lists the parts and leaves those words, and the next sync
+    changes nothing (History reruns only on a change)."""
+    catalog = Catalog(tmp_path / "catalog.db")
+    plan = split_plan(split_part(0, JobStatus.COMPLETED), split_part(1, JobStatus.IN_PROGRESS))
+    catalog.record_submission("split-abc", {**plan.params}, endpoint_id="runpod-abc", source="split")
+    words = {"code": ErrorCode.OOM, "message": "part 2 ran out of GPU memory: retry it on a larger GPU"}
+    catalog.apply_status("split-abc", JobStatus.FAILED, output={"status": "error", "error": words})
+    error = {"code": ErrorCode.OOM, "message": "CUDA out of memory"}
+    save_plan(store, split_plan(plan.parts[0], split_part(1, JobStatus.FAILED, error=error), state="failed"))
+
+    assert sync(catalog, store).updated == 1
+    run = catalog.get("split-abc")
+    assert run is not None and run["status"] == JobStatus.FAILED and run["error_message"] == words["message"]
+    assert [p.state for p in split_parts(run)] == [JobStatus.COMPLETED, JobStatus.FAILED]
+    assert sync(catalog, store).updated == 0
+
+
 def test_a_joined_split_run_costs_its_parts_sum_each_on_its_own_gpu(store: Store, tmp_path: Path) -> None:
     """Two parts on two GPUs: the run costs $0.10 + $0.32, not its summed seconds at the first part's price; the
     search's cost line (and Health's spend, which reads the same column) counts it once."""
