@@ -127,11 +127,6 @@ def _cut(size: float, among: float) -> int:
     return min(2**32, int(size / max(among, 1) * 2**32))
 
 
-def _scrambled(rowid: int) -> int:
-    """A rowid scrambled as `_sampled` does it in SQL."""
-    return rowid * 3266489917 % 4294967296
-
-
 def _sampled(rowid: str, cut: int) -> str:
     """Whether a run is in the sample: its rowid scrambled (times an odd 32-bit constant, modulo 2³²) below a cut.
 
@@ -282,10 +277,10 @@ def _tally(look: _Look) -> _Tally:
             looked = "json_each(?) AS m LEFT JOIN run_combos AS c ON c.run_rowid = m.value"
             if parts.row:
                 looked += " LEFT JOIN runs ON runs.rowid = m.value"
-            below = _cut(drawn, found)
-            added = [rowid for rowid in look.sample(size) if _scrambled(rowid) >= below]
-            sql = f"SELECT c.combo AS combo, c.cost_usd AS cost_usd, {kept} AS kept FROM {looked}"
-            sql_args = [*args, json.dumps(added)]
+            cut, held = look.sample(size)
+            added = f"{_sampled('m.value', cut)} AND NOT {_sampled('m.value', _cut(drawn, found))}"
+            sql = f"SELECT c.combo AS combo, c.cost_usd AS cost_usd, {kept} AS kept FROM {looked} WHERE {added}"
+            sql_args = [*args, held]
         else:
             sample = f"{_sampled(rowid, _cut(size, found))} AND NOT {_sampled(rowid, _cut(drawn, found))}"
             sql = f"SELECT c.combo AS combo, c.cost_usd AS cost_usd, {kept} AS kept FROM {source} "
@@ -343,7 +338,7 @@ class _Look:
         self.conn = conn
         self.parts = parts
         self.found: int | None = None
-        self.sampled: tuple[int, list[int]] = (0, [])
+        self.sampled: tuple[int, str] = (0, "[]")
         self.page: tuple[str, int] | None = None
         """The sort and how many matches its page needs (`_run`): the read that counts a common word's matches
         also walks the sort's index for them (`walked`)."""
@@ -437,15 +432,16 @@ class _Look:
                 [*self.parts.date_args, steps, self.parts.match],
             ).fetchone()
             self.walked = (sort, steps, walked, hits)
-        self.found, self.sampled = found, (cut, json.loads(kept))
+        self.found, self.sampled = found, (cut, str(kept))
 
-    def sample(self, size: float) -> list[int]:
-        """About `size` of the text matches: those whose scrambled rowid is under size / matches of the range, the
-        same ones for the same search every time. Read again from the index only if the kept ones are too few."""
+    def sample(self, size: float) -> tuple[int, str]:
+        """The cut that samples about `size` of the text matches (those whose scrambled rowid is under size /
+        matches of the range: the same ones for the same search every time), and a JSON list of rowids holding
+        them (and some more: filter it by the cut). Read again from the index only if the kept ones are too few."""
         cut = _cut(size, self.text_matches())
         if self.sampled[0] < cut:
             self._scan(cut)
-        return [rowid for rowid in self.sampled[1] if _scrambled(rowid) < cut]
+        return cut, self.sampled[1]
 
     def tally(self) -> _Tally:
         """`_tally`, or the one kept for the same search while nothing changed."""
