@@ -187,25 +187,30 @@ def test_submit_with_the_toggle_on_sends_one_run_shown_as_one_card_with_a_bar_pe
     assert [r for r in catalog.unfinished(settings.endpoint_id) if r["prompt"] == "split from the dashboard"] == []
     at = rerun_until(at, lambda at: "Just finished" in texts(at) and "split run · 3 parts" in texts(at), 30)
     rerun_until(at, lambda at: texts(at).count("split from the dashboard") == 1, 10)  # the last card's tick gone
-    assert [r["run_id"] for r in catalog.recently_finished(settings.endpoint_id, "2000", 10)] == [run_id]
+    finished = catalog.recently_finished(settings.endpoint_id, "2000", 50)
+    assert [r["run_id"] for r in finished if r["prompt"] == "split from the dashboard"] == [run_id], "parts: no rows"
 
 
 def test_cancel_on_the_card_stops_every_part(settings: Settings, tmp_path: Path) -> None:
-    run = start_run(settings, speech_with_pauses(tmp_path / "s.wav", rounds=2), "cancel me", part_s=7.0,
+    run = start_run(settings, speech_with_pauses(tmp_path / "s.wav", rounds=3), "cancel me", part_s=9.0,
                     min_part_s=2.0, parallel=2)  # fmt: skip
+    assert len(run.plan.parts) >= 4, "two running, the rest waiting for a worker"
     at = rerun_until(open_page("live"), lambda at: "cancel me" in texts(at), 60)
     at.button(key=f"live.split.cancel.{run.plan.run_id}").click().run()
     at.button(key=f"live.split.cancel.yes.{run.plan.run_id}").click().run()
     assert not at.exception
 
     plan = saved_plan(settings, run)
-    assert plan.state == "cancelled" and {p.state for p in plan.parts} == {JobStatus.CANCELLED}
+    assert plan.state == "cancelled"
+    assert {p.state for p in plan.parts} <= {JobStatus.CANCELLED, JobStatus.COMPLETED}, "nothing left running"
+    assert all(p.state == JobStatus.CANCELLED and p.job_id is None for p in plan.parts[2:]), "the waiting never sent"
     client = StudioClient(settings)
     for part in plan.parts:
-        if part.job_id:
+        if part.job_id and part.state == JobStatus.CANCELLED:
             assert client.wait(part.job_id, timeout_s=60).status == JobStatus.CANCELLED
     assert Catalog(settings.catalog_file).get(run.plan.run_id)["status"] == JobStatus.CANCELLED
-    at = rerun_until(at, lambda at: "cancel me" not in texts(at) or "Just finished" in texts(at), 30)
+    at = rerun_until(at, lambda at: "Just finished" in texts(at) and "split run ·" in texts(at), 30)
+    assert texts(at).count("cancel me") == 1
     assert not [b for b in at.get("button") if str(getattr(b, "key", "")).startswith("live.split.retry.")]
 
 
@@ -225,9 +230,8 @@ def test_a_failed_part_says_why_and_is_retried_alone(settings: Settings, tmp_pat
     at = open_page("live")
     at = rerun_until(at, lambda at: catalog.get(plan.run_id)["status"] == JobStatus.FAILED, 240)
     at = rerun_until(at, lambda at: "Retry this part" in [b.label for b in at.get("button")], 30)
-    assert "Part 2 failed:" in texts(at) + str([e.value for e in at.error]) and "cond_audio.person1" in str(
-        [e.value for e in at.error]
-    )
+    said = [e.value.replace("\\", "") for e in at.error]  # views.plain escapes Markdown
+    assert any(e.startswith("Part 2 failed: cond_audio.person1: no file at") for e in said), said
     first = saved_plan(settings, run)
     assert first.parts[0].state == JobStatus.COMPLETED and first.parts[1].state == JobStatus.FAILED
 

@@ -111,12 +111,14 @@ def _rendered_before(run: dict[str, Any]) -> None:
         st.caption("The video so far is no longer in the store.")
 
 
-def _finished() -> None:
+def _finished(on_board: set[str]) -> None:
     """Runs on this endpoint that ended in the last FINISHED_WITHIN, from the catalogue (so a reload keeps them,
-    and jobs sent from anywhere are here); failed ones offer Retry."""
+    and jobs sent from anywhere are here); failed ones offer Retry. A run the board (read up to BOARD_FRESH_S
+    earlier) still drew as running is left for the next tick: drawn twice, a split run's buttons would clash."""
     catalog, settings = state.catalog(), state.settings()
     since = utc_now(dt.datetime.now(dt.UTC) - FINISHED_WITHIN)
     runs = catalog.recently_finished(settings.endpoint_id, since, FINISHED_SHOWN)
+    runs = [run for run in runs if run["run_id"] not in on_board]
     if not runs:
         return
     st.subheader("Just finished", divider="gray", anchor=False)
@@ -165,7 +167,7 @@ def board() -> None:
         events = catalog.progress_events(run["run_id"], limit=6)
         view = live_view(run, events, now, current.positions.get(run["run_id"]))
         _card(view, current, retry_trace(run, catalog))
-    _finished()
+    _finished({run["run_id"] for run in current.runs})
 
 
 def page() -> None:
