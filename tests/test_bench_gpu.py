@@ -19,16 +19,16 @@ from typing import Any
 import pytest
 
 from client.estimate import read_speed_table
+from tests.conftest import HAS_INFINITETALK_SRC, INFINITETALK_SRC, ROOT
 from worker.selftest import SOURCE_HINT
 from worker.selftest.bench_gpu import BENCH, SETTINGS
 
-ROOT = Path(__file__).resolve().parent.parent
-SRC = Path(os.environ.get("INFINITETALK_SRC") or "/opt/InfiniteTalk")
+SRC = INFINITETALK_SRC
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(1800),  # the module's tiny run does every setting as a job: minutes on a busy CPU
-    pytest.mark.skipif(not (SRC / "wan" / "multitalk.py").exists(), reason=f"no InfiniteTalk source: {SOURCE_HINT}"),
+    pytest.mark.skipif(not HAS_INFINITETALK_SRC, reason=f"no InfiniteTalk source: {SOURCE_HINT}"),
 ]
 
 FIELDS = {
@@ -140,14 +140,10 @@ from worker.selftest import bench_gpu, tiny
 from worker.engines.infinitetalk_args import TASK
 from worker.variants import Variant, WeightPaths
 
-src, quant = Path(sys.argv[1]), sys.argv[2] or None
+src, quants = Path(sys.argv[1]), sys.argv[2:]
 runtime = bench_gpu.prepare("tiny", src)
 work = Path(tempfile.mkdtemp())
-paths = tiny.build_tree(work / "models", quant=(quant,) if quant else ())
-variant = Variant(quant=quant, quant_dir=paths.quant_dir if quant else None)
-real = runtime.modules.pipeline_class(config=runtime.modules.configs[TASK], **variant.pipeline_kwargs(paths))
 tokenizers = bench_gpu.save_tokenizers(work / "tokenizers")
-built = bench_gpu.random_pipeline(runtime, variant, bench_gpu.random_encoders(runtime, quant, tokenizers))
 
 def shapes(module):
     return {name: [list(t.shape), str(t.dtype), type(t).__name__, str(t.device)]
@@ -166,21 +162,36 @@ def parts(pipeline):
                     if k not in ("model", "text_encoder", "clip", "vae", "config")},
     }
 
-print(json.dumps({"real": parts(real), "random": parts(built)}))
+result = {}
+for quant in quants:
+    paths = tiny.build_tree(work / f"models-{quant}", quant=(quant,) if quant else ())
+    variant = Variant(quant=quant or None, quant_dir=paths.quant_dir if quant else None)
+    real = runtime.modules.pipeline_class(config=runtime.modules.configs[TASK], **variant.pipeline_kwargs(paths))
+    built = bench_gpu.random_pipeline(runtime, variant, bench_gpu.random_encoders(runtime, quant or None, tokenizers))
+    result[quant] = {"real": parts(real), "random": parts(built)}
+print(json.dumps(result))
 """
+QUANTS = ["", "fp8"]
 
 
-@pytest.mark.parametrize("quant", ["", "fp8"])
-def test_the_random_pipeline_is_the_one_infinitetalks_constructor_builds(quant: str) -> None:
+@pytest.fixture(scope="module")
+def parity() -> dict[str, dict[str, Any]]:
+    """Both pipelines' parts for each of QUANTS, built in one process (InfiniteTalk imported once)."""
+    done = subprocess.run(
+        [sys.executable, "-c", PARITY, str(SRC), *QUANTS], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("quant", QUANTS)
+def test_the_random_pipeline_is_the_one_infinitetalks_constructor_builds(
+    parity: dict[str, dict[str, Any]], quant: str
+) -> None:
     """At tiny sizes both can be built: InfiniteTalkPipeline from the selftest's weight files, and the bench's
     random one from nothing. Same attributes, same module types, same parameter names, shapes, dtypes and
     devices, in every model, plain and quantised."""
-    done = subprocess.run(
-        [sys.executable, "-c", PARITY, str(SRC), quant], cwd=ROOT, capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    real, built = result["real"], result["random"]
+    real, built = parity[quant]["real"], parity[quant]["random"]
     for part in real:
         assert built[part] == real[part], part
 
