@@ -13,6 +13,7 @@ from catalog import Catalog, SearchResult, bucket, sync
 from catalog.records import split_parts
 from core.contract import TIMING_KEYS, JobError, JobStatus, friendly_error
 from core.store import Store
+from dashboard.cost import dollars
 from dashboard.views import plain
 
 PER_PAGE = 24
@@ -183,12 +184,6 @@ def split_caption(run: dict[str, Any]) -> str:
     return f"Split into {count} parts" if count else ""
 
 
-def _money(value: float | None) -> str:
-    if value is None:
-        return "—"
-    return f"${value:.4f}" if abs(value) < 0.01 else f"${value:,.2f}"
-
-
 def _part_error(error: dict[str, Any] | None) -> str:
     if not error:
         return ""
@@ -211,7 +206,7 @@ def part_rows(run: dict[str, Any]) -> list[dict[str, str]]:
                 "job": part.job_id or "—",
                 "state": PART_STATES.get(part.state, str(part.state)),
                 "GPU": f"{part.gpu_ms / 1000:.1f} s" if part.gpu_ms is not None else "—",
-                "cost": _money(part.cost_usd),
+                "cost": dollars(part.cost_usd) if part.cost_usd is not None else "—",
                 "error": _part_error(part.error),
             }
         )
