@@ -310,6 +310,20 @@ def test_a_run_its_driver_already_ended_keeps_the_drivers_words(store: Store, tm
     assert sync(catalog, store).updated == 0
 
 
+def test_a_parts_error_from_the_endpoint_is_kept_bounded(store: Store, tmp_path: Path) -> None:
+    """An endpoint's error text is outside input: the row keeps its code and the first 2 000 characters of its
+    message, and never the part's job input (the bucket's split.json keeps both whole)."""
+    error = {"code": ErrorCode.GENERATION_RUNTIME, "message": "x" * 50_000, "trace": ["frame"] * 1000}
+    save_plan(store, split_plan(split_part(0, JobStatus.FAILED, error=error), state="failed"))
+    catalog = Catalog(tmp_path / "catalog.db")
+
+    sync(catalog, store)
+
+    (part,) = split_parts(catalog.get("split-abc") or {})
+    assert part.error == {"code": ErrorCode.GENERATION_RUNTIME, "message": "x" * 2000} and part.job_input == {}
+    assert len(json.dumps(json.loads(store.get("jobs/split-abc/split.json"))["parts"][0]["error"])) > 50_000
+
+
 def test_a_joined_split_run_costs_its_parts_sum_each_on_its_own_gpu(store: Store, tmp_path: Path) -> None:
     """Two parts on two GPUs: the run costs $0.10 + $0.32, not its summed seconds at the first part's price; the
     search's cost line (and Health's spend, which reads the same column) counts it once."""
