@@ -168,6 +168,9 @@ class SplitDriver:
                 self.so_far[run_id] = so_far
             return "running"
         if run.failed():
+            so_far = run.join_so_far()  # what the run rendered before a part failed stays playable on Live
+            if so_far:
+                self.so_far[run_id] = so_far
             plan.state = "failed"
             run.save()
             catalog.apply_status(

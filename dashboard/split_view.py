@@ -169,23 +169,23 @@ def card(run: dict[str, Any], board: Board) -> None:
         problem = driver.problems.get(run["run_id"])
         if problem:
             st.warning(f"The run could not be stepped: {views.plain(problem)}", icon=":material/cloud_off:")
-        so_far = driver.so_far.get(run["run_id"])
-        if so_far and state.store().exists(so_far):  # gone once the run is joined (the next tick drops the card)
-            done = sum(1 for _ in _leading(plan))
-            st.caption(f"Video so far: parts 1–{done}, {views.duration(plan.parts[done - 1].end_s)} of speech")
-            try:
-                views.video(state.store(), so_far)
-            except JobError:
-                st.caption("The video so far is being replaced by a longer one.")
+        _so_far(plan, "Video so far")
 
 
-def _leading(plan: SplitPlan) -> list[SplitPart]:
-    leading = []
+def _so_far(plan: SplitPlan, words: str) -> None:
+    """The leading finished parts joined (SplitRun.join_so_far, made by the driver), when the store has them:
+    gone once the run is joined, and until the driver has made the newest."""
+    done = 0
     for part in plan.parts:
         if part.state != JobStatus.COMPLETED:
             break
-        leading.append(part)
-    return leading
+        done += 1
+    key = f"{plan.folder}/parts/so-far-{done:03d}.mp4"
+    if done == 0 or done == len(plan.parts) or not state.store().exists(key):
+        return
+    parts = "part 1" if done == 1 else f"parts 1–{done}"
+    st.caption(f"{words}: {parts}, {views.duration(plan.parts[done - 1].end_s)} of speech")
+    views.video(state.store(), key)
 
 
 def finished(run: dict[str, Any]) -> None:
@@ -196,3 +196,4 @@ def finished(run: dict[str, Any]) -> None:
     st.caption(f"split run · {len(plan.parts)} parts · {views.duration(plan.speech_s)} of speech")
     if run["status"] in JobStatus.FAILURES:
         retry_buttons(run, plan)
+        _so_far(plan, "Rendered before it stopped")

@@ -37,7 +37,7 @@ from tests.dashboard_support import (
 from tests.endpoint_server import running_endpoint, wait_for
 from tests.media_tools import wav_bytes
 from tests.s3server import free_port
-from worker.media import decode_audio, write_wav
+from worker.media import decode_audio, probe, write_wav
 
 PAUSE_S = 0.6
 
@@ -137,6 +137,7 @@ def test_the_split_toggle_is_on_above_a_minute_of_speech_and_off_below(settings:
     assert "on one worker" in estimate and "with 2 workers" in estimate, estimate
     assert "each part's execution timeout" in estimate
     assert not [w for w in at.warning if "is cut" in w.value], "split, no part is cut by the frame cap"
+    assert "(100.0 s of video at 25 fps, in parts)" in texts(at), "split, the whole speech becomes video"
 
     at.number_input(key="submit.split.part_s").set_value(20.0).run()
     assert "1 min 40 s of speech → 5 parts of ≤ 20 s, 2 at a time" in texts(at)
@@ -234,6 +235,8 @@ def test_a_failed_part_says_why_and_is_retried_alone(settings: Settings, tmp_pat
     assert any(e.startswith("Part 2 failed: cond_audio.person1: no file at") for e in said), said
     first = saved_plan(settings, run)
     assert first.parts[0].state == JobStatus.COMPLETED and first.parts[1].state == JobStatus.FAILED
+    assert "Rendered before it stopped: part 1, " in texts(at), "the part that finished stays playable"
+    assert len(at.get("video")) == 1
 
     shutil.copyfile(slice_path, late)  # the missing file is back
     at.button(key=f"live.split.retry.{plan.run_id}.1").click().run()
@@ -250,8 +253,13 @@ def test_a_driver_restarted_midway_finishes_and_joins_a_command_line_run(setting
                     min_part_s=2.0, parallel=1)  # fmt: skip
     assert len(run.plan.parts) == 3
     first = SplitDriver(settings, tick_s=0.3).start()
-    until(lambda: saved_plan(settings, run).parts[0].state == JobStatus.COMPLETED, 240, "the first part")
+    store = open_store(settings)
+    so_far = f"{run.plan.folder}/parts/so-far-001.mp4"
+    until(lambda: store.exists(so_far), 240, "the video so far, once the first part is done")
     first.stop()
+    assert first.so_far[run.plan.run_id] == so_far
+    part_1 = run.plan.parts[0].duration_s
+    assert abs((probe(store.download(so_far, tmp_path / "so-far.mp4"), field="test").duration_s or 0) - part_1) < 0.2
     midway = saved_plan(settings, run)
     assert midway.state == "running" and midway.parts[2].state == "pending"
     catalog = Catalog(settings.catalog_file)
@@ -264,7 +272,6 @@ def test_a_driver_restarted_midway_finishes_and_joins_a_command_line_run(setting
         second.stop()
     done = saved_plan(settings, run)
     assert done.state == "joined" and done.parts[0].job_id == midway.parts[0].job_id, "followed, not resent"
-    store = open_store(settings)
     video = store.get(done.video_key or "")
     assert video and list(store.list(f"{done.folder}/parts/")) == [], "the parts' files (and the video so far) go"
     assert SplitRun(done, StudioClient(settings), store).join() == done.video_key

@@ -477,15 +477,18 @@ def _summary(cond: Slot, speech: list[Slot], audio_type: str, params: dict[str, 
     elif facts:
         seconds = speech_seconds([f.duration_s or 0.0 for f in facts], audio_type)
         frames = plan_frames(seconds, params)
+        split = split_form.will_split(seconds)
+        if split:  # each part fits the frame cap: the whole speech becomes video
+            frames = plan_frames(seconds, {**params, "mode": "streaming", "max_frame_num": round(seconds * 25) + 1})
         line = (
             f"Speech: **{seconds:.1f} s** → **{frames.frames} frames** "
-            f"({frames.video_seconds:.1f} s of video at 25 fps)"
+            f"({frames.video_seconds:.1f} s of video at 25 fps{', in parts' if split else ''})"
         )
         if cond.facts is not None and cond.facts.width and cond.facts.height:
             width, height = output_size(cond.facts.width, cond.facts.height, params["size"])
             line += f", {width}×{height}"
         st.info(line, icon=":material/graphic_eq:")
-        if frames.capped and not split_form.will_split(seconds):  # split, each part fits the frame cap
+        if frames.capped:
             st.warning(cut_note(seconds, frames.video_seconds, params["mode"]), icon=":material/content_cut:")
 
 
