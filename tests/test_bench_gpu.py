@@ -181,7 +181,7 @@ def parity() -> dict[str, dict[str, Any]]:
         [sys.executable, "-c", PARITY, str(SRC), *QUANTS], cwd=ROOT, capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize("quant", QUANTS)

@@ -19,14 +19,12 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import HAS_INFINITETALK_SRC, IMAGE_PYTHON, IMAGE_VENV, ROOT, SelftestRun
 from worker.engines.infinitetalk_args import INFINITETALK_COMMIT
 from worker.selftest import SOURCE_HINT
 from worker.selftest.cases import CASES
 
-ROOT = Path(__file__).resolve().parent.parent
-VENV = ROOT / os.environ.get("STUDIO_IMAGE_VENV", ".venv-image")
-PYTHON = VENV / "bin" / "python"
-SRC = Path(os.environ.get("INFINITETALK_SRC") or "/opt/InfiniteTalk")
+VENV, PYTHON = IMAGE_VENV, IMAGE_PYTHON
 REQUIRED = bool(os.environ.get("CI") or os.environ.get("STUDIO_IMAGE_VENV"))
 
 ALLOWED_STAND_INS = {
@@ -116,22 +114,14 @@ def test_every_pinned_package_imports_or_needs_cuda_for_a_stated_reason() -> Non
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)  # 16 cases on a CPU: about 2 minutes on an idle 2-core machine, far more on a busy one
-@pytest.mark.skipif(not (SRC / "wan" / "multitalk.py").exists(), reason=f"no InfiniteTalk source: {SOURCE_HINT}")
-def test_the_selftest_passes_every_case_on_the_image_stack() -> None:
+@pytest.mark.skipif(not HAS_INFINITETALK_SRC, reason=f"no InfiniteTalk source: {SOURCE_HINT}")
+@pytest.mark.skipif(not PYTHON.exists() and not REQUIRED, reason=f"the GPU image's Python stack is not at {VENV}")
+def test_the_selftest_passes_every_case_on_the_image_stack(selftest_run: SelftestRun) -> None:
     """`python -m worker selftest` in the image's Python with its packages: every case, and only GPU-only parts
-    stood in for, each named in the summary."""
-    done = subprocess.run(
-        [str(_stack()), "-m", "worker", "selftest"],
-        cwd=ROOT,
-        env={**os.environ, "INFINITETALK_SRC": str(SRC)},
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
-    )
-    lines = done.stdout.strip().splitlines()
-    assert lines, f"the selftest printed nothing; stderr: {done.stderr[-3000:]}"
-    summary = json.loads(lines[-1])
+    stood in for, each named in the summary. (The session's one run of every case, tests/conftest.py's selftest_run,
+    which runs in this stack whenever it is built; tests/test_infinitetalk_real.py reads the same run.)"""
+    assert selftest_run.python == _stack(), f"the selftest ran in {selftest_run.python}, not the image's stack"
+    done, summary = selftest_run.done, selftest_run.summary
     failed = [case for case in summary.get("cases", []) if case["status"] != "passed"]
     assert summary["status"] == "ok" and not failed, failed or summary.get("error")
     assert done.returncode == 0

@@ -11,12 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import HAS_INFINITETALK_SRC, ROOT, SelftestRun
 from worker.engines.infinitetalk_weights import COMPONENTS, VARIANTS, weight_files
 from worker.selftest import SOURCE_HINT
 from worker.variants import WeightPaths
-
-ROOT = Path(__file__).resolve().parent.parent
-SRC = Path(os.environ.get("INFINITETALK_SRC") or ROOT.parent / "shared" / "infinitetalk-src")
 
 
 def worker(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -107,13 +105,14 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (SRC / "wan" / "multitalk.py").exists(), reason=f"no InfiniteTalk source: {SOURCE_HINT}")
-def test_the_selftests_tiny_tree_has_every_file_of_every_variant(tmp_path: Path) -> None:
+@pytest.mark.timeout(1800)  # it may set up the selftest's run: minutes on a busy CPU
+@pytest.mark.skipif(not HAS_INFINITETALK_SRC, reason=f"no InfiniteTalk source: {SOURCE_HINT}")
+def test_the_selftests_tiny_tree_has_every_file_of_every_variant(selftest_run: SelftestRun) -> None:
     """The tree `python -m worker selftest --keep` builds is in the real layout: the same check finds it whole (its
-    InfiniteTalk part; the tiny Kokoro is built only for the kokoro case, elsewhere)."""
-    tree = tmp_path / "tiny"
-    built = worker("selftest", "--cases", "photo", "--keep", str(tree), env={"INFINITETALK_SRC": str(SRC)})
+    InfiniteTalk part; the tiny Kokoro is built only for the kokoro case, elsewhere). The tree is the one the
+    session's run of every case kept (tests/conftest.py's selftest_run)."""
+    built = selftest_run.done
     assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-3000:]
-    done = worker("weights", "check", "--variant", ",".join(VARIANTS), "--dir", str(tree))
+    done = worker("weights", "check", "--variant", ",".join(VARIANTS), "--dir", str(selftest_run.tree))
     assert done.returncode == 0, done.stdout
     assert done.stdout.splitlines()[-1] == f"Nothing missing for {', '.join(VARIANTS)}."
