@@ -17,10 +17,15 @@ over them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
+import socket
 import threading
+import time
+import uuid
 from typing import Any
 
 from catalog import Catalog
@@ -32,6 +37,11 @@ from core.store import Store, open_store
 from dashboard.cost import price_table
 
 TICK_S = 1.0
+LEASE_S = 60.0
+"""How long a driver's hold on a run (`{folder}/driver.json`) lasts unless renewed: another dashboard process on
+the same bucket leaves the run alone meanwhile, so two never send the same pending part. A stopped driver gives
+its holds back; a crashed one's run is taken over after this long."""
+RENEW_S = 10.0
 SOURCE = "split"
 """The catalogue's `source` of a split run (SplitRun.record_start)."""
 log = logging.getLogger("studio.dashboard.split")
@@ -87,6 +97,9 @@ class SplitDriver:
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
         self._thread: threading.Thread | None = None
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._holds: dict[str, tuple[str, float]] = {}
+        """The runs this driver holds: their lease key and when it was last renewed (monotonic)."""
 
     # --- the thread ------------------------------------------------------------------------------------------
 
@@ -117,7 +130,42 @@ class SplitDriver:
                     log.exception("split driver: a tick failed")
                 self._stop.wait(self.tick_s)
         finally:
+            for key, _ in list(self._holds.values()):  # given back: a dashboard started next takes over at once
+                with contextlib.suppress(Exception):
+                    store.delete(key)
+            self._holds.clear()
             catalog.close()
+
+    def hold(self, row: dict[str, Any], store: Store) -> bool:
+        """Whether this driver may step the run: its lease (`driver.json` beside the plan) is this driver's or
+        free or expired; taken or renewed (every RENEW_S, read again first) for LEASE_S."""
+        run_id = row["run_id"]
+        held = self._holds.get(run_id)
+        if held is not None and time.monotonic() - held[1] < RENEW_S:
+            return True
+        key = f"{run_prefix(row)}/{run_id}/driver.json"
+        try:
+            lease = json.loads(store.get(key))
+        except Exception:  # none yet (or unreadable: taken anew)
+            lease = None
+        if isinstance(lease, dict) and lease.get("holder") != self.holder:
+            try:
+                until = float(lease.get("until") or 0)
+            except (TypeError, ValueError):
+                until = 0.0
+            if until > time.time():
+                self._holds.pop(run_id, None)
+                return False
+        body = {"holder": self.holder, "until": time.time() + LEASE_S}
+        store.put_bytes(key, json.dumps(body).encode("utf-8"))
+        self._holds[run_id] = (key, time.monotonic())
+        return True
+
+    def _release(self, run_id: str, store: Store) -> None:
+        held = self._holds.pop(run_id, None)
+        if held is not None:
+            with contextlib.suppress(Exception):
+                store.delete(held[0])
 
     def lock(self, run_id: str) -> threading.Lock:
         """The lock held while one run's plan is read, changed and written (a tick, a Cancel, a Retry)."""
@@ -135,7 +183,12 @@ class SplitDriver:
             run_id = run["run_id"]
             try:
                 with self.lock(run_id):
+                    if not self.hold(run, store):
+                        outcome[run_id] = "held"  # another dashboard process drives it
+                        continue
                     outcome[run_id] = self.drive(run, client, store, catalog)
+                    if outcome[run_id] != "running":
+                        self._release(run_id, store)
                 self.problems.pop(run_id, None)
             except Exception as error:  # one bad run (a plan gone from the store, a join that failed) is logged
                 log.warning("split driver: run %s: %s", run_id, error, exc_info=True)

@@ -256,13 +256,16 @@ def test_a_driver_restarted_midway_finishes_and_joins_a_command_line_run(setting
     store = open_store(settings)
     so_far = f"{run.plan.folder}/parts/so-far-001.mp4"
     until(lambda: store.exists(so_far), 240, "the video so far, once the first part is done")
+    beside = SplitDriver(settings)  # another dashboard process on the same bucket, while the first one runs
+    client, catalog = StudioClient(settings), Catalog(settings.catalog_file)
+    assert beside.tick(client, store, catalog) == {run.plan.run_id: "held"}, "one driver per run, never two"
     first.stop()
     assert first.so_far[run.plan.run_id] == so_far
     part_1 = run.plan.parts[0].duration_s
     assert abs((probe(store.download(so_far, tmp_path / "so-far.mp4"), field="test").duration_s or 0) - part_1) < 0.2
     midway = saved_plan(settings, run)
     assert midway.state == "running" and midway.parts[2].state == "pending"
-    catalog = Catalog(settings.catalog_file)
+    assert not store.exists(f"{run.plan.folder}/driver.json"), "a stopped driver gives its runs back"
     assert catalog.get(run.plan.run_id)["status"] == JobStatus.IN_PROGRESS
 
     second = SplitDriver(settings, tick_s=0.3).start()
@@ -274,5 +277,6 @@ def test_a_driver_restarted_midway_finishes_and_joins_a_command_line_run(setting
     assert done.state == "joined" and done.parts[0].job_id == midway.parts[0].job_id, "followed, not resent"
     video = store.get(done.video_key or "")
     assert video and list(store.list(f"{done.folder}/parts/")) == [], "the parts' files (and the video so far) go"
+    assert not store.exists(f"{done.folder}/driver.json")
     assert SplitRun(done, StudioClient(settings), store).join() == done.video_key
     assert store.get(done.video_key or "") == video, "joining again gives the same file"

@@ -113,8 +113,8 @@ def _rendered_before(run: dict[str, Any]) -> None:
 
 def _finished(on_board: set[str]) -> None:
     """Runs on this endpoint that ended in the last FINISHED_WITHIN, from the catalogue (so a reload keeps them,
-    and jobs sent from anywhere are here); failed ones offer Retry. A run the board (read up to BOARD_FRESH_S
-    earlier) still drew as running is left for the next tick: drawn twice, a split run's buttons would clash."""
+    and jobs sent from anywhere are here); failed ones offer Retry. A split run the board (read up to
+    BOARD_FRESH_S earlier) still drew as running is left for the next tick: drawn twice, its buttons would clash."""
     catalog, settings = state.catalog(), state.settings()
     since = utc_now(dt.datetime.now(dt.UTC) - FINISHED_WITHIN)
     runs = catalog.recently_finished(settings.endpoint_id, since, FINISHED_SHOWN)
@@ -167,7 +167,7 @@ def board() -> None:
         events = catalog.progress_events(run["run_id"], limit=6)
         view = live_view(run, events, now, current.positions.get(run["run_id"]))
         _card(view, current, retry_trace(run, catalog))
-    _finished({run["run_id"] for run in current.runs})
+    _finished({run["run_id"] for run in current.runs if split_driver.is_split(run)})
 
 
 def page() -> None:
