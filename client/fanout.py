@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from catalog.catalog import Catalog
 from catalog.records import run_id_for
 from client.api import EndpointError, JobState, StudioClient, prepare_input, upload_media
+from client.split_lease import Lease, holder_name
 from core.contract import (
     AUDIO_SAMPLE_RATE,
     FPS,
@@ -469,7 +470,9 @@ class SplitRun:
             return self.plan
         self.record_start()
         self.save()
+        lease = Lease(self.store, self.plan.folder, holder_name("submit"))  # a dashboard's driver then waits
         while True:
+            lease.keep(take=True)
             changed = self.step()
             if on_change is not None and (changed or self.progress):
                 on_change(self)
@@ -487,9 +490,11 @@ class SplitRun:
                     output={"status": "error", "error": {"code": ErrorCode.GENERATION_RUNTIME,
                                                          "message": f"part(s) {names} failed: retry them"}},
                 )  # fmt: skip
+            lease.release()
             return self.plan
         if join:
             self.join()
+        lease.release()
         return self.plan
 
     # --- the join --------------------------------------------------------------------------------------------

@@ -17,31 +17,22 @@ over them.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
-import os
-import socket
 import threading
-import time
-import uuid
 from typing import Any
 
 from catalog import Catalog
 from client.api import StudioClient
 from client.fanout import SplitRun
+from client.split_lease import Lease, holder_name
 from core.contract import Defaults, ErrorCode, JobStatus, SplitPlan
 from core.settings import Settings
 from core.store import Store, open_store
 from dashboard.cost import price_table
 
 TICK_S = 1.0
-LEASE_S = 60.0
-"""How long a driver's hold on a run (`{folder}/driver.json`) lasts unless renewed: another dashboard process on
-the same bucket leaves the run alone meanwhile, so two never send the same pending part. A stopped driver gives
-its holds back; a crashed one's run is taken over after this long."""
-RENEW_S = 10.0
 SOURCE = "split"
 """The catalogue's `source` of a split run (SplitRun.record_start)."""
 log = logging.getLogger("studio.dashboard.split")
@@ -97,9 +88,9 @@ class SplitDriver:
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
         self._thread: threading.Thread | None = None
-        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._holds: dict[str, tuple[str, float]] = {}
-        """The runs this driver holds: their lease key and when it was last renewed (monotonic)."""
+        self.holder = holder_name("dashboard")
+        self._holds: dict[str, Lease] = {}
+        """The runs this driver holds (client/split_lease.py): one driver per run, never two."""
 
     # --- the thread ------------------------------------------------------------------------------------------
 
@@ -130,42 +121,27 @@ class SplitDriver:
                     log.exception("split driver: a tick failed")
                 self._stop.wait(self.tick_s)
         finally:
-            for key, _ in list(self._holds.values()):  # given back: a dashboard started next takes over at once
-                with contextlib.suppress(Exception):
-                    store.delete(key)
+            for lease in list(self._holds.values()):  # given back: a dashboard started next takes over at once
+                lease.release()
             self._holds.clear()
             catalog.close()
 
     def hold(self, row: dict[str, Any], store: Store) -> bool:
-        """Whether this driver may step the run: its lease (`driver.json` beside the plan) is this driver's or
-        free or expired; taken or renewed (every RENEW_S, read again first) for LEASE_S."""
-        run_id = row["run_id"]
-        held = self._holds.get(run_id)
-        if held is not None and time.monotonic() - held[1] < RENEW_S:
-            return True
-        key = f"{run_prefix(row)}/{run_id}/driver.json"
-        try:
-            lease = json.loads(store.get(key))
-        except Exception:  # none yet (or unreadable: taken anew)
-            lease = None
-        if isinstance(lease, dict) and lease.get("holder") != self.holder:
-            try:
-                until = float(lease.get("until") or 0)
-            except (TypeError, ValueError):
-                until = 0.0
-            if until > time.time():
-                self._holds.pop(run_id, None)
-                return False
-        body = {"holder": self.holder, "until": time.time() + LEASE_S}
-        store.put_bytes(key, json.dumps(body).encode("utf-8"))
-        self._holds[run_id] = (key, time.monotonic())
+        """Whether this driver may step the run now: its lease is free, this driver's, or expired (then taken or
+        renewed); read on every tick, so a `studio submit --resume` taking the run over stops this driver."""
+        lease = self._holds.get(row["run_id"])
+        if lease is None:
+            lease = Lease(store, f"{run_prefix(row)}/{row['run_id']}", self.holder)
+        if not lease.keep():
+            self._holds.pop(row["run_id"], None)
+            return False
+        self._holds[row["run_id"]] = lease
         return True
 
     def _release(self, run_id: str, store: Store) -> None:
-        held = self._holds.pop(run_id, None)
-        if held is not None:
-            with contextlib.suppress(Exception):
-                store.delete(held[0])
+        lease = self._holds.pop(run_id, None)
+        if lease is not None:
+            lease.release()
 
     def lock(self, run_id: str) -> threading.Lock:
         """The lock held while one run's plan is read, changed and written (a tick, a Cancel, a Retry)."""

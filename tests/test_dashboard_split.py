@@ -8,6 +8,7 @@ local folder, the app under AppTest; the driver is the dashboard's own thread.
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -280,3 +281,25 @@ def test_a_driver_restarted_midway_finishes_and_joins_a_command_line_run(setting
     assert not store.exists(f"{done.folder}/driver.json")
     assert SplitRun(done, StudioClient(settings), store).join() == done.video_key
     assert store.get(done.video_key or "") == video, "joining again gives the same file"
+
+
+def test_a_waiting_studio_submit_keeps_its_run_from_the_dashboards_driver(settings: Settings, tmp_path: Path) -> None:
+    """`studio submit` (SplitRun.run) drives its own run: an open dashboard's driver leaves it alone, so no part is
+    sent twice, and the run is given back once joined."""
+    store, client = open_store(settings), StudioClient(settings)
+    plan = plan_split(job(speech_with_pauses(tmp_path / "s.wav", rounds=1), "waited for"), settings, store,
+                      part_s=7.0, min_part_s=2.0, parallel=1)  # fmt: skip
+    catalog = Catalog(settings.catalog_file)
+    run = SplitRun(plan, client, store, catalog)
+    waiting = threading.Thread(target=run.run, kwargs={"poll_s": 0.3})
+    waiting.start()
+    try:
+        lease = f"{plan.folder}/driver.json"
+        until(lambda: store.exists(lease), 60, "the waiting command's hold")
+        dashboard = SplitDriver(settings)
+        assert dashboard.tick(client, store, catalog) == {plan.run_id: "held"}
+    finally:
+        waiting.join(300)
+    assert run.plan.state == "joined" and all(part.attempts == 1 for part in run.plan.parts), "no part sent twice"
+    assert not store.exists(lease), "given back"
+    assert dashboard.tick(client, store, catalog) == {}, "nothing left to drive"
