@@ -199,8 +199,14 @@ def plan_split(
                         )  # fmt: skip
                         part_input["cond_video"] = upload_media(store, sliced.read_bytes(), f"part-{index + 1:03d}.mp4")
                     in_pause = cuts[index].in_pause if index < len(cuts) else True
-                    span = {"start_s": round(start / AUDIO_SAMPLE_RATE, 4), "end_s": round(end / AUDIO_SAMPLE_RATE, 4)}
-                    return SplitPart(index=index, **span, in_pause=in_pause, job_input=part_input), note
+                    part = SplitPart(
+                        index=index,
+                        start_s=round(start / AUDIO_SAMPLE_RATE, 4),
+                        end_s=round(end / AUDIO_SAMPLE_RATE, 4),
+                        in_pause=in_pause,
+                        job_input=part_input,
+                    )
+                    return part, note
 
                 bounds = part_bounds(speech.mix.size, cuts)
                 made = list(pool.map(make_part, range(len(bounds)), *zip(*bounds, strict=True)))
@@ -593,7 +599,7 @@ class SplitRun:
                 )
             )
         width, height = joined.width, joined.height
-        outputs = {
+        outputs: dict[str, dict[str, Any]] = {
             "video": {"key": keys["video.mp4"], "mime": "video/mp4", "bytes": video_bytes,
                       "duration_s": round(joined.duration_s, 3), "fps": FPS, "width": width, "height": height,
                       "frames": joined.frames},
