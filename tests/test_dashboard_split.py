@@ -231,11 +231,12 @@ def test_a_failed_part_says_why_and_is_retried_alone(settings: Settings, tmp_pat
     catalog = Catalog(settings.catalog_file)
     at = open_page("live")
     at = rerun_until(at, lambda at: catalog.get(plan.run_id)["status"] == JobStatus.FAILED, 240)
-    at = rerun_until(at, lambda at: "Retry this part" in [b.label for b in at.get("button")], 30)
+    at = rerun_until(at, lambda at: "Just finished" in texts(at) and "split run · 2 parts" in texts(at), 30)
     said = [e.value.replace("\\", "") for e in at.error]  # views.plain escapes Markdown
     assert any(e.startswith("Part 2 failed: cond_audio.person1: no file at") for e in said), said
     first = saved_plan(settings, run)
     assert first.parts[0].state == JobStatus.COMPLETED and first.parts[1].state == JobStatus.FAILED
+    assert "Retry this part" in [b.label for b in at.get("button")]
     assert "Rendered before it stopped: part 1, " in texts(at), "the part that finished stays playable"
     assert len(at.get("video")) == 1
 
