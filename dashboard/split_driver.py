@@ -7,7 +7,8 @@ run the catalogue holds unfinished (source "split"), reads its plan from the buc
 the source of truth, so a run changed by another process is seen), polls its parts, sends those that may start,
 makes the video so far when a new leading part finishes, and at the end joins the parts or marks the run failed
 naming the failed parts and why. A restarted dashboard finds the same unfinished runs and goes on; the join is
-idempotent.
+idempotent. One process drives a run at a time (client/split_lease.py): a run held by a waiting `studio submit` or
+another dashboard process is left alone.
 
 Thread rules: the thread has its own StudioClient, Store and Catalog (the catalogue's connection is per thread)
 and never calls Streamlit. One bad run is logged and kept in `problems`, never the end of the thread. The page's
