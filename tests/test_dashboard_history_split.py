@@ -97,6 +97,9 @@ def test_a_joined_runs_detail_lists_its_parts_and_costs_their_sum(history: Catal
     ]  # fmt: skip
     facts = {metric.label: metric.value for metric in at.metric}
     assert facts["Cost"] == "$0.42"
+    made_in = next(metric for metric in at.metric if metric.label == "Made in")
+    assert made_in.value == "1 min 35 s", "the parts ran at once: made in the run's wall time, not their GPU sum"
+    assert "3 min 00 s of GPU time" in made_in.proto.help
     cost = next(metric for metric in at.metric if metric.label == "Cost")
     assert "sum of its 2 parts' costs" in cost.proto.help
     assert "Split into 2 parts, rendered at once on several workers" in texts(at)

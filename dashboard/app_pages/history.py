@@ -308,7 +308,18 @@ def _detail(run_id: str) -> None:
         with facts:
             a, b = st.columns(2)
             a.metric("Video", views.duration(run.get("video_duration_s")))
-            b.metric("Made in", views.duration((run.get("total_ms") or 0) / 1000 if run.get("total_ms") else None))
+            gpu_s = (run.get("total_ms") or 0) / 1000 if run.get("total_ms") else None
+            wall_ms = (run.get("timings") or {}).get("wall_ms") if run.get("parts") else None
+            if isinstance(wall_ms, (int, float)) and wall_ms > 0:
+                # A split run's parts ran at once: its GPU time (the parts' sum, what it costs) is not how long
+                # it took to make.
+                b.metric(
+                    "Made in",
+                    views.duration(wall_ms / 1000),
+                    help=f"From the split to the join; the parts used {views.duration(gpu_s)} of GPU time together",
+                )
+            else:
+                b.metric("Made in", views.duration(gpu_s))
             a.metric("Size", size_words(run) or "—")
             b.metric("Engine", run.get("engine") or "—")
             # The tile shows the sum alone ("$0 (preview engine)" was cut to "$0 (preview …"); the badge above and
