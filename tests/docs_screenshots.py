@@ -1,7 +1,7 @@
 """Refresh the screenshots in docs/images/ from the browser tests' full-page ones.
 
     .venv/bin/python -m pytest tests/test_browser.py tests/test_browser_compare.py tests/test_browser_partial.py \
-        tests/test_browser_signin.py
+        tests/test_browser_signin.py tests/test_browser_split.py
     .venv/bin/python -m tests.docs_screenshots
 
 Each page is cropped below its last content and scaled to 1000 px wide JPEG, so docs/dashboard.md stays light.
@@ -29,6 +29,8 @@ PAGES = {
     "9-compare": "compare",
     "8-health": "health",
     "signin-1-signed-out": "signin",
+    "split-2-live-parts": "live-split-parts",
+    "split-4-history": "history-split",
 }
 WIDTH = 1000
 SIDEBAR = 320
