@@ -33,7 +33,7 @@ from catalog.records import (
 )
 from catalog.schema import connect, rebuild_indexes
 from catalog.search import COUNTED, CostTotal, Filters, SearchResult, cost_total, search
-from core.contract import ErrorCode, JobError, JobStatus, output_status, utc_now
+from core.contract import ErrorCode, JobError, JobStatus, SplitPlan, output_status, utc_now
 from core.prices import PriceTable
 from core.store import Store
 
@@ -62,6 +62,10 @@ def _scoped(sql: str, endpoint_id: str | None, since: str | None) -> tuple[str, 
         sql += " AND created_at >= ?"
         args.append(since)
     return sql, args
+
+
+SPLIT_SOURCE = "split"
+"""The `source` of a split run's row: one run standing for the parts it was rendered as (client/fanout.py)."""
 
 
 class Catalog:
@@ -123,6 +127,19 @@ class Catalog:
         """Set columns of one run; returns whether the run exists."""
         assignments = ", ".join(f"{name} = ?" for name in columns)
         return conn.execute(f"UPDATE runs SET {assignments} WHERE run_id = ?", [*columns.values(), run_id]).rowcount > 0
+
+    def record_split(self, plan: SplitPlan, submitted_by: str | None = None) -> str:
+        """Record a split run as in progress from its plan (idempotent), the one way every writer records it:
+        Submit, `studio submit` (SplitRun.record_start) and a sync restoring it from its split.json."""
+        return self.record_submission(
+            plan.run_id,
+            {**plan.params, "prompt": plan.prompt},
+            endpoint_id=plan.endpoint_id,
+            status=JobStatus.IN_PROGRESS,
+            created_at=plan.created_at,
+            submitted_by=submitted_by,
+            source=SPLIT_SOURCE,
+        )
 
     def record_submission(
         self,

@@ -352,14 +352,7 @@ def _plans(
         else:
             restored = run is None
             if run is None:
-                catalog.record_submission(
-                    plan.run_id,
-                    {**plan.params, "prompt": plan.prompt},
-                    endpoint_id=plan.endpoint_id,
-                    status=JobStatus.IN_PROGRESS,
-                    created_at=plan.created_at,
-                    source="split",
-                )
+                catalog.record_split(plan)
                 report.restored += 1
                 run = catalog.get(run_id)
                 assert run is not None

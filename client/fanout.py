@@ -323,14 +323,7 @@ class SplitRun:
     def record_start(self) -> None:
         """Put the run in the catalogue as in progress (once: a second call changes nothing)."""
         if self.catalog is not None:
-            self.catalog.record_submission(
-                self.plan.run_id,
-                {**self.plan.params, "prompt": self.plan.prompt},
-                endpoint_id=self.plan.endpoint_id,
-                status=JobStatus.IN_PROGRESS,
-                created_at=self.plan.created_at,
-                source="split",
-            )
+            self.catalog.record_split(self.plan)
 
     # --- the parts -------------------------------------------------------------------------------------------
 

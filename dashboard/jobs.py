@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from catalog import Catalog
+from catalog.catalog import SPLIT_SOURCE
 from catalog.request_file import write_request_file
 from catalog.sync import restore_unfinished, settle
 from client.api import EndpointError, JobState, ListedJob, StudioClient
@@ -196,7 +197,7 @@ def retry(
 def retryable(run: dict[str, Any]) -> bool:
     """Whether Retry is offered: a failure for a passing reason (a lost worker, a download, the store, a
     timeout), as the contract's error table says; never a cancel or a bad input, which would fail the same way."""
-    if run.get("source") == "split":  # its parts are retried one by one (Live's "Retry this part")
+    if run.get("source") == SPLIT_SOURCE:  # its parts are retried one by one (Live's "Retry this part")
         return False
     return run.get("status") in JobStatus.FAILURES and bool(
         ERROR_INFO.get(run.get("error_code") or "", {}).get("retryable")

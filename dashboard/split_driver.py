@@ -25,6 +25,7 @@ import threading
 from typing import Any
 
 from catalog import Catalog
+from catalog.catalog import SPLIT_SOURCE
 from client.api import StudioClient
 from client.fanout import SplitRun
 from client.split_lease import Lease, holder_name
@@ -34,8 +35,8 @@ from core.store import Store, open_store
 from dashboard.cost import price_table
 
 TICK_S = 1.0
-SOURCE = "split"
-"""The catalogue's `source` of a split run (SplitRun.record_start)."""
+SOURCE = SPLIT_SOURCE
+"""The catalogue's `source` of a split run (Catalog.record_split)."""
 log = logging.getLogger("studio.dashboard.split")
 
 

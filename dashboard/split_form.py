@@ -17,7 +17,7 @@ import streamlit as st
 
 from client.estimate import endpoint_timeout, minutes, recent_runs
 from client.fanout import SplitRun, default_parallel, plan_split, split_estimate
-from core.contract import FPS, Defaults, JobStatus, SplitDefaults
+from core.contract import FPS, Defaults, SplitDefaults
 from dashboard import split_driver, state, views
 
 K = "submit.split."
@@ -176,15 +176,7 @@ def send(job: dict[str, Any], choice: SplitChoice, *, submitted_by: str | None) 
     driver = split_driver.driver(settings)
     with driver.lock(plan.run_id):  # the driver's tick waits: it never sends a part this call sends too
         run.save()
-        catalog.record_submission(
-            plan.run_id,
-            {**plan.params, "prompt": plan.prompt},
-            endpoint_id=plan.endpoint_id,
-            status=JobStatus.IN_PROGRESS,
-            created_at=plan.created_at,
-            submitted_by=submitted_by,
-            source=split_driver.SOURCE,
-        )
+        catalog.record_split(plan, submitted_by)
         run.send_ready()
     return plan.run_id
 

@@ -103,21 +103,8 @@ def _plan(run: dict[str, Any]) -> SplitPlan | None:
 
 def _cancel(run: dict[str, Any]) -> None:
     """Cancel every part, after one confirmation (the parts' work so far is lost)."""
-    asking = f"live.split.cancel.asking.{run['run_id']}"
-    if not st.session_state.get(asking):
-        if st.button("Cancel", key=f"live.split.cancel.{run['run_id']}", icon=":material/cancel:"):
-            st.session_state[asking] = True
-        if not st.session_state.get(asking):
-            return
-    st.caption("Stop every part? Their work so far is lost.")
-    yes, no = st.columns(2)
-    stop = yes.button("Stop", key=f"live.split.cancel.yes.{run['run_id']}", type="primary")
-    if no.button("Keep", key=f"live.split.cancel.no.{run['run_id']}"):
-        st.session_state[asking] = False
+    if not views.confirmed_stop("live.split.cancel", run["run_id"], "Stop every part? Their work so far is lost."):
         return
-    if not stop:
-        return
-    st.session_state[asking] = False
     try:
         driver = split_driver.driver(state.settings())
         driver.cancel(run, state.client(), state.store(), state.catalog())

@@ -226,3 +226,26 @@ def time_chart(
     # axe-core refused as images without text (issue 29).
     chart = mark[kind].encode(**encoding).properties(description=f"{y_title} over time, by series")
     st.altair_chart(chart.configure_mark(aria=False), width="stretch")
+
+
+def confirmed_stop(prefix: str, run_id: str, question: str, *, ask: bool = True) -> bool:
+    """A Cancel button that asks once before stopping work in progress ("Stop" / "Keep"); True when the user
+    has decided to stop. `ask=False` (a job still queued, with nothing done to lose) stops at the first click.
+    Keys: `{prefix}.{run_id}` for Cancel, `{prefix}.yes.{run_id}` and `{prefix}.no.{run_id}` for the answer."""
+    asking = f"{prefix}.asking.{run_id}"
+    if not st.session_state.get(asking):
+        if not st.button("Cancel", key=f"{prefix}.{run_id}", icon=":material/cancel:"):
+            return False
+        if not ask:
+            return True
+        st.session_state[asking] = True
+    st.caption(question)
+    yes, no = st.columns(2)
+    stop = yes.button("Stop", key=f"{prefix}.yes.{run_id}", type="primary")
+    if no.button("Keep", key=f"{prefix}.no.{run_id}"):
+        st.session_state[asking] = False
+        return False
+    if not stop:
+        return False
+    st.session_state[asking] = False
+    return True

@@ -34,23 +34,9 @@ def queue_words(view: LiveView) -> str:
 
 def _cancel_button(view: LiveView) -> None:
     """Cancel a queued job at once; a running one after one confirmation (its work so far is lost)."""
-    asking = f"live.cancel.asking.{view.run_id}"
     running = view.status == JobStatus.IN_PROGRESS
-    if not st.session_state.get(asking):
-        if not st.button("Cancel", key=f"live.cancel.{view.run_id}", icon=":material/cancel:"):
-            return
-        if running:
-            st.session_state[asking] = True
-    if st.session_state.get(asking):
-        st.caption("Stop it? The work so far is lost.")
-        yes, no = st.columns(2)
-        stop = yes.button("Stop", key=f"live.cancel.yes.{view.run_id}", type="primary")
-        if no.button("Keep", key=f"live.cancel.no.{view.run_id}"):
-            st.session_state[asking] = False
-            return
-        if not stop:
-            return
-    st.session_state[asking] = False
+    if not views.confirmed_stop("live.cancel", view.run_id, "Stop it? The work so far is lost.", ask=running):
+        return
     try:
         status = cancel(state.client(), state.catalog(), {"run_id": view.run_id, "job_id": view.job_id})
         st.toast(f"Cancel asked for {view.job_id}: now {status}")
