@@ -305,8 +305,39 @@ class SplitRun:
     # --- persistence -----------------------------------------------------------------------------------------
 
     def save(self) -> None:
-        """Write the plan to `{prefix}/{run_id}/split.json` (the source of truth a restart reads)."""
+        """Write the plan to `{prefix}/{run_id}/split.json` (the source of truth a restart reads), after taking in
+        what another process wrote there since this one read it (`_take_in`)."""
+        self._take_in()
         self.store.put_bytes(self.plan.plan_key, self.plan.model_dump_json(indent=1).encode("utf-8"))
+
+    def _take_in(self) -> None:
+        """A Cancel or a part's Retry pressed in a dashboard that does not drive this run (another process holds
+        its lease, client/split_lease.py) is written to the bucket's plan while the driver holds an older copy:
+        the driver's next save must not write over it, or a cancelled run would go on sending its pending parts
+        and a retried part would stay failed. So a stored cancel cancels this copy too (its jobs sent meanwhile
+        included), and a part the stored plan retried more often than this copy is taken as stored."""
+        try:
+            stored = SplitPlan.model_validate_json(self.store.get(self.plan.plan_key))
+        except Exception:  # none yet (the first save), or unreadable: this copy is what there is
+            return
+        if stored.run_id != self.plan.run_id or len(stored.parts) != len(self.plan.parts):
+            return
+        if stored.state == "cancelled" and self.plan.state != "cancelled":
+            for part in self.plan.parts:
+                if part.state in (JobStatus.IN_QUEUE, JobStatus.IN_PROGRESS) and part.job_id:
+                    with contextlib.suppress(EndpointError):
+                        self.client.cancel(part.job_id)
+                if part.state not in JobStatus.FINAL:
+                    part.state = "CANCELLED"
+            self.plan.state = "cancelled"
+            return
+        retried = False
+        for index, (mine, theirs) in enumerate(zip(self.plan.parts, stored.parts, strict=True)):
+            if len(theirs.earlier_job_ids) > len(mine.earlier_job_ids):
+                self.plan.parts[index] = theirs
+                retried = True
+        if retried and self.plan.state == "failed":
+            self.plan.state = "running"
 
     @classmethod
     def resume(

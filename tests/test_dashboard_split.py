@@ -216,6 +216,38 @@ def test_cancel_on_the_card_stops_every_part(settings: Settings, tmp_path: Path)
     assert not [b for b in at.get("button") if str(getattr(b, "key", "")).startswith("live.split.retry.")]
 
 
+def test_a_cancel_or_retry_from_a_process_not_driving_the_run_is_never_written_over(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Cancel and "Retry this part" in a dashboard that does not hold the run's lease write the bucket's plan while
+    the driver holds an older copy: the driver's next save takes them in instead of writing over them."""
+    run = start_run(settings, speech_with_pauses(tmp_path / "s.wav", rounds=3), "cancelled elsewhere", part_s=9.0,
+                    min_part_s=2.0, parallel=1)  # fmt: skip
+    client, store = StudioClient(settings), open_store(settings)
+    driving = SplitRun.resume(run.plan.run_id, client, store)  # the driver's copy, read before the cancel
+    SplitRun.resume(run.plan.run_id, client, store, Catalog(settings.catalog_file)).cancel()  # the other's Cancel
+    driving.step()
+    driving.save()
+    plan = saved_plan(settings, run)
+    assert plan.state == "cancelled" and driving.plan.state == "cancelled"
+    assert all(p.state == JobStatus.CANCELLED and p.job_id is None for p in plan.parts[1:]), "the waiting never sent"
+
+    # A plan of made-up parts, in a store of its own: the module's dashboards must not find and drive it.
+    store = open_store(Settings(data_dir=tmp_path / "elsewhere", input_roots=(EXAMPLES, MEDIA)))
+    plan = plan_split(job(speech_with_pauses(tmp_path / "r.wav", rounds=1), "retried elsewhere"), settings, store,
+                      part_s=7.0, min_part_s=2.0, parallel=2)  # fmt: skip
+    plan.parts[0].state, plan.parts[0].job_id = "COMPLETED", "job-a"
+    plan.parts[1].state, plan.parts[1].job_id, plan.parts[1].error = "FAILED", "job-b", {"message": "no GPU"}
+    plan.state = "failed"
+    SplitRun(plan, client, store).save()
+    driving = SplitRun.resume(plan.run_id, client, store)
+    SplitRun.resume(plan.run_id, client, store).retry(1)  # the other dashboard's "Retry this part"
+    driving.save()
+    stored = SplitPlan.model_validate_json(store.get(plan.plan_key))
+    assert stored.state == "running" and stored.parts[1].state == "pending"
+    assert stored.parts[1].earlier_job_ids == ["job-b"] and stored.parts[0].state == JobStatus.COMPLETED
+
+
 def test_a_failed_part_says_why_and_is_retried_alone(settings: Settings, tmp_path: Path) -> None:
     store = open_store(settings)
     speech = speech_with_pauses(tmp_path / "s.wav", rounds=1)
