@@ -24,7 +24,7 @@ import streamlit as st
 
 from catalog import CatalogError, sync
 from client.api import LOCAL_POLL_START_S, POLL_MAX_S, POLL_START_S, EndpointError
-from core.contract import JobError, JobStatus, utc_now
+from core.contract import JobError, JobStatus
 from dashboard import signin, split_driver, state
 from dashboard.jobs import Backoff, Board, adopt, poll_all, recover, retry
 
@@ -33,10 +33,6 @@ BACKOFF = "tracker.backoff"
 FOLLOWING = "tracker.following"
 NOTICES = "tracker.notices"
 UNSEEN = "tracker.unseen"
-LOOKED_AT = "tracker.looked_at"
-NOTICED = "tracker.noticed"
-NOTICED_KEPT = 200
-"""How many announced run ids a session remembers, so a run is announced once."""
 PICKED_UP_AT = "tracker.picked_up_at"
 RESTORED_AT = "tracker.restored_at"
 BOARD_FRESH_S = 0.5
@@ -88,20 +84,14 @@ def _discover(local: bool) -> tuple[dict[str, int] | None, str | None, bool]:
     return {job.id: job.position for job in listed if job.position is not None}, None, bool(adopted) or restored
 
 
-def _notice(run_ids: list[str], ended: list[dict[str, Any]] | None = None) -> None:
-    """Queue a notice for each followed run that has ended, and for each run that ended since the session's last
-    look without ever being seen unfinished (a preview job from a script can start and end between two looks, or
-    History's pick-up can bring its metadata.json first); each run once."""
+def _notice(run_ids: list[str]) -> None:
+    """Queue a notice for each followed run that has ended."""
     catalog = state.catalog()
     notices: list[dict[str, Any]] = st.session_state.setdefault(NOTICES, [])
-    noticed: list[str] = st.session_state.setdefault(NOTICED, [])
-    runs = [catalog.get(run_id) for run_id in run_ids] + list(ended or [])
-    for run in runs:
-        if run is None or run["status"] not in JobStatus.FINAL or run["run_id"] in noticed:
-            continue
-        notices.append({"run_id": run["run_id"], "status": run["status"], "prompt": run.get("prompt") or ""})
-        noticed.append(run["run_id"])
-    del noticed[:-NOTICED_KEPT]
+    for run_id in run_ids:
+        run = catalog.get(run_id)
+        if run is not None and run["status"] in JobStatus.FINAL:
+            notices.append({"run_id": run_id, "status": run["status"], "prompt": run.get("prompt") or ""})
 
 
 def board() -> Board:
@@ -113,7 +103,6 @@ def board() -> Board:
         return held.board
     local = settings.is_local_endpoint
     catalog = state.catalog()
-    looked_at, st.session_state[LOOKED_AT] = st.session_state.get(LOOKED_AT), utc_now()
     split_driver.driver(settings)  # split runs are stepped by the process's driver, never polled here
     positions, listing_problem, adopted = _discover(local)
     if positions is None:
@@ -129,8 +118,7 @@ def board() -> Board:
         runs = catalog.unfinished(settings.endpoint_id)
     current = {run["run_id"] for run in runs}
     following: set[str] = st.session_state.setdefault(FOLLOWING, set())
-    ended = catalog.recently_finished(settings.endpoint_id, looked_at, limit=20) if looked_at else []
-    _notice(sorted(following - current), [run for run in ended if run["run_id"] not in following])
+    _notice(sorted(following - current))
     following.intersection_update(current)
     following.update(current)
     listed = positions

@@ -11,9 +11,11 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from catalog import Catalog
+from catalog.records import run_id_for
 from client.api import StudioClient
 from core.contract import ErrorCode, JobStatus
 from core.settings import Settings
+from dashboard import tracker
 from dashboard.jobs import eta_seconds, retry, retry_trace
 from tests.dashboard_support import (
     LONG_SPEECH,
@@ -111,8 +113,13 @@ def test_just_finished_is_read_from_the_catalogue_so_a_reload_keeps_it(live: tup
 def test_a_job_that_ends_while_the_user_is_on_another_page_is_announced(live: tuple[StudioClient, Catalog]) -> None:
     client, catalog = live
     at = open_page("history")
-    job_id = client.submit({**example_job("ended while History was open")})
-    rerun_until(at, lambda a: any("ended while History was open" in t.value for t in a.toast), timeout_s=90)
+    # A job long enough that the open page sees it running (a one-second preview job can start and end between
+    # two of the page's looks; the toast is for a job the page was following).
+    job_id = client.submit(_long("ended while History was open"))
+    run_id = run_id_for(job_id)
+    rerun_until(at, lambda a: tracker.FOLLOWING in a.session_state and run_id in a.session_state[tracker.FOLLOWING],
+                timeout_s=60)  # fmt: skip
+    rerun_until(at, lambda a: any("ended while History was open" in t.value for t in a.toast), timeout_s=180)
     (toast,) = [t.value for t in at.toast if "ended while History was open" in t.value]
     assert toast.startswith("Finished: ")
     titles = [h.value for h in at.get("html") if "document.title" in h.value]
