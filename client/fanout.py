@@ -323,13 +323,7 @@ class SplitRun:
         if stored.run_id != self.plan.run_id or len(stored.parts) != len(self.plan.parts):
             return
         if stored.state == "cancelled" and self.plan.state != "cancelled":
-            for part in self.plan.parts:
-                if part.state in (JobStatus.IN_QUEUE, JobStatus.IN_PROGRESS) and part.job_id:
-                    with contextlib.suppress(EndpointError):
-                        self.client.cancel(part.job_id)
-                if part.state not in JobStatus.FINAL:
-                    part.state = "CANCELLED"
-            self.plan.state = "cancelled"
+            self._stop_parts()
             return
         retried = False
         for index, (mine, theirs) in enumerate(zip(self.plan.parts, stored.parts, strict=True)):
@@ -461,6 +455,13 @@ class SplitRun:
 
     def cancel(self) -> None:
         """Stop every part: running ones are cancelled on the endpoint, pending ones never sent."""
+        self._stop_parts()
+        self.save()
+        if self.catalog is not None:
+            self.catalog.apply_status(self.plan.run_id, JobStatus.CANCELLED, error={"code": ErrorCode.CANCELLED})
+
+    def _stop_parts(self) -> None:
+        """This copy of the plan cancelled: running parts cancelled on the endpoint, the rest never sent."""
         for part in self.plan.parts:
             if part.state in (JobStatus.IN_QUEUE, JobStatus.IN_PROGRESS) and part.job_id:
                 # It may have just finished: it is marked cancelled all the same, its video unused.
@@ -469,9 +470,6 @@ class SplitRun:
             if part.state not in JobStatus.FINAL:
                 part.state = "CANCELLED"
         self.plan.state = "cancelled"
-        self.save()
-        if self.catalog is not None:
-            self.catalog.apply_status(self.plan.run_id, JobStatus.CANCELLED, error={"code": ErrorCode.CANCELLED})
 
     def retry(self, index: int) -> None:
         """Send a failed, timed-out or cancelled part again, as a new job, leaving every other part as it is."""
