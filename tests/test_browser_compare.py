@@ -30,6 +30,14 @@ def test_a_compare_link_plays_both_videos_in_step(studio: tuple[str, Path, int],
     expect(a).to_be_visible(timeout=30_000)
     expect(b).to_be_visible(timeout=30_000)
     page.wait_for_function("() => window.__compareInStep === true", timeout=30_000)
+    # Streamlit's video element seeks to its start time when the file's metadata arrives: a seek made before that
+    # (no user can make one: there is nothing to seek yet) is undone, both videos then sitting at 0 (2 CI runs in 6
+    # under load). So the test waits, as a user does, until both have loaded.
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.st-key-compare-video-a video, .st-key-compare-video-b video')]"
+        ".every(v => v.readyState === HTMLMediaElement.HAVE_ENOUGH_DATA)",
+        timeout=30_000,
+    )
     for video in (a, b):
         video.evaluate("v => { v.muted = true; }")
 
