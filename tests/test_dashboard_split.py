@@ -89,11 +89,11 @@ def job(speech: Path, prompt: str) -> dict[str, Any]:
     }
 
 
-def start_run(settings: Settings, speech: Path, prompt: str, **split: Any) -> SplitRun:
+def start_run(settings: Settings, speech: Path, prompt: str, size: str | None = None, **split: Any) -> SplitRun:
     """A split run started as `studio submit --no-wait` starts one: planned, recorded, saved, first parts sent,
     and then nobody following it but the dashboard."""
     store, client = open_store(settings), StudioClient(settings)
-    plan = plan_split(job(speech, prompt), settings, store, **split)
+    plan = plan_split({**job(speech, prompt), **({"size": size} if size else {})}, settings, store, **split)
     run = SplitRun(plan, client, store, Catalog(settings.catalog_file))
     run.record_start()
     run.save()
@@ -194,10 +194,14 @@ def test_submit_with_the_toggle_on_sends_one_run_shown_as_one_card_with_a_bar_pe
 
 
 def test_cancel_on_the_card_stops_every_part(settings: Settings, tmp_path: Path) -> None:
-    run = start_run(settings, speech_with_pauses(tmp_path / "s.wav", rounds=3), "cancel me", part_s=9.0,
-                    min_part_s=2.0, parallel=2)  # fmt: skip
+    # The page is open before the run starts, and the parts are 720p, so the two sent first are still running when
+    # Cancel is pressed: run first in a fresh process, the first page's imports outlasted a 480p part, the driver
+    # sent the third, and the test could not tell a cancel that stops the waiting parts from one that does not.
+    at = open_page("live")
+    speech = speech_with_pauses(tmp_path / "s.wav", rounds=3)
+    run = start_run(settings, speech, "cancel me", size="infinitetalk-720", part_s=9.0, min_part_s=2.0, parallel=2)
     assert len(run.plan.parts) >= 4, "two running, the rest waiting for a worker"
-    at = rerun_until(open_page("live"), lambda at: "cancel me" in texts(at), 60)
+    at = rerun_until(at, lambda at: "cancel me" in texts(at), 60)
     at.button(key=f"live.split.cancel.{run.plan.run_id}").click().run()
     at.button(key=f"live.split.cancel.yes.{run.plan.run_id}").click().run()
     assert not at.exception
