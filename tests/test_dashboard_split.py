@@ -340,3 +340,37 @@ def test_a_waiting_studio_submit_keeps_its_run_from_the_dashboards_driver(settin
     assert run.plan.state == "joined" and all(part.attempts == 1 for part in run.plan.parts), "no part sent twice"
     assert not store.exists(lease), "given back"
     assert dashboard.tick(client, store, catalog) == {}, "nothing left to drive"
+
+
+def test_text_to_speech_split_from_submit_speaks_each_part_and_joins_them(settings: Settings, tmp_path: Path) -> None:
+    """Text to speech on Submit with the toggle on: the text's estimated length drives the toggle, each part
+    speaks whole sentences of it (the worker speaks them; there is no soundtrack to cut), and the joined run
+    lasts as long as its parts' spoken sound together."""
+    text = " ".join(f"Sentence {word} is spoken by its own part of the run." for word in ("one", "two", "three"))
+    at = open_page("submit")
+    at.file_uploader(key="submit.cond_upload").upload(
+        "portrait.jpg", (MEDIA / "portrait.jpg").read_bytes(), "image/jpeg"
+    )
+    at.radio(key="submit.p1_source").set_value("Text to speech").run()
+    at.text_area(key="submit.tts_text").set_value(text)
+    at.text_area(key="submit.prompt").set_value("spoken in parts")
+    at.selectbox(key="submit.param.mode").set_value("streaming").run()
+    at.toggle(key="submit.split.on").set_value(True).run()
+    at.number_input(key="submit.split.part_s").set_value(3.0).run()
+    assert any("of speech →" in c.value and "parts of ≤ 3 s" in c.value for c in at.caption), texts(at)
+    at.button(key="submit.go").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+
+    catalog = Catalog(settings.catalog_file)
+    (row,) = [r for r in catalog.unfinished(settings.endpoint_id) if r["prompt"] == "spoken in parts"]
+    plan = split_driver.read_plan(open_store(settings), row)
+    spoken = [part.job_input["tts_audio"]["text"] for part in plan.parts]
+    assert len(spoken) >= 2 and " ".join(spoken) == text, spoken
+    assert plan.soundtrack_key is None and all("cond_audio" not in p.job_input for p in plan.parts)
+
+    until(lambda: catalog.get(row["run_id"])["status"] in JobStatus.FINAL, what="the run to end")
+    done = catalog.get(row["run_id"])
+    assert done["status"] == JobStatus.COMPLETED, done.get("error_message")
+    assert {part.state for part in split_driver.read_plan(open_store(settings), done).parts} == {JobStatus.COMPLETED}
+    video = probe(open_store(settings).download(done["video_key"], tmp_path / "joined.mp4"), field="test")
+    assert video.has_audio and video.frames == done["frames"], (video, done["frames"])
