@@ -318,7 +318,7 @@ class SplitRun:
         included), and a part the stored plan retried more often than this copy is taken as stored."""
         try:
             stored = SplitPlan.model_validate_json(self.store.get(self.plan.plan_key))
-        except Exception:  # none yet (the first save), or unreadable: this copy is what there is
+        except (JobError, ValidationError):  # none yet (the first save), or unreadable: this copy is what there is
             return
         if stored.run_id != self.plan.run_id or len(stored.parts) != len(self.plan.parts):
             return

@@ -35,15 +35,13 @@ from core.store import Store, open_store
 from dashboard.cost import price_table
 
 TICK_S = 1.0
-SOURCE = SPLIT_SOURCE
-"""The catalogue's `source` of a split run (Catalog.record_split)."""
 log = logging.getLogger("studio.dashboard.split")
 
 
 def is_split(run: dict[str, Any]) -> bool:
     """Whether a catalogue row is a split run (its job id is the run's own, not an endpoint job's): recorded as
     one, or, once joined (its row then comes from its metadata.json), listing its parts."""
-    return run.get("source") == SOURCE or bool(run.get("parts"))
+    return run.get("source") == SPLIT_SOURCE or bool(run.get("parts"))
 
 
 def run_prefix(run: dict[str, Any]) -> str:

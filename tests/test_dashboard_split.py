@@ -344,8 +344,8 @@ def test_a_waiting_studio_submit_keeps_its_run_from_the_dashboards_driver(settin
 
 def test_text_to_speech_split_from_submit_speaks_each_part_and_joins_them(settings: Settings, tmp_path: Path) -> None:
     """Text to speech on Submit with the toggle on: the text's estimated length drives the toggle, each part
-    speaks whole sentences of it (the worker speaks them; there is no soundtrack to cut), and the joined run
-    lasts as long as its parts' spoken sound together."""
+    speaks whole sentences of it (the worker speaks them; there is no soundtrack to cut), and the joined video
+    keeps the parts' sound and has the frames the catalogue records."""
     text = " ".join(f"Sentence {word} is spoken by its own part of the run." for word in ("one", "two", "three"))
     at = open_page("submit")
     at.file_uploader(key="submit.cond_upload").upload(
@@ -361,9 +361,9 @@ def test_text_to_speech_split_from_submit_speaks_each_part_and_joins_them(settin
     at.button(key="submit.go").click().run()
     assert not at.exception, [e.value for e in at.exception]
 
-    catalog = Catalog(settings.catalog_file)
+    catalog, store = Catalog(settings.catalog_file), open_store(settings)
     (row,) = [r for r in catalog.unfinished(settings.endpoint_id) if r["prompt"] == "spoken in parts"]
-    plan = split_driver.read_plan(open_store(settings), row)
+    plan = split_driver.read_plan(store, row)
     spoken = [part.job_input["tts_audio"]["text"] for part in plan.parts]
     assert len(spoken) >= 2 and " ".join(spoken) == text, spoken
     assert plan.soundtrack_key is None and all("cond_audio" not in p.job_input for p in plan.parts)
@@ -371,6 +371,6 @@ def test_text_to_speech_split_from_submit_speaks_each_part_and_joins_them(settin
     until(lambda: catalog.get(row["run_id"])["status"] in JobStatus.FINAL, what="the run to end")
     done = catalog.get(row["run_id"])
     assert done["status"] == JobStatus.COMPLETED, done.get("error_message")
-    assert {part.state for part in split_driver.read_plan(open_store(settings), done).parts} == {JobStatus.COMPLETED}
-    video = probe(open_store(settings).download(done["video_key"], tmp_path / "joined.mp4"), field="test")
+    assert {part.state for part in split_driver.read_plan(store, done).parts} == {JobStatus.COMPLETED}
+    video = probe(store.download(done["video_key"], tmp_path / "joined.mp4"), field="test")
     assert video.has_audio and video.frames == done["frames"], (video, done["frames"])
